@@ -1,0 +1,60 @@
+"""Evaluate on the TFX stack: TFMA config from the contract's blessing rule, and the baseline.
+
+The baseline is the latest model pushed by this stack, found in the push destination
+(components.common.registry) rather than by TFX's Resolver, which self-hosted KFP v2 cannot run;
+the same lookup works locally, on KFP and on Vertex. With no pushed model yet, the candidate is
+its own baseline: the change threshold is then trivially met and only the lower bound applies.
+"""
+
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+from tfx.types.standard_artifacts import Model
+
+from components.common.contract import Contract
+
+BASELINE_SOURCE = "baseline_source"
+
+
+def eval_config(contract: Contract) -> tfma.EvalConfig:
+    rule = contract.blessing
+    threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": rule.lower_bound}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -rule.max_regression},
+        ),
+    )
+    metric_class = {"auc": "AUC"}[rule.metric]
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name="serving_default", label_key=contract.label.name)],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(class_name=metric_class, threshold=threshold),
+                    tfma.MetricConfig(class_name="BinaryAccuracy"),
+                    tfma.MetricConfig(class_name="BinaryCrossentropy"),
+                ]
+            )
+        ],
+    )
+
+
+@tfx.dsl.components.component
+def LatestPushedBaseline(  # noqa: N802 (TFX component naming)
+    model: tfx.dsl.components.InputArtifact[Model],
+    baseline: tfx.dsl.components.OutputArtifact[Model],
+    push_destination: tfx.dsl.components.Parameter[str],
+) -> None:
+    """Copies the latest pushed model (or the candidate, when none) as the baseline Model."""
+
+    from tfx.utils import io_utils, path_utils
+
+    from components.common import registry
+
+    latest = registry.latest(push_destination)
+    src = str(latest) if latest else path_utils.serving_model_path(model.uri)
+    io_utils.copy_dir(src, path_utils.serving_model_dir(baseline.uri))
+    baseline.set_string_custom_property(BASELINE_SOURCE, str(latest) if latest else "")

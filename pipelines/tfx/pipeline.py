@@ -1,0 +1,127 @@
+"""The TFX stack's pipeline: one factory, wiring only (stage logic lives in components/).
+
+ingest   FileBasedExampleGen over the run's monthly Parquet spans (pre-split by the contract)
+validate StatisticsGen -> ImportSchemaGen(contract) -> ExampleValidator -> ValidateGate
+train    Transform (analyzers on train only) -> Trainer (tf.distribute)
+evaluate LatestPushedBaseline -> Evaluator (TFMA, blessing rule from the contract)
+push     AtomicPusher (only when blessed)
+"""
+
+from __future__ import annotations
+
+from tfx import v1 as tfx
+from tfx.components import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import example_gen_pb2, transform_pb2
+
+from components.common.contract import Contract
+from components.tfx.evaluate import LatestPushedBaseline, eval_config
+from components.tfx.example_gen import ParquetSpansExecutor
+from components.tfx.push import AtomicPusher
+from components.tfx.validate import ValidateGate
+
+# Component ids double as stage names in MLMD, logs and run.json.
+STAGE_OF_NODE = {
+    "ingest": "ingest",
+    "statistics": "validate",
+    "schema": "validate",
+    "anomalies": "validate",
+    "validate_gate": "validate",
+    "transform": "train",
+    "train": "train",
+    "baseline": "evaluate",
+    "evaluate": "evaluate",
+    "push": "push",
+}
+
+
+def create_pipeline(
+    *,
+    pipeline_name: str,
+    pipeline_root: str,
+    spans_dir: str,
+    schema_path: str,
+    push_destination: str,
+    contract: Contract,
+    train_config: dict,
+    train_steps: int,
+    beam_pipeline_args: list[str],
+    metadata_connection_config=None,
+    signature_json: str,
+    run_label: str = "",
+) -> tfx.dsl.Pipeline:
+    """Builds the TFX pipeline. Every value gets in through these typed parameters."""
+    ingest = FileBasedExampleGen(
+        input_base=spans_dir,
+        input_config=example_gen_pb2.Input(
+            splits=[
+                example_gen_pb2.Input.Split(name="train", pattern="span-*/train/*.parquet"),
+                example_gen_pb2.Input.Split(name="eval", pattern="span-*/eval/*.parquet"),
+            ]
+        ),
+        custom_executor_spec=executor_spec.BeamExecutorSpec(ParquetSpansExecutor),
+    ).with_id("ingest")
+
+    statistics = tfx.components.StatisticsGen(examples=ingest.outputs["examples"]).with_id(
+        "statistics"
+    )
+    schema = tfx.components.ImportSchemaGen(schema_file=schema_path).with_id("schema")
+    anomalies = tfx.components.ExampleValidator(
+        statistics=statistics.outputs["statistics"], schema=schema.outputs["schema"]
+    ).with_id("anomalies")
+    gate = ValidateGate(
+        anomalies=anomalies.outputs["anomalies"], span_source=spans_dir
+    ).with_id("validate_gate")
+
+    transform = tfx.components.Transform(
+        examples=ingest.outputs["examples"],
+        schema=schema.outputs["schema"],
+        preprocessing_fn="components.tfx.transform.preprocessing_fn",
+        splits_config=transform_pb2.SplitsConfig(analyze=["train"], transform=["train", "eval"]),
+        custom_config={
+            "numeric": [c.name for c in contract.numeric_features],
+            "categorical": [c.name for c in contract.categorical_features],
+            "label": contract.label.name,
+        },
+    ).with_id("transform")
+    transform.add_upstream_node(gate)  # bad data never reaches training
+
+    train = tfx.components.Trainer(
+        run_fn="components.tfx.trainer.run_fn",
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(num_steps=train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=1),
+        custom_config=train_config,
+    ).with_id("train")
+
+    baseline = LatestPushedBaseline(
+        model=train.outputs["model"], push_destination=push_destination
+    ).with_id("baseline")
+    evaluate = tfx.components.Evaluator(
+        examples=ingest.outputs["examples"],
+        model=train.outputs["model"],
+        baseline_model=baseline.outputs["baseline"],
+        eval_config=eval_config(contract),
+        example_splits=["eval"],
+    ).with_id("evaluate")
+
+    push = AtomicPusher(
+        model=train.outputs["model"],
+        model_blessing=evaluate.outputs["blessing"],
+        push_destination=push_destination,
+        signature_json=signature_json,
+        run_label=run_label,
+    ).with_id("push")
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_name,
+        pipeline_root=pipeline_root,
+        components=[
+            ingest, statistics, schema, anomalies, gate, transform, train, baseline, evaluate, push,
+        ],
+        enable_cache=False,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args,
+    )
