@@ -105,6 +105,14 @@ def _dataset(patterns, feature_spec, label_key, batch_size, shuffle, seed=0):
     return ds.with_options(options)
 
 
+def _count_records(patterns) -> int:
+    import tensorflow as tf
+
+    files = sorted(f for p in patterns for f in tf.io.gfile.glob(p))
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
+
+
 def build_model(tft_output, config: dict):
     """A small tabular MLP: z-scored numerics + one embedding per categorical."""
     import tensorflow as tf
@@ -169,7 +177,9 @@ def train(spec: dict) -> dict:
     cfg = spec["config"]
     replicas = strategy.num_replicas_in_sync
     global_batch = int(cfg["batch_size"]) * replicas
-    steps_per_epoch = max(1, math.ceil(int(cfg["train_rows"]) / global_batch))
+    # Known from ingest on local runs; counted here when compiled for a cluster (rows unknown).
+    train_rows = int(cfg.get("train_rows") or _count_records(spec["train_files"]))
+    steps_per_epoch = max(1, math.ceil(train_rows / global_batch))
     epochs = int(cfg["epochs"])
     log.info("[tfx][train] %s, %d worker(s), %d replica(s), global batch %d, %d steps x %d epochs",
              type(strategy).__name__, n_workers, replicas, global_batch, steps_per_epoch, epochs)

@@ -1,0 +1,99 @@
+import json
+
+import pandas as pd
+import pytest
+
+from components.common.contract import load_contract
+from components.common.errors import DataError
+from components.common.ingest import REASON_NO_LABEL, ingest, load_default_table, parse_months
+
+CONTRACT = load_contract()
+
+
+@pytest.fixture(scope="module")
+def flights():
+    table, _ = load_default_table(CONTRACT)
+    return table
+
+
+def test_default_table_is_flights_joined_with_origin_weather(flights):
+    assert len(flights) == 336_776  # the join must not duplicate flights
+    assert set(CONTRACT.column_names) <= set(flights.columns)
+    assert flights["temp"].notna().mean() > 0.99
+
+
+def test_parse_months():
+    assert parse_months("1-3") == [1, 2, 3]
+    assert parse_months("1,4,7") == [1, 4, 7]
+    assert parse_months(None) == list(range(1, 13))
+    with pytest.raises(DataError, match="1..12"):
+        parse_months("0-13")
+    with pytest.raises(DataError, match="expected a range"):
+        parse_months("jan")
+
+
+@pytest.fixture()
+def small_csv(tmp_path, flights):
+    part = flights[flights.month.isin([1, 2])].sample(2000, random_state=0)
+    path = tmp_path / "flights.csv"
+    part.to_csv(path, index=False)
+    return path, part
+
+
+def test_ingest_writes_one_span_per_month_with_label_rule(tmp_path, small_csv):
+    path, part = small_csv
+    res = ingest(CONTRACT, tmp_path / "spans", input_path=path)
+    assert res.span_numbers == [201301, 201302]
+    assert res.rows + res.excluded_rows == len(part)
+    assert res.excluded_rows == part.arr_delay.isna().sum()
+    for span in (201301, 201302):
+        d = tmp_path / "spans" / f"span-{span}"
+        train = pd.read_parquet(d / "train" / "data.parquet")
+        ev = pd.read_parquet(d / "eval" / "data.parquet")
+        excl = pd.read_parquet(d / "excluded" / "data.parquet")
+        assert (train.month == span % 100).all()
+        assert ((train.arr_delay >= 15).astype(int) == train.delayed).all()
+        assert train.arr_delay.notna().all() and ev.arr_delay.notna().all()
+        assert excl.arr_delay.isna().all() and (excl.reason == REASON_NO_LABEL).all()
+        assert not set(zip(train.flight, train.day, train.sched_dep_time)) & set(
+            zip(ev.flight, ev.day, ev.sched_dep_time))
+    manifest = json.loads((tmp_path / "spans" / "manifest.json").read_text())
+    assert manifest["rows"] == res.rows
+
+
+def test_ingest_months_and_stale_spans(tmp_path, small_csv):
+    path, _ = small_csv
+    ingest(CONTRACT, tmp_path / "spans", input_path=path)
+    res = ingest(CONTRACT, tmp_path / "spans", input_path=path, months=[2])
+    assert res.span_numbers == [201302]
+    # The spans folder holds exactly this run's window.
+    assert sorted(p.name for p in (tmp_path / "spans").glob("span-*")) == ["span-201302"]
+
+
+def test_missing_column_names_file_and_column(tmp_path, small_csv):
+    path, part = small_csv
+    bad = tmp_path / "bad.csv"
+    part.drop(columns=["distance"]).to_csv(bad, index=False)
+    with pytest.raises(DataError, match=r"bad.csv: required column\(s\) distance missing"):
+        ingest(CONTRACT, tmp_path / "spans", input_path=bad)
+
+
+def test_text_in_numeric_column_names_row(tmp_path, small_csv):
+    path, part = small_csv
+    part = part.reset_index(drop=True).astype({"temp": object})
+    part.loc[7, "temp"] = "hot"
+    bad = tmp_path / "bad.csv"
+    part.to_csv(bad, index=False)
+    with pytest.raises(DataError) as e:
+        ingest(CONTRACT, tmp_path / "spans", input_path=bad)
+    msg = str(e.value)
+    assert "bad.csv, row 9" in msg and "column 'temp'" in msg and "'hot'" in msg
+    assert not (tmp_path / "spans").exists() or not list((tmp_path / "spans").glob("span-*"))
+
+
+def test_sample_is_deterministic(tmp_path, small_csv):
+    path, _ = small_csv
+    a = ingest(CONTRACT, tmp_path / "a", input_path=path, sample=500)
+    b = ingest(CONTRACT, tmp_path / "b", input_path=path, sample=500)
+    assert a.to_dict()["spans"] == b.to_dict()["spans"]
+    assert a.rows + a.excluded_rows == 500
