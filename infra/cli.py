@@ -54,6 +54,7 @@ def _run_config(args):
         contract_path=args.contract,
         epochs=args.epochs,
         batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
         beam_args=tuple(beam),
         run_label=time.strftime("%Y%m%dT%H%M%S"),
     )
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="out", help="output folder")
     r.add_argument("--epochs", type=int, default=3)
     r.add_argument("--batch-size", type=int, default=512, help="per-worker batch size")
+    r.add_argument("--learning-rate", type=float, default=2e-3)
     r.add_argument("--beam-arg", action="append", default=[],
                    help="Beam pipeline option, repeatable (e.g. --beam-arg=--runner=FlinkRunner)")
     r.set_defaults(func=cmd_run)

@@ -239,7 +239,8 @@ def train(spec: dict) -> dict:
 
 
 def _main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("twinpipe").setLevel(logging.INFO)
     with open(argv[1]) as f:
         spec = json.load(f)
     train(spec)

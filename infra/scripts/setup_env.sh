@@ -10,7 +10,7 @@ PY=${PYTHON:-python3.11}
 VENV=.venv
 LOCK=requirements/lock.txt
 STAMP="$VENV/.twinpipe-lock.sha256"
-want=$(cat "$LOCK" Makefile infra/scripts/setup_env.sh pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat "$LOCK" infra/scripts/setup_env.sh pyproject.toml | sha256sum | cut -d' ' -f1)
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/twinpipe" ]; then
   exit 0

@@ -1,0 +1,125 @@
+"""The TFX stack end to end with LocalDagRunner on a small sample of real flights."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from components.common import registry
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+STAGES = ["ingest", "validate", "train", "evaluate", "push"]
+
+
+def twinpipe(*args, check=True):
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    proc = subprocess.run([sys.executable, "-m", "infra.cli", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"twinpipe {' '.join(args)} failed:\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Run 1 trains a real model; run 2 (learning rate 0: the untrained network) must lose."""
+    tmp = tmp_path_factory.mktemp("tfx")
+    doc = yaml.safe_load((ROOT / "components/common/flights.yaml").read_text())
+    # Lower bound 0 so that only the regression rule decides run 2: the test is about the
+    # baseline comparison, not about how good a model a small sample can make.
+    doc["blessing"] = {"metric": "auc", "lower_bound": 0.0, "max_regression": 0.01}
+    contract = tmp / "contract.yaml"
+    contract.write_text(yaml.safe_dump(doc))
+    out = tmp / "out"
+    common = ["run", "--stack", "tfx", "--months", "1-2", "--sample", "8000", "--out", str(out),
+              "--contract", str(contract)]
+    twinpipe(*common, "--epochs", "4", "--batch-size", "256")
+    first = json.loads((out / "tfx" / "run.json").read_text())
+    twinpipe(*common, "--epochs", "1", "--learning-rate", "0")
+    second = json.loads((out / "tfx" / "run.json").read_text())
+    return out, first, second
+
+
+def test_every_stage_ran_and_a_blessed_model_was_pushed(runs):
+    out, first, _ = runs
+    st = first["stages"]
+    assert first["failed_stage"] is None
+    for name in STAGES:
+        assert st[name]["wall_s"] > 0 or name == "push", name
+        assert all(n["state"] == "COMPLETE" for n in st[name]["nodes"]), st[name]["nodes"]
+    assert st["ingest"]["spans"] == [201301, 201302]
+    assert st["validate"]["passed"] is True
+    assert st["train"]["workers"] == 1 and st["train"]["samples_per_s"] > 0
+    ev = st["evaluate"]
+    assert 0.55 < ev["auc"] <= 1.0
+    assert ev["eval_rows"] == sum(
+        len(pd.read_parquet(p)) for p in (out / "spans").glob("span-*/eval/*.parquet"))
+    assert ev["blessed"] is True and ev["baseline"] is None
+    assert st["push"]["pushed"] is True
+    pushed = Path(st["push"]["pushed_path"])
+    assert (pushed / "saved_model.pb").exists() and (pushed / "signature.json").exists()
+
+
+def test_worse_model_is_not_pushed_and_baseline_stays(runs):
+    out, first, second = runs
+    ev = second["stages"]["evaluate"]
+    assert ev["baseline"] == first["stages"]["push"]["pushed_path"]
+    assert ev["baseline_auc"] == pytest.approx(first["stages"]["evaluate"]["auc"], abs=1e-6)
+    assert ev["auc"] < ev["baseline_auc"] - 0.01
+    assert ev["blessed"] is False
+    assert second["stages"]["push"]["pushed"] is False
+    assert registry.versions(out / "tfx" / "pushed") == [Path(first["stages"]["push"]["pushed_path"])]
+
+
+def test_predict_with_pushed_model_reproduces_evaluation(runs, tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    out, first, _ = runs
+    model = first["stages"]["push"]["pushed_path"]
+    rows = pd.concat(pd.read_parquet(p) for p in sorted((out / "spans").glob("span-*/eval/*.parquet")))
+    raw = rows.drop(columns=["delayed"])  # the contract's input shape, no label
+    src, dst = tmp_path / "rows.csv", tmp_path / "scored.csv"
+    raw.to_csv(src, index=False)
+    twinpipe("predict", "--model", model, "--input", str(src), "--output", str(dst))
+    scored = pd.read_csv(dst)
+    assert len(scored) == len(raw) and scored["probability"].between(0, 1).all()
+    assert list(scored.columns[:-1]) == list(raw.columns)
+    # The served model alone scores the eval rows as TFMA did (TFMA's AUC is bucketed).
+    auc = roc_auc_score(rows["delayed"], scored["probability"])
+    assert auc == pytest.approx(first["stages"]["evaluate"]["auc"], abs=0.01)
+
+
+def test_predict_rejects_bad_rows_clearly(runs, tmp_path):
+    out, first, _ = runs
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"carrier": ["UA"], "origin": ["EWR"]}).to_csv(bad, index=False)
+    proc = twinpipe("predict", "--model", first["stages"]["push"]["pushed_path"], "--input",
+                    str(bad), "--output", str(tmp_path / "o.csv"), check=False)
+    assert proc.returncode == 1
+    assert "bad.csv: required column(s)" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_compiled_kfp_spec_has_the_stage_dag(tmp_path):
+    from infra.compile import load_pipeline_spec
+
+    twinpipe("compile", "--stack", "tfx", "--target", "kfp", "--out", str(tmp_path))
+    spec = load_pipeline_spec(tmp_path / "tfx-kfp.json")
+    tasks = spec.root.dag.tasks
+    assert set(tasks) == {"ingest", "statistics", "schema", "anomalies", "validate_gate",
+                          "transform", "train", "baseline", "evaluate", "push"}
+    deps = {name: set(t.dependent_tasks) for name, t in tasks.items()}
+    assert "validate_gate" in deps["transform"]          # no training before the gate passes
+    assert {"anomalies"} == deps["validate_gate"]
+    assert {"train", "baseline"} <= deps["evaluate"]
+    assert {"evaluate", "train"} <= deps["push"]
+    # Self-hosted KFP v2 cannot run TFX's Resolver: the spec must not contain one.
+    assert not any("resolver" in name.lower() for name in spec.components)
+    assert (tmp_path / "tfx-schema.pbtxt").exists()
