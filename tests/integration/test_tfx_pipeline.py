@@ -29,7 +29,10 @@ def twinpipe(*args, check=True):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Run 1 trains a real model; run 2 (learning rate 0: the untrained network) must lose."""
+    """Run 1 trains a real model; run 2 (learning rate 0: the untrained network) must lose.
+
+    Run 2 also trains with two worker processes, so the multi-worker path runs in CI.
+    """
     tmp = tmp_path_factory.mktemp("tfx")
     doc = yaml.safe_load((ROOT / "components/common/flights.yaml").read_text())
     # Lower bound 0 so that only the regression rule decides run 2: the test is about the
@@ -42,7 +45,7 @@ def runs(tmp_path_factory):
               "--contract", str(contract)]
     twinpipe(*common, "--epochs", "4", "--batch-size", "256")
     first = json.loads((out / "tfx" / "run.json").read_text())
-    twinpipe(*common, "--epochs", "1", "--learning-rate", "0")
+    twinpipe(*common, "--epochs", "1", "--learning-rate", "0", "--workers", "2")
     second = json.loads((out / "tfx" / "run.json").read_text())
     return out, first, second
 
@@ -71,11 +74,40 @@ def test_worse_model_is_not_pushed_and_baseline_stays(runs):
     out, first, second = runs
     ev = second["stages"]["evaluate"]
     assert ev["baseline"] == first["stages"]["push"]["pushed_path"]
-    assert ev["baseline_auc"] == pytest.approx(first["stages"]["evaluate"]["auc"], abs=1e-6)
+    # Same model, same rows: equal up to TFMA's float32 bucketed AUC.
+    assert ev["baseline_auc"] == pytest.approx(first["stages"]["evaluate"]["auc"], abs=1e-4)
     assert ev["auc"] < ev["baseline_auc"] - 0.01
     assert ev["blessed"] is False
     assert second["stages"]["push"]["pushed"] is False
     assert registry.versions(out / "tfx" / "pushed") == [Path(first["stages"]["push"]["pushed_path"])]
+
+
+def test_two_workers_ran_multi_worker_strategy(runs):
+    _, _, second = runs
+    train = second["stages"]["train"]
+    assert train["workers"] == 2 and train["replicas"] == 2
+    assert train["strategy"] == "MultiWorkerMirroredStrategy"
+    assert train["global_batch"] == 2 * 512
+
+
+def test_bad_data_stops_at_the_gate_before_training(runs, tmp_path):
+    out, first, _ = runs
+    rows = pd.concat(pd.read_parquet(p) for p in sorted((out / "spans").glob("span-*/*/*.parquet")))
+    rows = rows.drop(columns=["delayed", "reason"], errors="ignore").reset_index(drop=True)
+    rows.loc[::50, "distance"] = 99_999  # out of the contract's range [1, 6000]
+    bad = tmp_path / "bad.csv"
+    rows.to_csv(bad, index=False)
+    before = registry.versions(out / "tfx" / "pushed")
+    proc = twinpipe("run", "--stack", "tfx", "--input", str(bad), "--months", "1-2",
+                    "--out", str(out), check=False)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert "[tfx][validate]" in proc.stderr and "distance" in proc.stderr
+    summary = json.loads((out / "tfx" / "run.json").read_text())
+    assert summary["failed_stage"] == "validate"
+    assert summary["stages"]["validate"]["passed"] is False
+    assert summary["stages"]["train"]["nodes"] == []  # Transform and Trainer never started
+    assert registry.versions(out / "tfx" / "pushed") == before
 
 
 def test_predict_with_pushed_model_reproduces_evaluation(runs, tmp_path):
