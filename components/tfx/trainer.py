@@ -171,9 +171,9 @@ def train(spec: dict) -> dict:
     index = int(tf_config.get("task", {}).get("index", 0))
     chief = index == 0
     if n_workers > 1:
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        strategy, strategy_name = tf.distribute.MultiWorkerMirroredStrategy(), "MultiWorkerMirroredStrategy"
     else:
-        strategy = tf.distribute.MirroredStrategy()
+        strategy, strategy_name = tf.distribute.MirroredStrategy(), "MirroredStrategy"
     cfg = spec["config"]
     replicas = strategy.num_replicas_in_sync
     global_batch = int(cfg["batch_size"]) * replicas
@@ -182,7 +182,7 @@ def train(spec: dict) -> dict:
     steps_per_epoch = max(1, math.ceil(train_rows / global_batch))
     epochs = int(cfg["epochs"])
     log.info("[tfx][train] %s, %d worker(s), %d replica(s), global batch %d, %d steps x %d epochs",
-             type(strategy).__name__, n_workers, replicas, global_batch, steps_per_epoch, epochs)
+             strategy_name, n_workers, replicas, global_batch, steps_per_epoch, epochs)
 
     tft_output = tft.TFTransformOutput(spec["transform_output"])
     feature_spec = tft_output.transformed_feature_spec()
@@ -218,7 +218,7 @@ def train(spec: dict) -> dict:
     model.save(target, save_format="tf", signatures=signatures)
 
     metrics = {
-        "strategy": type(strategy).__name__,
+        "strategy": strategy_name,
         "workers": n_workers,
         "replicas": replicas,
         "global_batch": global_batch,

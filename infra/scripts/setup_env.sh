@@ -10,7 +10,10 @@ PY=${PYTHON:-python3.11}
 VENV=.venv
 LOCK=requirements/lock.txt
 STAMP="$VENV/.twinpipe-lock.sha256"
-want=$(cat "$LOCK" infra/scripts/setup_env.sh pyproject.toml | sha256sum | cut -d' ' -f1)
+# The venv depends on the lock, this script and pyproject's [project] tables (entry points), not
+# on tool settings such as ruff's.
+want=$( { cat "$LOCK" infra/scripts/setup_env.sh; sed -n '/^\[project/,/^\[tool/p' pyproject.toml; } \
+  | sha256sum | cut -d' ' -f1)
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/twinpipe" ]; then
   exit 0

@@ -6,9 +6,11 @@ from what MLMD recorded (per-node wall times, artifacts, custom properties).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import re
 import time
 from pathlib import Path
 
@@ -50,6 +52,47 @@ def train_config(cfg: RunConfig, contract: Contract, train_rows: int) -> dict:
     }
 
 
+class _NodeProgress(logging.Handler):
+    """Turns LocalDagRunner's 'Component X is running/finished.' into [tfx][stage] lines."""
+
+    _pattern = re.compile(r"Component (\S+) is (running|finished)\.")
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.started: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        m = self._pattern.match(record.getMessage())
+        if not m:
+            return
+        node, state = m.groups()
+        stage = STAGE_OF_NODE.get(node, node)
+        if state == "running":
+            self.started[node] = time.time()
+            log.info("[tfx][%s] %s running", stage, node)
+        else:
+            took = time.time() - self.started.get(node, time.time())
+            log.info("[tfx][%s] %s finished in %.1fs", stage, node, took)
+
+
+@contextlib.contextmanager
+def _stage_progress():
+    absl_log = logging.getLogger("absl")
+    handler = _NodeProgress()
+    saved = absl_log.level, absl_log.propagate
+    quiet = absl_log.getEffectiveLevel() > logging.INFO
+    absl_log.addHandler(handler)
+    if quiet:  # let INFO reach our handler only, not the console
+        absl_log.setLevel(logging.INFO)
+        absl_log.propagate = False
+    try:
+        yield
+    finally:
+        absl_log.removeHandler(handler)
+        absl_log.setLevel(saved[0])
+        absl_log.propagate = saved[1]
+
+
 def run_tfx(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest_s: float) -> dict:
     """Runs the whole TFX pipeline on already-ingested spans and writes ``tfx/run.json``."""
     from tfx import v1 as tfx
@@ -83,10 +126,9 @@ def run_tfx(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest_s
     t0 = time.time()
     error = None
     try:
-        tfx.orchestration.LocalDagRunner().run(pipeline)
-    except DataError as e:
-        error = e
-    except Exception as e:  # noqa: BLE001 — reported with the stage that failed
+        with _stage_progress():
+            tfx.orchestration.LocalDagRunner().run(pipeline)
+    except Exception as e:  # noqa: BLE001 — reported below with the stage that failed
         error = e
     wall = time.time() - t0
     summary = collect_run(paths, contract, ingested, ingest_s, wall, cfg)
@@ -102,14 +144,21 @@ def run_tfx(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest_s
     return summary
 
 
-def _latest_executions(store, pipeline_name: str) -> dict:
-    """{node_id: newest execution} for the pipeline's nodes."""
+def _run_executions(store, pipeline_name: str) -> dict:
+    """{node_id: execution} of the newest pipeline run (LocalDagRunner's pipeline_run context).
+
+    Earlier runs share the same MLMD; nodes the newest run never started are absent.
+    """
+    runs = store.get_contexts_by_type("pipeline_run")
+    if not runs:
+        return {}
+    run_exec_ids = {e.id for e in store.get_executions_by_context(max(runs, key=lambda c: c.id).id)}
     out = {}
+    prefix = f"{pipeline_name}."
     for ctx in store.get_contexts_by_type("node"):
-        prefix = f"{pipeline_name}."
         if not ctx.name.startswith(prefix):
             continue
-        execs = store.get_executions_by_context(ctx.id)
+        execs = [e for e in store.get_executions_by_context(ctx.id) if e.id in run_exec_ids]
         if execs:
             out[ctx.name[len(prefix):]] = max(execs, key=lambda e: e.id)
     return out
@@ -173,7 +222,7 @@ def collect_run(paths, contract, ingested: IngestResult, ingest_s: float, wall: 
     conn = metadata_store_pb2.ConnectionConfig()
     conn.sqlite.filename_uri = str(paths["metadata"])
     store = mlmd.MetadataStore(conn)
-    execs = _latest_executions(store, PIPELINE_NAME)
+    execs = _run_executions(store, PIPELINE_NAME)
 
     nodes = {}
     for node_id, e in execs.items():

@@ -74,8 +74,9 @@ def test_worse_model_is_not_pushed_and_baseline_stays(runs):
     out, first, second = runs
     ev = second["stages"]["evaluate"]
     assert ev["baseline"] == first["stages"]["push"]["pushed_path"]
-    # Same model, same rows: equal up to TFMA's float32 bucketed AUC.
-    assert ev["baseline_auc"] == pytest.approx(first["stages"]["evaluate"]["auc"], abs=1e-4)
+    # Same model, same rows: equal up to TFMA's bucketed AUC over float32 predictions, whose
+    # batching differs between runs (seen: 1.4e-4 apart).
+    assert ev["baseline_auc"] == pytest.approx(first["stages"]["evaluate"]["auc"], abs=2e-3)
     assert ev["auc"] < ev["baseline_auc"] - 0.01
     assert ev["blessed"] is False
     assert second["stages"]["push"]["pushed"] is False
