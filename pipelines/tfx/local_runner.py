@@ -185,32 +185,20 @@ def _prop(artifact, name):
     return p.int_value if p.HasField("int_value") else p.string_value
 
 
-def _tfma_metrics(evaluation_uri: str) -> dict:
+def _tfma_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
+    """Overall-slice metrics by model: {"candidate": {...}, "baseline": {...}} (diffs left out)."""
     import tensorflow_model_analysis as tfma
 
-    metrics = {}
+    by_model: dict[str, dict[str, float]] = {"candidate": {}, "baseline": {}}
     for m in tfma.load_metrics(evaluation_uri):
         if m.slice_key.single_slice_keys:
             continue  # overall slice only
         for kv in m.metric_keys_and_values:
-            name = kv.key.name
-            value = kv.value.double_value.value
-            if kv.key.model_name == "baseline" or kv.key.is_diff:
+            if kv.key.is_diff:
                 continue
-            metrics[name] = value
-    return metrics
-
-
-def _baseline_metric(evaluation_uri: str, metric: str) -> float | None:
-    import tensorflow_model_analysis as tfma
-
-    for m in tfma.load_metrics(evaluation_uri):
-        if m.slice_key.single_slice_keys:
-            continue
-        for kv in m.metric_keys_and_values:
-            if kv.key.name == metric and kv.key.model_name == "baseline" and not kv.key.is_diff:
-                return kv.value.double_value.value
-    return None
+            model = "baseline" if kv.key.model_name == "baseline" else "candidate"
+            by_model[model][kv.key.name] = kv.value.double_value.value
+    return by_model
 
 
 def collect_run(paths, contract, ingested: IngestResult, ingest_s: float, wall: float,
@@ -258,7 +246,8 @@ def collect_run(paths, contract, ingested: IngestResult, ingest_s: float, wall: 
     if "evaluate" in execs and nodes["evaluate"]["state"] == "COMPLETE":
         outs = _outputs(store, execs["evaluate"])
         evaluation, blessing = outs["evaluation"][0], outs["blessing"][0]
-        metrics = _tfma_metrics(evaluation.uri)
+        by_model = _tfma_metrics(evaluation.uri)
+        metrics = by_model["candidate"]
         baseline_src = None
         if "baseline" in execs:
             b = _outputs(store, execs["baseline"]).get("baseline", [None])[0]
@@ -270,7 +259,7 @@ def collect_run(paths, contract, ingested: IngestResult, ingest_s: float, wall: 
             eval_rows=int(metrics.get("example_count", 0)),
             blessed=_prop(blessing, "blessed") == 1,
             baseline=baseline_src or None,
-            baseline_auc=_baseline_metric(evaluation.uri, rule.metric) if baseline_src else None,
+            baseline_auc=by_model["baseline"].get(rule.metric) if baseline_src else None,
             rule={"metric": rule.metric, "lower_bound": rule.lower_bound,
                   "max_regression": rule.max_regression},
             evaluation_uri=evaluation.uri,
