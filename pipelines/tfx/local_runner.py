@@ -120,6 +120,7 @@ def run_tfx(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest_s
         ),
         signature_json=signature_json(contract),
         run_label=cfg.run_label,
+        data_source=f"{ingested.source} (spans {ingested.spans_dir})",
     )
     log.info("[tfx] LocalDagRunner: %d components, spans %s", len(pipeline.components),
              ingested.span_numbers)
@@ -134,8 +135,11 @@ def run_tfx(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest_s
     summary = collect_run(paths, contract, ingested, ingest_s, wall, cfg)
     paths["run_json"].write_text(json.dumps(summary, indent=2, default=str))
     if error is not None:
-        if isinstance(error, DataError):
-            raise error
+        cause = error
+        while cause is not None and not isinstance(cause, DataError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            raise DataError(str(cause)) from None
         failed = summary.get("failed_stage") or "unknown stage"
         raise StageError(
             f"[tfx][{failed}] the TFX pipeline failed: {type(error).__name__}: {error}. "

@@ -49,6 +49,7 @@ def create_pipeline(
     metadata_connection_config=None,
     signature_json: str,
     run_label: str = "",
+    data_source: str = "",
 ) -> tfx.dsl.Pipeline:
     """Builds the TFX pipeline. Every value gets in through these typed parameters."""
     ingest = FileBasedExampleGen(
@@ -70,7 +71,7 @@ def create_pipeline(
         statistics=statistics.outputs["statistics"], schema=schema.outputs["schema"]
     ).with_id("anomalies")
     gate = ValidateGate(
-        anomalies=anomalies.outputs["anomalies"], span_source=spans_dir
+        anomalies=anomalies.outputs["anomalies"], span_source=data_source or spans_dir
     ).with_id("validate_gate")
 
     transform = tfx.components.Transform(

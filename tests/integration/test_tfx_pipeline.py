@@ -104,6 +104,7 @@ def test_bad_data_stops_at_the_gate_before_training(runs, tmp_path):
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert "[tfx][validate]" in proc.stderr and "distance" in proc.stderr
+    assert "bad.csv" in proc.stderr  # names the user's file, not only internal paths
     summary = json.loads((out / "tfx" / "run.json").read_text())
     assert summary["failed_stage"] == "validate"
     assert summary["stages"]["validate"]["passed"] is False
