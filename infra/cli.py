@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-STACKS = ("tfx",)  # the PyTorch stack joins here
+STACKS = ("tfx", "torch")
 
 
 def _env_for_stacks() -> None:
@@ -81,6 +81,12 @@ def cmd_run(args) -> int:
 
             summary = run_tfx(cfg, contract, ingested, ingest_s)
             _print_summary(summary, stack_paths(cfg.out_dir)["run_json"])
+        elif stack == "torch":
+            from pipelines.torch.local_runner import run_torch
+            from pipelines.torch.local_runner import stack_paths as torch_paths
+
+            summary = run_torch(cfg, contract, ingested, ingest_s)
+            _print_summary(summary, torch_paths(cfg.out_dir)["run_json"])
     return 0
 
 
@@ -114,6 +120,10 @@ def cmd_predict(args) -> int:
         from components.tfx.serving import predict_saved_model
 
         prob = predict_saved_model(str(model), table)
+    elif sig["runtime"] == "onnx":
+        from components.torch.export import predict_onnx
+
+        prob = predict_onnx(model, table)
     else:
         raise DataError(f"--model {model}: unknown runtime {sig['runtime']!r} in signature.json.")
     out = raw.drop(columns=["__file"]).assign(probability=prob)
@@ -167,10 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--pipeline-root", default=None,
                    help="artifact root on the cluster, e.g. gs://BUCKET/pipeline_root")
     c.add_argument("--data-root", default=None, help="where the spans and pushed models live")
-    c.add_argument("--image", default="twinpipe-tfx:latest", help="container image of the stack")
+    c.add_argument("--image", default=None,
+                   help="container image (default twinpipe-tfx:latest / twinpipe-torch:latest)")
     c.add_argument("--months", default="1-3")
     c.add_argument("--workers", type=int, default=2)
     c.add_argument("--contract", default=None)
+    c.add_argument("--gpu", default="", help="GKE accelerator for torch training, e.g. nvidia-l4")
+    c.add_argument("--gpu-count", type=int, default=1)
     c.set_defaults(func=cmd_compile)
     return p
 

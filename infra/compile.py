@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import yaml
+
 from components.common.config import RunConfig
 from components.common.contract import load_contract
 from components.common.ingest import parse_months
@@ -56,18 +58,65 @@ def compile_tfx(
     return out / filename
 
 
+def compile_torch(*, target: str, out_dir: str, data_root: str, image: str, workers: int,
+                  gpu: str = "", gpu_count: int = 0) -> Path:
+    """Writes ``torch-<target>.yaml`` (KFP v2 IR + kubernetes platform spec) with the train task's
+    cluster resources (YAML: KFP serialises platform-specific features only there).
+
+    On a cluster the train component submits the TorchX job to the ``kubernetes`` scheduler
+    (Volcano); the pipeline's parameters default to the bucket paths given here.
+    """
+    from kfp import compiler
+
+    from pipelines.torch.pipeline import TrainResources, create_pipeline
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    resources = TrainResources(
+        accelerator="nvidia.com/gpu" if gpu else "",
+        accelerator_count=gpu_count if gpu else 0,
+        node_selector=("cloud.google.com/gke-accelerator", gpu) if gpu else None,
+        toleration=("nvidia.com/gpu", "NoSchedule") if gpu else None,
+    )
+    path = out / f"torch-{target}.yaml"
+    compiler.Compiler().compile(
+        create_pipeline(resources),
+        package_path=str(path),
+        pipeline_parameters={
+            "spans_dir": f"{data_root}/spans",
+            "push_destination": f"{data_root}/torch/pushed",
+            "workers": workers,
+            "scheduler": "kubernetes",
+        },
+    )
+    # Components are declared with a default image; point every executor at the one asked for.
+    docs = list(yaml.safe_load_all(path.read_text()))
+    for executor in docs[0]["deploymentSpec"]["executors"].values():
+        executor["container"]["image"] = image
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return path
+
+
+def load_compiled(path: str | Path) -> list[dict]:
+    """The documents of a compiled file: [spec] or [spec, platform spec]."""
+    text = Path(path).read_text()
+    if str(path).endswith(".json"):
+        doc = json.loads(text)
+        return [doc.get("pipelineSpec", doc)]
+    return list(yaml.safe_load_all(text))
+
+
 def load_pipeline_spec(path: str | Path):
-    """The PipelineSpec proto inside a compiled file (a PipelineJob JSON or a bare spec)."""
+    """The PipelineSpec proto inside a compiled file (PipelineJob JSON, or KFP YAML)."""
     from google.protobuf import json_format
     from kfp.pipeline_spec import pipeline_spec_pb2
 
-    doc = json.loads(Path(path).read_text())
-    spec = doc.get("pipelineSpec", doc)
+    spec = load_compiled(path)[0]
     return json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec(), ignore_unknown_fields=False)
 
 
 def compile_pipelines(args) -> list[Path]:
-    stacks = ("tfx",) if args.stack in ("tfx", "both") else ()
+    stacks = ("tfx", "torch") if args.stack == "both" else (args.stack,)
     root = args.pipeline_root or "gs://twinpipe-artifacts/pipeline_root"
     data = args.data_root or "gs://twinpipe-artifacts/data"
     paths = []
@@ -75,7 +124,13 @@ def compile_pipelines(args) -> list[Path]:
         if stack == "tfx":
             paths.append(compile_tfx(
                 target=args.target, out_dir=args.out, pipeline_root=root, data_root=data,
-                image=args.image, contract_path=args.contract, workers=args.workers,
+                image=args.image or "twinpipe-tfx:latest", contract_path=args.contract, workers=args.workers,
                 months=args.months,
+            ))
+        else:
+            paths.append(compile_torch(
+                target=args.target, out_dir=args.out, data_root=data,
+                image=args.image or "twinpipe-torch:latest",
+                workers=args.workers, gpu=args.gpu, gpu_count=args.gpu_count,
             ))
     return paths

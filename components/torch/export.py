@@ -1,0 +1,82 @@
+"""Export the trained module for serving: TorchScript + ONNX + signature.json.
+
+``model.onnx``: inputs ``numeric`` float32 [N, n_numeric] raw values (NaN = missing) and
+``categorical`` int64 [N, n_cat] vocabulary indices; output ``probability`` float32 [N].
+Imputation and normalisation are inside the graph.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from components.torch.model import FlightsNet, Preprocessing
+
+ONNX_OPSET = 17
+
+
+def signature_doc(prep: Preprocessing, contract_name: str, contract_version: int,
+                  label_meaning: str) -> dict:
+    return {
+        "stack": "torch",
+        "runtime": "onnx",
+        "files": {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"},
+        "contract": {"name": contract_name, "version": contract_version},
+        "inputs": {
+            "numeric": {"dtype": "float32", "shape": [None, len(prep.numeric)],
+                        "columns": prep.numeric, "missing": "NaN"},
+            "categorical": {"dtype": "int64", "shape": [None, len(prep.categorical)],
+                            "columns": prep.categorical},
+        },
+        "vocabularies": prep.vocabularies,
+        "oov_index": {c: prep.oov_index(c) for c in prep.categorical},
+        "outputs": {"probability": {"dtype": "float32", "shape": [None], "meaning": label_meaning}},
+    }
+
+
+def export(model: FlightsNet, prep: Preprocessing, folder: str | Path, signature: dict) -> None:
+    """Writes model.torchscript.pt, model.onnx and signature.json into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    example = (torch.zeros(2, len(prep.numeric)), torch.zeros(2, len(prep.categorical), dtype=torch.long))
+    torch.jit.script(model).save(str(folder / "model.torchscript.pt"))
+    torch.onnx.export(
+        model, example, str(folder / "model.onnx"),
+        input_names=["numeric", "categorical"], output_names=["probability"],
+        dynamic_axes={"numeric": {0: "n"}, "categorical": {0: "n"}, "probability": {0: "n"}},
+        opset_version=ONNX_OPSET, dynamo=False,
+    )
+    (folder / "signature.json").write_text(json.dumps(signature, indent=2))
+
+
+def encode_with_signature(signature: dict, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Raw rows -> the ONNX inputs, using only what signature.json records."""
+    num_cols = signature["inputs"]["numeric"]["columns"]
+    cat_cols = signature["inputs"]["categorical"]["columns"]
+    numeric = table[num_cols].astype("float64").to_numpy(dtype=np.float32, na_value=np.nan)
+    cats = np.empty((len(table), len(cat_cols)), dtype=np.int64)
+    for j, c in enumerate(cat_cols):
+        index = {v: i for i, v in enumerate(signature["vocabularies"][c])}
+        cats[:, j] = [index.get(v, signature["oov_index"][c]) for v in table[c].astype(str)]
+    return numeric, cats
+
+
+def predict_onnx(folder: str | Path, table: pd.DataFrame, batch_size: int = 65536) -> np.ndarray:
+    """Scores raw contract rows with the pushed folder alone (onnxruntime)."""
+    import onnxruntime as ort
+
+    folder = Path(folder)
+    signature = json.loads((folder / "signature.json").read_text())
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    numeric, cats = encode_with_signature(signature, table)
+    out = [
+        session.run(["probability"], {"numeric": numeric[i:i + batch_size],
+                                      "categorical": cats[i:i + batch_size]})[0]
+        for i in range(0, len(table), batch_size)
+    ]
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)

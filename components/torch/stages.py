@@ -1,0 +1,168 @@
+"""The PyTorch stack's stages as plain functions over paths; KFP v2 components only call these.
+
+Each stage records its figures as ``<record_dir>/<stage>.json`` (when a record_dir is given), from
+which the local runner builds ``torch/run.json`` in the same shape as the TFX stack's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from components.common import registry
+from components.common.blessing import decide
+from components.common.contract import load_contract
+from components.common.errors import DataError
+from components.common.metrics import binary_metrics
+
+log = logging.getLogger("twinpipe.torch")
+
+
+def record(record_dir: str, stage: str, figures: dict) -> None:
+    if record_dir:
+        Path(record_dir).mkdir(parents=True, exist_ok=True)
+        (Path(record_dir) / f"{stage}.json").write_text(json.dumps(figures, indent=2, default=str))
+
+
+def _contract(contract_path: str):
+    return load_contract(contract_path or None)
+
+
+def ingest_stage(spans_dir: str, train_path: str, eval_path: str, record_dir: str = "") -> int:
+    """Reads the run's monthly spans (pyarrow dataset scan) into one train and one eval file."""
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    t0 = time.time()
+    figures: dict = {"spans": sorted(int(p.name[5:]) for p in Path(spans_dir).glob("span-*"))}
+    for split, path in (("train", train_path), ("eval", eval_path)):
+        files = sorted(str(p) for p in Path(spans_dir).glob(f"span-*/{split}/*.parquet"))
+        table = ds.dataset(files, format="parquet").to_table()
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path)
+        figures[f"{split}_rows"] = table.num_rows
+    figures["rows"] = figures["train_rows"] + figures["eval_rows"]
+    figures["wall_s"] = round(time.time() - t0, 3)
+    figures["rows_per_s"] = round(figures["rows"] / max(figures["wall_s"], 1e-9), 1)
+    record(record_dir, "ingest", figures)
+    log.info("[torch][ingest] %d rows from spans %s", figures["rows"], figures["spans"])
+    return figures["rows"]
+
+
+def validate_stage(train_path: str, eval_path: str, contract_path: str, source: str,
+                   record_dir: str = "") -> bool:
+    """The GX checkpoint over both splits; raises DataError (after recording why) on failure."""
+    from components.torch.validate import run_checkpoint
+
+    t0 = time.time()
+    contract = _contract(contract_path)
+    splits = {"train": pd.read_parquet(train_path), "eval": pd.read_parquet(eval_path)}
+    result = run_checkpoint(contract, splits)
+    figures = {"wall_s": round(time.time() - t0, 3), "passed": result.passed,
+               "expectations_evaluated": result.evaluated, "failures": result.failures}
+    if not result.passed:
+        figures["message"] = result.message(source)
+    record(record_dir, "validate", figures)
+    if not result.passed:
+        raise DataError(figures["message"])
+    log.info("[torch][validate] GX checkpoint passed (%d expectations)", result.evaluated)
+    return True
+
+
+def train_stage(
+    train_path: str, model_dir: str, contract_path: str, workers: int, epochs: int,
+    batch_size: int, learning_rate: float, hidden_units: str = "64,32",
+    scheduler: str = "local_cwd", fail_once_after_epoch: int = -1, record_dir: str = "",
+) -> float:
+    """Launches the DDP app through TorchX, then exports TorchScript + ONNX into ``model_dir``."""
+    from components.torch.export import export, signature_doc
+    from components.torch.launch import run_training, train_appdef
+    from components.torch.train_app import load_model
+
+    t0 = time.time()
+    contract = _contract(contract_path)
+    out = Path(model_dir)
+    work = out / "train"
+    app = train_appdef(
+        "--train", train_path, "--out", str(work),
+        "--numeric", ",".join(c.name for c in contract.numeric_features),
+        "--categorical", ",".join(c.name for c in contract.categorical_features),
+        "--label", contract.label.name, "--epochs", str(epochs), "--batch-size", str(batch_size),
+        "--learning-rate", str(learning_rate), "--hidden-units", hidden_units,
+        "--fail-once-after-epoch", str(fail_once_after_epoch),
+        workers=workers,
+    )
+    cfg = {"log_dir": str(out / "torchx_logs")} if scheduler == "local_cwd" else {}
+    run_training(app, scheduler=scheduler, cfg=cfg)
+    model, prep, metrics = load_model(work)
+    t_export = time.time()
+    label = contract.label
+    export(model, prep, out / "serving",
+           signature_doc(prep, contract.name, contract.version,
+                         f"P({label.source} >= {label.threshold:g})"))
+    metrics["export_s"] = round(time.time() - t_export, 3)
+    metrics["wall_s"] = round(time.time() - t0, 3)
+    record(record_dir, "train", metrics)
+    return float(metrics["samples_per_s"])
+
+
+def evaluate_stage(model_dir: str, eval_path: str, push_destination: str, contract_path: str,
+                   blessing_path: str, record_dir: str = "") -> bool:
+    """Candidate and baseline (latest pushed) scored on the same eval rows through onnxruntime."""
+    from components.torch.export import predict_onnx
+
+    t0 = time.time()
+    contract = _contract(contract_path)
+    rows = pd.read_parquet(eval_path)
+    labels = rows[contract.label.name].to_numpy()
+    metrics = binary_metrics(labels, predict_onnx(Path(model_dir) / "serving", rows))
+    baseline_dir = registry.latest(push_destination)
+    baseline_metrics = binary_metrics(labels, predict_onnx(baseline_dir, rows)) if baseline_dir else None
+    rule = contract.blessing
+    decision = decide(rule, metrics[rule.metric],
+                      baseline_metrics[rule.metric] if baseline_metrics else None)
+    figures = {
+        "wall_s": round(time.time() - t0, 3),
+        "metrics": {k: round(v, 6) for k, v in metrics.items()},
+        "auc": metrics["auc"],
+        "eval_rows": len(rows),
+        "blessed": decision.blessed,
+        "reasons": list(decision.reasons),
+        "baseline": str(baseline_dir) if baseline_dir else None,
+        "baseline_auc": baseline_metrics["auc"] if baseline_metrics else None,
+        "rule": {"metric": rule.metric, "lower_bound": rule.lower_bound,
+                 "max_regression": rule.max_regression},
+    }
+    Path(blessing_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(blessing_path).write_text(json.dumps(figures, indent=2))
+    record(record_dir, "evaluate", figures)
+    log.info("[torch][evaluate] auc %.4f baseline %s blessed %s", metrics["auc"],
+             figures["baseline_auc"], decision.blessed)
+    return decision.blessed
+
+
+def push_stage(model_dir: str, blessing_path: str, push_destination: str, run_label: str = "",
+               record_dir: str = "") -> str:
+    """Publishes the serving folder as a new version, atomically, only when blessed."""
+    t0 = time.time()
+    blessing = json.loads(Path(blessing_path).read_text())
+    pushed_path = ""
+    if blessing["blessed"]:
+        serving = Path(model_dir) / "serving"
+        version = registry.push_atomic(
+            push_destination,
+            lambda tmp: shutil.copytree(serving, tmp, dirs_exist_ok=True),
+            {"stack": "torch", "run": run_label, "auc": blessing["auc"]},
+        )
+        pushed_path = str(version)
+        log.info("[torch][push] pushed %s", version)
+    else:
+        log.info("[torch][push] model not blessed: not pushed (%s)", "; ".join(blessing["reasons"]))
+    record(record_dir, "push", {"wall_s": round(time.time() - t0, 3), "pushed": bool(pushed_path),
+                                "pushed_path": pushed_path or None})
+    return pushed_path

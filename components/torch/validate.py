@@ -1,0 +1,101 @@
+"""The PyTorch stack's data gate: a Great Expectations checkpoint built from the contract.
+
+The suite mirrors the TFDV schema the TFX stack imports (components/tfx/schema.py): every
+contract column present with its type, non-nullable columns without nulls, numeric ranges,
+categorical domains, the label in {0, 1}. No second hand-written rule list: both come from the
+contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from components.common.contract import Contract
+
+_PANDAS_TYPES = {
+    "int": ["int64", "Int64", "int32"],
+    "float": ["float64", "float32"],
+    "string": ["object", "str", "StringDtype"],  # GX names pandas StringDtype by class
+}
+
+
+def expectations(contract: Contract) -> list:
+    """The contract as a list of GX expectations."""
+    import great_expectations as gx
+
+    ex = gx.expectations
+    out: list = []
+    for col in contract.columns:
+        out.append(ex.ExpectColumnToExist(column=col.name))
+        out.append(ex.ExpectColumnValuesToBeInTypeList(column=col.name, type_list=_PANDAS_TYPES[col.type]))
+        if not col.nullable and col.name != contract.label.source:
+            out.append(ex.ExpectColumnValuesToNotBeNull(column=col.name))
+        if col.numeric and (col.min is not None or col.max is not None):
+            out.append(ex.ExpectColumnValuesToBeBetween(column=col.name, min_value=col.min,
+                                                        max_value=col.max))
+        if col.vocabulary:
+            out.append(ex.ExpectColumnValuesToBeInSet(column=col.name, value_set=list(col.vocabulary)))
+    label = contract.label.name
+    out.append(ex.ExpectColumnToExist(column=label))
+    out.append(ex.ExpectColumnValuesToNotBeNull(column=label))
+    out.append(ex.ExpectColumnValuesToBeInSet(column=label, value_set=[0, 1]))
+    return out
+
+
+@dataclass
+class GateResult:
+    passed: bool
+    evaluated: int
+    failures: list[dict] = field(default_factory=list)
+
+    def message(self, source: str) -> str:
+        parts = [
+            f"split {f['split']}: {f['expectation']} on column '{f['column']}' "
+            f"({f['unexpected_count']} rows, e.g. {f['examples']})"
+            for f in self.failures
+        ]
+        return (f"[torch][validate] data from {source} breaks the contract (Great Expectations "
+                f"checkpoint): " + "; ".join(parts))
+
+
+def run_checkpoint(contract: Contract, splits: dict[str, pd.DataFrame]) -> GateResult:
+    """Runs one GX checkpoint over every split's rows; collects the failed expectations."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    source = context.data_sources.add_pandas("spans")
+    suite = context.suites.add(gx.ExpectationSuite(name=f"{contract.name}-contract"))
+    for e in expectations(contract):
+        suite.add_expectation(e)
+    result = GateResult(passed=True, evaluated=0)
+    for split, frame in splits.items():
+        asset = source.add_dataframe_asset(name=split)
+        batch = asset.add_batch_definition_whole_dataframe(f"{split}-all")
+        vd = context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"{split}-contract", data=batch, suite=suite)
+        )
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(name=f"{split}-gate", validation_definitions=[vd],
+                          result_format={"result_format": "SUMMARY", "partial_unexpected_count": 3})
+        )
+        run = checkpoint.run(batch_parameters={"dataframe": frame})
+        for vr in run.run_results.values():
+            for r in vr.results:
+                result.evaluated += 1
+                if r.success:
+                    continue
+                cfg = r.expectation_config
+                res = r.result or {}
+                result.passed = False
+                result.failures.append({
+                    "split": split,
+                    "expectation": cfg.type,
+                    "column": cfg.kwargs.get("column"),
+                    "unexpected_count": res.get("unexpected_count"),
+                    "examples": res.get("partial_unexpected_list", [])[:3],
+                })
+    return result

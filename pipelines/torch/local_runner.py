@@ -1,0 +1,163 @@
+"""Runs the PyTorch stack's KFP v2 pipeline on this machine with kfp.local (SubprocessRunner).
+
+Thin: paths and config in, the factory's pipeline to kfp.local, then run.json (the same shape as
+the TFX stack's) from the stage records the components wrote.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from components.common.config import RunConfig
+from components.common.contract import Contract
+from components.common.errors import DataError, StageError
+from components.common.ingest import IngestResult
+from pipelines.torch.pipeline import PIPELINE_NAME, create_pipeline
+
+log = logging.getLogger("twinpipe.torch")
+STAGES = ("ingest", "validate", "train", "evaluate", "push")
+
+
+def stack_paths(out_dir: str | Path) -> dict[str, Path]:
+    root = Path(out_dir).resolve() / "torch"
+    return {
+        "root": root,
+        "pipeline_root": root / "pipeline_root",
+        "records": root / "stages",
+        "pushed": root / "pushed",
+        "run_json": root / "run.json",
+    }
+
+
+class _TaskClock(io.TextIOBase):
+    """kfp.local's console output: kept in a log file, task walls timed from its task events,
+    and only twinpipe's own ``[torch][...]`` lines shown (live progress)."""
+
+    _ansi = re.compile(r"\x1b\[[0-9;]*m")
+    _start = re.compile(r"Executing task '(\w+)'")
+    _end = re.compile(r"Task '(\w+)' finished with status (\w+)")
+
+    def __init__(self, log_path: Path):
+        self.file = open(log_path, "w")  # noqa: SIM115 — closed by close()
+        self.started: dict[str, float] = {}
+        self.walls: dict[str, float] = {}
+        self._buf = ""
+
+    def write(self, text: str) -> int:
+        self.file.write(text)
+        self._buf += text
+        while "\n" in self._buf:
+            line, self._buf = self._buf.split("\n", 1)
+            self._line(self._ansi.sub("", line))
+        return len(text)
+
+    def _line(self, line: str) -> None:
+        now = time.time()
+        if m := self._start.search(line):
+            self.started[m.group(1)] = now
+            log.info("[torch][%s] running", m.group(1))
+        elif m := self._end.search(line):
+            self.walls[m.group(1)] = round(now - self.started.get(m.group(1), now), 3)
+            log.info("[torch][%s] %s in %.1fs", m.group(1), m.group(2).lower(), self.walls[m.group(1)])
+        elif "[torch][" in line:
+            sys.stderr.write(line[line.index("[torch]["):] + "\n")
+
+    def close(self) -> None:
+        self.file.close()
+        super().close()
+
+
+def run_torch(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest_s: float,
+              scheduler: str = "local_cwd") -> dict:
+    """Runs the whole pipeline on already-ingested spans and writes ``torch/run.json``."""
+    from kfp import local
+
+    paths = stack_paths(cfg.out_dir)
+    shutil.rmtree(paths["records"], ignore_errors=True)
+    paths["records"].mkdir(parents=True, exist_ok=True)
+    # Components run as `python3 -m kfp.dsl.executor_main`; make that this environment's python.
+    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    local.init(runner=local.SubprocessRunner(use_venv=False),
+               pipeline_root=str(paths["pipeline_root"]), raise_on_error=True)
+    pipeline = create_pipeline()
+    log.info("[torch] kfp.local SubprocessRunner: spans %s, %d DDP worker(s) via TorchX %s",
+             ingested.span_numbers, cfg.workers, scheduler)
+    t0 = time.time()
+    error = None
+    clock = _TaskClock(paths["root"] / "kfp_local.log")
+    try:
+        with contextlib.redirect_stdout(clock):
+            pipeline(
+                spans_dir=ingested.spans_dir,
+                push_destination=str(paths["pushed"]),
+                contract_path=cfg.contract_path or "",
+                source=f"{ingested.source} (spans {ingested.spans_dir})",
+                workers=cfg.workers,
+                epochs=cfg.epochs,
+                batch_size=cfg.batch_size,
+                learning_rate=cfg.learning_rate,
+                scheduler=scheduler,
+                run_label=cfg.run_label,
+            record_dir=str(paths["records"]),
+            )
+    except Exception as e:  # noqa: BLE001 — reported below with the stage that failed
+        error = e
+    finally:
+        clock.close()
+    wall = time.time() - t0
+    summary = collect_run(paths, contract, ingested, ingest_s, wall, cfg, clock.walls)
+    paths["run_json"].write_text(json.dumps(summary, indent=2, default=str))
+    if error is not None:
+        validate = summary["stages"]["validate"]
+        if validate.get("passed") is False:
+            raise DataError(validate["message"]) from None
+        raise StageError(
+            f"[torch][{summary['failed_stage']}] the KFP pipeline failed: {error}. "
+            f"Partial run summary: {paths['run_json']}"
+        ) from error
+    return summary
+
+
+def collect_run(paths, contract: Contract, ingested: IngestResult, ingest_s: float, wall: float,
+                cfg: RunConfig, task_walls: dict[str, float]) -> dict:
+    """run.json: each stage's figures from its record; ``wall_s`` is the task's whole wall time
+    as kfp.local ran it (subprocess start-up included), ``work_s`` the time inside the stage."""
+    stages: dict = {}
+    for stage in STAGES:
+        f = paths["records"] / f"{stage}.json"
+        stages[stage] = json.loads(f.read_text()) if f.exists() else {"wall_s": 0.0}
+        stages[stage]["work_s"] = stages[stage].get("wall_s", 0.0)
+        stages[stage]["wall_s"] = task_walls.get(stage, stages[stage]["work_s"])
+    failed = None
+    for stage in STAGES:
+        if not (paths["records"] / f"{stage}.json").exists() or stages[stage].get("passed") is False:
+            failed = stage
+            break
+    ig = stages["ingest"]
+    ig["spans_write_s"] = round(ingest_s, 3)
+    ig["wall_s"] = round(ig.get("wall_s", 0.0) + ingest_s, 3)
+    ig.update(excluded_rows=ingested.excluded_rows, source=ingested.source)
+    stages["push"].setdefault("pushed", False)
+    stages["push"].setdefault("pushed_path", None)
+    stages["train"].setdefault("workers", cfg.workers)
+    return {
+        "stack": "torch",
+        "pipeline": PIPELINE_NAME,
+        "contract": {"name": contract.name, "version": contract.version, "path": contract.path},
+        "months": list(cfg.months),
+        "spans": ingested.span_numbers,
+        "workers": cfg.workers,
+        "total_wall_s": round(wall + ingest_s, 3),
+        "orchestrator": "kfp.local.SubprocessRunner",
+        "failed_stage": failed,
+        "stages": stages,
+    }

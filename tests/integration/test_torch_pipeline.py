@@ -1,0 +1,176 @@
+"""The PyTorch stack end to end with kfp.local + TorchX (2 DDP ranks), next to the TFX stack."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.common import registry
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+STAGES = ["ingest", "validate", "train", "evaluate", "push"]
+
+
+def twinpipe(*args, check=True):
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    proc = subprocess.run([sys.executable, "-m", "infra.cli", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1200)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"twinpipe {' '.join(args)} failed:\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory):
+    out = tmp_path_factory.mktemp("both") / "out"
+    twinpipe("run", "--stack", "both", "--months", "1-2", "--sample", "8000", "--workers", "2",
+             "--epochs", "4", "--batch-size", "256", "--out", str(out))
+    runs = {s: json.loads((out / s / "run.json").read_text()) for s in ("tfx", "torch")}
+    return out, runs
+
+
+def test_torch_run_json_has_the_tfx_shape_and_pushes(both):
+    out, runs = both
+    torch_run, tfx_run = runs["torch"], runs["tfx"]
+    assert set(torch_run["stages"]) == set(tfx_run["stages"]) == set(STAGES)
+    st = torch_run["stages"]
+    assert torch_run["failed_stage"] is None
+    assert st["ingest"]["rows"] == tfx_run["stages"]["ingest"]["rows"]
+    assert st["validate"]["passed"] is True and st["validate"]["expectations_evaluated"] > 100
+    tr = st["train"]
+    assert tr["workers"] == 2 and tr["backend"] == "gloo"
+    assert tr["strategy"] == "DistributedDataParallel" and tr["samples_per_s"] > 0
+    ev = st["evaluate"]
+    assert ev["eval_rows"] == tfx_run["stages"]["evaluate"]["eval_rows"]
+    assert 0.55 < ev["auc"] <= 1 and ev["baseline"] is None
+    assert ev["blessed"] is True and st["push"]["pushed"] is True
+    pushed = Path(st["push"]["pushed_path"])
+    assert {"model.onnx", "model.torchscript.pt", "signature.json"} <= {p.name for p in pushed.iterdir()}
+    assert registry.versions(out / "torch" / "pushed") == [pushed]
+
+
+def _tfx_rows(out: Path, split: str) -> pd.DataFrame:
+    import tensorflow as tf
+
+    files = sorted((out / "tfx" / "pipeline_root" / "ingest").glob(f"examples/*/Split-{split}/*.gz"))
+    keys = ["year", "month", "day", "sched_dep_time", "carrier", "flight", "origin", "dest"]
+    rows = []
+    for rec in tf.data.TFRecordDataset([str(f) for f in files], compression_type="GZIP"):
+        ex = tf.train.Example.FromString(rec.numpy()).features.feature
+        rows.append(tuple(
+            ex[k].int64_list.value[0] if ex[k].int64_list.value else ex[k].bytes_list.value[0].decode()
+            for k in keys))
+    return pd.DataFrame(rows, columns=keys)
+
+
+def test_both_stacks_see_identical_train_and_eval_rows(both):
+    out, _ = both
+    keys = ["year", "month", "day", "sched_dep_time", "carrier", "flight", "origin", "dest"]
+    torch_root = out / "torch" / "pipeline_root"
+    for split, artifact in (("train", "train_rows"), ("eval", "eval_rows")):
+        torch_rows = pd.concat(pd.read_parquet(p) for p in torch_root.rglob(artifact))[keys]
+        tfx_rows = _tfx_rows(out, split)
+        assert len(torch_rows) == len(tfx_rows) > 0
+        as_set = lambda df: set(map(tuple, df.astype(str).to_numpy()))  # noqa: E731
+        assert as_set(torch_rows) == as_set(tfx_rows), split
+
+
+def test_onnx_matches_torchscript_on_eval_rows(both):
+    import onnxruntime as ort
+    import torch
+
+    from components.torch.export import encode_with_signature
+
+    out, runs = both
+    pushed = Path(runs["torch"]["stages"]["push"]["pushed_path"])
+    sig = json.loads((pushed / "signature.json").read_text())
+    assert sig["inputs"]["numeric"]["columns"][0] == "sched_dep_time"
+    assert set(sig["vocabularies"]) == {"carrier", "origin", "dest"}
+    assert sig["oov_index"]["origin"] == len(sig["vocabularies"]["origin"])
+    rows = pd.concat(pd.read_parquet(p) for p in sorted((out / "spans").glob("span-*/eval/*.parquet")))
+    numeric, cats = encode_with_signature(sig, rows)
+    assert np.isnan(numeric).any()  # real missing weather values go through the graph
+    session = ort.InferenceSession(str(pushed / "model.onnx"))
+    onnx_p = session.run(["probability"], {"numeric": numeric, "categorical": cats})[0]
+    script = torch.jit.load(str(pushed / "model.torchscript.pt"))
+    with torch.no_grad():
+        torch_p = script(torch.from_numpy(numeric), torch.from_numpy(cats)).numpy()
+    assert onnx_p.shape == (len(rows),) and onnx_p.dtype == np.float32
+    np.testing.assert_allclose(onnx_p, torch_p, rtol=1e-4, atol=1e-5)
+
+
+def test_predict_with_the_torch_pushed_model(both, tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    out, runs = both
+    rows = pd.concat(pd.read_parquet(p) for p in sorted((out / "spans").glob("span-*/eval/*.parquet")))
+    src, dst = tmp_path / "rows.csv", tmp_path / "scored.csv"
+    rows.drop(columns=["delayed"]).to_csv(src, index=False)
+    twinpipe("predict", "--model", runs["torch"]["stages"]["push"]["pushed_path"],
+             "--input", str(src), "--output", str(dst))
+    scored = pd.read_csv(dst)
+    auc = roc_auc_score(rows["delayed"], scored["probability"])
+    assert auc == pytest.approx(runs["torch"]["stages"]["evaluate"]["auc"], abs=1e-6)
+
+
+def test_bad_data_stops_the_torch_stack_at_the_gx_gate(both, tmp_path):
+    out, runs = both
+    rows = pd.concat(pd.read_parquet(p) for p in sorted((out / "spans").glob("span-*/*/*.parquet")))
+    rows = rows.drop(columns=["delayed", "reason"], errors="ignore").reset_index(drop=True)
+    rows.loc[::50, "distance"] = 99_999
+    bad = tmp_path / "bad.csv"
+    rows.to_csv(bad, index=False)
+    before = registry.versions(out / "torch" / "pushed")
+    proc = twinpipe("run", "--stack", "torch", "--input", str(bad), "--months", "1-2",
+                    "--out", str(out), check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "[torch][validate]" in proc.stderr and "'distance'" in proc.stderr and "bad.csv" in proc.stderr
+    summary = json.loads((out / "torch" / "run.json").read_text())
+    assert summary["failed_stage"] == "validate" and summary["stages"]["validate"]["passed"] is False
+    assert "train" not in {p.stem for p in (out / "torch" / "stages").glob("*.json")}
+    assert registry.versions(out / "torch" / "pushed") == before
+
+
+def test_train_restarts_and_resumes_from_checkpoint(both, tmp_path):
+    from components.torch.stages import train_stage
+
+    out, _ = both
+    train_file = next((out / "torch" / "pipeline_root").rglob("train_rows"))
+    train_stage(str(train_file), str(tmp_path / "model"), "", workers=2, epochs=2,
+                batch_size=256, learning_rate=2e-3, fail_once_after_epoch=0,
+                record_dir=str(tmp_path / "rec"))
+    metrics = json.loads((tmp_path / "rec" / "train.json").read_text())
+    assert (tmp_path / "model" / "train" / "failed-once").exists()  # it really crashed once
+    assert metrics["resumed_from_epoch"] == 1  # and torchrun's restart resumed after epoch 1
+    assert (tmp_path / "model" / "serving" / "model.onnx").exists()
+
+
+def test_compiled_torch_spec_carries_train_resources(tmp_path):
+    from infra.compile import load_compiled, load_pipeline_spec
+
+    twinpipe("compile", "--stack", "torch", "--target", "kfp", "--out", str(tmp_path),
+             "--gpu", "nvidia-l4", "--gpu-count", "2", "--image", "reg/twinpipe-torch:1")
+    path = tmp_path / "torch-kfp.yaml"
+    spec = load_pipeline_spec(path)
+    tasks = spec.root.dag.tasks
+    assert set(tasks) == set(STAGES)
+    assert set(tasks["train"].dependent_tasks) == {"ingest", "validate"}
+    assert set(tasks["push"].dependent_tasks) == {"train", "evaluate"}
+    assert tasks["train"].retry_policy.max_retry_count == 2
+    train = spec.deployment_spec["executors"]["exec-train"]["container"]
+    assert train["image"] == "reg/twinpipe-torch:1"
+    assert train["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert train["resources"]["accelerator"]["resourceCount"] == "2"
+    assert train["resources"]["resourceCpuLimit"] == "4"
+    platform = load_compiled(path)[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    selector = platform["exec-train"]["nodeSelector"]["labels"]
+    assert selector == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+    assert platform["exec-train"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    params = spec.root.input_definitions.parameters
+    assert params["scheduler"].default_value.string_value == "kubernetes"

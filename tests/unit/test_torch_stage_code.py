@@ -1,0 +1,68 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from components.common.contract import load_contract
+from components.common.metrics import binary_metrics
+from components.torch.launch import train_appdef
+from components.torch.model import FlightsNet, fit_preprocessing
+from components.torch.validate import expectations
+
+CONTRACT = load_contract()
+
+
+@pytest.fixture()
+def frame():
+    rng = np.random.default_rng(0)
+    n = 200
+    return pd.DataFrame({
+        "distance": rng.integers(100, 3000, n).astype(float),
+        "temp": np.where(rng.random(n) < 0.2, np.nan, rng.normal(50, 10, n)),
+        "carrier": rng.choice(["UA", "AA", "DL"], n, p=[0.6, 0.3, 0.1]),
+    })
+
+
+def test_preprocessing_is_fitted_on_the_rows_given(frame):
+    prep = fit_preprocessing(frame, ["distance", "temp"], ["carrier"])
+    assert prep.means[1] == pytest.approx(frame.temp.mean())  # NaN ignored
+    assert prep.vocabularies["carrier"] == ["UA", "AA", "DL"]  # frequency order
+    num, cat = prep.encode(pd.DataFrame({"distance": [1.0], "temp": [np.nan], "carrier": ["ZZ"]}))
+    assert np.isnan(num[0, 1]) and cat[0, 0] == prep.oov_index("carrier") == 3
+
+
+def test_model_imputes_missing_with_the_train_mean(frame):
+    prep = fit_preprocessing(frame, ["distance", "temp"], ["carrier"])
+    model = FlightsNet(prep).eval()
+    cat = torch.zeros(1, 1, dtype=torch.long)
+    missing = model(torch.tensor([[1000.0, float("nan")]]), cat)
+    at_mean = model(torch.tensor([[1000.0, prep.means[1]]]), cat)
+    assert torch.allclose(missing, at_mean) and 0 < float(missing) < 1
+
+
+def test_train_appdef_is_dist_ddp_with_restarts():
+    app = train_appdef("--epochs", "2", workers=2, max_restarts=3, image="img")
+    role = app.roles[0]
+    cmd = role.args[-1]
+    assert role.entrypoint == "bash" and role.image == "img"
+    assert cmd.startswith("torchrun --max_restarts 3 ")
+    assert "--nproc_per_node 2" in cmd and "-m components.torch.train_app --epochs 2" in cmd
+
+
+def test_gx_suite_comes_from_the_contract():
+    suite = expectations(CONTRACT)
+    by_type = {}
+    for e in suite:
+        by_type.setdefault(type(e).__name__, []).append(e.column)
+    assert set(by_type["ExpectColumnToExist"]) == set(CONTRACT.column_names) | {"delayed"}
+    ranged = {c.name for c in CONTRACT.columns if c.numeric and c.max is not None}
+    assert set(by_type["ExpectColumnValuesToBeBetween"]) == ranged
+    assert {"carrier", "origin", "dest", "delayed"} == set(by_type["ExpectColumnValuesToBeInSet"])
+    nullable = {c.name for c in CONTRACT.columns if c.nullable}
+    assert not nullable & set(by_type["ExpectColumnValuesToNotBeNull"])
+
+
+def test_binary_metrics():
+    m = binary_metrics(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
+    assert m["auc"] == pytest.approx(0.75) and m["binary_accuracy"] == pytest.approx(0.75)
+    assert m["example_count"] == 4 and m["binary_crossentropy"] > 0
