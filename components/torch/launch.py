@@ -25,7 +25,7 @@ def train_appdef(
     cpu: int = 2,
     gpu: int = 0,
     memMB: int = 4096,  # noqa: N803 (TorchX's own parameter name)
-    max_restarts: int = 1,
+    max_restarts: int = 3,
     max_retries: int = 0,
     env: dict[str, str] | None = None,
 ) -> specs.AppDef:
