@@ -87,6 +87,7 @@ def compile_torch(*, target: str, out_dir: str, data_root: str, image: str, work
             "push_destination": f"{data_root}/torch/pushed",
             "workers": workers,
             "scheduler": "kubernetes",
+            "scheduler_options": "queue=twinpipe,namespace=twinpipe",
         },
     )
     # Components are declared with a default image; point every executor at the one asked for.

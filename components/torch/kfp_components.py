@@ -30,13 +30,14 @@ def validate(train_rows: Input[Dataset], eval_rows: Input[Dataset], contract_pat
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def train(train_rows: Input[Dataset], gate_passed: bool, contract_path: str, workers: int,
           epochs: int, batch_size: int, learning_rate: float, scheduler: str,
-          fail_once_after_epoch: int, record_dir: str, model: Output[Model]) -> float:
+          scheduler_options: str, fail_once_after_epoch: int, record_dir: str,
+          model: Output[Model]) -> float:
     from components.torch.stages import train_stage
 
     if not gate_passed:
         raise RuntimeError("[torch][train] the data gate did not pass")
     return train_stage(train_rows.path, model.path, contract_path, workers, epochs, batch_size,
-                       learning_rate, scheduler=scheduler,
+                       learning_rate, scheduler=scheduler, scheduler_options=scheduler_options,
                        fail_once_after_epoch=fail_once_after_epoch, record_dir=record_dir)
 
 

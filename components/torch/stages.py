@@ -78,8 +78,13 @@ def train_stage(
     train_path: str, model_dir: str, contract_path: str, workers: int, epochs: int,
     batch_size: int, learning_rate: float, hidden_units: str = "64,32",
     scheduler: str = "local_cwd", fail_once_after_epoch: int = -1, record_dir: str = "",
+    scheduler_options: str = "",
 ) -> float:
-    """Launches the DDP app through TorchX, then exports TorchScript + ONNX into ``model_dir``."""
+    """Launches the DDP app through TorchX, then exports TorchScript + ONNX into ``model_dir``.
+
+    ``scheduler_options`` are TorchX scheduler settings as ``key=value,...`` (for kubernetes:
+    ``queue=twinpipe,namespace=twinpipe`` — the Volcano queue and namespace of the job).
+    """
     from components.torch.export import export, signature_doc
     from components.torch.launch import run_training, train_appdef
     from components.torch.train_app import load_model
@@ -97,7 +102,9 @@ def train_stage(
         "--fail-once-after-epoch", str(fail_once_after_epoch),
         workers=workers,
     )
-    cfg = {"log_dir": str(out / "torchx_logs")} if scheduler == "local_cwd" else {}
+    cfg = dict(kv.split("=", 1) for kv in scheduler_options.split(",") if kv)
+    if scheduler == "local_cwd":
+        cfg.setdefault("log_dir", str(out / "torchx_logs"))
     run_training(app, scheduler=scheduler, cfg=cfg)
     model, prep, metrics = load_model(work)
     t_export = time.time()

@@ -42,6 +42,7 @@ def create_pipeline(resources: "TrainResources | None" = None):
         batch_size: int = 512,
         learning_rate: float = 2e-3,
         scheduler: str = "local_cwd",
+        scheduler_options: str = "",
         fail_once_after_epoch: int = -1,
         run_label: str = "",
         record_dir: str = "",
@@ -54,7 +55,7 @@ def create_pipeline(resources: "TrainResources | None" = None):
         train = c.train(
             train_rows=ingest.outputs["train_rows"], gate_passed=gate.output,
             contract_path=contract_path, workers=workers, epochs=epochs, batch_size=batch_size,
-            learning_rate=learning_rate, scheduler=scheduler,
+            learning_rate=learning_rate, scheduler=scheduler, scheduler_options=scheduler_options,
             fail_once_after_epoch=fail_once_after_epoch, record_dir=record_dir,
         ).set_display_name("train")
         evaluate = c.evaluate(

@@ -174,3 +174,4 @@ def test_compiled_torch_spec_carries_train_resources(tmp_path):
     assert platform["exec-train"]["tolerations"][0]["key"] == "nvidia.com/gpu"
     params = spec.root.input_definitions.parameters
     assert params["scheduler"].default_value.string_value == "kubernetes"
+    assert "queue=" in params["scheduler_options"].default_value.string_value

@@ -66,3 +66,23 @@ def test_binary_metrics():
     m = binary_metrics(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
     assert m["auc"] == pytest.approx(0.75) and m["binary_accuracy"] == pytest.approx(0.75)
     assert m["example_count"] == 4 and m["binary_crossentropy"] > 0
+
+
+def test_kfp_ingest_component_function_reads_the_spans(tmp_path):
+    from kfp import dsl
+
+    from components.common.ingest import ingest, load_default_table
+    from components.torch.kfp_components import ingest as ingest_component
+
+    table, _ = load_default_table(CONTRACT)
+    src = tmp_path / "in.parquet"
+    table[table.month == 1].head(1500).to_parquet(src)
+    res = ingest(CONTRACT, tmp_path / "spans", input_path=src)
+    train = dsl.Dataset(uri=str(tmp_path / "train.parquet"))
+    ev = dsl.Dataset(uri=str(tmp_path / "eval.parquet"))
+    rows = ingest_component.python_func(
+        spans_dir=str(tmp_path / "spans"), record_dir=str(tmp_path / "rec"), train_rows=train, eval_rows=ev
+    )
+    assert rows == res.rows
+    assert len(pd.read_parquet(train.path)) == res.spans[0].train_rows
+    assert len(pd.read_parquet(ev.path)) == res.spans[0].eval_rows
