@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
+
+# The stages of every stack, in order: the names used in code, logs, run.json and the report.
+STAGES = ("ingest", "validate", "train", "evaluate", "push")
+
+
+def stack_root(out_dir: str | Path, stack: str) -> Path:
+    """Where one stack's outputs of a run live: ``OUT/<stack>/``."""
+    return Path(out_dir).resolve() / stack
 
 
 def default_beam_args() -> list[str]:

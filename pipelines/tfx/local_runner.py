@@ -14,7 +14,7 @@ import re
 import time
 from pathlib import Path
 
-from components.common.config import RunConfig
+from components.common.config import STAGES, RunConfig, stack_root
 from components.common.contract import Contract
 from components.common.errors import DataError, StageError
 from components.common.ingest import IngestResult
@@ -23,11 +23,10 @@ from pipelines.tfx.pipeline import STAGE_OF_NODE, create_pipeline
 log = logging.getLogger("twinpipe.tfx")
 
 PIPELINE_NAME = "twinpipe-tfx"
-STAGES = ("ingest", "validate", "train", "evaluate", "push")
 
 
 def stack_paths(out_dir: str | Path) -> dict[str, Path]:
-    root = Path(out_dir).resolve() / "tfx"
+    root = stack_root(out_dir, "tfx")
     return {
         "root": root,
         "pipeline_root": root / "pipeline_root",

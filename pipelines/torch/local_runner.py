@@ -17,18 +17,17 @@ import sys
 import time
 from pathlib import Path
 
-from components.common.config import RunConfig
+from components.common.config import STAGES, RunConfig, stack_root
 from components.common.contract import Contract
 from components.common.errors import DataError, StageError
 from components.common.ingest import IngestResult
 from pipelines.torch.pipeline import PIPELINE_NAME, create_pipeline
 
 log = logging.getLogger("twinpipe.torch")
-STAGES = ("ingest", "validate", "train", "evaluate", "push")
 
 
 def stack_paths(out_dir: str | Path) -> dict[str, Path]:
-    root = Path(out_dir).resolve() / "torch"
+    root = stack_root(out_dir, "torch")
     return {
         "root": root,
         "pipeline_root": root / "pipeline_root",

@@ -1,9 +1,6 @@
 """The TFX stack end to end with LocalDagRunner on a small sample of real flights."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -11,20 +8,10 @@ import pytest
 import yaml
 
 from components.common import registry
+from components.common.config import STAGES
+from tests.integration.cli import ROOT, twinpipe
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
-STAGES = ["ingest", "validate", "train", "evaluate", "push"]
-
-
-def twinpipe(*args, check=True):
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
-    proc = subprocess.run([sys.executable, "-m", "infra.cli", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"twinpipe {' '.join(args)} failed:\n{proc.stderr[-4000:]}")
-    return proc
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,6 @@
 """The PyTorch stack end to end with kfp.local + TorchX (2 DDP ranks), next to the TFX stack."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,19 +8,10 @@ import pandas as pd
 import pytest
 
 from components.common import registry
+from components.common.config import STAGES
+from tests.integration.cli import twinpipe
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
-STAGES = ["ingest", "validate", "train", "evaluate", "push"]
-
-
-def twinpipe(*args, check=True):
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
-    proc = subprocess.run([sys.executable, "-m", "infra.cli", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=1200)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"twinpipe {' '.join(args)} failed:\n{proc.stderr[-4000:]}")
-    return proc
 
 
 @pytest.fixture(scope="module")
