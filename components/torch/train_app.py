@@ -54,6 +54,22 @@ def _save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def init_process_group(backend: str, rank: int, world: int, timeout_s: int = 180) -> None:
+    """Joins the job's process group through a store prefix unique to this restart attempt.
+
+    After a torchrun restart, the single-node rendezvous store still holds the previous attempt's
+    process-group keys (peer addresses); a new group under the same prefix can read them and fail
+    to connect or hang (seen with gloo). A finite timeout turns any hang into a restartable error.
+    """
+    from datetime import timedelta
+
+    timeout = timedelta(seconds=timeout_s)
+    store, rank, world = next(dist.rendezvous("env://", rank, world, timeout=timeout))
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    store = dist.PrefixStore(f"twinpipe/attempt-{attempt}", store)
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=timeout)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--train", required=True, help="spans folder, folder of parquet files or a file")
@@ -82,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(world, 1)))
     distributed = world > 1
     if distributed:
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
+        init_process_group("nccl" if cuda else "gloo", rank, world)
     backend = dist.get_backend() if distributed else "none"
     out = Path(args.out)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
