@@ -18,6 +18,7 @@ from components.common.config import STAGES, RunConfig, stack_root
 from components.common.contract import Contract
 from components.common.errors import DataError, StageError
 from components.common.ingest import IngestResult
+from components.common.runinfo import run_summary
 from pipelines.tfx.pipeline import STAGE_OF_NODE, create_pipeline
 
 log = logging.getLogger("twinpipe.tfx")
@@ -228,12 +229,7 @@ def collect_run(paths, contract, ingested: IngestResult, ingest_s: float, wall: 
         st["nodes"].append({"id": node_id, **info})
     failed = [n for n, i in nodes.items() if i["state"] == "FAILED"]
 
-    ig = stages["ingest"]
-    ig["spans_write_s"] = round(ingest_s, 3)
-    ig["wall_s"] = round(ig["wall_s"] + ingest_s, 3)
-    ig.update(rows=ingested.rows, excluded_rows=ingested.excluded_rows,
-              spans=ingested.span_numbers, source=ingested.source,
-              rows_per_s=round(ingested.rows / ig["wall_s"], 1) if ig["wall_s"] else None)
+    stages["ingest"].update(rows=ingested.rows, spans=ingested.span_numbers)
     stages["validate"]["passed"] = (
         nodes.get("validate_gate", {}).get("state") == "COMPLETE"
     )
@@ -245,7 +241,6 @@ def collect_run(paths, contract, ingested: IngestResult, ingest_s: float, wall: 
             stages["train"].update(tm)
         if model is not None:
             stages["train"]["model_uri"] = model.uri
-    stages["train"].setdefault("workers", cfg.workers)
     if "evaluate" in execs and nodes["evaluate"]["state"] == "COMPLETE":
         outs = _outputs(store, execs["evaluate"])
         evaluation, blessing = outs["evaluation"][0], outs["blessing"][0]
@@ -271,18 +266,12 @@ def collect_run(paths, contract, ingested: IngestResult, ingest_s: float, wall: 
         pm = _outputs(store, execs["push"])["pushed_model"][0]
         stages["push"].update(pushed=_prop(pm, "pushed") == 1,
                               pushed_path=_prop(pm, "pushed_destination") or None)
-    else:
-        stages["push"].update(pushed=False, pushed_path=None)
-    return {
-        "stack": "tfx",
-        "pipeline": PIPELINE_NAME,
-        "contract": {"name": contract.name, "version": contract.version, "path": contract.path},
-        "months": list(cfg.months),
-        "spans": ingested.span_numbers,
-        "workers": cfg.workers,
-        "total_wall_s": round(wall + ingest_s, 3),
-        "orchestrator": "tfx.LocalDagRunner",
-        "beam_args": list(cfg.beam_args),
-        "failed_stage": STAGE_OF_NODE.get(failed[0]) if failed else None,
-        "stages": stages,
-    }
+    summary = run_summary(
+        stack="tfx", pipeline=PIPELINE_NAME, orchestrator="tfx.LocalDagRunner", contract=contract,
+        cfg=cfg, ingested=ingested, ingest_s=ingest_s, wall=wall,
+        failed_stage=STAGE_OF_NODE.get(failed[0]) if failed else None, stages=stages,
+        beam_args=list(cfg.beam_args),
+    )
+    ig = stages["ingest"]
+    ig["rows_per_s"] = round(ingested.rows / ig["wall_s"], 1) if ig["wall_s"] else None
+    return summary

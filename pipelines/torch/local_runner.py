@@ -21,6 +21,7 @@ from components.common.config import STAGES, RunConfig, stack_root
 from components.common.contract import Contract
 from components.common.errors import DataError, StageError
 from components.common.ingest import IngestResult
+from components.common.runinfo import run_summary
 from pipelines.torch.pipeline import PIPELINE_NAME, create_pipeline
 
 log = logging.getLogger("twinpipe.torch")
@@ -141,22 +142,8 @@ def collect_run(paths, contract: Contract, ingested: IngestResult, ingest_s: flo
         if not (paths["records"] / f"{stage}.json").exists() or stages[stage].get("passed") is False:
             failed = stage
             break
-    ig = stages["ingest"]
-    ig["spans_write_s"] = round(ingest_s, 3)
-    ig["wall_s"] = round(ig.get("wall_s", 0.0) + ingest_s, 3)
-    ig.update(excluded_rows=ingested.excluded_rows, source=ingested.source)
-    stages["push"].setdefault("pushed", False)
-    stages["push"].setdefault("pushed_path", None)
-    stages["train"].setdefault("workers", cfg.workers)
-    return {
-        "stack": "torch",
-        "pipeline": PIPELINE_NAME,
-        "contract": {"name": contract.name, "version": contract.version, "path": contract.path},
-        "months": list(cfg.months),
-        "spans": ingested.span_numbers,
-        "workers": cfg.workers,
-        "total_wall_s": round(wall + ingest_s, 3),
-        "orchestrator": "kfp.local.SubprocessRunner",
-        "failed_stage": failed,
-        "stages": stages,
-    }
+    return run_summary(
+        stack="torch", pipeline=PIPELINE_NAME, orchestrator="kfp.local.SubprocessRunner",
+        contract=contract, cfg=cfg, ingested=ingested, ingest_s=ingest_s, wall=wall,
+        failed_stage=failed, stages=stages,
+    )
