@@ -148,13 +148,16 @@ def main(argv: list[str] | None = None) -> int:
             _save_atomic({"epoch": epoch, "model": model.state_dict(), "optim": optim.state_dict()},
                          ckpt_path)
         log.info("%s epoch %d/%d loss %.4f", tag, epoch + 1, args.epochs, loss_value)
-        if epoch == args.fail_once_after_epoch and not (out / "failed-once").exists():
-            if rank == 0:
-                (out / "failed-once").write_text(str(epoch))
+        if epoch == args.fail_once_after_epoch:
+            marker = out / "failed-once"
+            fail = not marker.exists()
             if distributed:
-                dist.barrier()
-            log.info("%s failing on purpose after epoch %d (restart test)", tag, epoch + 1)
-            sys.exit(3)
+                dist.barrier()  # every rank has read the marker before rank 0 writes it
+            if fail:
+                if rank == 0:
+                    marker.write_text(str(epoch))
+                log.info("%s failing on purpose after epoch %d (restart test)", tag, epoch + 1)
+                sys.exit(3)
     t_end = time.perf_counter()
     global_batch = args.batch_size * world
     steady = (steps - 1) * global_batch / (t_end - t_first) if steps > 1 and t_first else 0.0
