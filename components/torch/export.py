@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from components.torch.model import FlightsNet, Preprocessing
+from components.torch.model import FlightsNet, Preprocessing, encode_rows
 
 ONNX_OPSET = 17
 
@@ -56,14 +56,9 @@ def export(model: FlightsNet, prep: Preprocessing, folder: str | Path, signature
 
 def encode_with_signature(signature: dict, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Raw rows -> the ONNX inputs, using only what signature.json records."""
-    num_cols = signature["inputs"]["numeric"]["columns"]
-    cat_cols = signature["inputs"]["categorical"]["columns"]
-    numeric = table[num_cols].astype("float64").to_numpy(dtype=np.float32, na_value=np.nan)
-    cats = np.empty((len(table), len(cat_cols)), dtype=np.int64)
-    for j, c in enumerate(cat_cols):
-        index = {v: i for i, v in enumerate(signature["vocabularies"][c])}
-        cats[:, j] = [index.get(v, signature["oov_index"][c]) for v in table[c].astype(str)]
-    return numeric, cats
+    return encode_rows(table, signature["inputs"]["numeric"]["columns"],
+                       signature["inputs"]["categorical"]["columns"], signature["vocabularies"],
+                       signature["oov_index"])
 
 
 def predict_onnx(folder: str | Path, table: pd.DataFrame, batch_size: int = 65536) -> np.ndarray:

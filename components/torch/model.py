@@ -37,13 +37,20 @@ class Preprocessing:
 
     def encode(self, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Raw contract rows -> (numeric float32 with NaN, categorical int64 indices)."""
-        numeric = table[self.numeric].astype("float64").to_numpy(dtype=np.float32, na_value=np.nan)
-        cats = np.empty((len(table), len(self.categorical)), dtype=np.int64)
-        for j, name in enumerate(self.categorical):
-            index = {v: i for i, v in enumerate(self.vocabularies[name])}
-            oov = self.oov_index(name)
-            cats[:, j] = [index.get(v, oov) for v in table[name].astype(str)]
-        return numeric, cats
+        oov = {name: self.oov_index(name) for name in self.categorical}
+        return encode_rows(table, self.numeric, self.categorical, self.vocabularies, oov)
+
+
+def encode_rows(table: pd.DataFrame, numeric: list[str], categorical: list[str],
+                vocabularies: dict[str, list[str]], oov_index: dict[str, int]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The one raw-rows encoding, used in training and from signature.json at serving time."""
+    values = table[numeric].astype("float64").to_numpy(dtype=np.float32, na_value=np.nan)
+    cats = np.empty((len(table), len(categorical)), dtype=np.int64)
+    for j, name in enumerate(categorical):
+        index = {v: i for i, v in enumerate(vocabularies[name])}
+        cats[:, j] = [index.get(v, oov_index[name]) for v in table[name].astype(str)]
+    return values, cats
 
 
 def fit_preprocessing(train: pd.DataFrame, numeric: list[str], categorical: list[str]) -> Preprocessing:
