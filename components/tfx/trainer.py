@@ -47,9 +47,15 @@ def run_fn(fn_args) -> None:
         train(spec)
 
 
+# TF's CPU build prints these on every start; they say nothing about the run.
+_NOISE = ("Unable to register cuFFT", "Unable to register cuDNN", "Unable to register cuBLAS",
+          "TF-TRT Warning", "could not open file to read NUMA node")
+
+
 def _stream(proc: subprocess.Popen, prefix: str) -> None:
     for line in proc.stdout:  # type: ignore[union-attr]
-        sys.stderr.write(f"{prefix} {line}")
+        if not any(n in line for n in _NOISE):
+            sys.stderr.write(f"{prefix} {line}")
 
 
 def launch_local_workers(spec: dict, workers: int) -> None:

@@ -61,17 +61,34 @@ def encode_with_signature(signature: dict, table: pd.DataFrame) -> tuple[np.ndar
                        signature["oov_index"])
 
 
+class OnnxScorer:
+    """The pushed folder through onnxruntime: raw rows -> (numeric, categorical) arrays -> P.
+
+    ``encode`` is the client's work (building the request), ``score`` the serving runtime's.
+    """
+
+    runtime = "onnx"
+
+    def __init__(self, folder: str | Path):
+        import onnxruntime as ort
+
+        folder = Path(folder)
+        self.signature = json.loads((folder / "signature.json").read_text())
+        self.session = ort.InferenceSession(str(folder / "model.onnx"),
+                                            providers=["CPUExecutionProvider"])
+
+    def encode(self, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return encode_with_signature(self.signature, table)
+
+    def score(self, encoded: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        numeric, cats = encoded
+        return self.session.run(["probability"], {"numeric": numeric, "categorical": cats})[0]
+
+
 def predict_onnx(folder: str | Path, table: pd.DataFrame, batch_size: int = 65536) -> np.ndarray:
     """Scores raw contract rows with the pushed folder alone (onnxruntime)."""
-    import onnxruntime as ort
-
-    folder = Path(folder)
-    signature = json.loads((folder / "signature.json").read_text())
-    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
-    numeric, cats = encode_with_signature(signature, table)
-    out = [
-        session.run(["probability"], {"numeric": numeric[i:i + batch_size],
-                                      "categorical": cats[i:i + batch_size]})[0]
-        for i in range(0, len(table), batch_size)
-    ]
+    scorer = OnnxScorer(folder)
+    numeric, cats = scorer.encode(table)
+    out = [scorer.score((numeric[i:i + batch_size], cats[i:i + batch_size]))
+           for i in range(0, len(table), batch_size)]
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)

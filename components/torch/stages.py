@@ -113,6 +113,8 @@ def train_stage(
            signature_doc(prep, contract.name, contract.version,
                          f"P({label.source} >= {label.threshold:g})"))
     metrics["export_s"] = round(time.time() - t_export, 3)
+    metrics["model_dir"] = str(out / "serving")
+    metrics["train_path"] = train_path
     metrics["wall_s"] = round(time.time() - t0, 3)
     record(record_dir, "train", metrics)
     return float(metrics["samples_per_s"])

@@ -57,9 +57,10 @@ class _NodeProgress(logging.Handler):
 
     _pattern = re.compile(r"Component (\S+) is (running|finished)\.")
 
-    def __init__(self):
+    def __init__(self, meter=None):
         super().__init__(logging.INFO)
         self.started: dict[str, float] = {}
+        self.meter = meter
 
     def emit(self, record: logging.LogRecord) -> None:
         m = self._pattern.match(record.getMessage())
@@ -67,6 +68,8 @@ class _NodeProgress(logging.Handler):
             return
         node, state = m.groups()
         stage = STAGE_OF_NODE.get(node, node)
+        if self.meter is not None:
+            self.meter.enter(stage if state == "running" else None)
         if state == "running":
             self.started[node] = time.time()
             log.info("[tfx][%s] %s running", stage, node)
@@ -76,9 +79,9 @@ class _NodeProgress(logging.Handler):
 
 
 @contextlib.contextmanager
-def _stage_progress():
+def _stage_progress(meter=None):
     absl_log = logging.getLogger("absl")
-    handler = _NodeProgress()
+    handler = _NodeProgress(meter)
     saved = absl_log.level, absl_log.propagate
     quiet = absl_log.getEffectiveLevel() > logging.INFO
     absl_log.addHandler(handler)
@@ -93,10 +96,12 @@ def _stage_progress():
         absl_log.propagate = saved[1]
 
 
-def run_tfx(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest_s: float) -> dict:
+def run_tfx(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest_s: float,
+            ingest_resources: dict | None = None) -> dict:
     """Runs the whole TFX pipeline on already-ingested spans and writes ``tfx/run.json``."""
     from tfx import v1 as tfx
 
+    from components.common.resources import ResourceMeter
     from components.tfx.schema import write_schema
     from components.tfx.serving import signature_json
 
@@ -127,12 +132,13 @@ def run_tfx(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest_s
     t0 = time.time()
     error = None
     try:
-        with _stage_progress():
+        with ResourceMeter() as meter, _stage_progress(meter):
             tfx.orchestration.LocalDagRunner().run(pipeline)
     except Exception as e:  # noqa: BLE001 — reported below with the stage that failed
         error = e
     wall = time.time() - t0
-    summary = collect_run(paths, contract, ingested, ingest_s, wall, cfg)
+    summary = collect_run(paths, contract, ingested, ingest_s, wall, cfg,
+                          resources=meter.figures(), ingest_resources=ingest_resources)
     paths["run_json"].write_text(json.dumps(summary, indent=2, default=str))
     if error is not None:
         cause = error
@@ -206,7 +212,8 @@ def _tfma_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
 
 
 def collect_run(paths, contract, ingested: IngestResult, ingest_s: float, wall: float,
-                cfg: RunConfig) -> dict:
+                cfg: RunConfig, resources: dict | None = None,
+                ingest_resources: dict | None = None) -> dict:
     """run.json from MLMD: per-stage wall seconds and key figures."""
     import ml_metadata as mlmd
     from ml_metadata.proto import metadata_store_pb2
@@ -233,6 +240,10 @@ def collect_run(paths, contract, ingested: IngestResult, ingest_s: float, wall: 
     stages["validate"]["passed"] = (
         nodes.get("validate_gate", {}).get("state") == "COMPLETE"
     )
+    if "transform" in execs and nodes["transform"]["state"] == "COMPLETE":
+        outs = _outputs(store, execs["transform"])
+        stages["train"]["transform_graph_uri"] = outs["transform_graph"][0].uri
+        stages["train"]["transformed_examples_uri"] = outs["transformed_examples"][0].uri
     if "train" in execs and nodes["train"]["state"] == "COMPLETE":
         run_dir = _outputs(store, execs["train"]).get("model_run", [None])[0]
         model = _outputs(store, execs["train"]).get("model", [None])[0]
@@ -270,8 +281,29 @@ def collect_run(paths, contract, ingested: IngestResult, ingest_s: float, wall: 
         stack="tfx", pipeline=PIPELINE_NAME, orchestrator="tfx.LocalDagRunner", contract=contract,
         cfg=cfg, ingested=ingested, ingest_s=ingest_s, wall=wall,
         failed_stage=STAGE_OF_NODE.get(failed[0]) if failed else None, stages=stages,
-        beam_args=list(cfg.beam_args),
+        resources=resources, ingest_resources=ingest_resources, beam_args=list(cfg.beam_args),
     )
-    ig = stages["ingest"]
-    ig["rows_per_s"] = round(ingested.rows / ig["wall_s"], 1) if ig["wall_s"] else None
     return summary
+
+
+def probe_training(cfg: RunConfig, contract: Contract, ingested: IngestResult, summary: dict,
+                   workers: int) -> dict:
+    """Trains again on the run's Transform output with ``workers`` processes (the Trainer's own
+    code, outside the pipeline) and returns its train metrics: the scaling probe of the report."""
+    import tempfile
+
+    from components.tfx.trainer import TRAIN_METRICS, launch_local_workers
+
+    tr = summary["stages"]["train"]
+    with tempfile.TemporaryDirectory(prefix="tfx-probe-") as tmp:
+        spec = {
+            "train_files": [f"{tr['transformed_examples_uri']}/Split-train/*"],
+            "eval_files": [f"{tr['transformed_examples_uri']}/Split-eval/*"],
+            "transform_output": tr["transform_graph_uri"],
+            "serving_model_dir": f"{tmp}/serving",
+            "model_run_dir": f"{tmp}/run",
+            "config": train_config(cfg, contract, sum(s.train_rows for s in ingested.spans)),
+        }
+        spec["config"]["workers"] = workers
+        launch_local_workers(spec, workers)
+        return json.loads((Path(tmp) / "run" / TRAIN_METRICS).read_text())

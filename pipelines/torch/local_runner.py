@@ -46,7 +46,8 @@ class _TaskClock(io.TextIOBase):
     _start = re.compile(r"Executing task '(\w+)'")
     _end = re.compile(r"Task '(\w+)' finished with status (\w+)")
 
-    def __init__(self, log_path: Path):
+    def __init__(self, log_path: Path, meter=None):
+        self.meter = meter
         self.file = open(log_path, "w")  # noqa: SIM115 — closed by close()
         self.started: dict[str, float] = {}
         self.walls: dict[str, float] = {}
@@ -63,9 +64,13 @@ class _TaskClock(io.TextIOBase):
     def _line(self, line: str) -> None:
         now = time.time()
         if m := self._start.search(line):
+            if self.meter is not None:
+                self.meter.enter(m.group(1))
             self.started[m.group(1)] = now
             log.info("[torch][%s] running", m.group(1))
         elif m := self._end.search(line):
+            if self.meter is not None:
+                self.meter.enter(None)
             self.walls[m.group(1)] = round(now - self.started.get(m.group(1), now), 3)
             log.info("[torch][%s] %s in %.1fs", m.group(1), m.group(2).lower(), self.walls[m.group(1)])
         elif "[torch][" in line:
@@ -77,9 +82,11 @@ class _TaskClock(io.TextIOBase):
 
 
 def run_torch(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest_s: float,
-              scheduler: str = "local_cwd") -> dict:
+              scheduler: str = "local_cwd", ingest_resources: dict | None = None) -> dict:
     """Runs the whole pipeline on already-ingested spans and writes ``torch/run.json``."""
     from kfp import local
+
+    from components.common.resources import ResourceMeter
 
     paths = stack_paths(cfg.out_dir)
     shutil.rmtree(paths["records"], ignore_errors=True)
@@ -93,9 +100,10 @@ def run_torch(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest
              ingested.span_numbers, cfg.workers, scheduler)
     t0 = time.time()
     error = None
-    clock = _TaskClock(paths["root"] / "kfp_local.log")
+    meter = ResourceMeter()
+    clock = _TaskClock(paths["root"] / "kfp_local.log", meter)
     try:
-        with contextlib.redirect_stdout(clock):
+        with meter, contextlib.redirect_stdout(clock):
             pipeline(
                 spans_dir=ingested.spans_dir,
                 push_destination=str(paths["pushed"]),
@@ -107,14 +115,15 @@ def run_torch(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest
                 learning_rate=cfg.learning_rate,
                 scheduler=scheduler,
                 run_label=cfg.run_label,
-            record_dir=str(paths["records"]),
+                record_dir=str(paths["records"]),
             )
     except Exception as e:  # noqa: BLE001 — reported below with the stage that failed
         error = e
     finally:
         clock.close()
     wall = time.time() - t0
-    summary = collect_run(paths, contract, ingested, ingest_s, wall, cfg, clock.walls)
+    summary = collect_run(paths, contract, ingested, ingest_s, wall, cfg, clock.walls,
+                          resources=meter.figures(), ingest_resources=ingest_resources)
     paths["run_json"].write_text(json.dumps(summary, indent=2, default=str))
     if error is not None:
         validate = summary["stages"]["validate"]
@@ -128,7 +137,8 @@ def run_torch(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest
 
 
 def collect_run(paths, contract: Contract, ingested: IngestResult, ingest_s: float, wall: float,
-                cfg: RunConfig, task_walls: dict[str, float]) -> dict:
+                cfg: RunConfig, task_walls: dict[str, float], resources: dict | None = None,
+                ingest_resources: dict | None = None) -> dict:
     """run.json: each stage's figures from its record; ``wall_s`` is the task's whole wall time
     as kfp.local ran it (subprocess start-up included), ``work_s`` the time inside the stage."""
     stages: dict = {}
@@ -145,5 +155,22 @@ def collect_run(paths, contract: Contract, ingested: IngestResult, ingest_s: flo
     return run_summary(
         stack="torch", pipeline=PIPELINE_NAME, orchestrator="kfp.local.SubprocessRunner",
         contract=contract, cfg=cfg, ingested=ingested, ingest_s=ingest_s, wall=wall,
-        failed_stage=failed, stages=stages,
+        failed_stage=failed, stages=stages, resources=resources,
+        ingest_resources=ingest_resources,
     )
+
+
+def probe_training(cfg: RunConfig, contract: Contract, ingested: IngestResult, summary: dict,
+                   workers: int) -> dict:
+    """Trains again on the run's ingested train rows with ``workers`` DDP processes through the
+    same train stage (TorchX dist.ddp), outside the pipeline: the scaling probe of the report."""
+    import tempfile
+
+    from components.torch.stages import train_stage
+
+    tr = summary["stages"]["train"]
+    with tempfile.TemporaryDirectory(prefix="torch-probe-") as tmp:
+        train_stage(tr["train_path"], f"{tmp}/model", cfg.contract_path or "", workers, cfg.epochs,
+                    cfg.batch_size, cfg.learning_rate,
+                    hidden_units=",".join(str(u) for u in cfg.hidden_units), record_dir=tmp)
+        return json.loads((Path(tmp) / "train.json").read_text())

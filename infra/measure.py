@@ -1,0 +1,222 @@
+"""What the report needs beyond each stack's run.json, measured right after a run:
+
+* ``OUT/<stack>/scaling.json`` — training throughput at 1 and N workers (the run's own train stage
+  gives one point, a probe that re-runs the stack's training code outside the pipeline the other);
+* ``OUT/<stack>/measurements.json`` — the stack's model scored on the run's eval rows (the same rows
+  for both stacks: the spans' eval split) with one metrics implementation, ROC and calibration
+  points, artifact sizes, and serving latency/throughput at batch 1 and 256 through its runtime;
+* ``OUT/environment.json`` — versions, cores, memory, GPU.
+
+The report builder only reads these files, so ``twinpipe report`` can rebuild and combine runs
+made on other machines (a CPU run next to a GPU run).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from components.common.contract import Contract
+
+log = logging.getLogger("twinpipe.measure")
+
+PACKAGES = ("tfx", "tensorflow", "apache-beam", "tensorflow-data-validation",
+            "tensorflow-transform", "tensorflow-model-analysis", "ml-metadata", "torch", "torchx",
+            "kfp", "great-expectations", "onnx", "onnxruntime", "scikit-learn", "pyarrow", "pandas")
+LATENCY_BATCHES = (1, 256)
+
+
+def _gpus() -> list[str]:
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20, check=True).stdout
+    except (subprocess.SubprocessError, OSError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def environment() -> dict:
+    import psutil
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "gpus": _gpus(),
+        "versions": versions,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _write(path: Path, doc: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+# --- scaling ------------------------------------------------------------------------------------
+
+def probe_workers(run_workers: int) -> int:
+    """The other worker count to train at: 1 when the run used N > 1 workers, else 2."""
+    return 1 if run_workers > 1 else 2
+
+
+def scaling(stack: str, cfg, contract: Contract, ingested, summary: dict, out_dir: Path) -> dict:
+    """Runs the stack's training probe and writes ``<stack>/scaling.json``."""
+    if stack == "tfx":
+        from pipelines.tfx.local_runner import probe_training
+    else:
+        from pipelines.torch.local_runner import probe_training
+    tr = summary["stages"]["train"]
+    other = probe_workers(cfg.workers)
+    log.info("[%s][scaling] training probe with %d worker(s)", stack, other)
+    t0 = time.time()
+    probe = probe_training(cfg, contract, ingested, summary, other)
+    points = {cfg.workers: {"samples_per_s": tr["samples_per_s"], "source": "pipeline train stage",
+                            "global_batch": tr.get("global_batch")},
+              other: {"samples_per_s": probe["samples_per_s"], "source": "probe",
+                      "global_batch": probe.get("global_batch")}}
+    one, n = min(points), max(points)
+    speedup = points[n]["samples_per_s"] / points[one]["samples_per_s"]
+    doc = {
+        "stack": stack,
+        "points": [{"workers": w, **points[w]} for w in sorted(points)],
+        "speedup": round(speedup, 3),
+        "efficiency": round(speedup / (n / one), 3),
+        "per_worker_batch": cfg.batch_size,
+        "probe_wall_s": round(time.time() - t0, 1),
+    }
+    _write(out_dir / stack / "scaling.json", doc)
+    log.info("[%s][scaling] %d->%d workers: %.2fx samples/s", stack, one, n, speedup)
+    return doc
+
+
+# --- models -------------------------------------------------------------------------------------
+
+def _dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def model_under_test(stack: str, summary: dict) -> tuple[Path, str]:
+    """The pushed model when the run pushed one, else the run's candidate."""
+    push = summary["stages"]["push"]
+    if push.get("pushed_path"):
+        return Path(push["pushed_path"]), "pushed"
+    tr = summary["stages"]["train"]
+    if stack == "tfx":
+        return Path(tr["model_uri"]) / "Format-Serving", "candidate (not pushed)"
+    return Path(tr["model_dir"]), "candidate (not pushed)"
+
+
+def _scorer(stack: str, model_dir: Path, contract: Contract):
+    if stack == "tfx":
+        from components.tfx.serving import SavedModelScorer
+
+        return SavedModelScorer(str(model_dir), [c.name for c in contract.features])
+    from components.torch.export import OnnxScorer
+
+    return OnnxScorer(model_dir)
+
+
+def _sizes(stack: str, model_dir: Path) -> dict:
+    if stack == "tfx":
+        return {"SavedModel": _dir_bytes(model_dir)}
+    files = json.loads((model_dir / "signature.json").read_text())["files"]
+    return {"TorchScript": (model_dir / files["torchscript"]).stat().st_size,
+            "ONNX": (model_dir / files["onnx"]).stat().st_size}
+
+
+def eval_rows(spans_dir: Path, spans: list[int]) -> pd.DataFrame:
+    """The run's eval rows, in span order: what both stacks evaluate on."""
+    files = [Path(spans_dir) / f"span-{s}" / "eval" / "data.parquet" for s in spans]
+    return pd.concat([pd.read_parquet(f) for f in files if f.exists()], ignore_index=True)
+
+
+def measure_model(stack: str, summary: dict, contract: Contract, out_dir: Path) -> dict:
+    """Scores the stack's model on the run's eval rows and times its serving runtime."""
+    from components.common.metrics import binary_metrics, calibration, roc_points
+    from components.common.serving_bench import latency
+
+    model_dir, which = model_under_test(stack, summary)
+    rows = eval_rows(out_dir / "spans", summary["spans"])
+    labels = rows[contract.label.name].to_numpy()
+    scorer = _scorer(stack, model_dir, contract)
+    t0 = time.perf_counter()
+    probs = np.concatenate([scorer.score(scorer.encode(rows.iloc[i:i + 4096]))
+                            for i in range(0, len(rows), 4096)])
+    score_s = time.perf_counter() - t0
+    metrics = binary_metrics(labels, probs)
+    key_cols = [c for c in ("year", "month", "day", "sched_dep_time", "carrier", "flight",
+                            "origin", "dest") if c in rows.columns]
+    doc = {
+        "stack": stack,
+        "runtime": scorer.runtime,
+        "model": str(model_dir),
+        "model_is": which,
+        "eval_rows": len(rows),
+        "eval_rows_sha256": _rows_digest(rows[key_cols]),
+        "metrics": {k: round(v, 6) for k, v in metrics.items()},
+        "pipeline_auc": summary["stages"]["evaluate"].get("auc"),
+        "score_all_s": round(score_s, 3),
+        "roc": roc_points(labels, probs),
+        "calibration": calibration(labels, probs),
+        "sizes_bytes": _sizes(stack, model_dir),
+        "latency": latency(scorer, rows, LATENCY_BATCHES),
+        "threads": "runtime defaults",
+    }
+    _write(out_dir / stack / "measurements.json", doc)
+    log.info("[%s][measure] auc %.4f on %d eval rows; batch-1 p50 %.3f ms", stack,
+             metrics["auc"], len(rows), doc["latency"]["1"]["p50_ms"])
+    return doc
+
+
+def _rows_digest(keys: pd.DataFrame) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(pd.util.hash_pandas_object(keys, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def measure_run(out_dir: str | Path, cfg, contract: Contract, ingested, summaries: dict[str, dict],
+                scaling_probe: bool = True) -> None:
+    """Everything the report reads besides run.json, for each stack that trained."""
+    out = Path(out_dir).resolve()
+    _write(out / "environment.json", environment())
+    for stack, summary in summaries.items():
+        if summary["stages"]["train"].get("samples_per_s") is None:
+            continue
+        if scaling_probe:
+            scaling(stack, cfg, contract, ingested, summary, out)
+        measure_model(stack, summary, contract, out)

@@ -1,0 +1,532 @@
+"""The side-by-side report: ``RUN_DIR/report/index.html`` (self-contained, plots as embedded PNG)
+and ``report.json``, built only from what runs wrote (run.json, scaling.json, measurements.json,
+environment.json), so several runs (e.g. a CPU run and a GPU run) can be laid side by side.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import html
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+from components.common.config import STAGES
+from components.common.errors import DataError
+
+STACKS = ("tfx", "torch")
+STACK_NAMES = {"tfx": "TFX (TensorFlow)", "torch": "PyTorch (KFP + TorchX)"}
+COLORS = {"tfx": "#e8710a", "torch": "#1a73e8"}
+ROOT = Path(__file__).resolve().parents[1]
+
+# Where each stage's code lives: files or ``file::top-level name``. "shared" is framework-neutral
+# code both stacks call; each stack's own code is what it needs on top.
+STAGE_CODE = {
+    "ingest": {
+        "shared": ["components/common/ingest.py", "components/common/split.py"],
+        "tfx": ["components/tfx/example_gen.py"],
+        "torch": ["components/torch/stages.py::ingest_stage", "components/torch/kfp_components.py::ingest"],
+    },
+    "validate": {
+        "shared": ["components/common/contract.py"],
+        "tfx": ["components/tfx/schema.py", "components/tfx/validate.py"],
+        "torch": ["components/torch/validate.py", "components/torch/stages.py::validate_stage",
+                  "components/torch/kfp_components.py::validate"],
+    },
+    "train": {
+        "shared": [],
+        "tfx": ["components/tfx/transform.py", "components/tfx/trainer.py"],
+        "torch": ["components/torch/model.py", "components/torch/train_app.py",
+                  "components/torch/launch.py", "components/torch/export.py",
+                  "components/torch/stages.py::train_stage", "components/torch/kfp_components.py::train"],
+    },
+    "evaluate": {
+        "shared": ["components/common/metrics.py", "components/common/blessing.py"],
+        "tfx": ["components/tfx/evaluate.py"],
+        "torch": ["components/torch/stages.py::evaluate_stage",
+                  "components/torch/kfp_components.py::evaluate"],
+    },
+    "push": {
+        "shared": ["components/common/registry.py"],
+        "tfx": ["components/tfx/push.py", "components/tfx/serving.py"],
+        "torch": ["components/torch/stages.py::push_stage", "components/torch/kfp_components.py::push"],
+    },
+    "pipeline wiring": {
+        "shared": ["components/common/config.py", "components/common/runinfo.py"],
+        "tfx": ["pipelines/tfx/pipeline.py", "pipelines/tfx/local_runner.py"],
+        "torch": ["pipelines/torch/pipeline.py", "pipelines/torch/local_runner.py"],
+    },
+}
+
+
+# --- lines of code ------------------------------------------------------------------------------
+
+def _code_lines(source: str, first: int = 1, last: int | None = None) -> int:
+    """Non-blank lines that are neither comments nor docstrings, within [first, last]."""
+    tree = ast.parse(source)
+    doc_lines: set[int] = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            doc_lines.update(range(body[0].lineno, body[0].end_lineno + 1))
+    lines = source.splitlines()
+    last = last or len(lines)
+    return sum(1 for i in range(first, last + 1)
+               if i not in doc_lines and lines[i - 1].strip() and not lines[i - 1].strip().startswith("#"))
+
+
+def count_lines(spec: str) -> int:
+    """Lines of code of a file or of one top-level def/class (``path::name``, decorators included)."""
+    path, _, name = spec.partition("::")
+    source = (ROOT / path).read_text()
+    if not name:
+        return _code_lines(source)
+    for node in ast.parse(source).body:
+        if getattr(node, "name", None) == name:
+            first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+            return _code_lines(source, first, node.end_lineno)
+    raise KeyError(f"{name} not found in {path}")
+
+
+def lines_of_code() -> dict:
+    return {stage: {who: sum(count_lines(s) for s in specs) for who, specs in parts.items()}
+            for stage, parts in STAGE_CODE.items()}
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def load_run(run_dir: str | Path) -> dict:
+    run_dir = Path(run_dir).resolve()
+    stacks = {}
+    for stack in STACKS:
+        run = _read(run_dir / stack / "run.json")
+        if run is None:
+            continue
+        stacks[stack] = {"run": run, "scaling": _read(run_dir / stack / "scaling.json"),
+                         "measurements": _read(run_dir / stack / "measurements.json")}
+    if not stacks:
+        raise DataError(f"{run_dir}: no tfx/run.json or torch/run.json; expected the --out folder "
+                        "of a `twinpipe run`.")
+    env = _read(run_dir / "environment.json") or {}
+    first = next(iter(stacks.values()))["run"]
+    gpu = ", ".join(env.get("gpus") or []) or f"CPU x{env.get('cpu_count', '?')}"
+    return {
+        "dir": str(run_dir),
+        "label": f"{run_dir.name} ({gpu}, {first['workers']} workers)",
+        "months": first["months"],
+        "spans": first["spans"],
+        "workers": first["workers"],
+        "environment": env,
+        "stacks": stacks,
+    }
+
+
+# --- numbers ------------------------------------------------------------------------------------
+
+def _f(x, digits=1, unit=""):
+    if x is None:
+        return "–"
+    if isinstance(x, float) and digits is not None:
+        return f"{x:,.{digits}f}{unit}"
+    return f"{x:,}{unit}" if isinstance(x, int) else f"{x}{unit}"
+
+
+def _ratio(a, b):
+    return a / b if a and b else None
+
+
+def stage_rows(run: dict) -> list[dict]:
+    out = []
+    for stage in STAGES:
+        for stack, s in run["stacks"].items():
+            st = s["run"]["stages"].get(stage, {})
+            out.append({"stage": stage, "stack": stack, "wall_s": st.get("wall_s"),
+                        "cpu_s": st.get("cpu_s"), "peak_rss_mb": st.get("peak_rss_mb"),
+                        "rows_per_s": st.get("rows_per_s")})
+    return out
+
+
+def summary_lines(runs: list[dict], loc: dict) -> list[str]:
+    """A short written summary of what differed and why, generated from the numbers."""
+    lines: list[str] = []
+    run = runs[0]
+    st = run["stacks"]
+    both = "tfx" in st and "torch" in st
+    cores = run["environment"].get("cpu_count")
+    if both:
+        t = {k: st[k]["run"]["total_wall_s"] for k in STACKS}
+        fast, slow = sorted(STACKS, key=lambda k: t[k])
+        lines.append(
+            f"On the same {st['tfx']['run']['stages']['ingest'].get('rows', 0):,} rows (spans "
+            f"{', '.join(map(str, run['spans']))}), the {STACK_NAMES[fast]} pipeline took "
+            f"{t[fast]:.1f} s end to end and {STACK_NAMES[slow]} {t[slow]:.1f} s "
+            f"({t[slow] / t[fast]:.1f}x).")
+        gaps = []
+        for stage in STAGES:
+            w = {k: st[k]["run"]["stages"][stage].get("wall_s") or 0.0 for k in STACKS}
+            gaps.append((abs(w["tfx"] - w["torch"]), stage, w))
+        gap, stage, w = max(gaps)
+        slower = max(STACKS, key=lambda k: w[k])
+        sst = st[slower]["run"]["stages"][stage]
+        busy = (sst.get("cpu_s") or 0) / sst["wall_s"] if sst.get("wall_s") else None
+        why = ""
+        if busy is not None and cores:
+            if busy < 0.6:
+                why = (f"; its processes were busy only {busy:.2f} CPU-seconds per second of wall time, "
+                       "so most of it is start-up and waiting (process launch, graph tracing, "
+                       "pipeline set-up), not work on rows")
+            else:
+                why = (f"; it kept {busy:.1f} of {cores} cores busy, so the time is spent computing "
+                       "(framework start-up and tracing included), not waiting")
+        lines.append(f"The largest stage gap is {stage}: {w[slower]:.1f} s for {slower} vs "
+                     f"{w[min(STACKS, key=lambda k: w[k])]:.1f} s{why}.")
+        mem = {k: max((s.get("peak_rss_mb") or 0) for s in st[k]["run"]["stages"].values())
+               for k in STACKS}
+        lines.append(f"Peak memory (process tree, any stage): TFX {mem['tfx']:,.0f} MiB, "
+                     f"PyTorch {mem['torch']:,.0f} MiB.")
+    for stack, s in st.items():
+        sc = s.get("scaling")
+        if not sc:
+            continue
+        n = sc["points"][-1]["workers"]
+        text = (f"{STACK_NAMES[stack]}: {n} workers trained at {sc['speedup']:.2f}x the samples/s "
+                f"of 1 worker (scaling efficiency {sc['efficiency']:.0%})")
+        if sc["efficiency"] < 0.5 and cores and cores <= n * 2:
+            text += (f"; with {cores} cores for {n} processes, each step's cross-process all-reduce "
+                     "costs more than the small model's compute it saves")
+        lines.append(text + ".")
+    ms = {k: s["measurements"] for k, s in st.items() if s.get("measurements")}
+    if len(ms) == 2:
+        a = {k: m["metrics"]["auc"] for k, m in ms.items()}
+        better = max(a, key=a.get)
+        same = ms["tfx"]["eval_rows_sha256"] == ms["torch"]["eval_rows_sha256"]
+        lines.append(
+            f"On the {'identical' if same else 'DIFFERENT'} {ms['tfx']['eval_rows']:,} eval rows, "
+            f"AUC is TFX {a['tfx']:.4f} vs PyTorch {a['torch']:.4f}; {STACK_NAMES[better]} is ahead "
+            f"by {abs(a['tfx'] - a['torch']):.4f}. Log-loss {ms['tfx']['metrics']['binary_crossentropy']:.4f}"
+            f" vs {ms['torch']['metrics']['binary_crossentropy']:.4f}.")
+        size_tf = ms["tfx"]["sizes_bytes"]["SavedModel"]
+        size_onnx = ms["torch"]["sizes_bytes"]["ONNX"]
+        lines.append(f"The SavedModel folder is {size_tf / 1024:,.0f} KiB (graph, TF Transform "
+                     f"assets and variables) against {size_onnx / 1024:,.0f} KiB for the ONNX file "
+                     f"({size_tf / size_onnx:.0f}x).")
+        l1 = {k: m["latency"]["1"]["p50_ms"] for k, m in ms.items()}
+        t256 = {k: m["latency"]["256"]["rows_per_s"] for k, m in ms.items()}
+        lines.append(
+            f"Serving one row takes {l1['tfx']:.3f} ms (p50) through the TF signature (parses "
+            f"tf.Example and applies the Transform graph in-model) and {l1['torch']:.3f} ms through "
+            f"onnxruntime ({l1['tfx'] / l1['torch']:.1f}x); at batch 256 they serve "
+            f"{t256['tfx']:,.0f} vs {t256['torch']:,.0f} rows/s.")
+    for stack, s in st.items():
+        ev, push = s["run"]["stages"]["evaluate"], s["run"]["stages"]["push"]
+        if ev.get("blessed") is None:
+            continue
+        base = (f"baseline AUC {ev['baseline_auc']:.4f}" if ev.get("baseline_auc") is not None
+                else "no baseline (first push)")
+        lines.append(f"{STACK_NAMES[stack]}: {'blessed' if ev['blessed'] else 'NOT blessed'} "
+                     f"({base}); {'pushed' if push.get('pushed') else 'not pushed'}.")
+    total = {k: sum(v[k] for v in loc.values()) for k in ("shared", "tfx", "torch")}
+    lines.append(f"Code: {total['shared']} shared lines (contract, split, metrics, blessing, "
+                 f"registry) + {total['tfx']} TFX-specific vs {total['torch']} PyTorch-specific.")
+    if len(runs) > 1:
+        for stack in STACKS:
+            walls = [(r["label"], r["stacks"][stack]["run"]["total_wall_s"])
+                     for r in runs if stack in r["stacks"]]
+            if len(walls) > 1:
+                lines.append(f"{STACK_NAMES[stack]} across runs: "
+                             + ", ".join(f"{lbl} {w:.1f} s" for lbl, w in walls) + ".")
+    return lines
+
+
+def build_report_data(run_dirs: list[str | Path]) -> dict:
+    runs = [load_run(d) for d in run_dirs]
+    loc = lines_of_code()
+    checks = {}
+    for r in runs:
+        ms = {k: s["measurements"] for k, s in r["stacks"].items() if s.get("measurements")}
+        if len(ms) == 2:
+            checks[r["dir"]] = {
+                "same_eval_rows": ms["tfx"]["eval_rows_sha256"] == ms["torch"]["eval_rows_sha256"],
+                "same_spans": r["stacks"]["tfx"]["run"]["spans"] == r["stacks"]["torch"]["run"]["spans"],
+            }
+    return {
+        "generated_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "runs": runs,
+        "lines_of_code": loc,
+        "checks": checks,
+        "summary": summary_lines(runs, loc),
+    }
+
+
+# --- plots --------------------------------------------------------------------------------------
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _series(runs):
+    """(label, run, stack) for each stack of each run."""
+    for r in runs:
+        for stack in r["stacks"]:
+            label = STACK_NAMES[stack] if len(runs) == 1 else f"{stack} · {r['label']}"
+            yield label, r, stack
+
+
+def _grouped_bars(runs, categories, value, title, unit, log=False, fmt="%.3g"):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    series = list(_series(runs))
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    width = 0.8 / max(1, len(series))
+    x = np.arange(len(categories))
+    for i, (label, r, stack) in enumerate(series):
+        vals = [value(r, stack, c) or 0.0 for c in categories]
+        bars = ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=label,
+                      color=COLORS[stack], alpha=1.0 - 0.35 * (i // 2))
+        ax.bar_label(bars, fmt=fmt, fontsize=7)
+    ax.set_xticks(x, categories)
+    ax.set_ylabel(unit)
+    ax.set_title(title, fontsize=10)
+    if log:
+        ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def _curves(runs, kind):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    for label, r, stack in _series(runs):
+        m = r["stacks"][stack].get("measurements")
+        if not m:
+            continue
+        if kind == "roc":
+            ax.plot(m["roc"]["fpr"], m["roc"]["tpr"], color=COLORS[stack],
+                    label=f"{label} (AUC {m['metrics']['auc']:.3f})")
+        else:
+            ax.plot(m["calibration"]["predicted"], m["calibration"]["observed"], "o-",
+                    color=COLORS[stack], label=label)
+    ax.plot([0, 1], [0, 1], "--", color="#888", lw=1)
+    ax.set_xlabel("false positive rate" if kind == "roc" else "mean predicted probability")
+    ax.set_ylabel("true positive rate" if kind == "roc" else "observed delayed fraction")
+    ax.set_title("ROC on the identical eval rows" if kind == "roc" else "Calibration (10 bins)",
+                 fontsize=10)
+    ax.legend(fontsize=7, loc="lower right" if kind == "roc" else "upper left")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+# --- HTML ---------------------------------------------------------------------------------------
+
+def _table(headers, rows) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _img(b64: str, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def _stage_value(field):
+    return lambda r, stack, stage: r["stacks"][stack]["run"]["stages"].get(stage, {}).get(field)
+
+
+def render_html(data: dict) -> str:
+    runs = data["runs"]
+    parts: list[str] = []
+    add = parts.append
+    add("<h2 id='summary'>Summary</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>"
+                                                     for s in data["summary"]) + "</ul>")
+    rows = []
+    for r in runs:
+        for stack, s in r["stacks"].items():
+            run = s["run"]
+            rows.append([r["label"], STACK_NAMES[stack], run["orchestrator"],
+                         ", ".join(map(str, run["spans"])), run["stages"]["ingest"].get("rows"),
+                         run["workers"], _f(run["total_wall_s"]), run["failed_stage"] or "none"])
+    add("<h2 id='runs'>Runs</h2>" + _table(
+        ["run", "stack", "orchestrator", "spans", "rows", "workers", "total wall s", "failed stage"], rows))
+    for d, c in data["checks"].items():
+        add(f"<p class='check'>{html.escape(d)}: same spans <b>{c['same_spans']}</b>, "
+            f"identical eval rows (SHA-256 of the row keys) <b>{c['same_eval_rows']}</b></p>")
+
+    # stages
+    add("<h2 id='stages'>Stages</h2>")
+    for r in runs:
+        trs = [[row["stage"], STACK_NAMES[row["stack"]], _f(row["wall_s"]), _f(row["cpu_s"]),
+                _f(row["peak_rss_mb"], 0), _f(row["rows_per_s"], 0)] for row in stage_rows(r)]
+        add(f"<h3>{html.escape(r['label'])}</h3>"
+            + _table(["stage", "stack", "wall s", "CPU s", "peak memory MiB", "rows/s"], trs))
+    add(_img(_grouped_bars(runs, list(STAGES), _stage_value("wall_s"), "Wall time per stage", "s"),
+             "wall time per stage"))
+    add(_img(_grouped_bars(runs, list(STAGES), _stage_value("cpu_s"), "CPU time per stage "
+                           "(process tree)", "CPU s"), "CPU time per stage"))
+    add(_img(_grouped_bars(runs, list(STAGES), _stage_value("peak_rss_mb"), "Peak memory per stage "
+                           "(sum of RSS over the process tree)", "MiB", fmt="%.0f"),
+             "peak memory per stage"))
+
+    # scaling
+    add("<h2 id='scaling'>Training scaling</h2>")
+    rows = []
+    for label, r, stack in _series(runs):
+        sc = r["stacks"][stack].get("scaling")
+        tr = r["stacks"][stack]["run"]["stages"]["train"]
+        if not sc:
+            rows.append([label, tr.get("workers"), _f(tr.get("samples_per_s"), 0), "–", "–", "–"])
+            continue
+        for p in sc["points"]:
+            rows.append([label, p["workers"], _f(p["samples_per_s"], 0), p.get("global_batch"),
+                         p["source"], f"{sc['speedup']:.2f}x / {sc['efficiency']:.0%}"])
+    add(_table(["stack", "workers", "samples/s (steady state)", "global batch", "measured by",
+                "speedup / efficiency"], rows))
+
+    def scaling_value(r, stack, w):
+        sc = r["stacks"][stack].get("scaling") or {"points": []}
+        return next((p["samples_per_s"] for p in sc["points"] if str(p["workers"]) == w), None)
+
+    workers = sorted({str(p["workers"]) for r in runs for s in r["stacks"].values()
+                      for p in (s.get("scaling") or {"points": []})["points"]})
+    if workers:
+        add(_img(_grouped_bars(runs, workers, scaling_value, "Training samples/s by workers",
+                               "samples/s", fmt="%.0f"), "scaling"))
+
+    # quality
+    add("<h2 id='quality'>Model quality on the identical eval rows</h2>")
+    rows = []
+    for label, r, stack in _series(runs):
+        m = r["stacks"][stack].get("measurements")
+        ev = r["stacks"][stack]["run"]["stages"]["evaluate"]
+        push = r["stacks"][stack]["run"]["stages"]["push"]
+        if not m:
+            continue
+        rows.append([label, m["model_is"], m["eval_rows"], f"{m['metrics']['auc']:.4f}",
+                     f"{m['metrics']['binary_accuracy']:.4f}",
+                     f"{m['metrics']['binary_crossentropy']:.4f}",
+                     _f(ev.get("auc"), 4), "yes" if ev.get("blessed") else "no",
+                     _f(ev.get("baseline_auc"), 4) if ev.get("baseline") else "none",
+                     "yes" if push.get("pushed") else "no"])
+    add(_table(["stack", "model", "eval rows", "AUC", "accuracy", "log-loss",
+                "AUC in the pipeline (TFMA / onnxruntime)", "blessed", "baseline AUC", "pushed"], rows))
+    add("<div class='row'>" + _img(_curves(runs, "roc"), "ROC") + _img(_curves(runs, "cal"),
+                                                                        "calibration") + "</div>")
+
+    # artifacts
+    add("<h2 id='artifacts'>Artifacts</h2>")
+    rows, kinds = [], []
+    for label, r, stack in _series(runs):
+        m = r["stacks"][stack].get("measurements")
+        if m:
+            for kind, b in m["sizes_bytes"].items():
+                rows.append([label, kind, _f(b / 1024, 1)])
+                kinds.append(kind)
+    add(_table(["stack", "artifact", "KiB"], rows))
+
+    # serving
+    add("<h2 id='serving'>Serving latency and throughput</h2>"
+        "<p>Timed around the serving runtime's call on an already-built request (TF: "
+        "<code>serving_default</code> on serialized tf.Examples; PyTorch: onnxruntime on the "
+        "encoded arrays), after 5 warm-up calls, runtime thread defaults.</p>")
+    rows = []
+    for label, r, stack in _series(runs):
+        m = r["stacks"][stack].get("measurements")
+        if not m:
+            continue
+        for b, lat in m["latency"].items():
+            rows.append([label, m["runtime"], b, f"{lat['p50_ms']:.3f}", f"{lat['p95_ms']:.3f}",
+                         _f(lat["rows_per_s"], 0), lat["calls"], f"{lat['encode_ms']:.2f}"])
+    add(_table(["stack", "runtime", "batch", "p50 ms", "p95 ms", "rows/s", "calls",
+                "request build ms"], rows))
+
+    def lat_value(r, stack, key):
+        m = r["stacks"][stack].get("measurements")
+        b, q = key.split(" ")
+        return m["latency"][b.split("=")[1]][q] if m else None
+
+    add(_img(_grouped_bars(runs, ["batch=1 p50_ms", "batch=1 p95_ms", "batch=256 p50_ms",
+                                  "batch=256 p95_ms"], lat_value, "Serving latency", "ms", log=True),
+             "latency"))
+
+    # code
+    loc = data["lines_of_code"]
+    add("<h2 id='code'>Lines of code per stage</h2><p>Non-blank lines that are not comments or "
+        "docstrings. Shared code is framework-neutral and used by both stacks.</p>")
+    rows = [[stage, v["shared"], v["tfx"], v["torch"]] for stage, v in loc.items()]
+    rows.append(["total", *(sum(v[k] for v in loc.values()) for k in ("shared", "tfx", "torch"))])
+    add(_table(["stage", "shared", "TFX", "PyTorch"], rows))
+
+    # environment
+    add("<h2 id='environment'>Environment</h2>")
+    for r in runs:
+        env = r["environment"]
+        rows = [["host", env.get("host")], ["platform", env.get("platform")],
+                ["python", env.get("python")], ["CPU", f"{env.get('cpu_count')} x {env.get('cpu_model')}"],
+                ["memory GiB", env.get("memory_gib")], ["GPU", ", ".join(env.get("gpus") or []) or "none"],
+                ["measured at", env.get("measured_at")]]
+        rows += [[k, v or "not installed"] for k, v in (env.get("versions") or {}).items()]
+        add(f"<h3>{html.escape(r['label'])}</h3>" + _table(["", ""], rows))
+
+    nav = " · ".join(f"<a href='#{a}'>{a}</a>" for a in
+                     ("summary", "runs", "stages", "scaling", "quality", "artifacts", "serving",
+                      "code", "environment"))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>twinpipe report: TFX vs PyTorch</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #202124; }}
+table {{ border-collapse: collapse; margin: .5em 0 1em; font-size: 13px; }}
+th, td {{ border: 1px solid #dadce0; padding: 3px 8px; text-align: right; }}
+th {{ background: #f1f3f4; }} td:first-child, td:nth-child(2) {{ text-align: left; }}
+img {{ max-width: 100%; margin: .5em 0; }} .row {{ display: flex; gap: 1em; flex-wrap: wrap; }}
+.check {{ font-size: 13px; }} h2 {{ border-bottom: 1px solid #dadce0; padding-top: .5em; }}
+</style></head>
+<body data-images-ok="pending">
+<h1>twinpipe: the same job on TFX and on PyTorch</h1>
+<p>ingest → validate → train → evaluate → push, both stacks on the same spans. Generated
+{html.escape(data['generated_at'])} from {len(runs)} run(s). {nav}</p>
+{''.join(parts)}
+<script>
+window.addEventListener("load", () => {{
+  const imgs = Array.from(document.images);
+  const ok = imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0);
+  document.body.dataset.imagesOk = String(ok);
+}});
+</script>
+</body></html>
+"""
+
+
+def build_report(run_dirs: list[str | Path], out_dir: str | Path | None = None) -> Path:
+    """Writes ``report.json`` and ``index.html`` into ``out_dir`` (default ``RUN_DIR/report``)."""
+    data = build_report_data(run_dirs)
+    out = Path(out_dir) if out_dir else Path(run_dirs[0]) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in (("report.json", json.dumps(data, indent=2, default=str)),
+                       ("index.html", render_html(data))):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, out / name)
+    return out / "index.html"
