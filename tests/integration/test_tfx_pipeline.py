@@ -29,7 +29,7 @@ def runs(tmp_path_factory):
     contract.write_text(yaml.safe_dump(doc))
     out = tmp / "out"
     common = ["run", "--stack", "tfx", "--months", "1-2", "--sample", "8000", "--out", str(out),
-              "--contract", str(contract)]
+              "--contract", str(contract), "--no-report"]
     twinpipe(*common, "--epochs", "4", "--batch-size", "256")
     first = json.loads((out / "tfx" / "run.json").read_text())
     twinpipe(*common, "--epochs", "1", "--learning-rate", "0", "--workers", "2")

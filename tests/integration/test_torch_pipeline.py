@@ -14,17 +14,8 @@ from tests.integration.cli import twinpipe
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def both(tmp_path_factory):
-    out = tmp_path_factory.mktemp("both") / "out"
-    twinpipe("run", "--stack", "both", "--months", "1-2", "--sample", "8000", "--workers", "2",
-             "--epochs", "4", "--batch-size", "256", "--out", str(out))
-    runs = {s: json.loads((out / s / "run.json").read_text()) for s in ("tfx", "torch")}
-    return out, runs
-
-
 def test_torch_run_json_has_the_tfx_shape_and_pushes(both):
-    out, runs = both
+    out, runs, _ = both
     torch_run, tfx_run = runs["torch"], runs["tfx"]
     assert set(torch_run["stages"]) == set(tfx_run["stages"]) == set(STAGES)
     st = torch_run["stages"]
@@ -58,7 +49,7 @@ def _tfx_rows(out: Path, split: str) -> pd.DataFrame:
 
 
 def test_both_stacks_see_identical_train_and_eval_rows(both):
-    out, _ = both
+    out, _, _ = both
     keys = ["year", "month", "day", "sched_dep_time", "carrier", "flight", "origin", "dest"]
     torch_root = out / "torch" / "pipeline_root"
     for split, artifact in (("train", "train_rows"), ("eval", "eval_rows")):
@@ -75,7 +66,7 @@ def test_onnx_matches_torchscript_on_eval_rows(both):
 
     from components.torch.export import encode_with_signature
 
-    out, runs = both
+    out, runs, _ = both
     pushed = Path(runs["torch"]["stages"]["push"]["pushed_path"])
     sig = json.loads((pushed / "signature.json").read_text())
     assert sig["inputs"]["numeric"]["columns"][0] == "sched_dep_time"
@@ -96,7 +87,7 @@ def test_onnx_matches_torchscript_on_eval_rows(both):
 def test_predict_with_the_torch_pushed_model(both, tmp_path):
     from sklearn.metrics import roc_auc_score
 
-    out, runs = both
+    out, runs, _ = both
     rows = pd.concat(pd.read_parquet(p) for p in sorted((out / "spans").glob("span-*/eval/*.parquet")))
     src, dst = tmp_path / "rows.csv", tmp_path / "scored.csv"
     rows.drop(columns=["delayed"]).to_csv(src, index=False)
@@ -108,7 +99,7 @@ def test_predict_with_the_torch_pushed_model(both, tmp_path):
 
 
 def test_bad_data_stops_the_torch_stack_at_the_gx_gate(both, tmp_path):
-    out, runs = both
+    out, runs, _ = both
     rows = pd.concat(pd.read_parquet(p) for p in sorted((out / "spans").glob("span-*/*/*.parquet")))
     rows = rows.drop(columns=["delayed", "reason"], errors="ignore").reset_index(drop=True)
     rows.loc[::50, "distance"] = 99_999
@@ -128,7 +119,7 @@ def test_bad_data_stops_the_torch_stack_at_the_gx_gate(both, tmp_path):
 def test_train_restarts_and_resumes_from_checkpoint(both, tmp_path):
     from components.torch.stages import train_stage
 
-    out, _ = both
+    out, _, _ = both
     train_file = next((out / "torch" / "pipeline_root").rglob("train_rows"))
     train_stage(str(train_file), str(tmp_path / "model"), "", workers=2, epochs=2,
                 batch_size=256, learning_rate=2e-3, fail_once_after_epoch=0,

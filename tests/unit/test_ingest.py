@@ -97,3 +97,15 @@ def test_sample_is_deterministic(tmp_path, small_csv):
     b = ingest(CONTRACT, tmp_path / "b", input_path=path, sample=500)
     assert a.to_dict()["spans"] == b.to_dict()["spans"]
     assert a.rows + a.excluded_rows == 500
+
+
+def test_scale_multiplies_rows_and_keeps_copies_in_their_split(tmp_path):
+    contract = load_contract()
+    one = ingest(contract, tmp_path / "x1", months=[1], sample=2000)
+    four = ingest(contract, tmp_path / "x4", months=[1], sample=2000, scale=4)
+    assert four.rows == pytest.approx(4 * one.rows, rel=0.02)
+    keys = ["year", "month", "day", "sched_dep_time", "carrier", "flight", "origin", "dest"]
+    tr = pd.read_parquet(tmp_path / "x4" / "span-201301" / "train" / "data.parquet")[keys]
+    ev = pd.read_parquet(tmp_path / "x4" / "span-201301" / "eval" / "data.parquet")[keys]
+    assert tr.duplicated().any()  # copies exist ...
+    assert tr.merge(ev.drop_duplicates()).empty  # ... and never cross the split
