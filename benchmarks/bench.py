@@ -109,7 +109,7 @@ def table(results: list[dict]) -> str:
     lines = ["| scale | stack | rows | " + " | ".join(f"{s} ×" for s in STAGES)
              + " | pipeline s | script s | total × | ingest+validate rows/s (% of scan) "
                "| train samples/s 1w → 2w (×) | AUC pipeline / script |",
-             "|---" * (11 + len(STAGES) - 4) + "|"]
+             "|---" * (3 + len(STAGES) + 6) + "|"]
     for r in results:
         for stack, s in r["stacks"].items():
             sps = s["samples_per_s"]

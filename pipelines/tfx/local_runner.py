@@ -14,7 +14,7 @@ import re
 import time
 from pathlib import Path
 
-from components.common.config import STAGES, RunConfig, stack_root
+from components.common.config import EVALUATOR_MULTIPROCESS_MIN_ROWS, STAGES, RunConfig, stack_root
 from components.common.contract import Contract
 from components.common.errors import DataError, StageError
 from components.common.ingest import IngestResult
@@ -52,21 +52,33 @@ def train_config(cfg: RunConfig, contract: Contract, train_rows: int) -> dict:
     }
 
 
-class _NodeProgress(logging.Handler):
-    """Turns LocalDagRunner's 'Component X is running/finished.' into [tfx][stage] lines."""
+class _NodeProgress:
+    """Turns LocalDagRunner's 'Component X is running/finished.' into [tfx][stage] lines and
+    stage boundaries for the resource meter.
+
+    It wraps the runner module's own ``logging`` (absl) rather than listening on a logger: an
+    in-process Beam job can raise the absl logger's level mid-run, which would silently drop
+    the INFO records a handler depends on.
+    """
 
     _pattern = re.compile(r"Component (\S+) is (running|finished)\.")
 
-    def __init__(self, meter=None):
-        super().__init__(logging.INFO)
-        self.started: dict[str, float] = {}
+    def __init__(self, real, meter=None):
+        self.real = real
         self.meter = meter
+        self.started: dict[str, float] = {}
 
-    def emit(self, record: logging.LogRecord) -> None:
-        m = self._pattern.match(record.getMessage())
-        if not m:
-            return
-        node, state = m.groups()
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def info(self, msg, *args, **kwargs):
+        if isinstance(msg, str):
+            m = self._pattern.match(msg % args if args else msg)
+            if m:
+                self._event(*m.groups())
+        return self.real.info(msg, *args, **kwargs)
+
+    def _event(self, node: str, state: str) -> None:
         stage = STAGE_OF_NODE.get(node, node)
         if self.meter is not None:
             self.meter.enter(stage if state == "running" else None)
@@ -80,20 +92,19 @@ class _NodeProgress(logging.Handler):
 
 @contextlib.contextmanager
 def _stage_progress(meter=None):
-    absl_log = logging.getLogger("absl")
-    handler = _NodeProgress(meter)
-    saved = absl_log.level, absl_log.propagate
-    quiet = absl_log.getEffectiveLevel() > logging.INFO
-    absl_log.addHandler(handler)
-    if quiet:  # let INFO reach our handler only, not the console
-        absl_log.setLevel(logging.INFO)
-        absl_log.propagate = False
+    from tfx.orchestration.local import local_dag_runner
+
+    real = local_dag_runner.logging
+    local_dag_runner.logging = _NodeProgress(real, meter)
     try:
         yield
     finally:
-        absl_log.removeHandler(handler)
-        absl_log.setLevel(saved[0])
-        absl_log.propagate = saved[1]
+        local_dag_runner.logging = real
+
+
+def _evaluator_args(cfg: RunConfig, ingested: IngestResult) -> list[str]:
+    eval_rows = sum(s.eval_rows for s in ingested.spans)
+    return list(cfg.evaluator_beam_args) if eval_rows >= EVALUATOR_MULTIPROCESS_MIN_ROWS else []
 
 
 def run_tfx(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest_s: float,
@@ -120,6 +131,7 @@ def run_tfx(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest_s
         train_config=tcfg,
         train_steps=cfg.epochs * math.ceil(train_rows / cfg.batch_size),
         beam_pipeline_args=list(cfg.beam_args),
+        evaluator_beam_args=_evaluator_args(cfg, ingested),
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             str(paths["metadata"])
         ),
@@ -282,6 +294,7 @@ def collect_run(paths, contract, ingested: IngestResult, ingest_s: float, wall: 
         cfg=cfg, ingested=ingested, ingest_s=ingest_s, wall=wall,
         failed_stage=STAGE_OF_NODE.get(failed[0]) if failed else None, stages=stages,
         resources=resources, ingest_resources=ingest_resources, beam_args=list(cfg.beam_args),
+        evaluator_beam_args=_evaluator_args(cfg, ingested),
     )
     return summary
 

@@ -32,3 +32,32 @@ def test_schema_from_contract():
     assert SERVING in feats["delayed"].not_in_environment
     assert SERVING in feats["arr_delay"].not_in_environment
     assert SERVING not in feats["carrier"].not_in_environment
+
+
+def test_batched_encoding_means_what_row_to_example_means():
+    import pyarrow as pa
+    import tensorflow as tf
+    from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder
+
+    from components.tfx.example_gen import table_to_examples
+
+    table = pa.table({
+        "precip": pa.array([0.0, float("nan"), None, 1.5]),
+        "delayed": pa.array([0, 1, None, 0], pa.int64()),
+        "carrier": pa.array(["", "UA", None, "AA"]),
+    })
+    encoded = table_to_examples(table)
+    rows = table.to_pylist()
+    assert len(encoded) == 4
+    spec = {"precip": tf.io.VarLenFeature(tf.float32), "delayed": tf.io.VarLenFeature(tf.int64),
+            "carrier": tf.io.VarLenFeature(tf.string)}
+    ours = tf.io.parse_example(encoded, spec)
+    ref = tf.io.parse_example([row_to_example(r).SerializeToString() for r in rows], spec)
+    for k in spec:
+        assert ours[k].indices.numpy().tolist() == ref[k].indices.numpy().tolist(), k
+        assert ours[k].values.numpy().tolist() == ref[k].values.numpy().tolist(), k
+    # what TFDV/Transform decode: zeros and "" kept, NaN/None missing
+    decoded = ExamplesToRecordBatchDecoder().DecodeBatch(encoded)
+    col = decoded.column(decoded.schema.get_field_index("precip")).to_pylist()
+    assert col == [[0.0], None, None, [1.5]]
+    assert table_to_examples(table.slice(0, 0)) == []
