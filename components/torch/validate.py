@@ -68,9 +68,10 @@ def run_checkpoint(contract: Contract, splits: dict[str, pd.DataFrame]) -> GateR
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_pandas("spans")
-    suite = context.suites.add(gx.ExpectationSuite(name=f"{contract.name}-contract"))
-    for e in expectations(contract):
-        suite.add_expectation(e)
+    # One store write for the whole suite (add_expectation one by one re-serialises it each time:
+    # 2.2 s of a 7.8 s checkpoint on a year of flights).
+    suite = context.suites.add(gx.ExpectationSuite(name=f"{contract.name}-contract",
+                                                   expectations=expectations(contract)))
     result = GateResult(passed=True, evaluated=0)
     for split, frame in splits.items():
         asset = source.add_dataframe_asset(name=split)

@@ -84,3 +84,19 @@ def test_every_stage_code_entry_exists():
         for specs in parts.values():
             for spec in specs:
                 assert count_lines(spec) > 0, spec
+
+
+def test_numpy_metrics_equal_scikit_learn_including_ties():
+    from sklearn.metrics import accuracy_score, log_loss, roc_auc_score, roc_curve
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 3000)
+    probs = np.round(np.clip(labels * 0.2 + rng.random(3000) * 0.8, 0, 1), 2)  # many ties
+    m = binary_metrics(labels, probs)
+    clipped = np.clip(probs, 1e-7, 1 - 1e-7)
+    assert m["auc"] == pytest.approx(roc_auc_score(labels, probs), abs=1e-12)
+    assert m["binary_accuracy"] == pytest.approx(accuracy_score(labels, probs >= 0.5))
+    assert m["binary_crossentropy"] == pytest.approx(log_loss(labels, clipped), rel=1e-9)
+    fpr, tpr, _ = roc_curve(labels, probs, drop_intermediate=False)
+    ours = roc_points(labels, probs, max_points=10_000)
+    assert np.allclose(ours["fpr"], np.round(fpr, 5)) and np.allclose(ours["tpr"], np.round(tpr, 5))
