@@ -41,15 +41,13 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _run_config(args):
-    from components.common.config import RunConfig, default_beam_args, evaluator_beam_args
+    from components.common.config import RunConfig, default_beam_args
     from components.common.ingest import parse_months
 
-    beam, evaluator = default_beam_args(), evaluator_beam_args()
+    beam = default_beam_args()
     if args.beam_arg:
         beam = [a for a in beam if not any(a.split("=")[0] == b.split("=")[0] for b in args.beam_arg)]
         beam += args.beam_arg
-        if any(b.startswith(("--direct_running_mode", "--runner")) for b in args.beam_arg):
-            evaluator = []  # the user's choice holds for every component
     return RunConfig(
         out_dir=args.out,
         months=tuple(parse_months(args.months)),
@@ -61,7 +59,6 @@ def _run_config(args):
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         beam_args=tuple(beam),
-        evaluator_beam_args=tuple(evaluator),
         run_label=time.strftime("%Y%m%dT%H%M%S"),
     )
 

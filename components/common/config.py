@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,27 +15,16 @@ def stack_root(out_dir: str | Path, stack: str) -> Path:
 
 
 def default_beam_args() -> list[str]:
-    """Beam DirectRunner in-memory: measured fastest here for ExampleGen, StatisticsGen and
-    Transform (327k rows, 2 cores: 22.7 / 11.5 / 51.1 s vs 30.4 / 17.7 / 52.6 s multi-processing,
-    which starts fresh SDK worker processes for every Beam job)."""
+    """Beam DirectRunner in-memory. Measured on 2 cores (README, Performance): multi-processing
+    starts fresh SDK worker processes (each importing TF) for every Beam job, ~8-20 s per
+    component; in-memory wins ExampleGen, StatisticsGen and Transform at every size we ran, loses
+    the Evaluator on a full year (80 s vs 51 s) and wins it on small runs (18 s vs 35 s), and
+    the whole TFX pipeline on a full year is the same either way (190 s vs 195 s)."""
     return [
         "--runner=DirectRunner",
         "--direct_running_mode=in_memory",
         "--default_sdk_harness_log_level=WARNING",
     ]
-
-
-# TFMA scores candidate + baseline per row: CPU-bound work that multi-processing spreads over the
-# cores, after starting its worker processes (~20 s more fixed cost). Measured on 2 cores:
-# 3.9k eval rows 18.1 s in-memory vs 34.6 s multi-processing; 65k rows 80.5 s vs 51.8 s; the
-# lines cross near 27k eval rows.
-EVALUATOR_MULTIPROCESS_MIN_ROWS = 27_000
-
-
-def evaluator_beam_args() -> list[str]:
-    """The Evaluator's own override when it has at least EVALUATOR_MULTIPROCESS_MIN_ROWS rows."""
-    return ["--direct_running_mode=multi_processing",
-            f"--direct_num_workers={max(1, os.cpu_count() or 1)}"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +40,4 @@ class RunConfig:
     learning_rate: float = 2e-3
     hidden_units: tuple[int, ...] = (64, 32)
     beam_args: tuple[str, ...] = field(default_factory=lambda: tuple(default_beam_args()))
-    # Evaluator-only Beam args (empty when the user chose a runner mode with --beam-arg).
-    evaluator_beam_args: tuple[str, ...] = field(default_factory=lambda: tuple(evaluator_beam_args()))
     run_label: str = ""

@@ -14,7 +14,7 @@ import re
 import time
 from pathlib import Path
 
-from components.common.config import EVALUATOR_MULTIPROCESS_MIN_ROWS, STAGES, RunConfig, stack_root
+from components.common.config import STAGES, RunConfig, stack_root
 from components.common.contract import Contract
 from components.common.errors import DataError, StageError
 from components.common.ingest import IngestResult
@@ -102,11 +102,6 @@ def _stage_progress(meter=None):
         local_dag_runner.logging = real
 
 
-def _evaluator_args(cfg: RunConfig, ingested: IngestResult) -> list[str]:
-    eval_rows = sum(s.eval_rows for s in ingested.spans)
-    return list(cfg.evaluator_beam_args) if eval_rows >= EVALUATOR_MULTIPROCESS_MIN_ROWS else []
-
-
 def run_tfx(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest_s: float,
             ingest_resources: dict | None = None) -> dict:
     """Runs the whole TFX pipeline on already-ingested spans and writes ``tfx/run.json``."""
@@ -131,7 +126,6 @@ def run_tfx(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest_s
         train_config=tcfg,
         train_steps=cfg.epochs * math.ceil(train_rows / cfg.batch_size),
         beam_pipeline_args=list(cfg.beam_args),
-        evaluator_beam_args=_evaluator_args(cfg, ingested),
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             str(paths["metadata"])
         ),
@@ -294,7 +288,6 @@ def collect_run(paths, contract, ingested: IngestResult, ingest_s: float, wall: 
         cfg=cfg, ingested=ingested, ingest_s=ingest_s, wall=wall,
         failed_stage=STAGE_OF_NODE.get(failed[0]) if failed else None, stages=stages,
         resources=resources, ingest_resources=ingest_resources, beam_args=list(cfg.beam_args),
-        evaluator_beam_args=_evaluator_args(cfg, ingested),
     )
     return summary
 

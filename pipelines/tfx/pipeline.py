@@ -46,7 +46,6 @@ def create_pipeline(
     train_config: dict,
     train_steps: int,
     beam_pipeline_args: list[str],
-    evaluator_beam_args: list[str] | None = None,
     metadata_connection_config=None,
     signature_json: str,
     run_label: str = "",
@@ -108,8 +107,6 @@ def create_pipeline(
         eval_config=eval_config(contract),
         example_splits=["eval"],
     ).with_id("evaluate")
-    if evaluator_beam_args:
-        evaluate = evaluate.with_beam_pipeline_args(list(evaluator_beam_args))
 
     push = AtomicPusher(
         model=train.outputs["model"],
