@@ -9,7 +9,7 @@ import re
 import sys
 
 _RUNNING = re.compile(r"^\[(\w+)\]\[(\w+)\](?: (\S+))? running$")
-_DONE = re.compile(r"^\[(\w+)\]\[(\w+)\](?: (\S+))? (?:finished|succeeded|failed)")
+_DONE = re.compile(r"^\[(\w+)\]\[(\w+)\](?: (\S+))? (?:finished|success|succeeded|failure|failed)")
 
 
 class RichStageHandler(logging.Handler):

@@ -100,3 +100,25 @@ def test_numpy_metrics_equal_scikit_learn_including_ties():
     fpr, tpr, _ = roc_curve(labels, probs, drop_intermediate=False)
     ours = roc_points(labels, probs, max_points=10_000)
     assert np.allclose(ours["fpr"], np.round(fpr, 5)) and np.allclose(ours["tpr"], np.round(tpr, 5))
+
+
+def test_live_progress_opens_and_closes_one_line_per_stack_stage():
+    import logging
+
+    from infra.progress import RichStageHandler
+
+    h = RichStageHandler()
+    try:
+        def emit(msg):
+            h.emit(logging.LogRecord("twinpipe", logging.INFO, __file__, 1, msg, None, None))
+
+        emit("[tfx][train] transform running")
+        emit("[torch][validate] running")
+        assert len(h.tasks) == 2
+        emit("[tfx][train] transform finished in 3.0s")
+        emit("[torch][validate] success in 1.2s")
+        assert h.tasks == {}
+        done = [t for t in h.progress.tasks if t.finished]
+        assert len(done) == 2 and "transform" in done[0].description
+    finally:
+        h.close()
