@@ -15,6 +15,7 @@ import re
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from components.common.config import STAGES, RunConfig, stack_root
@@ -103,7 +104,11 @@ def run_torch(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest
     meter = ResourceMeter()
     clock = _TaskClock(paths["root"] / "kfp_local.log", meter)
     try:
-        with meter, contextlib.redirect_stdout(clock):
+        with meter, contextlib.redirect_stdout(clock), warnings.catch_warnings():
+            # kfp.local warns for every task that a custom base image runs as a subprocess: here
+            # that is the point (the image holds this same environment), so the warning is noise.
+            warnings.filterwarnings("ignore", message="You may be attemping to run a task",
+                                    category=RuntimeWarning)
             pipeline(
                 spans_dir=ingested.spans_dir,
                 push_destination=str(paths["pushed"]),
