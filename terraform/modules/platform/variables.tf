@@ -1,0 +1,24 @@
+variable "project_id" {
+  type = string
+}
+
+variable "region" {
+  type = string
+}
+
+variable "name" {
+  type = string
+}
+
+variable "workload_service_account" {
+  type = string
+}
+
+variable "vertex_service_account" {
+  type = string
+}
+
+variable "labels" {
+  type    = map(string)
+  default = {}
+}
