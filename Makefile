@@ -9,7 +9,7 @@ WORKERS ?= 2
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help setup demo test test-unit test-integration test-slow bench lint compile lock clean
+.PHONY: help setup demo test test-unit test-integration test-slow bench images infra-check lint compile lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -41,6 +41,19 @@ BENCH_MONTHS ?= 1-12
 bench: setup ## each stack vs a hand-written script + pyarrow scan (SCALES="1 4 10", BENCH_MONTHS=1-12)
 	$(PY) -m benchmarks.bench --months $(BENCH_MONTHS) --workers $(WORKERS) \
 	  $(foreach k,$(SCALES),--scale $(k)) --out $(OUT)/bench
+
+IMAGE_PREFIX ?= twinpipe
+TAG ?= dev
+images: ## build twinpipe-tfx and twinpipe-torch (needs a Docker engine; none runs on these machines)
+	@if ! docker info >/dev/null 2>&1; then \
+	  echo "make images: no Docker engine reachable (docker info failed). Build where Docker runs, or with Cloud Build:"; \
+	  echo "  docker build -f infra/docker/Dockerfile.tfx -t REGISTRY/twinpipe-tfx:TAG . (and Dockerfile.torch)"; \
+	  exit 1; fi
+	docker build -f infra/docker/Dockerfile.tfx -t $(IMAGE_PREFIX)-tfx:$(TAG) .
+	docker build -f infra/docker/Dockerfile.torch -t $(IMAGE_PREFIX)-torch:$(TAG) .
+
+infra-check: setup ## terraform fmt, kustomize, kubernetes-validate, checkov (tests/deploy)
+	$(PY) -m pytest tests/deploy
 
 lint: setup ## ruff
 	$(VENV)/bin/ruff check components pipelines infra tests benchmarks
