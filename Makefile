@@ -46,7 +46,7 @@ IMAGE_PREFIX ?= twinpipe
 TAG ?= dev
 images: ## build twinpipe-tfx and twinpipe-torch (needs a Docker engine; none runs on these machines)
 	@if ! docker info >/dev/null 2>&1; then \
-	  echo "make images: no Docker engine reachable (docker info failed). Build where Docker runs, or with Cloud Build:"; \
+	  echo "make images: no Docker engine reachable (docker info failed). Build where Docker runs:"; \
 	  echo "  docker build -f infra/docker/Dockerfile.tfx -t REGISTRY/twinpipe-tfx:TAG . (and Dockerfile.torch)"; \
 	  exit 1; fi
 	docker build -f infra/docker/Dockerfile.tfx -t $(IMAGE_PREFIX)-tfx:$(TAG) .
