@@ -68,7 +68,8 @@ def test_kustomize_builds_and_core_objects_validate_strictly(overlay, tools, tmp
     sa = next(d for d in docs if d["kind"] == "ServiceAccount")
     assert sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"].startswith(f"twinpipe-{overlay}-")
     binding = next(d for d in docs if d["kind"] == "RoleBinding")
-    assert {"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": "kubeflow"} in binding["subjects"]
+    runner = {"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": "kubeflow"}
+    assert runner in binding["subjects"]
     core = [d for d in docs if (d["apiVersion"], d["kind"]) not in CUSTOM]
     f = tmp_path / "core.yaml"
     f.write_text(yaml.safe_dump_all(core))
@@ -83,7 +84,8 @@ def test_kustomize_builds_and_core_objects_validate_strictly(overlay, tools, tmp
 
 
 def test_custom_resource_schemas_reject_unknown_fields():
-    schema = json.loads((ROOT / "k8s/schemas" / CUSTOM[("serving.kserve.io/v1beta1", "InferenceService")]).read_text())
+    name = CUSTOM[("serving.kserve.io/v1beta1", "InferenceService")]
+    schema = json.loads((ROOT / "k8s/schemas" / name).read_text())
     isvc = next(d for d in _build("dev") if d["kind"] == "InferenceService")
     isvc["spec"]["predictor"]["model"]["storageUrl"] = "typo"
     with pytest.raises(jsonschema.ValidationError):
