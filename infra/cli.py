@@ -169,6 +169,64 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def _params(pairs: list[str]) -> dict:
+    from components.common.errors import ContractError
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ContractError(f"--param {pair!r}: expected NAME=VALUE.")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def cmd_submit(args) -> int:
+    from infra.deploy import submit_kfp, submit_vertex
+
+    cron = getattr(args, "cron", None)
+    params = _params(args.param)
+    if args.target == "kfp":
+        if not args.host:
+            from components.common.errors import ContractError
+
+            raise ContractError("--target kfp needs --host URL (the KFP API, e.g. http://localhost:8080).")
+        result = submit_kfp(args.spec, args.host, params, args.experiment, args.name, cron=cron,
+                            dry_run=args.dry_run)
+    else:
+        if not (args.project and args.region and args.pipeline_root):
+            from components.common.errors import ContractError
+
+            raise ContractError("--target vertex needs --project, --region and --pipeline-root gs://...")
+        credentials = None
+        if args.dry_run:
+            from google.auth.credentials import AnonymousCredentials
+
+            credentials = AnonymousCredentials()
+        result = submit_vertex(args.spec, args.project, args.region, args.pipeline_root, params,
+                               args.name, cron=cron, service_account=args.service_account,
+                               dry_run=args.dry_run, credentials=credentials)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _deploy_flags(p) -> None:
+    p.add_argument("--target", choices=("kfp", "vertex"), required=True)
+    p.add_argument("--spec", required=True, help="a compiled file from `twinpipe compile`")
+    p.add_argument("--param", action="append", default=[], help="NAME=VALUE, repeatable")
+    p.add_argument("--name", default="twinpipe")
+    p.add_argument("--experiment", default="twinpipe", help="KFP experiment")
+    p.add_argument("--host", default=None, help="KFP API URL")
+    p.add_argument("--project", default=None)
+    p.add_argument("--region", default=None)
+    p.add_argument("--pipeline-root", default=None)
+    p.add_argument("--service-account", default=None, help="Vertex pipeline service account")
+    p.add_argument("--dry-run", action="store_true", help="print the request, send nothing")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="twinpipe", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="show library logs too")
@@ -222,6 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--gpu", default="", help="GKE accelerator for torch training, e.g. nvidia-l4")
     c.add_argument("--gpu-count", type=int, default=1)
     c.set_defaults(func=cmd_compile)
+
+    sb = sub.add_parser("submit", help="run a compiled pipeline on KFP or Vertex AI")
+    _deploy_flags(sb)
+    sb.set_defaults(func=cmd_submit)
+    sc = sub.add_parser("schedule", help="a recurring run (KFP) or PipelineJobSchedule (Vertex)")
+    _deploy_flags(sc)
+    sc.add_argument("--cron", required=True, help='5 fields, e.g. "0 3 * * *" (Vertex: TZ=... prefix ok)')
+    sc.set_defaults(func=cmd_submit)
     return p
 
 
