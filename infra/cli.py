@@ -279,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--contract", default=None)
     c.add_argument("--gpu", default="", help="GKE accelerator for torch training, e.g. nvidia-l4")
     c.add_argument("--gpu-count", type=int, default=1)
+    c.add_argument("--span", choices=("latest", "all"), default="latest",
+                   help="what each run ingests: the newest span (scheduled runs) or all spans")
     c.set_defaults(func=cmd_compile)
 
     sb = sub.add_parser("submit", help="run a compiled pipeline on KFP or Vertex AI")

@@ -14,7 +14,7 @@ from components.common.ingest import parse_months
 
 def compile_tfx(
     *, target: str, out_dir: str, pipeline_root: str, data_root: str, image: str,
-    contract_path: str | None, workers: int, months: str,
+    contract_path: str | None, workers: int, months: str, span: str = "latest",
 ) -> Path:
     """Writes ``tfx-<target>.json`` (a PipelineJob with the pipeline spec) via KubeflowV2DagRunner.
 
@@ -47,6 +47,7 @@ def compile_tfx(
         beam_pipeline_args=list(cfg.beam_args),
         signature_json=signature_json(contract),
         run_label=f"compiled-{target}",
+        latest_span=span == "latest",
     )
     filename = f"tfx-{target}.json"
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
@@ -59,7 +60,7 @@ def compile_tfx(
 
 
 def compile_torch(*, target: str, out_dir: str, data_root: str, image: str, workers: int,
-                  gpu: str = "", gpu_count: int = 0) -> Path:
+                  gpu: str = "", gpu_count: int = 0, span: str = "latest") -> Path:
     """Writes ``torch-<target>.yaml`` (KFP v2 IR + kubernetes platform spec) with the train task's
     cluster resources (YAML: KFP serialises platform-specific features only there).
 
@@ -68,16 +69,24 @@ def compile_torch(*, target: str, out_dir: str, data_root: str, image: str, work
     """
     from kfp import compiler
 
+    from infra.schedule_spec import GpuSpec
     from pipelines.torch.pipeline import TrainResources, create_pipeline
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    resources = TrainResources(
-        accelerator="nvidia.com/gpu" if gpu else "",
-        accelerator_count=gpu_count if gpu else 0,
-        node_selector=("cloud.google.com/gke-accelerator", gpu) if gpu else None,
-        toleration=("nvidia.com/gpu", "NoSchedule") if gpu else None,
-    )
+    resources = TrainResources()
+    if gpu:
+        spec = GpuSpec(gpu, gpu_count)
+        if target == "vertex":  # Vertex reads the accelerator enum; no GKE node labels there
+            v = spec.vertex()
+            resources = TrainResources(accelerator=v["accelerator_type"],
+                                       accelerator_count=v["accelerator_count"])
+        else:
+            k = spec.kfp()
+            resources = TrainResources(
+                accelerator=k["accelerator_type"], accelerator_count=k["accelerator_limit"],
+                node_selector=next(iter(k["node_selector"].items())),
+                toleration=(k["toleration"]["key"], k["toleration"]["effect"]))
     path = out / f"torch-{target}.yaml"
     compiler.Compiler().compile(
         create_pipeline(resources),
@@ -88,6 +97,7 @@ def compile_torch(*, target: str, out_dir: str, data_root: str, image: str, work
             "workers": workers,
             "scheduler": "kubernetes",
             "scheduler_options": "queue=twinpipe,namespace=twinpipe",
+            "span": span,
         },
     )
     # Components are declared with a default image; point every executor at the one asked for.
@@ -126,12 +136,12 @@ def compile_pipelines(args) -> list[Path]:
             paths.append(compile_tfx(
                 target=args.target, out_dir=args.out, pipeline_root=root, data_root=data,
                 image=args.image or "twinpipe-tfx:latest", contract_path=args.contract, workers=args.workers,
-                months=args.months,
+                months=args.months, span=args.span,
             ))
         else:
             paths.append(compile_torch(
                 target=args.target, out_dir=args.out, data_root=data,
                 image=args.image or "twinpipe-torch:latest",
-                workers=args.workers, gpu=args.gpu, gpu_count=args.gpu_count,
+                workers=args.workers, gpu=args.gpu, gpu_count=args.gpu_count, span=args.span,
             ))
     return paths

@@ -13,10 +13,10 @@ IMAGE = "twinpipe-torch:latest"
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def ingest(spans_dir: str, record_dir: str, train_rows: Output[Dataset],
-           eval_rows: Output[Dataset]) -> int:
+           eval_rows: Output[Dataset], span: str = "all") -> int:
     from components.torch.stages import ingest_stage
 
-    return ingest_stage(spans_dir, train_rows.path, eval_rows.path, record_dir)
+    return ingest_stage(spans_dir, train_rows.path, eval_rows.path, record_dir, span=span)
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

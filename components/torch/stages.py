@@ -33,15 +33,28 @@ def _contract(contract_path: str):
     return load_contract(contract_path or None)
 
 
-def ingest_stage(spans_dir: str, train_path: str, eval_path: str, record_dir: str = "") -> int:
+def select_spans(spans_dir: str, span: str = "all") -> list[int]:
+    """The span numbers to read: every ``span-N`` folder, or only the newest (``latest``: what a
+    scheduled run ingests, as TFX's ``{SPAN}`` pattern does)."""
+    spans = sorted(int(p.name[5:]) for p in Path(spans_dir).glob("span-*") if p.name[5:].isdigit())
+    if span not in ("all", "latest"):
+        raise DataError(f"span {span!r}: expected 'all' or 'latest'.")
+    if not spans:
+        raise DataError(f"{spans_dir}: no span-* folders to ingest (rule: volume).")
+    return spans[-1:] if span == "latest" else spans
+
+
+def ingest_stage(spans_dir: str, train_path: str, eval_path: str, record_dir: str = "",
+                 span: str = "all") -> int:
     """Reads the run's monthly spans (pyarrow dataset scan) into one train and one eval file."""
     import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
     t0 = time.time()
-    figures: dict = {"spans": sorted(int(p.name[5:]) for p in Path(spans_dir).glob("span-*"))}
+    figures: dict = {"spans": select_spans(spans_dir, span)}
     for split, path in (("train", train_path), ("eval", eval_path)):
-        files = sorted(str(p) for p in Path(spans_dir).glob(f"span-*/{split}/*.parquet"))
+        files = sorted(str(f) for s in figures["spans"]
+                       for f in Path(spans_dir).glob(f"span-{s}/{split}/*.parquet"))
         table = ds.dataset(files, format="parquet").to_table()
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, path)

@@ -50,14 +50,20 @@ def create_pipeline(
     signature_json: str,
     run_label: str = "",
     data_source: str = "",
+    latest_span: bool = False,
 ) -> tfx.dsl.Pipeline:
-    """Builds the TFX pipeline. Every value gets in through these typed parameters."""
+    """Builds the TFX pipeline. Every value gets in through these typed parameters.
+
+    ``latest_span``: ExampleGen reads only the newest span (TFX resolves ``span-{SPAN}``), what a
+    scheduled run wants; otherwise the whole window (``span-*``).
+    """
+    span_glob = "span-{SPAN}" if latest_span else "span-*"
     ingest = FileBasedExampleGen(
         input_base=spans_dir,
         input_config=example_gen_pb2.Input(
             splits=[
-                example_gen_pb2.Input.Split(name="train", pattern="span-*/train/*.parquet"),
-                example_gen_pb2.Input.Split(name="eval", pattern="span-*/eval/*.parquet"),
+                example_gen_pb2.Input.Split(name="train", pattern=f"{span_glob}/train/*.parquet"),
+                example_gen_pb2.Input.Split(name="eval", pattern=f"{span_glob}/eval/*.parquet"),
             ]
         ),
         custom_executor_spec=executor_spec.BeamExecutorSpec(ParquetSpansExecutor),

@@ -46,8 +46,9 @@ def create_pipeline(resources: "TrainResources | None" = None):
         fail_once_after_epoch: int = -1,
         run_label: str = "",
         record_dir: str = "",
+        span: str = "all",
     ):
-        ingest = c.ingest(spans_dir=spans_dir, record_dir=record_dir).set_display_name("ingest")
+        ingest = c.ingest(spans_dir=spans_dir, record_dir=record_dir, span=span).set_display_name("ingest")
         gate = c.validate(
             train_rows=ingest.outputs["train_rows"], eval_rows=ingest.outputs["eval_rows"],
             contract_path=contract_path, source=source, record_dir=record_dir,

@@ -86,3 +86,17 @@ def test_kfp_ingest_component_function_reads_the_spans(tmp_path):
     assert rows == res.rows
     assert len(pd.read_parquet(train.path)) == res.spans[0].train_rows
     assert len(pd.read_parquet(ev.path)) == res.spans[0].eval_rows
+
+
+def test_select_spans_all_or_newest(tmp_path):
+    from components.common.errors import DataError
+    from components.torch.stages import select_spans
+
+    for s in (201301, 201312, 201302):
+        (tmp_path / f"span-{s}").mkdir()
+    assert select_spans(str(tmp_path)) == [201301, 201302, 201312]
+    assert select_spans(str(tmp_path), "latest") == [201312]
+    with pytest.raises(DataError, match="expected 'all' or 'latest'"):
+        select_spans(str(tmp_path), "newest")
+    with pytest.raises(DataError, match="no span-"):
+        select_spans(str(tmp_path / "empty"))
