@@ -22,13 +22,9 @@ import numpy as np
 import pandas as pd
 
 from components.common.contract import load_contract
+from components.common.ingest import read_spans
 from components.common.metrics import binary_metrics
 from components.torch.model import fit_preprocessing
-
-
-def read_spans(spans: Path, split: str) -> pd.DataFrame:
-    return pd.concat([pd.read_parquet(f) for f in sorted(spans.glob(f"span-*/{split}/*.parquet"))],
-                     ignore_index=True)
 
 
 def check_contract(contract, df: pd.DataFrame) -> list[str]:
@@ -136,7 +132,8 @@ def main(argv=None) -> int:
     walls = {}
 
     t = time.perf_counter()
-    train, evalset = read_spans(Path(args.spans), "train"), read_spans(Path(args.spans), "eval")
+    train = read_spans(args.spans, "train").to_pandas()
+    evalset = read_spans(args.spans, "eval").to_pandas()
     walls["ingest"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -185,21 +185,18 @@ def _params(pairs: list[str]) -> dict:
 
 
 def cmd_submit(args) -> int:
+    from components.common.errors import ContractError
     from infra.deploy import submit_kfp, submit_vertex
 
     cron = getattr(args, "cron", None)
     params = _params(args.param)
     if args.target == "kfp":
         if not args.host:
-            from components.common.errors import ContractError
-
             raise ContractError("--target kfp needs --host URL (the KFP API, e.g. http://localhost:8080).")
         result = submit_kfp(args.spec, args.host, params, args.experiment, args.name, cron=cron,
                             dry_run=args.dry_run)
     else:
         if not (args.project and args.region and args.pipeline_root):
-            from components.common.errors import ContractError
-
             raise ContractError("--target vertex needs --project, --region and --pipeline-root gs://...")
         credentials = None
         if args.dry_run:

@@ -4,22 +4,18 @@ would be sent, without sending it."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import yaml
-
 from components.common.errors import ContractError
+from infra.compile import load_compiled
 from infra.schedule_spec import kfp_cron, vertex_cron
 
 
 def load_spec(path: str | Path) -> dict:
     """The PipelineSpec of a compiled file (KFP YAML, or a TFX PipelineJob JSON)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ContractError(f"{p}: no compiled pipeline here; run `twinpipe compile` first.")
-    doc = yaml.safe_load(p.read_text()) if p.suffix in (".yaml", ".yml") else json.loads(p.read_text())
-    return doc.get("pipelineSpec", doc)
+    if not Path(path).is_file():
+        raise ContractError(f"{path}: no compiled pipeline here; run `twinpipe compile` first.")
+    return load_compiled(path)[0]
 
 
 def check_params(spec: dict, params: dict) -> dict:

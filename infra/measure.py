@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from components.common.contract import Contract
+from components.common.ingest import read_spans
 
 log = logging.getLogger("twinpipe.measure")
 
@@ -157,19 +158,14 @@ def _sizes(stack: str, model_dir: Path) -> dict:
             "ONNX": (model_dir / files["onnx"]).stat().st_size}
 
 
-def eval_rows(spans_dir: Path, spans: list[int]) -> pd.DataFrame:
-    """The run's eval rows, in span order: what both stacks evaluate on."""
-    files = [Path(spans_dir) / f"span-{s}" / "eval" / "data.parquet" for s in spans]
-    return pd.concat([pd.read_parquet(f) for f in files if f.exists()], ignore_index=True)
-
-
 def measure_model(stack: str, summary: dict, contract: Contract, out_dir: Path) -> dict:
     """Scores the stack's model on the run's eval rows and times its serving runtime."""
     from components.common.metrics import binary_metrics, calibration, roc_points
     from components.common.serving_bench import latency
 
     model_dir, which = model_under_test(stack, summary)
-    rows = eval_rows(out_dir / "spans", summary["spans"])
+    # The run's eval rows, in span order: what both stacks evaluate on.
+    rows = read_spans(out_dir / "spans", "eval", summary["spans"]).to_pandas()
     labels = rows[contract.label.name].to_numpy()
     scorer = _scorer(stack, model_dir, contract)
     t0 = time.perf_counter()

@@ -221,6 +221,19 @@ def _write(df: pd.DataFrame, path: Path, schema: pa.Schema) -> None:
     pq.write_table(table, path)
 
 
+def read_spans(spans_dir: str | Path, split: str, spans: list[int] | None = None) -> pa.Table:
+    """One split of the written spans (``span-N/<split>/*.parquet``, in span order) as one Arrow
+    table; ``spans`` limits it to those span numbers. What every reader of the spans uses."""
+    import pyarrow.dataset as ds
+
+    d = Path(spans_dir)
+    files = (sorted(str(f) for f in d.glob(f"span-*/{split}/*.parquet")) if spans is None else
+             [str(f) for s in spans for f in sorted(d.glob(f"span-{s}/{split}/*.parquet"))])
+    if not files:
+        raise DataError(f"{spans_dir}: no {split} rows in spans {spans or 'span-*'} (rule: volume).")
+    return ds.dataset(files, format="parquet").to_table()
+
+
 def ingest(
     contract: Contract,
     spans_dir: str | Path,

@@ -11,7 +11,6 @@ spike shorter than ``interval`` can be missed).
 from __future__ import annotations
 
 import threading
-import time
 
 import psutil
 
@@ -86,13 +85,3 @@ class ResourceMeter:
                     "peak_rss_mb": round(self._peak.get(s, 0) / 2**20, 1)}
                 for s in stages
             }
-
-
-def measure(fn, *args, **kwargs):
-    """Runs ``fn`` and returns (result, {"wall_s", "cpu_s", "peak_rss_mb"}) for the whole call."""
-    with ResourceMeter() as meter:
-        meter.enter("call")
-        t0 = time.perf_counter()
-        result = fn(*args, **kwargs)
-        wall = time.perf_counter() - t0
-    return result, {"wall_s": round(wall, 3), **meter.figures()["call"]}

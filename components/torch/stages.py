@@ -47,15 +47,14 @@ def select_spans(spans_dir: str, span: str = "all") -> list[int]:
 def ingest_stage(spans_dir: str, train_path: str, eval_path: str, record_dir: str = "",
                  span: str = "all") -> int:
     """Reads the run's monthly spans (pyarrow dataset scan) into one train and one eval file."""
-    import pyarrow.dataset as ds
     import pyarrow.parquet as pq
+
+    from components.common.ingest import read_spans
 
     t0 = time.time()
     figures: dict = {"spans": select_spans(spans_dir, span)}
     for split, path in (("train", train_path), ("eval", eval_path)):
-        files = sorted(str(f) for s in figures["spans"]
-                       for f in Path(spans_dir).glob(f"span-{s}/{split}/*.parquet"))
-        table = ds.dataset(files, format="parquet").to_table()
+        table = read_spans(spans_dir, split, figures["spans"])
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, path)
         figures[f"{split}_rows"] = table.num_rows

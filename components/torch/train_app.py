@@ -27,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
+from components.common.ingest import read_spans
 from components.torch.model import FlightsNet, Preprocessing, fit_preprocessing
 
 log = logging.getLogger("twinpipe.torch.train")
@@ -38,11 +39,9 @@ def read_split(path: str, split: str):
     ``path`` is a spans folder (``span-*/<split>/*.parquet``), a folder of parquet files or a file.
     """
     p = Path(path)
-    if p.is_file():
-        files = [str(p)]
-    else:
-        files = sorted(str(f) for f in p.glob(f"span-*/{split}/*.parquet")) or sorted(
-            str(f) for f in p.glob("*.parquet"))
+    if p.is_dir() and any(p.glob(f"span-*/{split}/*.parquet")):
+        return read_spans(p, split).to_pandas()
+    files = [str(p)] if p.is_file() else sorted(str(f) for f in p.glob("*.parquet"))
     if not files:
         raise FileNotFoundError(f"no {split} parquet files under {path}")
     return ds.dataset(files, format="parquet").to_table().to_pandas()
