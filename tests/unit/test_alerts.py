@@ -1,0 +1,147 @@
+"""Alert sinks against real receivers on loopback: an HTTP server (webhook + Slack), an SMTP server
+(aiosmtpd), the Pub/Sub emulator from gcloud; delivery failures retry with backoff and never raise."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from components.common.alerts import Alert, AlertConfig, FailedCheck, send
+
+
+def _alert() -> Alert:
+    return Alert(pipeline="twinpipe-torch", stack="torch", span="201302", severity="error",
+                 checks=[FailedCheck("range", "distance", observed="max 99999", expected="<= 5000",
+                                     examples=[{"flight": 1545, "distance": 99999}])],
+                 report="/tmp/out/torch/stages/validate.json", source="/tmp/bad.csv")
+
+
+class _Http(BaseHTTPRequestHandler):
+    received: list = []
+    fail_first = 0
+
+    def do_POST(self):  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if _Http.fail_first > 0:
+            _Http.fail_first -= 1
+            self.send_response(503)
+            self.end_headers()
+            return
+        _Http.received.append((self.path, json.loads(body)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def http():
+    _Http.received, _Http.fail_first = [], 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Http)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", _Http
+    server.shutdown()
+
+
+def test_webhook_slack_and_file_receive_the_alert(http, tmp_path):
+    url, handler = http
+    cfg = AlertConfig(webhook=f"{url}/hook", slack=f"{url}/slack", file=str(tmp_path / "a.jsonl"),
+                      backoff_s=0.01)
+    results = send(_alert(), cfg)
+    assert [r["delivered"] for r in results] == [True, True, True]
+    got = dict(handler.received)
+    assert got["/hook"]["checks"][0]["observed"] == "max 99999"
+    assert got["/hook"]["span"] == "201302" and got["/hook"]["report"].endswith("validate.json")
+    assert "distance" in got["/slack"]["text"] and "99999" in got["/slack"]["text"]
+    line = json.loads((tmp_path / "a.jsonl").read_text().splitlines()[0])
+    assert line["stack"] == "torch" and line["checks"][0]["examples"][0]["flight"] == 1545
+
+
+def test_failed_deliveries_retry_with_backoff_and_never_raise(http):
+    url, handler = http
+    handler.fail_first = 2
+    t0 = time.perf_counter()
+    (ok,) = send(_alert(), AlertConfig(webhook=f"{url}/hook", attempts=4, backoff_s=0.05))
+    assert ok == {"sink": "webhook", "delivered": True, "attempts": 3}
+    assert time.perf_counter() - t0 >= 0.05 + 0.1  # two backoffs: 0.05 s then 0.1 s
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    (bad,) = send(_alert(), AlertConfig(webhook=f"http://127.0.0.1:{dead}/x", attempts=2,
+                                        backoff_s=0.01, timeout_s=1))
+    assert bad["delivered"] is False and bad["attempts"] == 2 and "Error" in bad["error"]
+
+
+def test_email_reaches_an_smtp_server(tmp_path):
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Message
+
+    inbox = []
+
+    class Keep(Message):
+        def handle_message(self, message):
+            inbox.append(message)
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctl = Controller(Keep(), hostname="127.0.0.1", port=port)
+    ctl.start()
+    try:
+        (r,) = send(_alert(), AlertConfig(smtp=f"smtp://127.0.0.1:{port}/?from=tp@x.org&to=ops@x.org"))
+    finally:
+        ctl.stop()
+    assert r["delivered"] is True
+    (msg,) = inbox
+    assert msg["To"] == "ops@x.org" and "201302" in msg["Subject"]
+    assert "distance" in msg.get_payload()
+
+
+def test_pubsub_emulator_receives_the_alert(tmp_path):
+    if not shutil.which("gcloud"):
+        pytest.skip("gcloud (with its Pub/Sub emulator) is not installed on this machine")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(["gcloud", "beta", "emulators", "pubsub", "start",
+                             f"--host-port=127.0.0.1:{port}", f"--data-dir={tmp_path}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    os.environ["PUBSUB_EMULATOR_HOST"] = f"127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        from google.cloud import pubsub_v1
+
+        topic, sub = "projects/tp/topics/alerts", "projects/tp/subscriptions/alerts-test"
+        pubsub_v1.PublisherClient().create_topic(name=topic)
+        subscriber = pubsub_v1.SubscriberClient()
+        subscriber.create_subscription(name=sub, topic=topic)
+        (r,) = send(_alert(), AlertConfig(pubsub=topic, timeout_s=20))
+        assert r["delivered"] is True
+        resp = subscriber.pull(subscription=sub, max_messages=1, timeout=20)
+        (m,) = resp.received_messages
+        body = json.loads(m.message.data)
+        assert body["pipeline"] == "twinpipe-torch" and m.message.attributes["severity"] == "error"
+    finally:
+        os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+
+
+def test_config_from_env_and_flags(monkeypatch):
+    monkeypatch.setenv("TWINPIPE_ALERT_WEBHOOK", "http://env/hook")
+    monkeypatch.setenv("TWINPIPE_ALERT_SLACK", "http://env/slack")
+    cfg = AlertConfig.from_env(webhook="http://flag/hook")
+    assert cfg.webhook == "http://flag/hook" and cfg.slack == "http://env/slack"
