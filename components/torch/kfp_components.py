@@ -21,10 +21,12 @@ def ingest(spans_dir: str, record_dir: str, train_rows: Output[Dataset],
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def validate(train_rows: Input[Dataset], eval_rows: Input[Dataset], contract_path: str,
-             source: str, record_dir: str) -> bool:
+             source: str, record_dir: str, spans_dir: str, span: str = "all",
+             report_dir: str = "") -> bool:
     from components.torch.stages import validate_stage
 
-    return validate_stage(train_rows.path, eval_rows.path, contract_path, source, record_dir)
+    return validate_stage(train_rows.path, eval_rows.path, contract_path, source, record_dir,
+                          spans_dir=spans_dir, span=span, report_dir=report_dir)
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

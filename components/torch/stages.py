@@ -67,22 +67,42 @@ def ingest_stage(spans_dir: str, train_path: str, eval_path: str, record_dir: st
 
 
 def validate_stage(train_path: str, eval_path: str, contract_path: str, source: str,
-                   record_dir: str = "") -> bool:
-    """The GX checkpoint over both splits; raises DataError (after recording why) on failure."""
-    from components.torch.validate import run_checkpoint
+                   record_dir: str = "", spans_dir: str = "", span: str = "all",
+                   report_dir: str = "") -> bool:
+    """The GX checkpoint over both splits, then the contract's gate rules over the same spans
+    (components/common/gate.py); alerts, and raises GateError (after recording why) on failure."""
+    from components.common.errors import GateError
+    from components.common.gate import check_spans, enforce, merge_engine
+    from components.torch.validate import gx_checks, run_checkpoint
 
     t0 = time.time()
     contract = _contract(contract_path)
     splits = {"train": pd.read_parquet(train_path), "eval": pd.read_parquet(eval_path)}
     result = run_checkpoint(contract, splits)
-    figures = {"wall_s": round(time.time() - t0, 3), "passed": result.passed,
-               "expectations_evaluated": result.evaluated, "failures": result.failures}
-    if not result.passed:
-        figures["message"] = result.message(source)
+    report_dir = Path(report_dir or Path(record_dir or ".") / "validation")
+    report_dir.mkdir(parents=True, exist_ok=True)
+    gx_path = report_dir / "gx_result.json"
+    gx_path.write_text(json.dumps({"passed": result.passed, "evaluated": result.evaluated,
+                                   "failures": result.failures}, indent=2, default=str))
+    report = check_spans(contract, spans_dir, select_spans(spans_dir, span), source=source)
+    merge_engine(report, gx_checks(result, contract),
+                 {"engine": "great_expectations", "result": str(gx_path),
+                  "expectations_evaluated": result.evaluated})
+    figures = {"passed": True, "expectations_evaluated": result.evaluated,
+               "gx_passed": result.passed, "report": str(report_dir / "gate.json")}
+    try:
+        enforce(report, contract=contract, stack="torch", pipeline="twinpipe-torch",
+                report_path=report_dir / "gate.json", alerts_file=report_dir / "alerts.jsonl")
+    except GateError as e:
+        figures.update(passed=False, message=str(e), wall_s=round(time.time() - t0, 3),
+                       checks=len(report.checks))
+        record(record_dir, "validate", figures)
+        raise
+    figures.update(wall_s=round(time.time() - t0, 3), checks=len(report.checks),
+                   warnings=[c.line() for c in report.checks])
     record(record_dir, "validate", figures)
-    if not result.passed:
-        raise DataError(figures["message"])
-    log.info("[torch][validate] GX checkpoint passed (%d expectations)", result.evaluated)
+    log.info("[torch][validate] GX checkpoint (%d expectations) and the gate rules passed",
+             result.evaluated)
     return True
 
 

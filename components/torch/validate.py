@@ -44,6 +44,42 @@ def expectations(contract: Contract) -> list:
     return out
 
 
+# GX expectation types -> the contract's check names.
+_CHECK_OF = {
+    "expect_column_to_exist": "schema",
+    "expect_column_values_to_be_in_type_list": "schema",
+    "expect_column_values_to_not_be_null": "not_null",
+    "expect_column_values_to_be_between": "range",
+    "expect_column_values_to_be_in_set": "unseen",
+}
+
+
+def gx_checks(result: "GateResult", contract: Contract) -> list:
+    """The checkpoint's failures as the contract's checks (one per column and check). A column
+    that is missing or of the wrong type reports only that (schema), as TFDV does; a value set on
+    a numeric column (the 0/1 label) is its range."""
+    from components.common.alerts import FailedCheck
+
+    numeric = {c.name for c in contract.columns if c.numeric} | {contract.label.name}
+    found: dict = {}
+    for f in result.failures:
+        check = _CHECK_OF.get(f["expectation"], "schema")
+        if check == "unseen" and f["column"] in numeric:
+            check = "range"
+        found.setdefault(f["column"], {}).setdefault(check, []).append(f)
+    out = []
+    for column, checks in found.items():
+        if "schema" in checks:
+            checks = {"schema": checks["schema"]}
+        for check, fs in checks.items():
+            out.append(FailedCheck(
+                check, column, "; ".join(f"{f['expectation']} failed on split {f['split']} "
+                                         f"({f['unexpected_count']} rows)" for f in fs),
+                "the contract's GX suite", contract.validation.policies.get(check, "fail"),
+                [e for f in fs for e in f["examples"]][:3]))
+    return out
+
+
 @dataclass
 class GateResult:
     passed: bool

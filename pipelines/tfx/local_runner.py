@@ -35,6 +35,7 @@ def stack_paths(out_dir: str | Path) -> dict[str, Path]:
         "schema": root / "schema" / "schema.pbtxt",
         "pushed": root / "pushed",
         "run_json": root / "run.json",
+        "validation": root / "validation",
     }
 
 
@@ -131,7 +132,9 @@ def run_tfx(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest_s
         ),
         signature_json=signature_json(contract),
         run_label=cfg.run_label,
-        data_source=f"{ingested.source} (spans {ingested.spans_dir})",
+        data_source=ingested.source,
+        report_dir=str(paths["validation"]),
+        contract_path=cfg.contract_path or "",
     )
     log.info("[tfx] LocalDagRunner: %d components, spans %s", len(pipeline.components),
              ingested.span_numbers)
@@ -151,7 +154,8 @@ def run_tfx(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest_s
         while cause is not None and not isinstance(cause, DataError):
             cause = cause.__cause__ or cause.__context__
         if cause is not None:
-            raise DataError(str(cause)) from None
+            cause.__traceback__ = None
+            raise cause from None
         failed = summary.get("failed_stage") or "unknown stage"
         raise StageError(
             f"[tfx][{failed}] the TFX pipeline failed: {type(error).__name__}: {error}. "

@@ -51,11 +51,14 @@ def create_pipeline(
     run_label: str = "",
     data_source: str = "",
     latest_span: bool = False,
+    report_dir: str = "",
+    contract_path: str = "",
 ) -> tfx.dsl.Pipeline:
     """Builds the TFX pipeline. Every value gets in through these typed parameters.
 
     ``latest_span``: ExampleGen reads only the newest span (TFX resolves ``span-{SPAN}``), what a
-    scheduled run wants; otherwise the whole window (``span-*``).
+    scheduled run wants; otherwise the whole window (``span-*``). ``report_dir``: where the data
+    gate writes gate.json and alerts.jsonl (default ``<pipeline_root>/validation``).
     """
     span_glob = "span-{SPAN}" if latest_span else "span-*"
     ingest = FileBasedExampleGen(
@@ -77,7 +80,13 @@ def create_pipeline(
         statistics=statistics.outputs["statistics"], schema=schema.outputs["schema"]
     ).with_id("anomalies")
     gate = ValidateGate(
-        anomalies=anomalies.outputs["anomalies"], span_source=data_source or spans_dir
+        anomalies=anomalies.outputs["anomalies"],
+        statistics=statistics.outputs["statistics"],
+        spans_dir=spans_dir,
+        span_source=data_source or spans_dir,
+        report_dir=report_dir or f"{pipeline_root}/validation",
+        contract_path=contract_path,
+        latest_span=int(latest_span),
     ).with_id("validate_gate")
 
     transform = tfx.components.Transform(

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from components.common.config import STAGES, RunConfig, stack_root
 from components.common.contract import Contract
-from components.common.errors import DataError, StageError
+from components.common.errors import GateError, StageError
 from components.common.ingest import IngestResult
 from components.common.runinfo import run_summary
 from pipelines.torch.pipeline import PIPELINE_NAME, create_pipeline
@@ -36,6 +36,7 @@ def stack_paths(out_dir: str | Path) -> dict[str, Path]:
         "records": root / "stages",
         "pushed": root / "pushed",
         "run_json": root / "run.json",
+        "validation": root / "validation",
     }
 
 
@@ -113,7 +114,8 @@ def run_torch(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest
                 spans_dir=ingested.spans_dir,
                 push_destination=str(paths["pushed"]),
                 contract_path=cfg.contract_path or "",
-                source=f"{ingested.source} (spans {ingested.spans_dir})",
+                source=ingested.source,
+                report_dir=str(paths["validation"]),
                 workers=cfg.workers,
                 epochs=cfg.epochs,
                 batch_size=cfg.batch_size,
@@ -133,7 +135,12 @@ def run_torch(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest
     if error is not None:
         validate = summary["stages"]["validate"]
         if validate.get("passed") is False:
-            raise DataError(validate["message"]) from None
+            gate = json.loads(Path(validate["report"]).read_text())
+            from components.common.alerts import FailedCheck
+
+            raise GateError(validate["message"],
+                            [FailedCheck(**c) for c in gate["checks"] if c["policy"] == "fail"],
+                            validate["report"]) from None
         raise StageError(
             f"[torch][{summary['failed_stage']}] the KFP pipeline failed: {error}. "
             f"Partial run summary: {paths['run_json']}"

@@ -47,11 +47,13 @@ def create_pipeline(resources: "TrainResources | None" = None):
         run_label: str = "",
         record_dir: str = "",
         span: str = "all",
+        report_dir: str = "",
     ):
         ingest = c.ingest(spans_dir=spans_dir, record_dir=record_dir, span=span).set_display_name("ingest")
         gate = c.validate(
             train_rows=ingest.outputs["train_rows"], eval_rows=ingest.outputs["eval_rows"],
             contract_path=contract_path, source=source, record_dir=record_dir,
+            spans_dir=spans_dir, span=span, report_dir=report_dir,
         ).set_display_name("validate")
         train = c.train(
             train_rows=ingest.outputs["train_rows"], gate_passed=gate.output,
