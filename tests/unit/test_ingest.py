@@ -74,21 +74,24 @@ def test_missing_column_names_file_and_column(tmp_path, small_csv):
     path, part = small_csv
     bad = tmp_path / "bad.csv"
     part.drop(columns=["distance"]).to_csv(bad, index=False)
-    with pytest.raises(DataError, match=r"bad.csv: required column\(s\) distance missing"):
+    with pytest.raises(DataError, match=r"bad.csv breaks the contract 'flights' — schema on column "
+                                        r"'distance': observed column missing"):
         ingest(CONTRACT, tmp_path / "spans", input_path=bad)
 
 
-def test_text_in_numeric_column_names_row(tmp_path, small_csv):
+def test_text_in_numeric_cell_is_quarantined_with_file_row_and_reason(tmp_path, small_csv):
     path, part = small_csv
     part = part.reset_index(drop=True).astype({"temp": object})
     part.loc[7, "temp"] = "hot"
     bad = tmp_path / "bad.csv"
     part.to_csv(bad, index=False)
-    with pytest.raises(DataError) as e:
-        ingest(CONTRACT, tmp_path / "spans", input_path=bad)
-    msg = str(e.value)
-    assert "bad.csv, row 9" in msg and "column 'temp'" in msg and "'hot'" in msg
-    assert not (tmp_path / "spans").exists() or not list((tmp_path / "spans").glob("span-*"))
+    res = ingest(CONTRACT, tmp_path / "spans", input_path=bad)
+    assert res.quarantined_rows == 1 and res.rows + res.excluded_rows == len(part) - 1
+    span = f"span-{int(part.loc[7, 'year']) * 100 + int(part.loc[7, 'month'])}"
+    q = pd.read_parquet(tmp_path / "spans" / span / "quarantine" / "data.parquet")
+    assert q["where"].tolist() == [f"file {bad}, row 9"]  # line 9: header + 8th data row
+    assert q["reason"].tolist() == ["column 'temp': value 'hot' is not a number (rule: type float)"]
+    assert q["temp"].tolist() == ["hot"]  # the raw value is kept
 
 
 def test_sample_is_deterministic(tmp_path, small_csv):
