@@ -17,8 +17,9 @@ from components.common.alerts import FailedCheck
 
 # TFDV anomaly types -> the contract's check names (anything else: schema).
 _RANGE = ("BIG_INT", "SMALL_INT", "BIG_FLOAT", "SMALL_FLOAT", "HAS_NAN", "HAS_INF")
+# A fixed-shape ([1]) feature with a missing value also reports INVALID_FEATURE_SHAPE.
 _NOT_NULL = ("FEATURE_TYPE_LOW_FRACTION_PRESENT", "FEATURE_TYPE_LOW_NUMBER_PRESENT",
-             "FEATURE_TYPE_LOW_NUMBER_VALUES", "FEATURE_TYPE_NO_VALUES")
+             "FEATURE_TYPE_LOW_NUMBER_VALUES", "FEATURE_TYPE_NO_VALUES", "INVALID_FEATURE_SHAPE")
 
 
 def check_of(anomaly_type: str) -> str:
