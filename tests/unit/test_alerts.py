@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from components.common.alerts import Alert, AlertConfig, FailedCheck, send
+from tests.receivers import HttpReceiver, SmtpReceiver, free_port
 
 
 def _alert() -> Alert:
@@ -22,36 +23,14 @@ def _alert() -> Alert:
                  report="/tmp/out/torch/stages/validate.json", source="/tmp/bad.csv")
 
 
-class _Http(BaseHTTPRequestHandler):
-    received: list = []
-    fail_first = 0
-
-    def do_POST(self):  # noqa: N802
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        if _Http.fail_first > 0:
-            _Http.fail_first -= 1
-            self.send_response(503)
-            self.end_headers()
-            return
-        _Http.received.append((self.path, json.loads(body)))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture()
 def http():
-    _Http.received, _Http.fail_first = [], 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Http)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", _Http
-    server.shutdown()
+    with HttpReceiver() as receiver:
+        yield receiver
 
 
 def test_webhook_slack_and_file_receive_the_alert(http, tmp_path):
-    url, handler = http
+    url, handler = http.url, http
     cfg = AlertConfig(webhook=f"{url}/hook", slack=f"{url}/slack", file=str(tmp_path / "a.jsonl"),
                       backoff_s=0.01)
     results = send(_alert(), cfg)
@@ -65,41 +44,23 @@ def test_webhook_slack_and_file_receive_the_alert(http, tmp_path):
 
 
 def test_failed_deliveries_retry_with_backoff_and_never_raise(http):
-    url, handler = http
+    url, handler = http.url, http
     handler.fail_first = 2
     t0 = time.perf_counter()
     (ok,) = send(_alert(), AlertConfig(webhook=f"{url}/hook", attempts=4, backoff_s=0.05))
     assert ok == {"sink": "webhook", "delivered": True, "attempts": 3}
     assert time.perf_counter() - t0 >= 0.05 + 0.1  # two backoffs: 0.05 s then 0.1 s
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
+    dead = free_port()  # a port nobody listens on
     (bad,) = send(_alert(), AlertConfig(webhook=f"http://127.0.0.1:{dead}/x", attempts=2,
                                         backoff_s=0.01, timeout_s=1))
     assert bad["delivered"] is False and bad["attempts"] == 2 and "Error" in bad["error"]
 
 
 def test_email_reaches_an_smtp_server(tmp_path):
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.handlers import Message
-
-    inbox = []
-
-    class Keep(Message):
-        def handle_message(self, message):
-            inbox.append(message)
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctl = Controller(Keep(), hostname="127.0.0.1", port=port)
-    ctl.start()
-    try:
-        (r,) = send(_alert(), AlertConfig(smtp=f"smtp://127.0.0.1:{port}/?from=tp@x.org&to=ops@x.org"))
-    finally:
-        ctl.stop()
+    with SmtpReceiver() as smtp:
+        (r,) = send(_alert(), AlertConfig(smtp=smtp.url("tp@x.org", "ops@x.org")))
     assert r["delivered"] is True
-    (msg,) = inbox
+    (msg,) = smtp.inbox
     assert msg["To"] == "ops@x.org" and "201302" in msg["Subject"]
     assert "distance" in msg.get_payload()
 
@@ -107,9 +68,7 @@ def test_email_reaches_an_smtp_server(tmp_path):
 def test_pubsub_emulator_receives_the_alert(tmp_path):
     if not shutil.which("gcloud"):
         pytest.skip("gcloud (with its Pub/Sub emulator) is not installed on this machine")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(["gcloud", "beta", "emulators", "pubsub", "start",
                              f"--host-port=127.0.0.1:{port}", f"--data-dir={tmp_path}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -145,3 +104,7 @@ def test_config_from_env_and_flags(monkeypatch):
     monkeypatch.setenv("TWINPIPE_ALERT_SLACK", "http://env/slack")
     cfg = AlertConfig.from_env(webhook="http://flag/hook")
     assert cfg.webhook == "http://flag/hook" and cfg.slack == "http://env/slack"
+    # the contract's alerts: section is the base, the environment overrides it
+    cfg = AlertConfig.from_env({"smtp": "smtp://contract:25/", "slack": "http://contract/slack"})
+    assert cfg.smtp == "smtp://contract:25/" and cfg.slack == "http://env/slack"
+    assert cfg.sinks() == ["webhook", "slack", "smtp"]
