@@ -150,7 +150,8 @@ def check_spans(contract: Contract, spans_dir: str | Path, spans: list[int] | No
                 policy = pol[rule] if rate > rules.max_bad_row_rate else "warn"
                 cols = q.get("by_rule_column", {}).get(rule, {})
                 report.checks.append(FailedCheck(
-                    rule, ", ".join(sorted(cols, key=cols.get, reverse=True)) or None, f"{n} of {q['input_rows']} rows ({rate:.2%}) quarantined",
+                    rule, ", ".join(sorted(cols, key=cols.get, reverse=True)) or None,
+                    f"{n} of {q['input_rows']} rows ({rate:.2%}) quarantined",
                     f"<= {rules.max_bad_row_rate:.2%} of the span's rows", policy,
                     q["examples"].get(rule, [])[:3], span=s))
         if rows.empty:

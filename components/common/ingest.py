@@ -121,10 +121,10 @@ def load_default_table(contract: Contract) -> tuple[pd.DataFrame, str]:
 def _read_csv(path: Path) -> pd.DataFrame:
     """A CSV file with every column as text (the contract decides types, cell by cell). Lines with
     the wrong number of fields are kept aside as malformed (``__malformed``: line number, text)."""
-    import pyarrow.csv as pcsv
-
     import csv
     import gzip
+
+    import pyarrow.csv as pcsv
 
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as f:

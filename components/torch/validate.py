@@ -54,7 +54,7 @@ _CHECK_OF = {
 }
 
 
-def gx_checks(result: "GateResult", contract: Contract) -> list:
+def gx_checks(result: GateResult, contract: Contract) -> list:
     """The checkpoint's failures as the contract's checks (one per column and check). A column
     that is missing or of the wrong type reports only that (schema), as TFDV does; a value set on
     a numeric column (the 0/1 label) is its range."""

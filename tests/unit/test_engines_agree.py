@@ -4,7 +4,6 @@ own row rules (ingest's screening) find the same (check, column) on each corrupt
 
 import os
 
-import numpy as np
 import pandas as pd
 import pytest
 
