@@ -210,7 +210,9 @@ def _print_summary(summary: dict, path: Path) -> None:
     print(f"[{summary['stack']}] run summary ({path})")
     for name in ("ingest", "validate", "train", "evaluate", "push"):
         print(f"  {name:<9} {st[name]['wall_s']:8.1f}s")
-    print(f"  rows={st['ingest'].get('rows')} workers={st['train'].get('workers')} "
+    print(f"  rows={st['ingest'].get('rows')} quarantined={st['ingest'].get('quarantined_rows')} "
+          f"gate warnings={len(st['validate'].get('warnings') or [])} "
+          f"workers={st['train'].get('workers')} "
           f"samples/s={st['train'].get('samples_per_s')} auc={ev.get('auc')} "
           f"blessed={ev.get('blessed')} pushed={st['push'].get('pushed')}")
     if st["push"].get("pushed_path"):

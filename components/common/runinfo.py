@@ -31,7 +31,8 @@ def run_summary(*, stack: str, pipeline: str, orchestrator: str, contract: Contr
         if name == "train":
             rows = st.get("samples")
         st["rows_per_s"] = round(rows / st["wall_s"], 1) if rows and st.get("wall_s") else None
-    ig.update(excluded_rows=ingested.excluded_rows, source=ingested.source)
+    ig.update(excluded_rows=ingested.excluded_rows, source=ingested.source,
+              quarantined_rows=ingested.quarantined_rows)
     stages["push"].setdefault("pushed", False)
     stages["push"].setdefault("pushed_path", None)
     stages["train"].setdefault("workers", cfg.workers)

@@ -14,6 +14,7 @@ import re
 import time
 from pathlib import Path
 
+from components.common.alerts import FailedCheck
 from components.common.config import STAGES, RunConfig, stack_root
 from components.common.contract import Contract
 from components.common.errors import DataError, StageError
@@ -250,6 +251,12 @@ def collect_run(paths, contract, ingested: IngestResult, ingest_s: float, wall: 
     stages["validate"]["passed"] = (
         nodes.get("validate_gate", {}).get("state") == "COMPLETE"
     )
+    gate = paths["validation"] / "gate.json"
+    if gate.exists() and "validate_gate" in nodes:
+        doc = json.loads(gate.read_text())
+        stages["validate"].update(report=str(gate), checks=len(doc["checks"]),
+                                  warnings=[FailedCheck(**c).line() for c in doc["checks"]
+                                            if c["policy"] == "warn"])
     if "transform" in execs and nodes["transform"]["state"] == "COMPLETE":
         outs = _outputs(store, execs["transform"])
         stages["train"]["transform_graph_uri"] = outs["transform_graph"][0].uri
