@@ -205,54 +205,22 @@ def _where(df: pd.DataFrame, idx, source: str) -> str:
 def conform(
     df: pd.DataFrame, contract: Contract, source: str, features_only: bool = False
 ) -> pd.DataFrame:
-    """Checks columns and types against the contract; returns the table with contract dtypes.
-
-    With ``features_only`` only the model's feature columns are required (scoring input).
+    """The table with contract dtypes, or a DataError on the first violation — for scoring input,
+    where a row cannot be set aside (``features_only``: only the model's columns are required).
 
     Raises:
         DataError: naming file, column, row and rule for the first violation found.
     """
-    columns = contract.features if features_only else list(contract.columns)
-    missing = [c.name for c in columns if c.name not in df.columns]
-    if missing:
-        raise DataError(
-            f"input {source}: required column(s) {', '.join(missing)} missing "
-            f"(rule: the contract '{contract.name}' input table has columns "
-            f"{', '.join(c.name for c in columns)})."
-        )
-    out = {}
-    for col in columns:
-        s = df[col.name]
-        if col.numeric:
-            num = pd.to_numeric(s, errors="coerce")
-            bad = num.isna() & s.notna() & (s.astype(str).str.strip() != "")
-            if bad.any():
-                idx = bad.idxmax()
-                raise DataError(
-                    f"input {_where(df, idx, source)}, column '{col.name}': value {s[idx]!r} is not "
-                    f"a number (rule: contract type {col.type})."
-                )
-            if col.type == "int":
-                frac = num.notna() & (num != np.floor(num.fillna(0)))
-                if frac.any():
-                    idx = frac.idxmax()
-                    raise DataError(
-                        f"input {_where(df, idx, source)}, column '{col.name}': value {s[idx]!r} is "
-                        f"not an integer (rule: contract type int)."
-                    )
-                num = num.astype("Int64") if num.isna().any() else num.astype("int64")
-            else:
-                num = num.astype("float64")
-            out[col.name] = num
-        else:
-            out[col.name] = s.astype("string")
-        if not col.nullable and out[col.name].isna().any() and col.name != contract.label.source:
-            idx = out[col.name].isna().idxmax()
-            raise DataError(
-                f"input {_where(df, idx, source)}, column '{col.name}': value is missing "
-                f"(rule: column is not nullable in the contract)."
-            )
-    return pd.DataFrame(out, index=df.index)
+    s = screen(df, contract, source, features_only=features_only)
+    if s.checks:
+        from components.common.gate import render
+
+        raise DataError(render(s.checks, source, contract))
+    if len(s.quarantine):
+        row = s.quarantine.iloc[0]
+        where = row["where"] if "where" in row else f"{source}, row {int(s.quarantine.index[0]) + 2}"
+        raise DataError(f"input {where}: {row['reason']}.")
+    return s.table.drop(columns=["__file", "__row"], errors="ignore")
 
 
 @dataclass
@@ -270,7 +238,8 @@ def _fmt(v) -> str:
     return repr(v if not isinstance(v, float) or not v.is_integer() else int(v))
 
 
-def screen(df: pd.DataFrame, contract: Contract, source: str) -> Screened:
+def screen(df: pd.DataFrame, contract: Contract, source: str,
+           features_only: bool = False) -> Screened:
     """Applies the contract to the input table, cell by cell, without stopping at the first error.
 
     Table level (``checks``; the caller stops on a ``fail`` policy): a contract column missing (a
@@ -285,18 +254,19 @@ def screen(df: pd.DataFrame, contract: Contract, source: str) -> Screened:
     pol = rules.policies
     meta = [c for c in ("__file", "__row") if c in df.columns]
     checks: list = []
-    names = contract.column_names
+    columns = contract.features if features_only else list(contract.columns)
+    names = [c.name for c in columns]
     missing = [n for n in names if n not in df.columns]
     extra = [c for c in df.columns if c not in names and c not in meta]
     hint = f" (columns not in the contract: {', '.join(extra)} — renamed?)" if extra and missing else ""
     for n in missing:
         checks.append(FailedCheck("schema", n, "column missing", "column present" + hint,
                                   pol["schema"]))
-    if extra:
+    if extra and not features_only:  # scoring input may carry anything else
         checks.append(FailedCheck("extra_columns", ", ".join(extra), f"{len(extra)} column(s) not in "
                                   "the contract", "only contract columns (extra ones are dropped)",
                                   pol["extra_columns"]))
-    present = [c for c in contract.columns if c.name in df.columns]
+    present = [c for c in columns if c.name in df.columns]
     out: dict = {}
     bad: dict[str, pd.Series] = {r: pd.Series(False, index=df.index) for r in ROW_RULES}
     reason = pd.Series("", index=df.index, dtype=object)

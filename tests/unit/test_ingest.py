@@ -112,3 +112,18 @@ def test_scale_multiplies_rows_and_keeps_copies_in_their_split(tmp_path):
     ev = pd.read_parquet(tmp_path / "x4" / "span-201301" / "eval" / "data.parquet")[keys]
     assert tr.duplicated().any()  # copies exist ...
     assert tr.merge(ev.drop_duplicates()).empty  # ... and never cross the split
+
+
+def test_conform_for_scoring_stops_at_the_first_bad_row(tmp_path, small_csv):
+    from components.common.ingest import conform, load_input_table
+
+    _, part = small_csv
+    part = part.reset_index(drop=True).astype({"distance": object}).drop(columns=["arr_delay"])
+    good = conform(part, CONTRACT, "rows.csv", features_only=True)  # the label source may be absent
+    assert list(good.columns) == [c.name for c in CONTRACT.features] and len(good) == len(part)
+    part.loc[4, "distance"] = "far"
+    (tmp_path / "rows.csv").write_text(part.to_csv(index=False))
+    raw, source = load_input_table(tmp_path / "rows.csv")
+    with pytest.raises(DataError, match=r"rows.csv, row 6: column 'distance': value 'far' is not a "
+                                        r"number \(rule: type int\)"):
+        conform(raw, CONTRACT, source, features_only=True)
