@@ -51,8 +51,9 @@ class Alert:
     span: str
     severity: str          # "error" (the run stopped) or "warning"
     checks: list[FailedCheck]
-    report: str            # path or URL of the validation report (TFDV anomalies / GX result)
+    report: str            # path or URL of the gate's report (gate.json)
     source: str = ""
+    engine_report: str = ""  # the stack engine's own result: TFDV anomalies / GX checkpoint result
 
     def summary(self) -> str:
         return (f"[{self.stack}][validate] {self.pipeline} span {self.span}: "
@@ -101,6 +102,8 @@ def _post_json(url: str, payload: dict, timeout: float) -> None:
 
 def _slack_payload(alert: Alert) -> dict:
     lines = [f"*{alert.summary()}*", f"report: {alert.report}"]
+    if alert.engine_report:
+        lines.append(f"engine report: {alert.engine_report}")
     for c in alert.checks:
         if c.examples:
             lines.append(f"`{c.column}` e.g. {c.examples[:3]}")
@@ -117,7 +120,8 @@ def _send_smtp(url: str, alert: Alert, timeout: float) -> None:
     msg["Subject"] = f"[twinpipe] {alert.severity}: {alert.pipeline} span {alert.span}"
     msg["From"] = q.get("from", ["twinpipe@localhost"])[0]
     msg["To"] = ", ".join(q.get("to", ["root@localhost"])[0].split(","))
-    msg.set_content(alert.summary() + "\n\nreport: " + alert.report + "\n\n"
+    msg.set_content(alert.summary() + "\n\nreport: " + alert.report
+                    + (f"\nengine report: {alert.engine_report}" if alert.engine_report else "") + "\n\n"
                     + json.dumps(alert.to_dict(), indent=2, default=str))
     with smtplib.SMTP(u.hostname, u.port or 25, timeout=timeout) as s:
         s.send_message(msg)

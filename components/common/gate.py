@@ -228,7 +228,9 @@ def enforce(report: GateReport, *, contract: Contract, stack: str, pipeline: str
         alert = Alert(pipeline=pipeline, stack=stack, span=",".join(spans),
                       severity="error" if report.failed else "warning",
                       checks=report.failed or report.checks, report=str(report_path),
-                      source=report.source)
+                      source=report.source,
+                      engine_report=str(report.engine.get("anomalies_uri")
+                                        or report.engine.get("result") or ""))
         if report.failed and len(report.checks) > len(report.failed):
             alert.checks = report.failed + [c for c in report.checks if c.policy == "warn"]
         cfg = AlertConfig.from_env(dict(contract.alerts))

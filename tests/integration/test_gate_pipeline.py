@@ -89,6 +89,8 @@ def test_text_in_a_numeric_column_stops_both_stacks(both, months, tmp_path):
         assert check["check"] == "malformed" and check["column"] == "distance"
         assert "quarantined" in check["observed"] and check["examples"]
         assert h["report"].endswith("validation/gate.json")
+    engine = {h["stack"]: h["engine_report"] for h in hooks}
+    assert "anomalies" in engine["tfx"] and engine["torch"].endswith("gx_result.json")
     slack = [body for path, body in http.received if path == "/slack"]
     assert len(slack) == 2 and all("distance" in s["text"] for s in slack)
     assert sorted(m["Subject"].split()[2] for m in smtp.inbox) == ["twinpipe-tfx", "twinpipe-torch"]
@@ -148,3 +150,13 @@ def test_validate_command_exit_codes_and_alert(months, tmp_path):
     assert "quarantined" in line and "Report:" in line
     (hook,) = [b for p, b in http.received if p == "/hook"]
     assert hook["stack"] == "gate" and {c["check"] for c in hook["checks"]} == {"unseen"}
+    # a few bad rows: quarantined, a warning alert, and the gate passes
+    few = months.copy().astype({"carrier": object})
+    few.loc[few.index[::1000], "carrier"] = "ZZ"
+    few.to_csv(src, index=False)
+    with HttpReceiver() as http:
+        warn = twinpipe("validate", str(src), "--out", str(tmp_path / "v3"), "--alert-webhook",
+                        f"{http.url}/hook")
+    assert "6 quarantined" in warn.stdout and "warning: span 2013" in warn.stdout
+    (hook,) = [b for p, b in http.received if p == "/hook"]
+    assert hook["severity"] == "warning" and hook["checks"][0]["policy"] == "warn"
