@@ -138,7 +138,7 @@ def test_compiled_kfp_spec_has_the_stage_dag(tmp_path):
                           "transform", "train", "baseline", "evaluate", "push"}
     deps = {name: set(t.dependent_tasks) for name, t in tasks.items()}
     assert "validate_gate" in deps["transform"]          # no training before the gate passes
-    assert {"anomalies"} == deps["validate_gate"]
+    assert {"anomalies", "statistics"} == deps["validate_gate"]  # TFDV's anomalies + skew input
     assert {"train", "baseline"} <= deps["evaluate"]
     assert {"evaluate", "train"} <= deps["push"]
     # Self-hosted KFP v2 cannot run TFX's Resolver: the spec must not contain one.
