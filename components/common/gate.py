@@ -33,6 +33,7 @@ import pandas as pd
 from components.common.alerts import Alert, AlertConfig, FailedCheck, send
 from components.common.contract import ROW_RULES, Contract
 from components.common.errors import GateError
+from components.common.ingest import span_numbers
 
 log = logging.getLogger("twinpipe.gate")
 
@@ -94,18 +95,10 @@ class GateReport:
     def passed(self) -> bool:
         return not self.failed
 
-    def verdict(self) -> list[tuple]:
-        """What two stacks must agree on: (check, column, span, policy) of every finding."""
-        return sorted((c.check, c.column or "", c.span or "", c.policy) for c in self.checks)
-
     def to_dict(self) -> dict:
         return {"source": self.source, "spans": self.spans, "passed": self.passed,
                 "checks": [asdict(c) for c in self.checks], "figures": self.figures,
                 "quarantine": self.quarantine, "engine": self.engine}
-
-
-def _span_dirs(spans_dir: Path) -> list[int]:
-    return sorted(int(p.name[5:]) for p in spans_dir.glob("span-*") if p.name[5:].isdigit())
 
 
 def _read(spans_dir: Path, span: int, split: str) -> pd.DataFrame:
@@ -118,7 +111,7 @@ def check_spans(contract: Contract, spans_dir: str | Path, spans: list[int] | No
     """The gate's rules over ``spans`` (all span folders when None) of ``spans_dir``."""
     d = Path(spans_dir)
     rules, pol = contract.validation, contract.validation.policies
-    on_disk = _span_dirs(d)
+    on_disk = span_numbers(d)
     spans = list(spans) if spans is not None else on_disk
     report = GateReport(source=source or str(d), spans=spans)
     manifest = d / "manifest.json"

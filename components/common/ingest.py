@@ -120,7 +120,7 @@ def load_default_table(contract: Contract) -> tuple[pd.DataFrame, str]:
 
 def _read_csv(path: Path) -> pd.DataFrame:
     """A CSV file with every column as text (the contract decides types, cell by cell). Lines with
-    the wrong number of fields are kept aside as malformed (``__malformed``: line number, text)."""
+    the wrong number of fields are kept aside in ``attrs["malformed"]`` (line number, text, reason)."""
     import csv
     import gzip
 
@@ -146,11 +146,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
     )
     df = table.to_pandas()
     # Line numbers of the kept rows: line 1 is the header, skipped lines shift the rest.
-    bad_lines = np.array(sorted(m["line"] for m in malformed if m["line"] is not None), dtype=int)
-    line = np.arange(len(df)) + 2
-    for b in bad_lines:
-        line[line >= b] += 1
-    df["__row"] = line
+    bad_lines = np.array([m["line"] for m in malformed if m["line"] is not None], dtype=int)
+    lines = np.arange(2, len(df) + len(bad_lines) + 2)
+    df["__row"] = lines[~np.isin(lines, bad_lines)][: len(df)]
     df.attrs["malformed"] = malformed
     return df
 
@@ -371,6 +369,22 @@ def _write(df: pd.DataFrame, path: Path, schema: pa.Schema) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
     pq.write_table(table, path)
+
+
+def span_numbers(spans_dir: str | Path) -> list[int]:
+    """The span numbers of the ``span-N`` folders under ``spans_dir``, ascending."""
+    return sorted(int(p.name[5:]) for p in Path(spans_dir).glob("span-*") if p.name[5:].isdigit())
+
+
+def select_spans(spans_dir: str, span: str = "all") -> list[int]:
+    """The span numbers to read: every ``span-N`` folder, or only the newest (``latest``: what a
+    scheduled run ingests, as TFX's ``{SPAN}`` pattern does)."""
+    spans = span_numbers(spans_dir)
+    if span not in ("all", "latest"):
+        raise DataError(f"span {span!r}: expected 'all' or 'latest'.")
+    if not spans:
+        raise DataError(f"{spans_dir}: no span-* folders to ingest (rule: volume).")
+    return spans[-1:] if span == "latest" else spans
 
 
 def read_spans(spans_dir: str | Path, split: str, spans: list[int] | None = None) -> pa.Table:

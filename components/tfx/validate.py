@@ -123,13 +123,11 @@ def ValidateGate(  # noqa: N802 (TFX component naming)
 
     from components.common.contract import load_contract
     from components.common.gate import check_spans, enforce, merge_engine
+    from components.common.ingest import select_spans
     from components.tfx.schema import contract_to_schema
 
     contract = load_contract(contract_path or None)
-    spans = sorted(int(p[5:]) for p in os.listdir(spans_dir)
-                   if p.startswith("span-") and p[5:].isdigit())
-    if latest_span:
-        spans = spans[-1:]
+    spans = select_spans(spans_dir, "latest" if latest_span else "all")
     report = check_spans(contract, spans_dir, spans, source=span_source)
     splits = json.loads(anomalies.split_names) if anomalies.split_names else ["train", "eval"]
     found = read_anomalies(anomalies.uri, splits)

@@ -17,7 +17,7 @@ import pandas as pd
 from components.common import registry
 from components.common.blessing import decide
 from components.common.contract import load_contract
-from components.common.errors import DataError
+from components.common.ingest import select_spans
 from components.common.metrics import binary_metrics
 
 log = logging.getLogger("twinpipe.torch")
@@ -31,17 +31,6 @@ def record(record_dir: str, stage: str, figures: dict) -> None:
 
 def _contract(contract_path: str):
     return load_contract(contract_path or None)
-
-
-def select_spans(spans_dir: str, span: str = "all") -> list[int]:
-    """The span numbers to read: every ``span-N`` folder, or only the newest (``latest``: what a
-    scheduled run ingests, as TFX's ``{SPAN}`` pattern does)."""
-    spans = sorted(int(p.name[5:]) for p in Path(spans_dir).glob("span-*") if p.name[5:].isdigit())
-    if span not in ("all", "latest"):
-        raise DataError(f"span {span!r}: expected 'all' or 'latest'.")
-    if not spans:
-        raise DataError(f"{spans_dir}: no span-* folders to ingest (rule: volume).")
-    return spans[-1:] if span == "latest" else spans
 
 
 def ingest_stage(spans_dir: str, train_path: str, eval_path: str, record_dir: str = "",

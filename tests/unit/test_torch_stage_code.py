@@ -90,7 +90,7 @@ def test_kfp_ingest_component_function_reads_the_spans(tmp_path):
 
 def test_select_spans_all_or_newest(tmp_path):
     from components.common.errors import DataError
-    from components.torch.stages import select_spans
+    from components.common.ingest import select_spans
 
     for s in (201301, 201312, 201302):
         (tmp_path / f"span-{s}").mkdir()
