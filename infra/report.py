@@ -31,7 +31,8 @@ STAGE_CODE = {
         "torch": ["components/torch/stages.py::ingest_stage", "components/torch/kfp_components.py::ingest"],
     },
     "validate": {
-        "shared": ["components/common/contract.py"],
+        "shared": ["components/common/contract.py", "components/common/gate.py",
+                   "components/common/alerts.py"],
         "tfx": ["components/tfx/schema.py", "components/tfx/validate.py"],
         "torch": ["components/torch/validate.py", "components/torch/stages.py::validate_stage",
                   "components/torch/kfp_components.py::validate"],
