@@ -173,3 +173,16 @@ def test_report_is_json(contract, rows, tmp_path):
     _, report = _gate(contract, rows, tmp_path)
     doc = json.loads(json.dumps(report.to_dict(), default=str))
     assert doc["passed"] is True and set(doc["figures"]) == {"201301", "201302"}
+
+
+def test_schema_warn_policy_goes_on_with_the_column_null(contract, rows, tmp_path):
+    import yaml
+
+    doc = yaml.safe_load(open(contract.path))
+    doc["validation"]["policies"]["schema"] = "warn"
+    path = tmp_path / "contract.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    _, report = _gate(load_contract(path), rows.drop(columns=["visib"]), tmp_path / "run")
+    found = _found(report)
+    assert ("nulls", "visib", "201301", "fail") in found  # all null > its 10 % limit
+    assert not any(c.check == "schema" and c.policy == "fail" for c in report.checks)

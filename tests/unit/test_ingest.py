@@ -127,3 +127,13 @@ def test_conform_for_scoring_stops_at_the_first_bad_row(tmp_path, small_csv):
     with pytest.raises(DataError, match=r"rows.csv, row 6: column 'distance': value 'far' is not a "
                                         r"number \(rule: type int\)"):
         conform(raw, CONTRACT, source, features_only=True)
+
+
+def test_conform_names_every_missing_column(small_csv):
+    from components.common.ingest import conform
+
+    with pytest.raises(DataError, match=r"rows.csv breaks the contract 'flights' — schema on column "
+                                        r"'sched_dep_time': observed column missing.*schema on "
+                                        r"column 'distance'"):
+        conform(pd.DataFrame({"carrier": ["UA"], "origin": ["EWR"]}), CONTRACT, "rows.csv",
+                features_only=True)
