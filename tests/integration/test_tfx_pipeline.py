@@ -124,8 +124,8 @@ def test_predict_rejects_bad_rows_clearly(runs, tmp_path):
     proc = twinpipe("predict", "--model", first["stages"]["push"]["pushed_path"], "--input",
                     str(bad), "--output", str(tmp_path / "o.csv"), check=False)
     assert proc.returncode == 1
-    assert "bad.csv breaks the contract 'flights' — schema on column 'distance': observed column " \
-        "missing" in proc.stderr and "Traceback" not in proc.stderr
+    assert "bad.csv breaks the contract 'flights'" in proc.stderr and "Traceback" not in proc.stderr
+    assert "schema on column 'distance': observed column missing" in proc.stderr
     assert not (tmp_path / "o.csv").exists()
 
 
