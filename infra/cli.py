@@ -66,7 +66,9 @@ def _run_config(args):
 def _alert_env(args) -> None:
     """--alert-* flags override TWINPIPE_ALERT_* (which override the contract's alerts:); set in
     the environment so in-process TFX components and kfp.local subprocesses see the same."""
-    for sink in ("file", "webhook", "slack", "smtp", "pubsub"):
+    from components.common.alerts import SINKS
+
+    for sink in SINKS:
         value = getattr(args, f"alert_{sink}", None)
         if value:
             os.environ[f"TWINPIPE_ALERT_{sink.upper()}"] = value

@@ -8,7 +8,8 @@ A sink that keeps failing is reported in the result; it never raises and never h
 
 Configuration (:func:`AlertConfig.from_env`): ``TWINPIPE_ALERT_WEBHOOK``, ``TWINPIPE_ALERT_SLACK``,
 ``TWINPIPE_ALERT_SMTP`` (``smtp://host:port/?from=a@b&to=c@d,e@f``), ``TWINPIPE_ALERT_PUBSUB``
-(``projects/P/topics/T``), ``TWINPIPE_ALERT_FILE``; flags override the environment.
+(``projects/P/topics/T``), ``TWINPIPE_ALERT_FILE`` override the contract's ``alerts:`` section;
+flags override the environment.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 log = logging.getLogger("twinpipe.alerts")
+
+SINKS = ("file", "webhook", "slack", "smtp", "pubsub")
 
 
 @dataclass
@@ -88,8 +91,6 @@ class AlertConfig:
     def sinks(self) -> list[str]:
         return [k for k in SINKS if getattr(self, k)]
 
-
-SINKS = ("file", "webhook", "slack", "smtp", "pubsub")
 
 
 def _post_json(url: str, payload: dict, timeout: float) -> None:

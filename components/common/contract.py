@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from components.common.alerts import SINKS
 from components.common.errors import ContractError
 
 DEFAULT_CONTRACT = "flights.yaml"
@@ -159,6 +160,8 @@ def load_contract(path: str | Path | None = None) -> Contract:
     if not isinstance(doc, dict):
         raise ContractError(f"contract {where} must be a YAML mapping at the top level.")
 
+    # nullable columns without their own max_null_rate get the validation section's default
+    default_null = float((doc.get("validation") or {}).get("max_null_rate", 0.1))
     columns = []
     for name, spec in _require(doc, "columns", where).items():
         spec = spec or {}
@@ -176,7 +179,8 @@ def load_contract(path: str | Path | None = None) -> Contract:
                 min=spec.get("min"),
                 max=spec.get("max"),
                 vocabulary=tuple(str(v) for v in spec.get("vocabulary", ())),
-                max_null_rate=float(spec.get("max_null_rate", 0.0)),
+                max_null_rate=float(spec.get("max_null_rate",
+                                             default_null if spec.get("nullable") else 0.0)),
                 drift=float(spec["drift"]) if "drift" in spec else None,
             )
         )
@@ -207,17 +211,11 @@ def load_contract(path: str | Path | None = None) -> Contract:
     )
     span = _require(doc, "span", where)
     validation = _validation_rules(doc.get("validation") or {}, where)
-    default_null = float((doc.get("validation") or {}).get("max_null_rate", 0.1))
-    columns = [
-        c if not c.nullable or c.max_null_rate else
-        Column(**{**c.__dict__, "max_null_rate": default_null})
-        for c in columns
-    ]
     alerts = doc.get("alerts") or {}
-    unknown_sinks = set(alerts) - {"file", "webhook", "slack", "smtp", "pubsub"}
+    unknown_sinks = set(alerts) - set(SINKS)
     if unknown_sinks:
         raise ContractError(f"contract {where}: alerts has unknown sink(s) {sorted(unknown_sinks)}; "
-                            f"allowed: file, webhook, slack, smtp, pubsub.")
+                            f"allowed: {', '.join(SINKS)}.")
     return Contract(
         name=doc.get("name", "contract"),
         version=int(doc.get("version", 1)),
