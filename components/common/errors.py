@@ -17,12 +17,16 @@ class DataError(TwinpipeError):
 
 class GateError(DataError):
     """The data gate stopped the run. ``checks`` are the failed checks (FailedCheck), ``report``
-    where the validation report was written."""
+    where the validation report was written, ``source`` the input, ``quarantine`` the files of
+    rows kept aside."""
 
-    def __init__(self, message: str, checks: list | None = None, report: str = ""):
+    def __init__(self, message: str, checks: list | None = None, report: str = "",
+                 source: str = "", quarantine: list | None = None):
         super().__init__(message)
         self.checks = list(checks or [])
         self.report = report
+        self.source = source
+        self.quarantine = list(quarantine or [])
 
 
 class StageError(TwinpipeError):

@@ -32,8 +32,8 @@ import pandas as pd
 
 from components.common.alerts import Alert, AlertConfig, FailedCheck, send
 from components.common.contract import ROW_RULES, Contract
-from components.common.errors import GateError
-from components.common.ingest import span_numbers
+from components.common.errors import DataError, GateError
+from components.common.ingest import read_spans, span_numbers
 
 log = logging.getLogger("twinpipe.gate")
 
@@ -101,9 +101,22 @@ class GateReport:
                 "quarantine": self.quarantine, "engine": self.engine}
 
 
-def _read(spans_dir: Path, span: int, split: str) -> pd.DataFrame:
-    files = sorted((spans_dir / f"span-{span}" / split).glob("*.parquet"))
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame()
+def rate_check(contract: Contract, rule: str, column: str | None, n: int, total: int, what: str,
+               scope: str, examples: list, span: str | None = None) -> FailedCheck:
+    """A row rule's finding: ``n`` of ``total`` rows broke it; the rule's policy when their share
+    exceeds ``max_bad_row_rate``, a warning otherwise."""
+    rate, limit = n / max(total, 1), contract.validation.max_bad_row_rate
+    return FailedCheck(rule, column, f"{n} of {total} rows ({rate:.2%}) {what}",
+                       f"<= {limit:.2%}{scope}",
+                       contract.validation.policies[rule] if rate > limit else "warn",
+                       examples, span=span)
+
+
+def _split_rows(spans_dir: Path, span: int, split: str) -> pd.DataFrame:
+    try:
+        return read_spans(spans_dir, split, [span]).to_pandas()
+    except DataError:  # no such split in this span folder
+        return pd.DataFrame()
 
 
 def check_spans(contract: Contract, spans_dir: str | Path, spans: list[int] | None = None,
@@ -112,6 +125,13 @@ def check_spans(contract: Contract, spans_dir: str | Path, spans: list[int] | No
     d = Path(spans_dir)
     rules, pol = contract.validation, contract.validation.policies
     on_disk = span_numbers(d)
+    read: dict[int, tuple[pd.DataFrame, pd.DataFrame]] = {}  # each span read once (drift reuses it)
+
+    def splits(span: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if span not in read:
+            read[span] = (_split_rows(d, span, "train"), _split_rows(d, span, "eval"))
+        return read[span]
+
     spans = list(spans) if spans is not None else on_disk
     report = GateReport(source=source or str(d), spans=spans)
     manifest = d / "manifest.json"
@@ -121,7 +141,7 @@ def check_spans(contract: Contract, spans_dir: str | Path, spans: list[int] | No
         report.quarantine.append(str(d / "quarantine" / "data.parquet"))
     for span in spans:
         s = str(span)
-        train, ev = _read(d, span, "train"), _read(d, span, "eval")
+        train, ev = splits(span)
         rows = pd.concat([train, ev], ignore_index=True)
         fig: dict = {"rows": len(rows), "train_rows": len(train), "eval_rows": len(ev)}
         report.figures[s] = fig
@@ -139,19 +159,15 @@ def check_spans(contract: Contract, spans_dir: str | Path, spans: list[int] | No
                 n = q["by_rule"].get(rule, 0)
                 if not n:
                     continue
-                rate = n / max(q["input_rows"], 1)
-                policy = pol[rule] if rate > rules.max_bad_row_rate else "warn"
                 cols = q.get("by_rule_column", {}).get(rule, {})
-                report.checks.append(FailedCheck(
-                    rule, ", ".join(sorted(cols, key=cols.get, reverse=True)) or None,
-                    f"{n} of {q['input_rows']} rows ({rate:.2%}) quarantined",
-                    f"<= {rules.max_bad_row_rate:.2%} of the span's rows", policy,
+                report.checks.append(rate_check(
+                    contract, rule, ", ".join(sorted(cols, key=cols.get, reverse=True)) or None,
+                    n, q["input_rows"], "quarantined", " of the span's rows",
                     q["examples"].get(rule, [])[:3], span=s))
         if rows.empty:
             continue
         earlier = [p for p in on_disk if p < span]
-        prev = (pd.concat([_read(d, earlier[-1], "train"), _read(d, earlier[-1], "eval")],
-                          ignore_index=True) if earlier else None)
+        prev = pd.concat(splits(earlier[-1]), ignore_index=True) if earlier else None
         fig["previous_span"] = earlier[-1] if earlier else None
         fig["null_rate"], fig["drift"], fig["skew"] = {}, {}, {}
         for col in contract.features:
@@ -209,25 +225,24 @@ def render(checks: list[FailedCheck], source: str, contract: Contract, quarantin
 
 
 def enforce(report: GateReport, *, contract: Contract, stack: str, pipeline: str,
-            report_path: str | Path, alerts_file: str | Path | None = None) -> GateReport:
-    """Writes the report, alerts on any finding, and raises GateError when a ``fail`` check failed.
+            report_dir: str | Path) -> GateReport:
+    """Writes ``report_dir/gate.json``, alerts on any finding (``report_dir/alerts.jsonl`` plus the
+    configured sinks), and raises GateError when a ``fail`` check failed.
 
     The error's text is the same for every stack given the same data (:func:`render`); the stack
     and the report path travel as its prefix and attributes.
     """
-    report_path = Path(report_path)
+    report_path = Path(report_dir) / "gate.json"
     if report.checks:
         spans = sorted({c.span for c in report.checks if c.span}) or [str(s) for s in report.spans]
         alert = Alert(pipeline=pipeline, stack=stack, span=",".join(spans),
                       severity="error" if report.failed else "warning",
-                      checks=report.failed or report.checks, report=str(report_path),
-                      source=report.source,
+                      checks=report.failed + [c for c in report.checks if c.policy == "warn"],
+                      report=str(report_path), source=report.source,
                       engine_report=str(report.engine.get("anomalies_uri")
                                         or report.engine.get("result") or ""))
-        if report.failed and len(report.checks) > len(report.failed):
-            alert.checks = report.failed + [c for c in report.checks if c.policy == "warn"]
         cfg = AlertConfig.from_env(dict(contract.alerts))
-        report.figures["alerts"] = send(alert, cfg, default_file=str(alerts_file) if alerts_file else None)
+        report.figures["alerts"] = send(alert, cfg, default_file=str(Path(report_dir) / "alerts.jsonl"))
         for r in report.figures["alerts"]:
             if not r["delivered"]:
                 log.warning("[%s][validate] alert to %s not delivered: %s", stack, r["sink"], r["error"])
@@ -239,5 +254,14 @@ def enforce(report: GateReport, *, contract: Contract, stack: str, pipeline: str
     if report.failed:
         quarantine = ", ".join(report.quarantine[:3]) + (" ..." if len(report.quarantine) > 3 else "")
         body = render(report.failed, report.source, contract, quarantine)
-        raise GateError(body, report.failed, str(report_path))
+        raise GateError(body, report.failed, str(report_path), source=report.source,
+                        quarantine=report.quarantine)
     return report
+
+
+def load_report(path: str | Path) -> GateReport:
+    """A gate.json written by :func:`enforce`, back as a GateReport."""
+    doc = json.loads(Path(path).read_text())
+    return GateReport(source=doc["source"], spans=doc["spans"],
+                      checks=[FailedCheck(**c) for c in doc["checks"]], figures=doc["figures"],
+                      quarantine=doc["quarantine"], engine=doc["engine"])

@@ -193,11 +193,12 @@ def load_input_table(path: str | Path) -> tuple[pd.DataFrame, str]:
     return out, str(p)
 
 
-def _where(df: pd.DataFrame, idx, source: str) -> str:
-    """'file F, row R' for a row of the input (CSV: its line, the header being line 1)."""
+def _where(df: pd.DataFrame, index, source: str) -> pd.Series:
+    """'file F, row R' for rows of the input (CSV: their line, the header being line 1)."""
     if "__file" in df.columns and "__row" in df.columns:
-        return f"file {df.at[idx, '__file']}, row {int(df.at[idx, '__row'])}"
-    return f"{source}, row {int(idx) + 2}"
+        return ("file " + df.loc[index, "__file"].astype("string") + ", row "
+                + df.loc[index, "__row"].astype("string"))
+    return pd.Series([f"{source}, row {int(i) + 2}" for i in index], index=index, dtype="string")
 
 
 def conform(
@@ -216,8 +217,7 @@ def conform(
         raise DataError(render(s.checks, source, contract))
     if len(s.quarantine):
         row = s.quarantine.iloc[0]
-        where = row["where"] if "where" in row else f"{source}, row {int(s.quarantine.index[0]) + 2}"
-        raise DataError(f"input {where}: {row['reason']}.")
+        raise DataError(f"input {row['where']}: {row['reason']}.")
     return s.table.drop(columns=["__file", "__row"], errors="ignore")
 
 
@@ -226,10 +226,10 @@ class Screened:
     """The input split by the contract's row-level rules (see :func:`screen`)."""
 
     table: pd.DataFrame        # rows that pass, contract dtypes (plus __file/__row)
-    quarantine: pd.DataFrame   # rows that do not: raw text of every column + rule, column, reason
+    quarantine: pd.DataFrame   # rows that do not: raw text of every column + rule, column,
+                               # reason, where (file and line)
     rule_rows: pd.DataFrame    # bool per row: one column per row rule, one per "rule|column"
     checks: list               # table-level findings (FailedCheck): schema, extra columns
-    input_rows: int
 
 
 def _fmt(v) -> str:
@@ -300,7 +300,7 @@ def screen(df: pd.DataFrame, contract: Contract, source: str,
                 checks.append(FailedCheck(
                     "schema", col.name, f"{int(not_num.sum())} of {given} values are not numbers, "
                     f"e.g. {ex}", f"type {col.type}", pol["schema"],
-                    [_where(df, i, source) for i in s[not_num].head(3).index]))
+                    _where(df, s[not_num].head(3).index, source).tolist()))
                 continue
             flag(not_num, "malformed", col.name,
                  lambda m, s=s, col=col: "column '" + col.name + "': value " + s[m].map(_fmt)
@@ -345,12 +345,10 @@ def screen(df: pd.DataFrame, contract: Contract, source: str,
     for m in meta:
         table[m] = df.loc[~rows_bad, m]
     quarantine = df[rows_bad].astype("string").assign(
-        rule=first_rule[rows_bad], column=first_col[rows_bad], reason=reason[rows_bad])
-    if meta == ["__file", "__row"]:
-        quarantine["where"] = ("file " + quarantine["__file"] + ", row " + quarantine["__row"])
+        rule=first_rule[rows_bad], column=first_col[rows_bad], reason=reason[rows_bad],
+        where=_where(df, df.index[rows_bad], source))
     rule_rows = pd.concat([pd.DataFrame(bad), pd.DataFrame(by_col, index=df.index)], axis=1)
-    return Screened(table=table, quarantine=quarantine, rule_rows=rule_rows,
-                    checks=checks, input_rows=len(df))
+    return Screened(table=table, quarantine=quarantine, rule_rows=rule_rows, checks=checks)
 
 
 def _span_numbers(df: pd.DataFrame, contract: Contract) -> pd.Series:
@@ -424,6 +422,7 @@ def ingest(
             original's key, so it lands in the same split: no train/eval leak.
     """
     from components.common.alerts import FailedCheck
+    from components.common.gate import rate_check
 
     raw, source = load_input_table(input_path) if input_path else load_default_table(contract)
     malformed_lines = raw.attrs.get("malformed", [])
@@ -431,11 +430,7 @@ def ingest(
     screened = screen(raw, contract, source)
     stop = [c for c in screened.checks if c.policy == "fail"]
     if stop:
-        from components.common.gate import render
-
-        err = GateError(render(stop, source, contract), stop)
-        err.source = source
-        raise err
+        raise _gate_error(stop, source, contract)
     table = screened.table
     if scale < 1:
         raise DataError(f"--scale {scale}: must be a whole number >= 1 (rule: scale).")
@@ -503,12 +498,8 @@ def ingest(
         (spans_dir / "quarantine").mkdir()
         rest.to_parquet(spans_dir / "quarantine" / "data.parquet", index=False)
         result.unassigned_rows = len(rest)
-        rate = len(rest) / max(input_rows, 1)
-        limit = contract.validation.max_bad_row_rate
-        check = FailedCheck(
-            "malformed", None, f"{len(rest)} of {input_rows} rows ({rate:.2%}) belong to no span",
-            f"<= {limit:.2%}", contract.validation.policies["malformed"] if rate > limit else "warn",
-            rest["reason"].head(3).tolist())
+        check = rate_check(contract, "malformed", None, len(rest), input_rows, "belong to no span",
+                           "", rest["reason"].head(3).tolist())
         result.checks.append(asdict(check))
     # The spans folder holds exactly this run's window: ExampleGen globs span-*/.
     keep = {f"span-{s.span}" for s in result.spans}
@@ -518,13 +509,16 @@ def ingest(
     (spans_dir / "manifest.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
     fails = [FailedCheck(**c) for c in result.checks if c["policy"] == "fail"]
     if fails:
-        from components.common.gate import render
-
-        err = GateError(render(fails, source, contract, quarantine=str(spans_dir / "quarantine")),
-                        fails)
-        err.source = source
-        raise err
+        raise _gate_error(fails, source, contract, [str(spans_dir / "quarantine" / "data.parquet")])
     return result
+
+
+def _gate_error(checks: list, source: str, contract: Contract, quarantine: list | None = None):
+    """The GateError for table-level findings that stop ingest (and so every stack)."""
+    from components.common.gate import render
+
+    return GateError(render(checks, source, contract, ", ".join(quarantine or [])), checks,
+                     source=source, quarantine=quarantine)
 
 
 def _quarantine_spans(quarantine: pd.DataFrame, contract: Contract) -> pd.Series:
@@ -542,7 +536,7 @@ def _write_quarantine(rows: pd.DataFrame, rules: pd.DataFrame, folder: Path, inp
     ``folder/summary.json``: the span's input rows and, per row rule, how many rows break it."""
     folder.mkdir(parents=True, exist_ok=True)
     rows.to_parquet(folder / "data.parquet", index=False)
-    said = (rows["where"] + ": " + rows["reason"]) if "where" in rows.columns else rows["reason"]
+    said = rows["where"] + ": " + rows["reason"]
     per_rule = [r for r in rules.columns if "|" not in r]
     summary = {
         "input_rows": input_rows,

@@ -14,10 +14,10 @@ import re
 import time
 from pathlib import Path
 
-from components.common.alerts import FailedCheck
 from components.common.config import STAGES, RunConfig, stack_root
 from components.common.contract import Contract
 from components.common.errors import DataError, StageError
+from components.common.gate import load_report
 from components.common.ingest import IngestResult
 from components.common.runinfo import run_summary
 from pipelines.tfx.pipeline import STAGE_OF_NODE, create_pipeline
@@ -253,10 +253,9 @@ def collect_run(paths, contract, ingested: IngestResult, ingest_s: float, wall: 
     )
     gate = paths["validation"] / "gate.json"
     if gate.exists() and "validate_gate" in nodes:
-        doc = json.loads(gate.read_text())
-        stages["validate"].update(report=str(gate), checks=len(doc["checks"]),
-                                  warnings=[FailedCheck(**c).line() for c in doc["checks"]
-                                            if c["policy"] == "warn"])
+        found = load_report(gate).checks
+        stages["validate"].update(report=str(gate), checks=len(found),
+                                  warnings=[c.line() for c in found if c.policy == "warn"])
     if "transform" in execs and nodes["transform"]["state"] == "COMPLETE":
         outs = _outputs(store, execs["transform"])
         stages["train"]["transform_graph_uri"] = outs["transform_graph"][0].uri

@@ -21,6 +21,7 @@ from pathlib import Path
 from components.common.config import STAGES, RunConfig, stack_root
 from components.common.contract import Contract
 from components.common.errors import GateError, StageError
+from components.common.gate import load_report
 from components.common.ingest import IngestResult
 from components.common.runinfo import run_summary
 from pipelines.torch.pipeline import PIPELINE_NAME, create_pipeline
@@ -135,12 +136,9 @@ def run_torch(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest
     if error is not None:
         validate = summary["stages"]["validate"]
         if validate.get("passed") is False:
-            gate = json.loads(Path(validate["report"]).read_text())
-            from components.common.alerts import FailedCheck
-
-            raise GateError(validate["message"],
-                            [FailedCheck(**c) for c in gate["checks"] if c["policy"] == "fail"],
-                            validate["report"]) from None
+            gate = load_report(validate["report"])
+            raise GateError(validate["message"], gate.failed, validate["report"],
+                            source=gate.source, quarantine=gate.quarantine) from None
         raise StageError(
             f"[torch][{summary['failed_stage']}] the KFP pipeline failed: {error}. "
             f"Partial run summary: {paths['run_json']}"
