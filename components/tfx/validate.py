@@ -131,11 +131,10 @@ def ValidateGate(  # noqa: N802 (TFX component naming)
     report = check_spans(contract, spans_dir, spans, source=span_source)
     splits = json.loads(anomalies.split_names) if anomalies.split_names else ["train", "eval"]
     found = read_anomalies(anomalies.uri, splits)
-    engine_checks = [c for s, a in found.items()
-                     for c in anomalies_to_checks(a, contract.validation.policies, s)]
+    per_split = {s: anomalies_to_checks(a, contract.validation.policies, s) for s, a in found.items()}
+    engine_checks = [c for checks in per_split.values() for c in checks]
     engine = {"engine": "tfdv", "anomalies_uri": anomalies.uri,
-              "anomalies": {s: [c.observed for c in anomalies_to_checks(a, {}, s)]
-                            for s, a in found.items()}}
+              "anomalies": {s: [c.observed for c in checks] for s, checks in per_split.items()}}
     try:
         engine["tfdv_skew"] = tfdv_skew(statistics.uri, contract_to_schema(contract), contract)
     except Exception as e:  # noqa: BLE001 — informational; the rules' skew check still runs

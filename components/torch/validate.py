@@ -86,15 +86,6 @@ class GateResult:
     evaluated: int
     failures: list[dict] = field(default_factory=list)
 
-    def message(self, source: str) -> str:
-        parts = [
-            f"split {f['split']}: {f['expectation']} on column '{f['column']}' "
-            f"({f['unexpected_count']} rows, e.g. {f['examples']})"
-            for f in self.failures
-        ]
-        return (f"[torch][validate] data from {source} breaks the contract (Great Expectations "
-                f"checkpoint): " + "; ".join(parts))
-
 
 def run_checkpoint(contract: Contract, splits: dict[str, pd.DataFrame]) -> GateResult:
     """Runs one GX checkpoint over every split's rows; collects the failed expectations."""
