@@ -8,11 +8,15 @@ from __future__ import annotations
 import importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from components.common.alerts import SINKS
 from components.common.errors import ContractError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_CONTRACT = "flights.yaml"
 _TYPES = ("int", "float", "string")
@@ -58,8 +62,8 @@ class BlessingRule:
     max_regression: float
 
 
-CHECKS = ("schema", "extra_columns", "malformed", "not_null", "range", "unseen", "nulls",
-          "volume", "drift", "skew")
+CHECKS = ("schema", "extra_columns", "readable", "malformed", "not_null", "range", "unseen",
+          "nulls", "label_missing", "volume", "drift", "skew")
 ROW_RULES = ("malformed", "not_null", "range", "unseen")
 
 
@@ -81,6 +85,7 @@ class ValidationRules:
     drift_js: float = 0.05
     skew_linf: float = 0.1
     skew_js: float = 0.05
+    max_label_missing_rate: float = 0.1
 
     def drift_threshold(self, column: Column) -> float:
         if column.drift is not None:
@@ -103,11 +108,13 @@ class Contract:
     split: SplitRule
     blessing: BlessingRule
     join_keys: tuple[str, ...]
-    year_column: str
-    month_column: str
+    year_column: str | None
+    month_column: str | None
     min_rows_per_span: int
     validation: ValidationRules = None  # type: ignore[assignment]
     alerts: tuple = ()                  # ((sink, target), ...) from the contract's alerts: section
+    date_column: str | None = None      # span from a date/timestamp column instead of year + month
+    missing_values: tuple[str, ...] = ("",)  # the only text cells that mean "no value"
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -131,20 +138,88 @@ class Contract:
     def categorical_features(self) -> list[Column]:
         return [c for c in self.features if c.type == "string"]
 
+    def span_of(self, df: pd.DataFrame) -> pd.Series:
+        """Each row's span number (year * 100 + month) as nullable Int64: from the year and month
+        columns, or from ``span.date_column``; NA where they are missing or unusable."""
+        import pandas as pd
+
+        if self.date_column is not None:
+            if self.date_column not in df.columns:
+                return pd.Series(pd.NA, index=df.index, dtype="Int64")
+            d = pd.to_datetime(df[self.date_column].astype("string"), errors="coerce", utc=True,
+                               format="mixed")
+            return (d.dt.year * 100 + d.dt.month).astype("Int64")
+        if self.year_column not in df.columns or self.month_column not in df.columns:
+            return pd.Series(pd.NA, index=df.index, dtype="Int64")
+        y = pd.to_numeric(df[self.year_column], errors="coerce")
+        m = pd.to_numeric(df[self.month_column], errors="coerce")
+        ok = y.notna() & m.notna() & (m >= 1) & (m <= 12) & (y == y.round()) & (m == m.round())
+        return (y * 100 + m).where(ok).astype("Int64")
+
     @property
     def span_columns(self) -> list[str]:
         """Columns written to each span: every contract column plus the derived label."""
         return self.column_names + [self.label.name]
 
 
-def _require(doc: dict, key: str, path: str):
-    if key not in doc:
-        raise ContractError(f"contract {path}: required key '{key}' is missing.")
-    return doc[key]
+class _Section:
+    """One mapping of the contract with its dotted path, so every error names file and key."""
+
+    def __init__(self, doc, key: str, where: str):
+        if doc is None:
+            doc = {}
+        if not isinstance(doc, dict):
+            raise ContractError(f"contract {where}: key '{key}' must be a mapping, "
+                                f"got {type(doc).__name__}.")
+        self.doc, self.key, self.where = doc, key, where
+
+    def name(self, key: str) -> str:
+        return f"{self.key}.{key}" if self.key else key
+
+    def req(self, key: str):
+        if key not in self.doc or self.doc[key] is None:
+            raise ContractError(f"contract {self.where}: required key '{self.name(key)}' is missing.")
+        return self.doc[key]
+
+    def get(self, key: str, default=None):
+        v = self.doc.get(key, default)
+        return default if v is None else v
+
+    def section(self, key: str, required: bool = False) -> _Section:
+        return _Section(self.req(key) if required else self.doc.get(key), self.name(key), self.where)
+
+    def num(self, key: str, default=None, kind=float):
+        v = self.req(key) if default is None else self.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+            raise ContractError(f"contract {self.where}: key '{self.name(key)}' must be a number, "
+                                f"got {v!r}.")
+        try:
+            return kind(v)
+        except ValueError:
+            raise ContractError(f"contract {self.where}: key '{self.name(key)}' must be a "
+                                f"{'whole ' if kind is int else ''}number, got {v!r}.") from None
+
+    def text(self, key: str, default=None) -> str:
+        v = self.req(key) if default is None else self.get(key, default)
+        if not isinstance(v, (str, int)) or isinstance(v, bool):
+            raise ContractError(f"contract {self.where}: key '{self.name(key)}' must be a name, "
+                                f"got {v!r}.")
+        return str(v)
+
+    def names(self, key: str, default=None) -> tuple[str, ...]:
+        v = self.req(key) if default is None else self.get(key, default)
+        if isinstance(v, str) or not isinstance(v, (list, tuple)):
+            raise ContractError(f"contract {self.where}: key '{self.name(key)}' must be a list, "
+                                f"got {v!r}.")
+        return tuple(str(x) for x in v)
 
 
 def load_contract(path: str | Path | None = None) -> Contract:
-    """Loads and checks a contract file; the packaged flights contract when ``path`` is None."""
+    """Loads and checks a contract file; the packaged flights contract when ``path`` is None.
+
+    Raises:
+        ContractError: one line naming the file and the (dotted) key that is missing or wrong.
+    """
     if path is None:
         ref = importlib.resources.files("components.common") / DEFAULT_CONTRACT
         text, where = ref.read_text(), str(ref)
@@ -152,19 +227,26 @@ def load_contract(path: str | Path | None = None) -> Contract:
         p = Path(path)
         if not p.is_file():
             raise ContractError(f"contract file {p} does not exist.")
-        text, where = p.read_text(), str(p)
+        try:
+            text, where = p.read_text(encoding="utf-8"), str(p)
+        except (OSError, UnicodeDecodeError) as e:
+            raise ContractError(f"contract file {p} cannot be read: {e}.") from None
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ContractError(f"contract {where} is not valid YAML: {e}") from None
     if not isinstance(doc, dict):
         raise ContractError(f"contract {where} must be a YAML mapping at the top level.")
+    top = _Section(doc, "", where)
 
     # nullable columns without their own max_null_rate get the validation section's default
-    default_null = float((doc.get("validation") or {}).get("max_null_rate", 0.1))
+    default_null = top.section("validation").num("max_null_rate", 0.1)
     columns = []
-    for name, spec in _require(doc, "columns", where).items():
-        spec = spec or {}
+    cols = top.section("columns", required=True)
+    if not cols.doc:
+        raise ContractError(f"contract {where}: key 'columns' lists no column.")
+    for name in cols.doc:
+        spec = cols.section(str(name))
         ctype = spec.get("type")
         if ctype not in _TYPES:
             raise ContractError(
@@ -172,70 +254,83 @@ def load_contract(path: str | Path | None = None) -> Contract:
             )
         columns.append(
             Column(
-                name=name,
+                name=str(name),
                 type=ctype,
                 feature=bool(spec.get("feature", False)),
                 nullable=bool(spec.get("nullable", False)),
-                min=spec.get("min"),
-                max=spec.get("max"),
-                vocabulary=tuple(str(v) for v in spec.get("vocabulary", ())),
-                max_null_rate=float(spec.get("max_null_rate",
-                                             default_null if spec.get("nullable") else 0.0)),
-                drift=float(spec["drift"]) if "drift" in spec else None,
+                min=spec.num("min", float("nan")) if "min" in spec.doc else None,
+                max=spec.num("max", float("nan")) if "max" in spec.doc else None,
+                vocabulary=spec.names("vocabulary", ()),
+                max_null_rate=spec.num("max_null_rate",
+                                       default_null if spec.get("nullable") else 0.0),
+                drift=spec.num("drift") if "drift" in spec.doc else None,
             )
         )
     names = {c.name for c in columns}
 
-    lab = _require(doc, "label", where)
+    lab = top.section("label", required=True)
     label = LabelRule(
-        name=lab["name"], source=lab["source"], threshold=float(lab["threshold"]),
-        missing=lab.get("missing", "exclude"),
+        name=lab.text("name"), source=lab.text("source"), threshold=lab.num("threshold"),
+        missing=lab.text("missing", "exclude"),
     )
     if label.source not in names:
         raise ContractError(f"contract {where}: label source '{label.source}' is not a column.")
     if label.missing != "exclude":
         raise ContractError(f"contract {where}: label.missing must be 'exclude'.")
 
-    sp = _require(doc, "split", where)
-    split = SplitRule(key=tuple(sp["key"]), eval_per_mille=int(sp["eval_per_mille"]))
+    sp = top.section("split", required=True)
+    split = SplitRule(key=sp.names("key"), eval_per_mille=sp.num("eval_per_mille", kind=int))
     unknown = [k for k in split.key if k not in names]
     if unknown:
         raise ContractError(f"contract {where}: split key columns {unknown} are not columns.")
     if not 0 < split.eval_per_mille < 1000:
         raise ContractError(f"contract {where}: split.eval_per_mille must be in 1..999.")
 
-    bl = _require(doc, "blessing", where)
+    bl = top.section("blessing", required=True)
     blessing = BlessingRule(
-        metric=bl["metric"], lower_bound=float(bl["lower_bound"]),
-        max_regression=float(bl["max_regression"]),
+        metric=bl.text("metric"), lower_bound=bl.num("lower_bound"),
+        max_regression=bl.num("max_regression"),
     )
-    span = _require(doc, "span", where)
-    validation = _validation_rules(doc.get("validation") or {}, where)
+    span = top.section("span", required=True)
+    date_column = span.text("date_column") if "date_column" in span.doc else None
+    if date_column is None:
+        year_column, month_column = span.text("year_column"), span.text("month_column")
+        span_cols = [year_column, month_column]
+    else:
+        year_column = month_column = None
+        span_cols = [date_column]
+    for c in span_cols:
+        if c not in names:
+            raise ContractError(f"contract {where}: span column '{c}' is not a column.")
+    missing_values = top.names("missing_values", ("",))
+    validation = _validation_rules(top.section("validation"), where)
     alerts = doc.get("alerts") or {}
     unknown_sinks = set(alerts) - set(SINKS)
     if unknown_sinks:
         raise ContractError(f"contract {where}: alerts has unknown sink(s) {sorted(unknown_sinks)}; "
                             f"allowed: {', '.join(SINKS)}.")
     return Contract(
-        name=doc.get("name", "contract"),
-        version=int(doc.get("version", 1)),
+        name=top.text("name", "contract"),
+        version=top.num("version", 1, kind=int),
         path=where,
         columns=tuple(columns),
         label=label,
         split=split,
         blessing=blessing,
-        join_keys=tuple(doc.get("source", {}).get("join_keys", ())),
-        year_column=span["year_column"],
-        month_column=span["month_column"],
-        min_rows_per_span=int(doc.get("min_rows_per_span", 1)),
+        join_keys=top.section("source").names("join_keys", ()),
+        year_column=year_column,
+        month_column=month_column,
+        min_rows_per_span=top.num("min_rows_per_span", 1, kind=int),
         validation=validation,
         alerts=tuple(sorted((k, str(v)) for k, v in alerts.items() if v)),
+        date_column=date_column,
+        missing_values=missing_values,
     )
 
 
-def _validation_rules(v: dict, where: str) -> ValidationRules:
+def _validation_rules(v: _Section, where: str) -> ValidationRules:
     policies = {c: "fail" for c in CHECKS} | {"extra_columns": "warn", "skew": "warn"}
-    given = v.get("policies") or {}
+    given = v.section("policies").doc
     unknown = set(given) - set(CHECKS)
     if unknown:
         raise ContractError(f"contract {where}: validation.policies has unknown check(s) "
@@ -243,13 +338,18 @@ def _validation_rules(v: dict, where: str) -> ValidationRules:
     bad = {k: p for k, p in given.items() if p not in ("fail", "warn")}
     if bad:
         raise ContractError(f"contract {where}: validation.policies {bad}: each must be fail or warn.")
-    drift, skew = v.get("drift") or {}, v.get("skew") or {}
+    drift, skew = v.section("drift"), v.section("skew")
+    rates = {"max_bad_row_rate": v.num("max_bad_row_rate", 0.01),
+             "type_error_share": v.num("type_error_share", 0.5),
+             "max_label_missing_rate": v.num("max_label_missing_rate", 0.1)}
+    for key, value in rates.items():
+        if not 0 <= value <= 1:
+            raise ContractError(f"contract {where}: validation.{key} must lie in [0, 1], got {value}.")
     return ValidationRules(
         policies=policies | given,
-        max_bad_row_rate=float(v.get("max_bad_row_rate", 0.01)),
-        type_error_share=float(v.get("type_error_share", 0.5)),
-        drift_linf=float(drift.get("categorical_linf", 0.1)),
-        drift_js=float(drift.get("numeric_js", 0.05)),
-        skew_linf=float(skew.get("categorical_linf", 0.1)),
-        skew_js=float(skew.get("numeric_js", 0.05)),
+        drift_linf=drift.num("categorical_linf", 0.1),
+        drift_js=drift.num("numeric_js", 0.05),
+        skew_linf=skew.num("categorical_linf", 0.1),
+        skew_js=skew.num("numeric_js", 0.05),
+        **rates,
     )

@@ -27,53 +27,46 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from components.common.alerts import Alert, AlertConfig, FailedCheck, send
 from components.common.contract import ROW_RULES, Contract
 from components.common.errors import DataError, GateError
-from components.common.ingest import read_spans, span_numbers
+from components.common.ingest import read_spans, span_history, span_numbers
+from components.common.profile import (
+    categorical_profile,
+    column_profile,
+    distance,
+    js_vs,
+    linf_vs,
+    numeric_profile,
+    span_profile,
+)
 
 log = logging.getLogger("twinpipe.gate")
 
 
 def linf(a: pd.Series, b: pd.Series) -> float:
     """L-infinity distance between the category frequencies of ``a`` and ``b``."""
-    pa_, pb = a.dropna().astype(str).value_counts(normalize=True), b.dropna().astype(str).value_counts(
-        normalize=True)
-    keys = pa_.index.union(pb.index)
-    if len(keys) == 0:
-        return 0.0
-    return float((pa_.reindex(keys, fill_value=0) - pb.reindex(keys, fill_value=0)).abs().max())
+    return linf_vs(a, categorical_profile(b))
 
 
-def jensen_shannon(a: pd.Series, b: pd.Series, bins: int = 20) -> float:
+def jensen_shannon(a: pd.Series, b: pd.Series) -> float:
     """Jensen-Shannon divergence (base 2) of ``a`` against ``b`` on ``b``'s quantile bins."""
-    a, b = a.dropna().astype(float).to_numpy(), b.dropna().astype(float).to_numpy()
-    if len(a) == 0 or len(b) == 0:
-        return 0.0
-    edges = np.unique(np.quantile(b, np.linspace(0, 1, bins + 1)))
-    if len(edges) < 2:
-        edges = np.array([b.min() - 0.5, b.max() + 0.5])
-    edges[0], edges[-1] = -np.inf, np.inf
-    p = np.histogram(a, edges)[0] + 1e-9
-    q = np.histogram(b, edges)[0] + 1e-9
-    p, q = p / p.sum(), q / q.sum()
-    m = (p + q) / 2
-    return float(0.5 * np.sum(p * np.log2(p / m)) + 0.5 * np.sum(q * np.log2(q / m)))
+    return js_vs(a, numeric_profile(b))
 
 
-def _shift(col, cur: pd.Series, prev: pd.Series) -> str:
-    """A few words on how a column moved: the mean for numbers, the top category's share."""
+def _shift(col, cur: pd.Series, ref: dict) -> str:
+    """A few words on how a column moved from the reference profile: the mean for numbers, the
+    top category's share."""
     if col.vocabulary:
         top = cur.dropna().astype(str).value_counts(normalize=True)
         if top.empty:
             return "no values"
         k = top.index[0]
-        was = prev.dropna().astype(str).value_counts(normalize=True).get(k, 0.0)
-        return f"'{k}' {was:.0%} -> {top.iloc[0]:.0%}"
-    return f"mean {prev.astype(float).mean():.4g} -> {cur.astype(float).mean():.4g}"
+        return f"'{k}' {ref['freq'].get(k, 0.0):.0%} -> {top.iloc[0]:.0%}"
+    was = ref.get("mean")
+    return f"mean {was if was is None else format(was, '.4g')} -> {cur.astype(float).mean():.4g}"
 
 
 @dataclass
@@ -132,6 +125,19 @@ def check_spans(contract: Contract, spans_dir: str | Path, spans: list[int] | No
             read[span] = (_split_rows(d, span, "train"), _split_rows(d, span, "eval"))
         return read[span]
 
+    history = span_history(d)
+
+    def reference(span: int) -> tuple[int | None, dict | None]:
+        """The newest span before ``span`` and its profile: from the persisted history (which
+        reaches outside the run's window), else from an earlier span folder."""
+        earlier = sorted({p for p in history if p < span} | {p for p in on_disk if p < span})
+        if not earlier:
+            return None, None
+        prev = earlier[-1]
+        if prev in history:
+            return prev, json.loads(history[prev].read_text())
+        return prev, span_profile(pd.concat(splits(prev), ignore_index=True), contract)
+
     spans = list(spans) if spans is not None else on_disk
     report = GateReport(source=source or str(d), spans=spans)
     manifest = d / "manifest.json"
@@ -164,11 +170,21 @@ def check_spans(contract: Contract, spans_dir: str | Path, spans: list[int] | No
                     contract, rule, ", ".join(sorted(cols, key=cols.get, reverse=True)) or None,
                     n, q["input_rows"], "quarantined", " of the span's rows",
                     q["examples"].get(rule, [])[:3], span=s))
+        excluded = _split_rows(d, span, "excluded")
+        n_all = len(rows) + len(excluded)
+        if n_all:
+            rate, limit = len(excluded) / n_all, rules.max_label_missing_rate
+            fig["label_missing_rate"] = round(rate, 4)
+            if rate > limit:
+                report.checks.append(FailedCheck(
+                    "label_missing", contract.label.source,
+                    f"{len(excluded)} of {n_all} rows ({rate:.2%}) have no label",
+                    f"<= {limit:.0%}", pol["label_missing"],
+                    excluded[list(contract.split.key)].head(3).to_dict("records"), span=s))
         if rows.empty:
             continue
-        earlier = [p for p in on_disk if p < span]
-        prev = pd.concat(splits(earlier[-1]), ignore_index=True) if earlier else None
-        fig["previous_span"] = earlier[-1] if earlier else None
+        ref_span, ref = reference(span)
+        fig["previous_span"] = ref_span
         fig["null_rate"], fig["drift"], fig["skew"] = {}, {}, {}
         for col in contract.features:
             if col.name not in rows.columns:
@@ -182,24 +198,26 @@ def check_spans(contract: Contract, spans_dir: str | Path, spans: list[int] | No
                     report.checks.append(FailedCheck(
                         "nulls", col.name, f"{rate:.2%} null", f"<= {col.max_null_rate:.0%}",
                         pol["nulls"], ex, span=s))
-            dist, kind = (linf, "L-inf") if col.vocabulary else (jensen_shannon, "JS")
-            if prev is not None and col.name in prev.columns:
-                v = dist(values, prev[col.name])
+            kind = "L-inf" if col.vocabulary else "JS"
+            prof = (ref or {}).get("columns", {}).get(col.name)
+            if prof is not None:
+                v = distance(values, prof)
                 limit = rules.drift_threshold(col)
                 fig["drift"][col.name] = round(v, 4)
                 if v > limit:
                     report.checks.append(FailedCheck(
-                        "drift", col.name, f"{kind} {v:.3f} vs span {earlier[-1]} "
-                        f"({_shift(col, values, prev[col.name])})", f"<= {limit}", pol["drift"],
+                        "drift", col.name, f"{kind} {v:.3f} vs span {ref_span} "
+                        f"({_shift(col, values, prof)})", f"<= {limit}", pol["drift"],
                         span=s))
             if len(train) and len(ev):
-                v = dist(ev[col.name], train[col.name])
+                tprof = column_profile(train[col.name], bool(col.vocabulary))
+                v = distance(ev[col.name], tprof)
                 limit = rules.skew_threshold(col)
                 fig["skew"][col.name] = round(v, 4)
                 if v > limit:
                     report.checks.append(FailedCheck(
                         "skew", col.name, f"{kind} {v:.3f} train vs eval "
-                        f"({_shift(col, ev[col.name], train[col.name])})", f"<= {limit}",
+                        f"({_shift(col, ev[col.name], tprof)})", f"<= {limit}",
                         pol["skew"], span=s))
     return report
 

