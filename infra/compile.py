@@ -33,7 +33,7 @@ def compile_tfx(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_schema(contract, out / "tfx-schema.pbtxt")
-    cfg = RunConfig(workers=workers, months=tuple(parse_months(months)))
+    cfg = RunConfig(workers=workers, months=tuple(parse_months(months) or range(1, 13)))
     tcfg = train_config(cfg, contract, train_rows=0)  # counted by the trainer at run time
     pipeline = create_pipeline(
         pipeline_name="twinpipe-tfx",

@@ -30,7 +30,8 @@ def default_beam_args() -> list[str]:
 @dataclass(frozen=True)
 class RunConfig:
     out_dir: str = "out"
-    months: tuple[int, ...] = (1, 2, 3)
+    months: tuple[int, ...] | None = None   # month numbers in any year; None: every month present
+    spans: tuple[int, ...] | None = None    # span numbers YYYYMM; None: every span present
     sample: int | None = None
     workers: int = 1
     input_path: str | None = None

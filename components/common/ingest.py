@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import time
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -136,8 +137,13 @@ def _csv_header(path: Path, opener) -> list[str]:
     """The header's field names, decoded strictly (an undecodable header is not a CSV)."""
     import csv
 
-    with opener(path, "rb") as f:
-        first = f.readline()
+    try:
+        with opener(path, "rb") as f:
+            first = f.readline()
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise _Unreadable("readable", f"file {path}", f"cannot be read as "
+                          f"{'gzip' if opener is not open else 'a file'}: {e}",
+                          "a readable (gzip-compressed, for .gz) CSV") from None
     try:
         text = first.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -160,6 +166,13 @@ def _csv_header(path: Path, opener) -> list[str]:
 
 def _first_bad_utf8(path: Path, opener, names: list[str]) -> tuple[str, str]:
     """('file F, line L, column 'C'', what) for the first byte that is not UTF-8, read line by line."""
+    try:
+        return _scan_utf8(path, opener, names)
+    except (OSError, EOFError, zlib.error) as e:
+        return f"file {path}", f"not UTF-8 text, and unreadable past that: {e}"
+
+
+def _scan_utf8(path: Path, opener, names: list[str]) -> tuple[str, str]:
     with opener(path, "rb") as f:
         for n, line in enumerate(f, start=1):
             try:
@@ -207,7 +220,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
             raise _Unreadable("readable", where, what, "UTF-8 text") from None
         raise _Unreadable("readable", f"file {path}", f"not a CSV pyarrow can parse: "
                           f"{str(e).splitlines()[0]}", "a CSV with the header's fields") from None
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise _Unreadable("readable", f"file {path}", f"cannot be read: {e}", "a readable file") from None
     df = table.to_pandas()
     # Line numbers of the kept rows: line 1 is the header, skipped lines shift the rest. (Quoted

@@ -8,7 +8,8 @@ Layout::
         push.json      what was pushed, when, from which run, with which metrics
       .tmp-*/          in-flight pushes; never visible as versions
 
-A version exists only once its folder was renamed into place, so readers never see half a push.
+A version exists only once its folder was renamed into place with its push.json, so readers never
+see half a push; version names are claimed with ``mkdir``, so concurrent pushers cannot collide.
 The latest version is the baseline for the next run of the same stack on any orchestrator
 (self-hosted KFP v2 cannot run TFX's Resolver, so the baseline is looked up here instead).
 """
@@ -63,13 +64,39 @@ def push_atomic(
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=d))
     try:
         fill(tmp)
-        version = max(int(time.time() * 1000), int(latest(d).name) + 1 if latest(d) else 0)
+        final = _reserve(d)
+        version = int(final.name)
         (tmp / PUSH_RECORD).write_text(
             json.dumps(record | {"version": version, "pushed_at": time.time()}, indent=2)
         )
-        final = d / str(version)
-        os.rename(tmp, final)  # atomic on one filesystem; fails if the name exists
+        os.rename(tmp, final)  # atomic on one filesystem: replaces the empty reserved folder
         return final
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _reserve(d: Path) -> Path:
+    """A new version name, claimed with ``mkdir`` (atomic, fails if it exists): two pushers in the
+    same millisecond get different names. The empty folder is no version (no push.json)."""
+    newest = max((int(p.name) for p in d.iterdir() if p.name.isdigit()), default=0)
+    version = max(int(time.time() * 1000), newest + 1)
+    while True:
+        try:
+            (d / str(version)).mkdir()
+            return d / str(version)
+        except FileExistsError:
+            version += 1
+
+
+def remove_leftovers(dest: str | Path) -> list[str]:
+    """Removes ``.tmp-*`` folders of pushes that were killed, and reserved names that never got
+    their push.json. Call it while no push into ``dest`` is in flight (under the run lock)."""
+    d = Path(dest)
+    if not d.is_dir():
+        return []
+    gone = [p for p in d.iterdir() if p.is_dir() and (
+        p.name.startswith(".tmp-") or (p.name.isdigit() and not (p / PUSH_RECORD).exists()))]
+    for p in gone:
+        shutil.rmtree(p, ignore_errors=True)
+    return [str(p) for p in gone]

@@ -32,7 +32,8 @@ def run_summary(*, stack: str, pipeline: str, orchestrator: str, contract: Contr
             rows = st.get("samples")
         st["rows_per_s"] = round(rows / st["wall_s"], 1) if rows and st.get("wall_s") else None
     ig.update(excluded_rows=ingested.excluded_rows, source=ingested.source,
-              quarantined_rows=ingested.quarantined_rows)
+              quarantined_rows=ingested.quarantined_rows,
+              outside_window_rows=ingested.outside_window_rows, input_rows=ingested.input_rows)
     stages["push"].setdefault("pushed", False)
     stages["push"].setdefault("pushed_path", None)
     stages["train"].setdefault("workers", cfg.workers)
@@ -40,7 +41,7 @@ def run_summary(*, stack: str, pipeline: str, orchestrator: str, contract: Contr
         "stack": stack,
         "pipeline": pipeline,
         "contract": {"name": contract.name, "version": contract.version, "path": contract.path},
-        "months": list(cfg.months),
+        "months": sorted({s % 100 for s in ingested.span_numbers}),
         "spans": ingested.span_numbers,
         "workers": cfg.workers,
         "total_wall_s": round(wall + ingest_s, 3),
