@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from components.common.alerts import SINKS
+from components.common.alerts import EXAMPLES, SINKS, smtp_settings
 from components.common.errors import ContractError
 
 DEFAULT_CONTRACT = "flights.yaml"
@@ -108,6 +108,7 @@ class Contract:
     min_rows_per_span: int
     validation: ValidationRules = None  # type: ignore[assignment]
     alerts: tuple = ()                  # ((sink, target), ...) from the contract's alerts: section
+    alert_examples: str = "full"        # alerts.examples: full | redacted | none
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -211,11 +212,22 @@ def load_contract(path: str | Path | None = None) -> Contract:
     )
     span = _require(doc, "span", where)
     validation = _validation_rules(doc.get("validation") or {}, where)
-    alerts = doc.get("alerts") or {}
+    if not isinstance(doc.get("alerts") or {}, dict):
+        raise ContractError(f"contract {where}: alerts must be a mapping (sink: target).")
+    alerts = dict(doc.get("alerts") or {})
+    examples = alerts.pop("examples", "full")  # a setting, not a sink
+    if examples not in EXAMPLES:
+        raise ContractError(f"contract {where}: alerts.examples is {examples!r}; "
+                            f"allowed: {', '.join(EXAMPLES)}.")
     unknown_sinks = set(alerts) - set(SINKS)
     if unknown_sinks:
         raise ContractError(f"contract {where}: alerts has unknown sink(s) {sorted(unknown_sinks)}; "
-                            f"allowed: {', '.join(SINKS)}.")
+                            f"allowed: {', '.join(SINKS)} (and examples).")
+    if alerts.get("smtp"):
+        try:
+            smtp_settings(str(alerts["smtp"]))
+        except ContractError as e:
+            raise ContractError(f"contract {where}: alerts.smtp: {e}") from None
     return Contract(
         name=doc.get("name", "contract"),
         version=int(doc.get("version", 1)),
@@ -230,6 +242,7 @@ def load_contract(path: str | Path | None = None) -> Contract:
         min_rows_per_span=int(doc.get("min_rows_per_span", 1)),
         validation=validation,
         alerts=tuple(sorted((k, str(v)) for k, v in alerts.items() if v)),
+        alert_examples=examples,
     )
 
 

@@ -15,6 +15,7 @@ from dataclasses import replace
 import pytest
 
 from components.common.alerts import EXAMPLES, Alert, AlertConfig, FailedCheck, send, smtp_settings
+from components.common.contract import load_contract
 from components.common.errors import ContractError
 from tests.receivers import HttpReceiver, SmtpReceiver, free_port, self_signed_cert
 
@@ -242,7 +243,7 @@ def test_no_starttls_no_login_in_clear(trusted):
     assert smtp.inbox == []
 
 
-def test_credentials_in_an_smtp_url_are_refused_without_repeating_them():
+def test_credentials_in_an_smtp_url_are_refused_without_repeating_them(tmp_path):
     url = f"smtp://alerts:{PASSWORD}@127.0.0.1:2525/?from=a@x.org&to=b@x.org"
     with pytest.raises(ContractError) as e:
         smtp_settings(url)
@@ -253,6 +254,12 @@ def test_credentials_in_an_smtp_url_are_refused_without_repeating_them():
         AlertConfig(smtp=url).check()
     (r,) = send(_alert(), AlertConfig(smtp=url, backoff_s=0.01))
     assert r["delivered"] is False and r["attempts"] == 1 and PASSWORD not in r["error"]
+    # in the contract: named with the contract file and key, not repeated either
+    path = _contract_file(tmp_path, f"alerts: {{smtp: '{url}'}}")
+    with pytest.raises(ContractError) as e:
+        load_contract(path)
+    assert str(path) in str(e.value) and "alerts.smtp" in str(e.value)
+    assert PASSWORD not in str(e.value)
 
 
 # --- secrets: environment or file, never shown ------------------------------------------------
@@ -337,3 +344,37 @@ def test_examples_full_redacted_or_none_in_every_sink(mode, http, tmp_path):
         "none": [[], []]}[mode]
     line = json.loads((tmp_path / "own.jsonl").read_text())
     assert [c["examples"] for c in line["checks"]] == examples
+
+
+def _contract_file(tmp_path, alerts: str):
+    import importlib.resources
+
+    text = (importlib.resources.files("components.common") / "flights.yaml").read_text()
+    assert "\nalerts: {}\n" in text
+    path = tmp_path / "contract.yaml"
+    path.write_text(text.replace("\nalerts: {}\n", f"\n{alerts}\n"))
+    return path
+
+
+def test_the_contract_sets_alerts_examples(tmp_path):
+    assert load_contract().alert_examples == "full"
+    c = load_contract(_contract_file(tmp_path, "alerts: {examples: redacted, file: /tmp/a.jsonl}"))
+    assert c.alert_examples == "redacted" and c.alerts == (("file", "/tmp/a.jsonl"),)
+    path = _contract_file(tmp_path, "alerts: {examples: partial}")
+    with pytest.raises(ContractError) as e:
+        load_contract(path)
+    assert str(path) in str(e.value) and "alerts.examples" in str(e.value) and "partial" in str(e.value)
+
+
+def test_enforce_applies_the_contracts_examples_setting(tmp_path):
+    from components.common.gate import GateReport, enforce
+
+    contract = load_contract(_contract_file(tmp_path, "alerts: {examples: redacted}"))
+    report = GateReport(source="/in/jan.csv", spans=[201301], checks=[
+        replace(c, policy="warn", span="201301") for c in _private_alert().checks])
+    enforce(report, contract=contract, stack="gate", pipeline="p", report_dir=tmp_path / "v")
+    (line,) = (tmp_path / "v" / "alerts.jsonl").read_text().splitlines()
+    assert "PRIV-" not in line
+    assert json.loads(line)["checks"][0]["examples"] == ["file /in/jan.csv, row 12", "<redacted>"]
+    assert report.figures["alerts"] == [{"sink": "file", "path": str(tmp_path / "v" / "alerts.jsonl"),
+                                         "delivered": True, "attempts": 1}]
