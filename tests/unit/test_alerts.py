@@ -9,8 +9,10 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -378,3 +380,91 @@ def test_enforce_applies_the_contracts_examples_setting(tmp_path):
     assert json.loads(line)["checks"][0]["examples"] == ["file /in/jan.csv, row 12", "<redacted>"]
     assert report.figures["alerts"] == [{"sink": "file", "path": str(tmp_path / "v" / "alerts.jsonl"),
                                          "delivered": True, "attempts": 1}]
+
+
+# --- the CLI: secrets reach children as file paths only -----------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+CHILD = """
+import json, os, subprocess, sys
+from infra.cli import _alert_env, build_parser
+_alert_env(build_parser().parse_args(sys.argv[2:]))  # the CLI's own wiring
+grandchild = subprocess.run([sys.executable, sys.argv[1]], capture_output=True, text=True)
+print(grandchild.stdout, grandchild.stderr)
+print(json.dumps({"env": dict(os.environ), "argv": sys.argv}))
+"""
+GRANDCHILD = """
+import json, os, stat, sys
+from components.common.alerts import Alert, AlertConfig, send
+cfg = AlertConfig.from_env()  # what a kfp.local task or TFX component does in enforce
+results = send(Alert("p", "torch", "1", "error", [], "gate.json"), cfg)
+path = os.environ["TWINPIPE_ALERT_WEBHOOK_FILE"]
+print("GRANDCHILD " + json.dumps({
+    "env": dict(os.environ), "argv": sys.argv, "cmdline": open("/proc/self/cmdline").read(),
+    "results": results, "repr": repr(cfg), "folder": os.path.dirname(path),
+    "file_mode": stat.S_IMODE(os.stat(path).st_mode),
+    "dir_mode": stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode)}))
+"""
+
+
+def _clean_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWINPIPE_ALERT", "TWINPIPE_SMTP"))}
+    return {**env, "PYTHONPATH": str(ROOT), **extra}
+
+
+def test_the_cli_hands_children_file_paths_never_secrets(http, trusted, tmp_path):
+    hook_token, slack_token = "T0KEN-hook-77", "T0KEN-slack-88"
+    (tmp_path / "slack").write_text(f"{http.url}/slack/{slack_token}")
+    (tmp_path / "child.py").write_text(CHILD)
+    (tmp_path / "grandchild.py").write_text(GRANDCHILD)
+    with SmtpReceiver(tls="starttls", cert=trusted, users={"alerts": PASSWORD}) as smtp:
+        proc = subprocess.run(
+            [sys.executable, str(tmp_path / "child.py"), str(tmp_path / "grandchild.py"),
+             "validate", "in.csv", "--alert-slack-file", str(tmp_path / "slack"),
+             "--alert-smtp", smtp.url() + "&starttls=true"],
+            env=_clean_env(TWINPIPE_ALERT_WEBHOOK=f"{http.url}/hook/{hook_token}",
+                           TWINPIPE_SMTP_USER="alerts", TWINPIPE_SMTP_PASSWORD=PASSWORD),
+            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr  # both processes' environment, argv, results, repr
+    for secret in (hook_token, slack_token, PASSWORD):
+        assert secret not in out
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("GRANDCHILD ")]
+    grand = json.loads(line.removeprefix("GRANDCHILD "))
+    child = json.loads(proc.stdout.strip().splitlines()[-1])
+    for env in (child["env"], grand["env"]):
+        assert {"TWINPIPE_ALERT_WEBHOOK", "TWINPIPE_ALERT_SLACK", "TWINPIPE_SMTP_PASSWORD"}.isdisjoint(env)
+        assert env["TWINPIPE_ALERT_SLACK_FILE"] == str(tmp_path / "slack")
+        assert env["TWINPIPE_ALERT_WEBHOOK_FILE"].startswith(grand["folder"])
+        assert env["TWINPIPE_SMTP_PASSWORD_FILE"].startswith(grand["folder"])
+    assert grand["file_mode"] == 0o600 and grand["dir_mode"] == 0o700
+    # the child still delivers to every sink, through the files
+    assert [(r["sink"], r["delivered"]) for r in grand["results"]] == \
+        [("webhook", True), ("slack", True), ("smtp", True)]
+    assert sorted(p for p, _ in http.received) == [f"/hook/{hook_token}", f"/slack/{slack_token}"]
+    assert len(smtp.inbox) == 1 and [ok for _, _, ok in smtp.logins] == [True]
+    assert not Path(grand["folder"]).exists()  # removed when the CLI process exited
+
+
+def test_the_cli_refuses_url_flags_and_credentials_in_urls(capsys, tmp_path):
+    from infra.cli import build_parser
+
+    parser = build_parser()
+    for argv in (["--alert-webhook", "http://h/T0KEN-1"], ["--alert-slack=http://h/T0KEN-1"],
+                 ["--alert-webhook"]):
+        with pytest.raises(SystemExit) as e:
+            parser.parse_args(["validate", "in.csv", *argv])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "was removed" in err and "-file PATH" in err
+        assert "T0KEN" not in err
+    with pytest.raises(SystemExit):
+        parser.parse_args(["validate", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--alert-webhook-file PATH" in help_text and "--alert-webhook URL" not in help_text
+    assert "never a command-line argument, which every local user can read" in help_text
+    proc = subprocess.run([sys.executable, "-m", "infra.cli", "validate", "in.csv", "--alert-smtp",
+                           f"smtp://alerts:{PASSWORD}@127.0.0.1:25/?to=a@x.org"],
+                          env=_clean_env(), capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 1 and PASSWORD not in proc.stdout + proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("twinpipe: error: the smtp alert URL") and "carries credentials" in line
