@@ -35,7 +35,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -180,7 +180,8 @@ def read_secret_file(path: str, what: str) -> str:
     return value
 
 
-def secrets_to_files(files: dict[str, str | None] | None = None, env=os.environ) -> None:
+def secrets_to_files(files: dict[str, str | None] | None = None,
+                     env: MutableMapping[str, str] = os.environ) -> None:
     """Leaves child processes file paths, never secrets: each secret variable (:data:`SECRETS`) is
     dropped from ``env`` and ``<VAR>_FILE`` set instead — to ``files[VAR]`` when given (a flag),
     else, when ``env`` holds the secret, to a 0600 file in a private directory removed at exit."""
