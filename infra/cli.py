@@ -77,13 +77,17 @@ def _tuple(values):
 
 def _alert_env(args) -> None:
     """--alert-* flags override TWINPIPE_ALERT_* (which override the contract's alerts:); set in
-    the environment so in-process TFX components and kfp.local subprocesses see the same."""
-    from components.common.alerts import SINKS
+    the environment so in-process TFX components and kfp.local subprocesses see the same. Secrets
+    (webhook and Slack URLs, the SMTP password) reach children only as file paths
+    (``alerts.secrets_to_files``): none is left in os.environ or argv. A bad setting stops here."""
+    from components.common.alerts import SECRETS, AlertConfig, secrets_to_files
 
-    for sink in SINKS:
+    for sink in ("smtp", "pubsub", "file"):
         value = getattr(args, f"alert_{sink}", None)
         if value:
             os.environ[f"TWINPIPE_ALERT_{sink.upper()}"] = value
+    secrets_to_files({var: getattr(args, f"alert_{key}_file", None) for key, var in SECRETS.items()})
+    AlertConfig.from_env().check()
 
 
 def _ingest_gated(contract, cfg, out_dir: Path, scale: int = 1):
@@ -357,11 +361,31 @@ def _deploy_flags(p) -> None:
 
 def _alert_flags(p) -> None:
     g = p.add_argument_group("alerts (override TWINPIPE_ALERT_* and the contract's alerts:)")
-    g.add_argument("--alert-webhook", default=None, help="generic JSON webhook URL")
-    g.add_argument("--alert-slack", default=None, help="Slack incoming webhook URL")
-    g.add_argument("--alert-smtp", default=None, help="smtp://HOST:PORT/?from=A&to=B,C")
+    secret = ("a secret: never a command-line argument, which every local user can read (ps); "
+              "the file is passed on to child processes by its path")
+    g.add_argument("--alert-webhook-file", metavar="PATH", default=None,
+                   help=f"file holding the generic JSON webhook URL ({secret}; or "
+                        "TWINPIPE_ALERT_WEBHOOK[_FILE])")
+    g.add_argument("--alert-slack-file", metavar="PATH", default=None,
+                   help=f"file holding the Slack incoming webhook URL ({secret}; or "
+                        "TWINPIPE_ALERT_SLACK[_FILE])")
+    g.add_argument("--alert-smtp", default=None,
+                   help="smtp://HOST:PORT/?from=A&to=B,C[&starttls=true], smtp+starttls://..., "
+                        "smtps://... (implicit TLS); no credentials in it: user from "
+                        "TWINPIPE_SMTP_USER, password from --alert-smtp-password-file")
+    g.add_argument("--alert-smtp-password-file", metavar="PATH", default=None,
+                   help=f"file holding the SMTP password ({secret}; or TWINPIPE_SMTP_PASSWORD[_FILE])")
     g.add_argument("--alert-pubsub", default=None, help="projects/P/topics/T")
-    g.add_argument("--alert-file", default=None, help="JSON-lines file (default: the run's own)")
+    g.add_argument("--alert-file", default=None,
+                   help="JSON-lines file, on top of the run's own alerts.jsonl")
+
+    class Removed(argparse.Action):  # exact names, so they are not taken as abbreviations of -file
+        def __call__(self, parser, namespace, values, option_string=None):
+            parser.error(f"{option_string} URL was removed: a URL in argv is visible to every "
+                         f"local user; use {option_string}-file PATH or the environment.")
+
+    for removed in ("--alert-webhook", "--alert-slack"):
+        g.add_argument(removed, nargs="?", action=Removed, help=argparse.SUPPRESS)
 
 
 def _bounded(kind, lo, hi=None):

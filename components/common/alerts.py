@@ -1,32 +1,56 @@
 """Data-validation alerts: one path for both stacks, configured once.
 
 An :class:`Alert` names the pipeline, stack, span, each failed check (observed vs expected, a few
-example rows) and where the validation report is. :func:`send` delivers it to every configured
-sink — a local JSON-lines file (always), a generic JSON webhook, a Slack incoming webhook, email
-over SMTP, a Google Cloud Pub/Sub topic — retrying each with exponential backoff and a deadline.
-A sink that keeps failing is reported in the result; it never raises and never hangs the run.
+example rows) and where the validation report is. :func:`send` delivers it to the run's own
+JSON-lines file (always) and every configured sink — another JSON-lines file, a generic JSON
+webhook, a Slack incoming webhook, email over SMTP (plain, STARTTLS or implicit TLS, with login),
+a Google Cloud Pub/Sub topic. Transient failures (HTTP 5xx and 429, SMTP 4xx, timeouts, connection
+errors) are retried with exponential backoff; permanent ones (HTTP 4xx, SMTP 5xx such as a refused
+login, an untrusted certificate, a bad setting) are not. A failed sink is reported in the result;
+it never raises and never hangs the run.
 
-Configuration (:func:`AlertConfig.from_env`): ``TWINPIPE_ALERT_WEBHOOK``, ``TWINPIPE_ALERT_SLACK``,
-``TWINPIPE_ALERT_SMTP`` (``smtp://host:port/?from=a@b&to=c@d,e@f``), ``TWINPIPE_ALERT_PUBSUB``
-(``projects/P/topics/T``), ``TWINPIPE_ALERT_FILE`` override the contract's ``alerts:`` section;
-flags override the environment.
+Configuration (:meth:`AlertConfig.from_env`) overrides the contract's ``alerts:`` section with
+``TWINPIPE_ALERT_SMTP`` (``smtp://HOST:PORT/?from=A&to=B,C``, ``&starttls=true`` or
+``smtp+starttls://`` for STARTTLS, ``smtps://`` for implicit TLS), ``TWINPIPE_ALERT_PUBSUB``
+(``projects/P/topics/T``), ``TWINPIPE_ALERT_FILE``. Secrets — the webhook and Slack URLs, the SMTP
+password — come from ``TWINPIPE_ALERT_WEBHOOK``, ``TWINPIPE_ALERT_SLACK``,
+``TWINPIPE_SMTP_PASSWORD`` or from the file named by the same variable + ``_FILE``; the SMTP user
+from ``TWINPIPE_SMTP_USER``. An SMTP URL carrying credentials is refused. Secrets never show in a
+result, a log line or the config's repr. The contract's ``alerts.examples`` (``full``,
+``redacted``: each example row's location only, ``none``) shapes every sink's payload.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
+import re
+import shutil
+import smtplib
+import socket
+import ssl
+import tempfile
 import time
+import urllib.error
 import urllib.request
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, MutableMapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
+
+from components.common.errors import ContractError
 
 log = logging.getLogger("twinpipe.alerts")
 
 SINKS = ("file", "webhook", "slack", "smtp", "pubsub")
+EXAMPLES = ("full", "redacted", "none")  # the contract's alerts.examples
+# secret settings and their variables; the variable + "_FILE" names a file holding the secret
+SECRETS = {"webhook": "TWINPIPE_ALERT_WEBHOOK", "slack": "TWINPIPE_ALERT_SLACK",
+           "smtp_password": "TWINPIPE_SMTP_PASSWORD"}
+SMTP_USER = "TWINPIPE_SMTP_USER"
+REDACTED = "<redacted>"
 
 
 @dataclass
@@ -67,30 +91,160 @@ class Alert:
         return {**asdict(self), "summary": self.summary()}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class AlertConfig:
     file: str | None = None
-    webhook: str | None = None
-    slack: str | None = None
-    smtp: str | None = None
+    webhook: str | None = None        # secret
+    slack: str | None = None          # secret
+    smtp: str | None = None           # no credentials in it (see smtp_settings)
     pubsub: str | None = None
+    smtp_user: str | None = None
+    smtp_password: str | None = None  # secret
+    examples: str = "full"            # full | redacted | none
     attempts: int = 4
     backoff_s: float = 0.5
     timeout_s: float = 5.0
 
+    def __post_init__(self) -> None:
+        if self.examples not in EXAMPLES:
+            raise ContractError(f"alerts.examples is {self.examples!r}; allowed: {', '.join(EXAMPLES)}.")
+
+    def __repr__(self) -> str:
+        shown = (f"{f.name}={'<secret>' if f.name in SECRETS else repr(getattr(self, f.name))}"
+                 for f in fields(self) if getattr(self, f.name) is not None)
+        return f"AlertConfig({', '.join(shown)})"
+
     @classmethod
     def from_env(cls, base: dict | None = None, **overrides) -> AlertConfig:
-        """``base`` (the contract's ``alerts:`` section), overridden by ``TWINPIPE_ALERT_*``
-        variables, overridden by ``overrides`` (flags)."""
-        conf = {k: v for k, v in (base or {}).items() if k in SINKS}
-        conf.update({k: os.environ[f"TWINPIPE_ALERT_{k.upper()}"] for k in SINKS
-                     if os.environ.get(f"TWINPIPE_ALERT_{k.upper()}")})
+        """``base`` (the contract's ``alerts:`` section), overridden by the environment
+        (``TWINPIPE_ALERT_<SINK>``; for a secret the file named by ``<VAR>_FILE`` wins over the
+        variable), overridden by ``overrides`` (flags, ``examples``)."""
+        conf = {k: v for k, v in (base or {}).items() if k in SINKS and v}
+        for k in SINKS:
+            var = f"TWINPIPE_ALERT_{k.upper()}"
+            value = _secret(var) if k in SECRETS else os.environ.get(var)
+            if value:
+                conf[k] = value
+        if os.environ.get(SMTP_USER):
+            conf["smtp_user"] = os.environ[SMTP_USER]
+        if password := _secret(SECRETS["smtp_password"]):
+            conf["smtp_password"] = password
         conf.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**conf)
 
     def sinks(self) -> list[str]:
         return [k for k in SINKS if getattr(self, k)]
 
+    def check(self) -> AlertConfig:
+        """Itself, or a ContractError for a setting that can never deliver (early, at start-up)."""
+        if self.smtp:
+            smtp_settings(self.smtp)
+        if self.smtp and bool(self.smtp_user) != bool(self.smtp_password):
+            raise ContractError(f"SMTP login needs both {SMTP_USER} and {SECRETS['smtp_password']} "
+                                f"(or {SECRETS['smtp_password']}_FILE); only one is set.")
+        return self
+
+    def secrets(self) -> list[str]:
+        """Every secret value, and the path + query of each secret URL (errors may quote them)."""
+        out = []
+        for key in SECRETS:
+            value = getattr(self, key)
+            if value:
+                u = urlparse(value)
+                tail = u.path + (f"?{u.query}" if u.query else "")
+                out += [value] + ([tail] if len(tail) > 1 and key != "smtp_password" else [])
+        return sorted(set(out), key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets():
+            text = text.replace(secret, "<secret>")
+        return text
+
+
+def _secret(var: str) -> str | None:
+    """A secret from the file named by ``<var>_FILE``, else from ``var``."""
+    path = os.environ.get(f"{var}_FILE")
+    return read_secret_file(path, f"{var}_FILE") if path else os.environ.get(var) or None
+
+
+def read_secret_file(path: str, what: str) -> str:
+    """The secret held by the file ``path`` (stripped); ContractError when it cannot be read."""
+    if "://" in path:  # the secret itself where its file was expected: never repeat it
+        raise ContractError(f"{what} must name a file holding the secret, not the secret itself.")
+    try:
+        value = Path(path).read_text().strip()
+    except OSError as e:
+        raise ContractError(f"{what}: cannot read {path}: {e.strerror or e}.") from None
+    if not value:
+        raise ContractError(f"{what}: {path} is empty.")
+    return value
+
+
+def secrets_to_files(files: dict[str, str | None] | None = None,
+                     env: MutableMapping[str, str] = os.environ) -> None:
+    """Leaves child processes file paths, never secrets: each secret variable (:data:`SECRETS`) is
+    dropped from ``env`` and ``<VAR>_FILE`` set instead — to ``files[VAR]`` when given (a flag),
+    else, when ``env`` holds the secret, to a 0600 file in a private directory removed at exit."""
+    files, folder = files or {}, None
+    for var in SECRETS.values():
+        if files.get(var):
+            env[f"{var}_FILE"] = str(Path(files[var]).absolute())
+        elif env.get(var) and not env.get(f"{var}_FILE"):
+            if folder is None:
+                folder = tempfile.mkdtemp(prefix="twinpipe-secrets-")  # mode 0700
+                atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            path = os.path.join(folder, var.lower())
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(env[var])
+            env[f"{var}_FILE"] = path
+        env.pop(var, None)
+
+
+def smtp_settings(url: str) -> tuple[str, str, int, dict[str, list[str]]]:
+    """(TLS mode ``plain`` | ``starttls`` | ``tls``, host, port, query) of an SMTP alert URL.
+
+    Raises:
+        ContractError: credentials in the URL (never repeated in the message), an unknown scheme,
+            no host or a bad port.
+    """
+    u = urlparse(url)
+    if "@" in u.netloc:
+        raise ContractError(f"the smtp alert URL (host {u.hostname}) carries credentials "
+                            f"(user:password@); set {SMTP_USER} and {SECRETS['smtp_password']} "
+                            f"(or {SECRETS['smtp_password']}_FILE) instead.")
+    q = parse_qs(u.query)
+    starttls = q.get("starttls", [""])[0].lower() in ("true", "1", "yes")
+    modes = {"smtp": "starttls" if starttls else "plain", "smtp+starttls": "starttls", "smtps": "tls"}
+    if u.scheme not in modes:
+        raise ContractError(f"the smtp alert URL has scheme {u.scheme!r}; use smtp://, "
+                            f"smtp+starttls:// or smtps://.")
+    if not u.hostname:
+        raise ContractError("the smtp alert URL has no host.")
+    try:
+        port = u.port
+    except ValueError:
+        raise ContractError(f"the smtp alert URL (host {u.hostname}) has a bad port.") from None
+    mode = modes[u.scheme]
+    return mode, u.hostname, port or {"plain": 25, "starttls": 587, "tls": 465}[mode], q
+
+
+def _redact(example: object) -> object:
+    """An example's location only: ``file F, row R`` of ``file F, row R: column 'x': ...``; a
+    dict keeps its keys, its values hidden."""
+    if isinstance(example, dict):
+        return dict.fromkeys(example, REDACTED)
+    m = re.match(r"(.*?, row \d+)(?::|$)", example, re.S) if isinstance(example, str) else None
+    return m.group(1) if m else REDACTED
+
+
+def shown(alert: Alert, examples: str) -> Alert:
+    """``alert`` with its examples as ``examples`` says: ``full``, ``redacted`` or ``none``."""
+    if examples == "full":
+        return alert
+    return replace(alert, checks=[replace(c, examples=[] if examples == "none"
+                                          else [_redact(e) for e in c.examples])
+                                  for c in alert.checks])
 
 
 def _post_json(url: str, payload: dict, timeout: float) -> None:
@@ -98,7 +252,7 @@ def _post_json(url: str, payload: dict, timeout: float) -> None:
                                  headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 — configured URL
         if resp.status >= 300:
-            raise OSError(f"HTTP {resp.status}")
+            raise urllib.error.HTTPError(url, resp.status, resp.reason, resp.headers, None)
 
 
 def _slack_payload(alert: Alert) -> dict:
@@ -111,12 +265,14 @@ def _slack_payload(alert: Alert) -> dict:
     return {"text": "\n".join(lines)}
 
 
-def _send_smtp(url: str, alert: Alert, timeout: float) -> None:
-    import smtplib
+def _send_smtp(cfg: AlertConfig, alert: Alert) -> None:
     from email.message import EmailMessage
 
-    u = urlparse(url)
-    q = parse_qs(u.query)
+    mode, host, port, q = smtp_settings(cfg.smtp or "")
+    cfg.check()
+    if cfg.smtp_user and mode == "plain":
+        raise ContractError("SMTP credentials are set but the smtp alert URL has no TLS; use "
+                            "smtp+starttls://, ?starttls=true or smtps:// (no login in clear text).")
     msg = EmailMessage()
     msg["Subject"] = f"[twinpipe] {alert.severity}: {alert.pipeline} span {alert.span}"
     msg["From"] = q.get("from", ["twinpipe@localhost"])[0]
@@ -124,7 +280,14 @@ def _send_smtp(url: str, alert: Alert, timeout: float) -> None:
     msg.set_content(alert.summary() + "\n\nreport: " + alert.report
                     + (f"\nengine report: {alert.engine_report}" if alert.engine_report else "") + "\n\n"
                     + json.dumps(alert.to_dict(), indent=2, default=str))
-    with smtplib.SMTP(u.hostname, u.port or 25, timeout=timeout) as s:
+    trust = ssl.create_default_context()  # system CAs (SSL_CERT_FILE / SSL_CERT_DIR honoured)
+    server = (smtplib.SMTP_SSL(host, port, timeout=cfg.timeout_s, context=trust) if mode == "tls"
+              else smtplib.SMTP(host, port, timeout=cfg.timeout_s))
+    with server as s:
+        if mode == "starttls":
+            s.starttls(context=trust)  # SMTPNotSupportedError when not offered: no silent downgrade
+        if cfg.smtp_user:
+            s.login(cfg.smtp_user, cfg.smtp_password or "")
         s.send_message(msg)
 
 
@@ -144,36 +307,60 @@ def _append_file(path: str, alert: Alert) -> None:
         f.write(json.dumps(alert.to_dict(), default=str) + "\n")
 
 
-def _with_retries(name: str, fn: Callable[[], None], cfg: AlertConfig) -> dict:
-    delay, last = cfg.backoff_s, ""
-    for attempt in range(1, cfg.attempts + 1):
+def transient(e: BaseException) -> bool:
+    """Worth another try: timeouts, connection errors, HTTP 5xx and 429 Too Many Requests (the
+    receiver asks to come back later), SMTP 4xx replies (transient by RFC 5321). Not: other HTTP
+    4xx, SMTP 5xx (e.g. 535: login refused), an untrusted certificate, a bad setting."""
+    if isinstance(e, urllib.error.HTTPError):
+        return e.code >= 500 or e.code == 429
+    if isinstance(e, smtplib.SMTPResponseException):
+        return 400 <= e.smtp_code < 500
+    if isinstance(e, smtplib.SMTPRecipientsRefused):
+        return all(400 <= code < 500 for code, _ in e.recipients.values())
+    if isinstance(e, urllib.error.URLError):
+        return isinstance(e.reason, BaseException) and transient(e.reason)
+    code = getattr(e, "code", None)  # google.api_core errors carry their HTTP status
+    if isinstance(code, int) and 100 <= code < 600:
+        return code >= 500 or code == 429
+    return isinstance(e, (ConnectionError, TimeoutError, socket.gaierror,
+                          smtplib.SMTPServerDisconnected, ssl.SSLEOFError, ssl.SSLZeroReturnError,
+                          ssl.SSLSyscallError))
+
+
+def _with_retries(name: str, fn: Callable[[], None], cfg: AlertConfig, **label) -> dict:
+    delay, attempt = cfg.backoff_s, 0
+    while True:
+        attempt += 1
         try:
             fn()
-            return {"sink": name, "delivered": True, "attempts": attempt}
+            return {"sink": name, **label, "delivered": True, "attempts": attempt}
         except Exception as e:  # noqa: BLE001 — a sink must never crash the run
-            last = f"{type(e).__name__}: {e}"
-            log.warning("[alerts] %s attempt %d/%d failed: %s", name, attempt, cfg.attempts, last)
-            if attempt < cfg.attempts:
-                time.sleep(delay)
-                delay *= 2
-    return {"sink": name, "delivered": False, "attempts": cfg.attempts, "error": last}
+            last = cfg.scrub(f"{type(e).__name__}: {e}")
+            again = attempt < cfg.attempts and transient(e)
+            log.warning("[alerts] %s attempt %d/%d failed%s: %s", name, attempt, cfg.attempts,
+                        "" if again or attempt == cfg.attempts else " (permanent: not retried)", last)
+            if not again:
+                return {"sink": name, **label, "delivered": False, "attempts": attempt, "error": last}
+            time.sleep(delay)
+            delay *= 2
 
 
 def send(alert: Alert, cfg: AlertConfig, default_file: str | None = None) -> list[dict]:
-    """Delivers ``alert`` to every configured sink; returns one result per sink."""
-    results = []
-    sinks: list[tuple[str, Callable[[], None]]] = []
-    path = cfg.file or default_file
-    if path:
-        sinks.append(("file", lambda: _append_file(path, alert)))
+    """Delivers ``alert`` (its examples as ``cfg.examples`` says) to the run's own file
+    ``default_file`` — always — and to every configured sink; returns one result per sink."""
+    alert = shown(alert, cfg.examples)
+    sinks: list[tuple[str, Callable[[], None], dict]] = []
+    paths: list[str] = []
+    for path in (default_file, cfg.file):  # the configured file comes on top of the run's own
+        if path and Path(path).absolute() not in {Path(p).absolute() for p in paths}:
+            paths.append(path)
+            sinks.append(("file", lambda path=path: _append_file(path, alert), {"path": path}))
     if cfg.webhook:
-        sinks.append(("webhook", lambda: _post_json(cfg.webhook, alert.to_dict(), cfg.timeout_s)))
+        sinks.append(("webhook", lambda: _post_json(cfg.webhook, alert.to_dict(), cfg.timeout_s), {}))
     if cfg.slack:
-        sinks.append(("slack", lambda: _post_json(cfg.slack, _slack_payload(alert), cfg.timeout_s)))
+        sinks.append(("slack", lambda: _post_json(cfg.slack, _slack_payload(alert), cfg.timeout_s), {}))
     if cfg.smtp:
-        sinks.append(("smtp", lambda: _send_smtp(cfg.smtp, alert, cfg.timeout_s)))
+        sinks.append(("smtp", lambda: _send_smtp(cfg, alert), {}))
     if cfg.pubsub:
-        sinks.append(("pubsub", lambda: _send_pubsub(cfg.pubsub, alert, cfg.timeout_s)))
-    for name, fn in sinks:
-        results.append(_with_retries(name, fn, cfg))
-    return results
+        sinks.append(("pubsub", lambda: _send_pubsub(cfg.pubsub, alert, cfg.timeout_s), {}))
+    return [_with_retries(name, fn, cfg, **label) for name, fn, label in sinks]

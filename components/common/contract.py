@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from components.common.alerts import SINKS
+from components.common.alerts import EXAMPLES, SINKS, smtp_settings
 from components.common.errors import ContractError
 
 if TYPE_CHECKING:
@@ -115,6 +115,7 @@ class Contract:
     alerts: tuple = ()                  # ((sink, target), ...) from the contract's alerts: section
     date_column: str | None = None      # span from a date/timestamp column instead of year + month
     missing_values: tuple[str, ...] = ("",)  # the only text cells that mean "no value"
+    alert_examples: str = "full"        # alerts.examples: full | redacted | none
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -304,11 +305,22 @@ def load_contract(path: str | Path | None = None) -> Contract:
             raise ContractError(f"contract {where}: span column '{c}' is not a column.")
     missing_values = top.names("missing_values", ("",))
     validation = _validation_rules(top.section("validation"), where)
-    alerts = doc.get("alerts") or {}
+    if not isinstance(doc.get("alerts") or {}, dict):
+        raise ContractError(f"contract {where}: alerts must be a mapping (sink: target).")
+    alerts = dict(doc.get("alerts") or {})
+    examples = alerts.pop("examples", "full")  # a setting, not a sink
+    if examples not in EXAMPLES:
+        raise ContractError(f"contract {where}: alerts.examples is {examples!r}; "
+                            f"allowed: {', '.join(EXAMPLES)}.")
     unknown_sinks = set(alerts) - set(SINKS)
     if unknown_sinks:
         raise ContractError(f"contract {where}: alerts has unknown sink(s) {sorted(unknown_sinks)}; "
-                            f"allowed: {', '.join(SINKS)}.")
+                            f"allowed: {', '.join(SINKS)} (and examples).")
+    if alerts.get("smtp"):
+        try:
+            smtp_settings(str(alerts["smtp"]))
+        except ContractError as e:
+            raise ContractError(f"contract {where}: alerts.smtp: {e}") from None
     return Contract(
         name=top.text("name", "contract"),
         version=top.num("version", 1, kind=int),
@@ -325,6 +337,7 @@ def load_contract(path: str | Path | None = None) -> Contract:
         alerts=tuple(sorted((k, str(v)) for k, v in alerts.items() if v)),
         date_column=date_column,
         missing_values=missing_values,
+        alert_examples=examples,
     )
 
 

@@ -259,7 +259,7 @@ def enforce(report: GateReport, *, contract: Contract, stack: str, pipeline: str
                       report=str(report_path), source=report.source,
                       engine_report=str(report.engine.get("anomalies_uri")
                                         or report.engine.get("result") or ""))
-        cfg = AlertConfig.from_env(dict(contract.alerts))
+        cfg = AlertConfig.from_env(dict(contract.alerts), examples=contract.alert_examples)
         report.figures["alerts"] = send(alert, cfg, default_file=str(Path(report_dir) / "alerts.jsonl"))
         for r in report.figures["alerts"]:
             if not r["delivered"]:

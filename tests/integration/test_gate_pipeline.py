@@ -41,8 +41,11 @@ def _bad_run(both, tmp_path, frame, name):
     src.mkdir()
     frame.to_csv(src / "2013-01-02.csv", index=False)
     with HttpReceiver() as http, SmtpReceiver() as smtp:
+        (tmp_path / "hook").write_text(f"{http.url}/hook")  # webhook URLs are secrets: files
+        (tmp_path / "slack").write_text(f"{http.url}/slack")
         proc = twinpipe("run", "--input", str(src), "--months", "1-2", "--out", str(out),
-                        "--alert-webhook", f"{http.url}/hook", "--alert-slack", f"{http.url}/slack",
+                        "--alert-webhook-file", str(tmp_path / "hook"),
+                        "--alert-slack-file", str(tmp_path / "slack"),
                         "--alert-smtp", smtp.url(), check=False)
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
@@ -141,9 +144,11 @@ def test_validate_command_exit_codes_and_alert(months, tmp_path):
     bad.loc[bad.index[::20], "carrier"] = "ZZ"
     src = tmp_path / "bad.csv"
     bad.to_csv(src, index=False)
+    hook = tmp_path / "hook"
     with HttpReceiver() as http:
-        proc = twinpipe("validate", str(src), "--out", str(tmp_path / "v2"), "--alert-webhook",
-                        f"{http.url}/hook", check=False)
+        hook.write_text(f"{http.url}/hook")
+        proc = twinpipe("validate", str(src), "--out", str(tmp_path / "v2"), "--alert-webhook-file",
+                        str(hook), check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     line = _error_line(proc)
     assert "bad.csv" in line and "unseen on column 'carrier'" in line and "'ZZ'" in line
@@ -155,8 +160,9 @@ def test_validate_command_exit_codes_and_alert(months, tmp_path):
     few.loc[few.index[::1000], "carrier"] = "ZZ"
     few.to_csv(src, index=False)
     with HttpReceiver() as http:
-        warn = twinpipe("validate", str(src), "--out", str(tmp_path / "v3"), "--alert-webhook",
-                        f"{http.url}/hook")
+        hook.write_text(f"{http.url}/hook")
+        warn = twinpipe("validate", str(src), "--out", str(tmp_path / "v3"), "--alert-webhook-file",
+                        str(hook))
     assert "6 quarantined" in warn.stdout and "warning: span 2013" in warn.stdout
     (hook,) = [b for p, b in http.received if p == "/hook"]
     assert hook["severity"] == "warning" and hook["checks"][0]["policy"] == "warn"
