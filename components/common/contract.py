@@ -147,8 +147,7 @@ class Contract:
         if self.date_column is not None:
             if self.date_column not in df.columns:
                 return pd.Series(pd.NA, index=df.index, dtype="Int64")
-            d = pd.to_datetime(df[self.date_column].astype("string"), errors="coerce", utc=True,
-                               format="mixed")
+            d = pd.to_datetime(df[self.date_column].astype(object), errors="coerce", utc=True)
             return (d.dt.year * 100 + d.dt.month).astype("Int64")
         if self.year_column not in df.columns or self.month_column not in df.columns:
             return pd.Series(pd.NA, index=df.index, dtype="Int64")
