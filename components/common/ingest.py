@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import time
 import zlib
@@ -254,7 +255,11 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 def _read_one(path: Path) -> pd.DataFrame:
     suffix = "".join(path.suffixes[-2:]).lower()
     try:
-        size = path.stat().st_size
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read forever
+            raise _Unreadable("readable", f"file {path}", "not a regular file (a pipe, socket or "
+                              "device)", "a regular file")
+        size = st.st_size
         with open(path, "rb"):
             pass
     except OSError as e:

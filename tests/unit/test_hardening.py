@@ -144,6 +144,36 @@ def test_spans_from_a_date_column(flights, tmp_path):
     assert len(q) == 1 and "'someday' is not a date" in q["reason"].iloc[0]
 
 
+def test_a_folder_mixing_csv_and_parquet(flights, tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    _sample(flights, (1,), n=300).to_csv(d / "jan.csv", index=False)
+    _sample(flights, (2,), n=300).to_parquet(d / "feb.parquet", index=False)
+    (d / ".partial.csv").write_text("a half-uploaded hidden file")  # hidden files are skipped
+    res = ingest(CONTRACT, tmp_path / "spans", input_path=d)
+    assert res.span_numbers == [201301, 201302] and res.quarantined_rows == 0
+    assert res.rows + res.excluded_rows == 600
+
+
+@pytest.mark.parametrize("kind", ["fifo", "unreadable"])
+def test_an_unreadable_input_is_a_data_error_not_a_hang(tmp_path, kind):
+    path = tmp_path / "in.csv"
+    if kind == "fifo":
+        os.mkfifo(path)  # opening it would block forever
+    else:
+        path.write_text("year,month\n2013,1\n")
+        path.chmod(0)
+        if os.geteuid() == 0:  # root reads anything: a folder named like a file instead
+            path.unlink()
+            path.mkdir()
+            (path / "notes.txt").write_text("x")
+    t0 = time.monotonic()
+    code, said = _cli("validate", str(path), "--out", str(tmp_path / "out"))
+    assert code == 1 and time.monotonic() - t0 < 30 and str(path) in said, said
+    assert ("readable on table" in said or "volume on table" in said) and "Traceback" not in said
+    assert (tmp_path / "out" / "validation" / "alerts.jsonl").exists()
+
+
 # --- label feed and drift reference ------------------------------------------------------------
 
 def test_label_missing_fails_the_gate(flights, tmp_path):
