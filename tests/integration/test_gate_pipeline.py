@@ -153,8 +153,8 @@ def test_validate_command_exit_codes_and_alert(months, tmp_path):
     line = _error_line(proc)
     assert "bad.csv" in line and "unseen on column 'carrier'" in line and "'ZZ'" in line
     assert "quarantined" in line and "Report:" in line
-    (hook,) = [b for p, b in http.received if p == "/hook"]
-    assert hook["stack"] == "gate" and {c["check"] for c in hook["checks"]} == {"unseen"}
+    (body,) = [b for p, b in http.received if p == "/hook"]
+    assert body["stack"] == "gate" and {c["check"] for c in body["checks"]} == {"unseen"}
     # a few bad rows: quarantined, a warning alert, and the gate passes
     few = months.copy().astype({"carrier": object})
     few.loc[few.index[::1000], "carrier"] = "ZZ"
@@ -164,5 +164,5 @@ def test_validate_command_exit_codes_and_alert(months, tmp_path):
         warn = twinpipe("validate", str(src), "--out", str(tmp_path / "v3"), "--alert-webhook-file",
                         str(hook))
     assert "6 quarantined" in warn.stdout and "warning: span 2013" in warn.stdout
-    (hook,) = [b for p, b in http.received if p == "/hook"]
-    assert hook["severity"] == "warning" and hook["checks"][0]["policy"] == "warn"
+    (body,) = [b for p, b in http.received if p == "/hook"]
+    assert body["severity"] == "warning" and body["checks"][0]["policy"] == "warn"
