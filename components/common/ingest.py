@@ -56,6 +56,7 @@ class IngestResult:
     spans: list[SpanInfo] = field(default_factory=list)
     unassigned_rows: int = 0          # quarantined rows that belong to no span (bad lines, dates)
     outside_window_rows: int = 0      # input rows of spans outside --months / --spans (not written)
+    sampled_out_rows: int = 0         # rows of the window left out by --sample
     checks: list = field(default_factory=list)   # table-level findings (dicts), e.g. extra columns
 
     @property
@@ -711,7 +712,9 @@ def ingest(
                             f">= 1 row (spans present: {present or 'none'})", "fail", [source])
         raise GateError(f"input {source}: no rows in {window or 'the input'} (spans present: "
                         f"{present or 'none'}) (rule: volume).", [check], source=source)
+    sampled_out = 0
     if sample is not None and sample < len(table):
+        sampled_out = len(table) - sample
         table = table.sample(n=sample, random_state=seed).sort_index()
     if scale > 1 and not table.empty:
         extra = table.sample(n=(scale - 1) * len(table), replace=True, random_state=seed + 1)
@@ -726,7 +729,7 @@ def ingest(
     spans_dir = Path(spans_dir)
     result = IngestResult(spans_dir=str(spans_dir), source=source, input_rows=input_rows,
                           checks=[asdict(c) for c in screened.checks],
-                          outside_window_rows=outside_rows)
+                          outside_window_rows=outside_rows, sampled_out_rows=sampled_out)
     schema, excluded_schema = _arrow_schema(contract), _arrow_schema(contract, with_reason=True)
     all_spans = sorted(set(table["__span"].unique()) | set(int(v) for v in qspan.dropna().unique()))
     previous = span_history(spans_dir)  # read before the new generation replaces the folder

@@ -33,7 +33,8 @@ def run_summary(*, stack: str, pipeline: str, orchestrator: str, contract: Contr
         st["rows_per_s"] = round(rows / st["wall_s"], 1) if rows and st.get("wall_s") else None
     ig.update(excluded_rows=ingested.excluded_rows, source=ingested.source,
               quarantined_rows=ingested.quarantined_rows,
-              outside_window_rows=ingested.outside_window_rows, input_rows=ingested.input_rows)
+              outside_window_rows=ingested.outside_window_rows,
+              sampled_out_rows=ingested.sampled_out_rows, input_rows=ingested.input_rows)
     stages["push"].setdefault("pushed", False)
     stages["push"].setdefault("pushed_path", None)
     stages["train"].setdefault("workers", cfg.workers)

@@ -87,6 +87,11 @@ def test_every_month_present_by_default_and_windows_are_counted(flights, tmp_pat
     # every input row is accounted for: written, excluded, quarantined or outside the window
     assert manifest["input_rows"] == (manifest["rows"] + manifest["excluded_rows"]
                                       + manifest["quarantined_rows"] + manifest["outside_window_rows"])
+    res = ingest(CONTRACT, tmp_path / "spans", input_path=src, sample=100)
+    manifest = json.loads((tmp_path / "spans" / "manifest.json").read_text())
+    assert res.sampled_out_rows == 1100 and manifest["input_rows"] == (
+        manifest["rows"] + manifest["excluded_rows"] + manifest["quarantined_rows"]
+        + manifest["sampled_out_rows"])
 
 
 def test_spans_window_is_year_aware(flights, tmp_path):
