@@ -216,6 +216,9 @@ def load_contract(path: str | Path | None = None) -> Contract:
     if unknown_sinks:
         raise ContractError(f"contract {where}: alerts has unknown sink(s) {sorted(unknown_sinks)}; "
                             f"allowed: {', '.join(SINKS)}.")
+    if not any(c.feature for c in columns):
+        raise ContractError(f"contract {where}: no column is a model feature; mark at least one "
+                            f"column 'feature: true'.")
     return Contract(
         name=doc.get("name", "contract"),
         version=int(doc.get("version", 1)),
