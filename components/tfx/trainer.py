@@ -206,7 +206,11 @@ def build_model(tft_output, config: dict):
         inputs[name] = keras.Input(shape=(), name=name, dtype=tf.int64)
         dim = min(8, max(2, int(round(vocab**0.5))))
         parts.append(keras.layers.Embedding(vocab, dim, name=f"emb_{name}")(inputs[name]))
-    x = keras.layers.Concatenate()(parts)
+    if not parts:
+        raise ValueError("[tfx][train] no feature columns: numeric and categorical are both empty")
+    # One feature column (one part) is the MLP's input itself: no Concatenate over a single input
+    # (a no-op layer here, an error in Keras versions that want two inputs or more).
+    x = keras.layers.Concatenate()(parts) if len(parts) > 1 else parts[0]
     for units in config.get("hidden_units", [64, 32]):
         x = keras.layers.Dense(units, activation="relu")(x)
     out = keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
@@ -258,6 +262,10 @@ def train(spec: dict) -> dict:
     global_batch = int(cfg["batch_size"]) * replicas
     # Known from ingest on local runs; counted here when compiled for a cluster (rows unknown).
     train_rows = int(cfg.get("train_rows") or _count_records(spec["train_files"]))
+    if train_rows <= 0:
+        raise ValueError(f"[tfx][train] no train rows in {spec['train_files']}: nothing to train on")
+    # Fewer rows than a global batch still train: the dataset repeats, so each step's batch is
+    # full (rows reused) and every worker takes the same steps_per_epoch steps.
     steps_per_epoch = max(1, math.ceil(train_rows / global_batch))
     epochs = int(cfg["epochs"])
     log.info("[tfx][train] %s, %d worker(s), %d replica(s), global batch %d, %d steps x %d epochs",

@@ -1,5 +1,6 @@
 """The TFX trainer: the multi-worker launcher's supervision and cleanup (real child processes, a
-real launch of TF workers)."""
+real launch of TF workers), and training + serving with a contract without numeric features on
+fewer rows than one batch (real TF Transform and Keras)."""
 
 import subprocess
 import sys
@@ -7,9 +8,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from components.tfx.trainer import Supervised, launch_local_workers, supervise
+
+ROOT = Path(__file__).resolve().parents[2]
+
 
 # --- TF launcher: supervision with real processes ------------------------------------------------
 
@@ -71,3 +76,82 @@ def test_launcher_names_the_failed_worker_and_cleans_up(monkeypatch, tmp_path):
     assert time.monotonic() - t0 < 120
     assert list(tmp.iterdir()) == []
     assert not (tmp_path / "serving").exists()
+
+
+# --- TF: a contract without numeric features, fewer train rows than a batch -----------------------
+
+def _tfx_transform(contract, spans_dir: Path, out: Path) -> tuple[str, str]:
+    """TF Transform with the pipeline's preprocessing_fn over the train split, as the Transform
+    component runs it (analyzers on train): (transform output folder, transformed train files)."""
+    import functools
+
+    import apache_beam as beam
+    import tensorflow_transform.beam as tft_beam
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+    from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
+    from tfx_bsl.public import tfxio
+
+    from components.common.ingest import read_spans
+    from components.tfx.example_gen import table_to_examples
+    from components.tfx.schema import contract_to_schema
+    from components.tfx.transform import preprocessing_fn
+
+    schema = contract_to_schema(contract)
+    config = {"numeric": [c.name for c in contract.numeric_features],
+              "categorical": [c.name for c in contract.categorical_features],
+              "label": contract.label.name}
+    examples = table_to_examples(read_spans(spans_dir, "train"))
+    record = tfxio.TFExampleBeamRecord(physical_format="inmem", telemetry_descriptors=["test"],
+                                       schema=schema)
+    transform_output = str(out / "transform")
+    with beam.Pipeline() as p, tft_beam.Context(temp_dir=str(out / "tft-tmp")):
+        raw = p | beam.Create(examples) | record.BeamSource()
+        (transformed, _), transform_fn = (raw, record.TensorAdapterConfig()) | \
+            tft_beam.AnalyzeAndTransformDataset(functools.partial(preprocessing_fn, custom_config=config),
+                                                output_record_batches=True)
+        _ = transform_fn | tft_beam.WriteTransformFn(transform_output)
+        _ = (transformed
+             | beam.FlatMap(lambda batch: RecordBatchToExamplesEncoder().encode(batch[0]))
+             | beam.io.WriteToTFRecord(str(out / "transformed" / "train"), file_name_suffix=".gz"))
+    metadata_io.write_metadata(dataset_metadata.DatasetMetadata(schema), f"{transform_output}/metadata")
+    return transform_output, str(out / "transformed" / "train*")
+
+
+def test_tfx_trainer_without_numeric_features_and_few_rows(tmp_path):
+    import tensorflow as tf
+    import tensorflow_transform as tft
+    import yaml
+
+    from components.common.contract import DEFAULT_CONTRACT, load_contract
+    from components.common.ingest import ingest, load_default_table, read_spans
+    from components.tfx.serving import predict_saved_model
+    from components.tfx.trainer import build_model, train
+
+    doc = yaml.safe_load((ROOT / "components" / "common" / DEFAULT_CONTRACT).read_text())
+    for spec in doc["columns"].values():
+        spec["feature"] = bool(spec.get("feature")) and spec["type"] == "string"
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    contract = load_contract(tmp_path / "c.yaml")
+    names = [c.name for c in contract.features]
+    assert not contract.numeric_features and names == ["carrier", "origin", "dest"]
+    table, _ = load_default_table(contract)
+    table[table["month"] == 1].sample(400, random_state=0).to_parquet(tmp_path / "in.parquet")
+    ingested = ingest(contract, tmp_path / "spans", input_path=tmp_path / "in.parquet")
+    train_rows = ingested.spans[0].train_rows
+    assert train_rows < 512  # fewer rows than one batch
+
+    transform_output, train_files = _tfx_transform(contract, tmp_path / "spans", tmp_path)
+    tft_output = tft.TFTransformOutput(transform_output)
+    one = build_model(tft_output, {"numeric": [], "categorical": ["origin"], "hidden_units": [4]})
+    assert not [layer for layer in one.layers if isinstance(layer, tf.keras.layers.Concatenate)]
+
+    spec = {"train_files": [train_files], "eval_files": [], "transform_output": transform_output,
+            "serving_model_dir": str(tmp_path / "serving"), "model_run_dir": str(tmp_path / "run"),
+            "config": {"numeric": [], "categorical": names, "label": contract.label.name,
+                       "workers": 1, "batch_size": 512, "epochs": 2, "learning_rate": 1e-2,
+                       "hidden_units": [8], "train_rows": train_rows}}
+    metrics = train(spec)
+    assert metrics["steps"] == 2 and np.isfinite(metrics["final_loss"])  # one (full) batch per epoch
+    rows = read_spans(tmp_path / "spans", "eval").to_pandas()
+    p = predict_saved_model(str(tmp_path / "serving"), rows, feature_names=names)
+    assert p.shape == (len(rows),) and ((p > 0) & (p < 1)).all() and p.std() > 0
