@@ -29,6 +29,10 @@ SERVING_SIGNATURE = "serving_default"
 TRAIN_METRICS = "train_metrics.json"
 
 
+SPEC_KEYS = ("train_files", "eval_files", "transform_output", "serving_model_dir", "model_run_dir",
+             "config")
+
+
 def _spec_from_fn_args(fn_args) -> dict:
     return {
         "train_files": list(fn_args.train_files),
@@ -336,6 +340,9 @@ def _main(argv: list[str]) -> int:
     logging.getLogger("twinpipe").setLevel(logging.INFO)
     with open(argv[1]) as f:
         spec = json.load(f)
+    missing = [k for k in SPEC_KEYS if k not in spec]
+    if missing:  # before TensorFlow's import: a bad spec fails every worker within a second
+        raise ValueError(f"[tfx][train] training spec {argv[1]} lacks {missing}")
     train(spec)
     return 0
 

@@ -137,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.set_device(device)
     else:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(world, 1)))
+    numeric, categorical = feature_list(args.numeric), feature_list(args.categorical)
+    if not numeric and not categorical:
+        raise ValueError("[torch][train] no feature columns: --numeric and --categorical are "
+                         "both empty.")
+    # Before joining the group (parquet metadata only): every rank stops the same way, at once.
+    check_shard(count_rows(args.train), world)
     distributed = world > 1
     if distributed:
         init_process_group("nccl" if cuda else "gloo", rank, world)
@@ -145,12 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     tag = f"[torch][train][rank {rank}]"
 
-    numeric, categorical = feature_list(args.numeric), feature_list(args.categorical)
-    if not numeric and not categorical:
-        raise ValueError("[torch][train] no feature columns: --numeric and --categorical are "
-                         "both empty.")
     train = read_split(args.train, "train")
-    check_shard(len(train), world)  # before any collective: every rank stops the same way
     prep = fit_preprocessing(train, numeric, categorical)
     x_num, x_cat = prep.encode(train)
     y = train[args.label].to_numpy(dtype=np.float32)

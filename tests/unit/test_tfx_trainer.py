@@ -62,21 +62,14 @@ def test_launcher_removes_its_run_folder_when_it_fails_before_launching(monkeypa
 
 
 def test_launcher_names_the_failed_worker_and_cleans_up(monkeypatch, tmp_path):
-    """Real TF workers on a spec whose Transform output does not exist: they fail; the launcher
-    names a worker and leaves no spec file or scratch folder behind."""
+    """Real worker processes on a spec they refuse (before importing TensorFlow): the launcher
+    names a failed worker and leaves no spec file or scratch folder behind."""
     tmp = _isolated_tmp(monkeypatch, tmp_path)
-    spec = {"train_files": [str(tmp_path / "none-*")], "eval_files": [],
-            "transform_output": str(tmp_path / "no-transform"),
-            "serving_model_dir": str(tmp_path / "serving"), "model_run_dir": str(tmp_path / "run"),
-            "config": {"numeric": ["a"], "categorical": [], "label": "label", "batch_size": 4,
-                       "epochs": 1, "train_rows": 10}}
     t0 = time.monotonic()
     with pytest.raises(RuntimeError, match=r"\[tfx\]\[train\] worker [01] of 2 exited with code 1"):
-        launch_local_workers(spec, 2, grace_s=2.0)
-    assert time.monotonic() - t0 < 120
+        launch_local_workers({"config": {"workers": 2}}, 2, grace_s=2.0)
+    assert time.monotonic() - t0 < 60
     assert list(tmp.iterdir()) == []
-    assert not (tmp_path / "serving").exists()
-
 
 # --- TF: a contract without numeric features, fewer train rows than a batch -----------------------
 
