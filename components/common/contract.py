@@ -320,6 +320,9 @@ def load_contract(path: str | Path | None = None) -> Contract:
             smtp_settings(str(alerts["smtp"]))
         except ContractError as e:
             raise ContractError(f"contract {where}: alerts.smtp: {e}") from None
+    if not any(c.feature for c in columns):
+        raise ContractError(f"contract {where}: no column is a model feature; mark at least one "
+                            f"column 'feature: true'.")
     return Contract(
         name=top.text("name", "contract"),
         version=top.num("version", 1, kind=int),

@@ -14,16 +14,23 @@ import json
 import logging
 import math
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 
 log = logging.getLogger("twinpipe.tfx.train")
 
 SERVING_SIGNATURE = "serving_default"
 TRAIN_METRICS = "train_metrics.json"
+
+
+SPEC_KEYS = ("train_files", "eval_files", "transform_output", "serving_model_dir", "model_run_dir",
+             "config")
 
 
 def _spec_from_fn_args(fn_args) -> dict:
@@ -58,35 +65,105 @@ def _stream(proc: subprocess.Popen, prefix: str) -> None:
             sys.stderr.write(f"{prefix} {line}")
 
 
-def launch_local_workers(spec: dict, workers: int) -> None:
-    """Runs ``workers`` training processes on localhost with a shared TF_CONFIG cluster."""
+# How long the launcher lets the other workers stop after SIGTERM (one worker failed) before it
+# sends SIGKILL: a MultiWorkerMirroredStrategy sibling can otherwise hang in a collective.
+WORKER_GRACE_S = 5.0
+
+
+@dataclass
+class Supervised:
+    """What :func:`supervise` saw: every process's exit code (``-N``: killed by signal N), the
+    index of the first one that failed (None when all exited 0), and the ones it stopped."""
+
+    codes: list[int]
+    failed: int | None = None
+    stopped: list[int] = field(default_factory=list)
+
+
+def _describe(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def supervise(procs: list[subprocess.Popen], grace_s: float = WORKER_GRACE_S,
+              poll_s: float = 0.1) -> Supervised:
+    """Waits for ``procs``; as soon as one exits non-zero, the others get SIGTERM, then SIGKILL
+    after ``grace_s`` seconds. Returns when every process has exited."""
+    failed = None
+    while failed is None:
+        codes = [p.poll() for p in procs]
+        failed = next((i for i, c in enumerate(codes) if c not in (None, 0)), None)
+        if failed is None:
+            if all(c is not None for c in codes):
+                return Supervised(codes)  # type: ignore[arg-type]
+            time.sleep(poll_s)
+    stopped = [i for i, p in enumerate(procs) if p.poll() is None]
+    stop(procs, grace_s)
+    return Supervised([p.returncode for p in procs], failed, stopped)
+
+
+def stop(procs: list[subprocess.Popen], grace_s: float = WORKER_GRACE_S) -> None:
+    """SIGTERM to the running ``procs``, SIGKILL to those still running ``grace_s`` later."""
+    running = [p for p in procs if p.poll() is None]
+    for p in running:
+        p.terminate()
+    deadline = time.monotonic() + grace_s
+    for p in running:
+        try:
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def launch_local_workers(spec: dict, workers: int, grace_s: float = WORKER_GRACE_S) -> None:
+    """Runs ``workers`` training processes on localhost with a shared TF_CONFIG cluster.
+
+    When one worker fails the others are stopped (:func:`supervise`) and RuntimeError names it.
+    The spec file and the workers' scratch space live in one temporary folder, always removed.
+    """
     import portpicker
 
     ports = [portpicker.pick_unused_port() for _ in range(workers)]
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(spec, f)
-        spec_path = f.name
-    procs, threads = [], []
-    threads_per_worker = max(1, (os.cpu_count() or 1) // workers)
-    for i in range(workers):
-        env = dict(os.environ)
-        env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
-        env["TWINPIPE_THREADS"] = str(threads_per_worker)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "components.tfx.trainer", spec_path],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    run_dir = tempfile.mkdtemp(prefix="tfx-train-")
+    procs: list[subprocess.Popen] = []
+    threads = []
+    try:
+        spec_path = os.path.join(run_dir, "spec.json")
+        with open(spec_path, "w") as f:
+            json.dump({**spec, "scratch_dir": run_dir}, f)
+        threads_per_worker = max(1, (os.cpu_count() or 1) // workers)
+        for i in range(workers):
+            env = dict(os.environ)
+            env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
+            env["TWINPIPE_THREADS"] = str(threads_per_worker)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "components.tfx.trainer", spec_path],
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )
+            procs.append(proc)
+            t = threading.Thread(target=_stream, args=(proc, f"[tfx][train][worker {i}]"), daemon=True)
+            t.start()
+            threads.append(t)
+        outcome = supervise(procs, grace_s)
+    finally:
+        stop(procs, grace_s)  # an exception above (or Ctrl-C) leaves no worker running
+        for t in threads:
+            t.join(timeout=5)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    if outcome.failed is not None:
+        stopped = (f"; stopped the other worker(s) {outcome.stopped}" if outcome.stopped else "")
+        raise RuntimeError(
+            f"[tfx][train] worker {outcome.failed} of {workers} "
+            f"{_describe(outcome.codes[outcome.failed])}: multi-worker training failed "
+            f"(exit codes {outcome.codes}{stopped}; see the [tfx][train][worker "
+            f"{outcome.failed}] lines above)"
         )
-        t = threading.Thread(target=_stream, args=(proc, f"[tfx][train][worker {i}]"), daemon=True)
-        t.start()
-        procs.append(proc)
-        threads.append(t)
-    codes = [p.wait() for p in procs]
-    for t in threads:
-        t.join(timeout=5)
-    os.unlink(spec_path)
-    if any(codes):
-        raise RuntimeError(f"[tfx][train] worker exit codes {codes}: multi-worker training failed")
 
 
 def _dataset(patterns, feature_spec, label_key, batch_size, shuffle, seed=0):
@@ -133,7 +210,11 @@ def build_model(tft_output, config: dict):
         inputs[name] = keras.Input(shape=(), name=name, dtype=tf.int64)
         dim = min(8, max(2, int(round(vocab**0.5))))
         parts.append(keras.layers.Embedding(vocab, dim, name=f"emb_{name}")(inputs[name]))
-    x = keras.layers.Concatenate()(parts)
+    if not parts:
+        raise ValueError("[tfx][train] no feature columns: numeric and categorical are both empty")
+    # One feature column (one part) is the MLP's input itself: no Concatenate over a single input
+    # (a no-op layer here, an error in Keras versions that want two inputs or more).
+    x = keras.layers.Concatenate()(parts) if len(parts) > 1 else parts[0]
     for units in config.get("hidden_units", [64, 32]):
         x = keras.layers.Dense(units, activation="relu")(x)
     out = keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
@@ -185,6 +266,10 @@ def train(spec: dict) -> dict:
     global_batch = int(cfg["batch_size"]) * replicas
     # Known from ingest on local runs; counted here when compiled for a cluster (rows unknown).
     train_rows = int(cfg.get("train_rows") or _count_records(spec["train_files"]))
+    if train_rows <= 0:
+        raise ValueError(f"[tfx][train] no train rows in {spec['train_files']}: nothing to train on")
+    # Fewer rows than a global batch still train: the dataset repeats, so each step's batch is
+    # full (rows reused) and every worker takes the same steps_per_epoch steps.
     steps_per_epoch = max(1, math.ceil(train_rows / global_batch))
     epochs = int(cfg["epochs"])
     log.info("[tfx][train] %s, %d worker(s), %d replica(s), global batch %d, %d steps x %d epochs",
@@ -220,8 +305,14 @@ def train(spec: dict) -> dict:
     signatures = {SERVING_SIGNATURE: _serving_fn(model, tft_output, feature_names)}
     # Every MultiWorkerMirroredStrategy worker must save (the save runs collectives); only the
     # chief's copy is the model, the others write to scratch space.
-    target = spec["serving_model_dir"] if chief else tempfile.mkdtemp(prefix=f"worker{index}-")
-    model.save(target, save_format="tf", signatures=signatures)
+    # The launcher's run folder holds the scratch copies and removes them, even after a crash.
+    target = (spec["serving_model_dir"] if chief
+              else tempfile.mkdtemp(prefix=f"worker{index}-", dir=spec.get("scratch_dir")))
+    try:
+        model.save(target, save_format="tf", signatures=signatures)
+    finally:
+        if not chief:
+            shutil.rmtree(target, ignore_errors=True)
 
     metrics = {
         "strategy": strategy_name,
@@ -249,6 +340,9 @@ def _main(argv: list[str]) -> int:
     logging.getLogger("twinpipe").setLevel(logging.INFO)
     with open(argv[1]) as f:
         spec = json.load(f)
+    missing = [k for k in SPEC_KEYS if k not in spec]
+    if missing:  # before TensorFlow's import: a bad spec fails every worker within a second
+        raise ValueError(f"[tfx][train] training spec {argv[1]} lacks {missing}")
     train(spec)
     return 0
 

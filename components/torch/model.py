@@ -92,4 +92,8 @@ class FlightsNet(nn.Module):
         x = torch.where(torch.isnan(numeric), self.mean, numeric)
         x = (x - self.mean) / self.std
         parts = [x] + [emb(categorical[:, i]) for i, emb in enumerate(self.embeddings)]
+        if len(self.embeddings) == 0:
+            # No categorical feature: its [N, 0] input still enters the graph, so the ONNX export
+            # keeps the input that signature.json declares (the exporter drops unused inputs).
+            parts.append(categorical[:, :0].to(x.dtype))
         return torch.sigmoid(self.mlp(torch.cat(parts, dim=1))).squeeze(1)

@@ -108,10 +108,12 @@ def train_stage(
     """
     from components.torch.export import export, signature_doc
     from components.torch.launch import run_training, train_appdef
-    from components.torch.train_app import load_model
+    from components.torch.train_app import check_shard, count_rows, load_model
 
     t0 = time.time()
     contract = _contract(contract_path)
+    # The app checks this too; here it stops before torchrun would restart a doomed job.
+    check_shard(count_rows(train_path), workers)
     out = Path(model_dir)
     work = out / "train"
     app = train_appdef(

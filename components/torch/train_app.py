@@ -47,6 +47,40 @@ def read_split(path: str, split: str):
     return ds.dataset(files, format="parquet").to_table().to_pandas()
 
 
+def feature_list(text: str) -> list[str]:
+    """``"a,b"`` -> ``["a", "b"]``; ``""`` -> ``[]`` (a contract without features of a kind)."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def count_rows(path: str, split: str = "train") -> int:
+    """The rows :func:`read_split` would read, from parquet metadata (no data read)."""
+    p = Path(path)
+    if p.is_dir() and any(p.glob(f"span-*/{split}/*.parquet")):
+        files = sorted(str(f) for f in p.glob(f"span-*/{split}/*.parquet"))
+    else:
+        files = [str(p)] if p.is_file() else sorted(str(f) for f in p.glob("*.parquet"))
+    return ds.dataset(files, format="parquet").count_rows() if files else 0
+
+
+def check_shard(rows: int, world: int) -> None:
+    """Every rank needs at least one row: DistributedSampler(drop_last=True) gives each of the
+    ``world`` ranks ``rows // world`` of them."""
+    if rows // max(world, 1) == 0:
+        raise ValueError(
+            f"[torch][train] {rows} train row(s) for {world} DDP rank(s): every rank needs at "
+            f"least one row (each trains on rows // ranks = 0 rows). Train on more rows or with "
+            f"fewer workers.")
+
+
+def shard_batch(shard: int, batch_size: int) -> int:
+    """The per-rank batch: ``batch_size``, or the whole shard when the shard is smaller.
+
+    Shards are equal on every rank (drop_last=True), so every rank takes the same number of
+    steps (``shard // batch``, at least one): DDP's all-reduce needs each rank at every step.
+    """
+    return max(1, min(batch_size, shard))
+
+
 def _batches(tensors, sampler, batch_size: int, device):
     """Full batches of this rank's shard for the sampler's current epoch."""
     idx = torch.tensor(list(iter(sampler)), dtype=torch.long, device=device)
@@ -103,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.set_device(device)
     else:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(world, 1)))
+    numeric, categorical = feature_list(args.numeric), feature_list(args.categorical)
+    if not numeric and not categorical:
+        raise ValueError("[torch][train] no feature columns: --numeric and --categorical are "
+                         "both empty.")
+    # Before joining the group (parquet metadata only): every rank stops the same way, at once.
+    check_shard(count_rows(args.train), world)
     distributed = world > 1
     if distributed:
         init_process_group("nccl" if cuda else "gloo", rank, world)
@@ -111,7 +151,6 @@ def main(argv: list[str] | None = None) -> int:
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     tag = f"[torch][train][rank {rank}]"
 
-    numeric, categorical = args.numeric.split(","), args.categorical.split(",")
     train = read_split(args.train, "train")
     prep = fit_preprocessing(train, numeric, categorical)
     x_num, x_cat = prep.encode(train)
@@ -122,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     tensors = [torch.from_numpy(a).to(device) for a in (x_num, x_cat, y)]
     sampler = DistributedSampler(TensorDataset(*tensors), num_replicas=world, rank=rank,
                                  shuffle=True, seed=args.seed, drop_last=True)
+    batch_size = shard_batch(len(sampler), args.batch_size)
+    if batch_size < args.batch_size:
+        log.info("%s shard of %d rows < batch %d: the shard is one batch", tag, len(sampler),
+                 args.batch_size)
 
     torch.manual_seed(args.seed)
     hidden = tuple(int(u) for u in args.hidden_units.split(","))
@@ -140,10 +183,11 @@ def main(argv: list[str] | None = None) -> int:
 
     steps, t_first, t0 = 0, None, time.perf_counter()
     loss_value = float("nan")
+    loss = None
     for epoch in range(start_epoch, args.epochs):
         sampler.set_epoch(epoch)
         ddp.train()
-        for xn, xc, yy in _batches(tensors, sampler, args.batch_size, device):
+        for xn, xc, yy in _batches(tensors, sampler, batch_size, device):
             optim.zero_grad(set_to_none=True)
             loss = loss_fn(ddp(xn, xc), yy)
             loss.backward()
@@ -151,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             steps += 1
             if t_first is None:
                 t_first = time.perf_counter()  # steady-state clock starts after step 1
-        loss_value = float(loss.detach())
+        if loss is not None:
+            loss_value = float(loss.detach())
         if rank == 0:
             _save_atomic({"epoch": epoch, "model": model.state_dict(), "optim": optim.state_dict()},
                          ckpt_path)
@@ -167,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                 log.info("%s failing on purpose after epoch %d (restart test)", tag, epoch + 1)
                 sys.exit(3)
     t_end = time.perf_counter()
-    global_batch = args.batch_size * world
+    global_batch = batch_size * world
     steady = (steps - 1) * global_batch / (t_end - t_first) if steps > 1 and t_first else 0.0
 
     if rank == 0:

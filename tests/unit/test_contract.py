@@ -51,3 +51,17 @@ span: {year_column: a, month_column: a}
 def test_contract_missing_file_is_clear(tmp_path):
     with pytest.raises(ContractError, match="does not exist"):
         load_contract(tmp_path / "nope.yaml")
+
+
+def test_contract_without_any_feature_is_rejected(tmp_path):
+    p = _write(tmp_path, """
+columns: {a: {type: int}, b: {type: string, feature: false}}
+label: {name: y, source: a, threshold: 1}
+split: {key: [a], eval_per_mille: 100}
+blessing: {metric: auc, lower_bound: 0.5, max_regression: 0.0}
+span: {year_column: a, month_column: a}
+""")
+    with pytest.raises(ContractError, match=f"contract {p}: no column is a model feature"):
+        load_contract(p)
+    p.write_text(p.read_text().replace("{type: int}", "{type: int, feature: true}"))
+    assert [c.name for c in load_contract(p).features] == ["a"]
