@@ -16,6 +16,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -152,13 +153,18 @@ def _csv_header(path: Path, opener) -> list[str]:
         raise _Unreadable("readable", f"file {path}, line 1",
                           f"the header is not UTF-8 text (byte {first[e.start]:#04x} at position "
                           f"{e.start + 1}): a binary file or another encoding", "a UTF-8 CSV") from None
-    names = next(csv.reader([text.rstrip("\r\n")]), [])
-    if not names or all(not n.strip() for n in names):
-        raise _Unreadable("readable", f"file {path}, line 1", "no header line (the first line is "
-                          "empty)", "a header naming the columns")
     if "\x00" in text:
         raise _Unreadable("readable", f"file {path}, line 1", "the header holds NUL bytes: a binary "
                           "file", "a UTF-8 CSV")
+    try:
+        # pyarrow ends a line at \n, \r\n or a lone \r: the header is what comes before the first
+        names = next(csv.reader([re.split(r"\r\n|\r|\n", text, maxsplit=1)[0]]), [])
+    except csv.Error as e:
+        raise _Unreadable("readable", f"file {path}, line 1", f"the header is not a CSV line ({e})",
+                          "a header naming the columns") from None
+    if not names or all(not n.strip() for n in names):
+        raise _Unreadable("readable", f"file {path}, line 1", "no header line (the first line is "
+                          "empty)", "a header naming the columns")
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise _Unreadable("readable", f"file {path}, line 1",

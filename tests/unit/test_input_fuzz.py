@@ -176,7 +176,9 @@ def test_bad_deliveries_name_file_and_rule_and_alert(data, name, rule, where, tm
     path = tmp_path / name
     path.write_bytes(data)
     with HttpReceiver() as hook:
-        monkeypatch.setenv("TWINPIPE_ALERT_WEBHOOK", f"{hook.url}/hook")
+        secret = tmp_path / "webhook-url"
+        secret.write_text(f"{hook.url}/hook")
+        monkeypatch.setenv("TWINPIPE_ALERT_WEBHOOK_FILE", str(secret))
         err = io.StringIO()
         with redirect_stderr(err), redirect_stdout(io.StringIO()):
             code = main(["validate", str(path), "--out", str(tmp_path / "out")])
