@@ -141,3 +141,26 @@ def test_vertex_beam_options_validate_as_dataflow_options_offline(compiled, no_n
     # --dry_run keeps its soft-delete probe of the bucket from calling GCS.
     checked = PipelineOptions([*args, "--dry_run=True"])
     assert PipelineOptionsValidator(checked, DataflowRunner()).validate() == []
+
+
+def test_the_beam_stages_are_the_ones_the_report_says_scale_out(compiled):
+    """Only Beam executors run on Dataflow: exactly ExampleGen, StatisticsGen, Transform and the
+    Evaluator, as the README and the report's notes (infra.report.SCALE_OUT) state."""
+    import importlib
+
+    from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
+
+    from infra.report import SCALE_OUT
+
+    beam = set()
+    for name, ex in load_compiled(compiled / "tfx-vertex.json")[0]["deploymentSpec"]["executors"].items():
+        args = ex["container"]["args"]
+        module, _, cls = args[args.index("--executor_class_path") + 1].rpartition(".")
+        if issubclass(getattr(importlib.import_module(module), cls), BaseBeamExecutor):
+            beam.add(name.removesuffix("_executor"))
+    assert beam == {"ingest", "statistics", "transform", "evaluate"}
+    notes = " ".join(n["tfx"] for n in SCALE_OUT)
+    for component in ("ExampleGen (Beam)", "StatisticsGen (Beam)", "Transform (Beam)",
+                      "Evaluator (TFMA, Beam)"):
+        assert component in notes
+    assert notes.count("Beam") == 4 and notes.count("Dataflow") == 5  # 4 jobs + "not on Dataflow"
