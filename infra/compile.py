@@ -15,12 +15,15 @@ from components.common.ingest import parse_months
 def compile_tfx(
     *, target: str, out_dir: str, pipeline_root: str, data_root: str, image: str,
     contract_path: str | None, workers: int, months: str, span: str = "latest",
+    beam_pipeline_args: list[str] | None = None,
 ) -> Path:
     """Writes ``tfx-<target>.json`` (a PipelineJob with the pipeline spec) via KubeflowV2DagRunner.
 
     The schema file is written beside it; upload it to ``<data_root>/tfx/schema/``. The baseline
     is looked up in the push destination (no Resolver), so the same spec runs on self-hosted
-    KFP v2, whose backend cannot run TFX's Resolver, and on Vertex.
+    KFP v2, whose backend cannot run TFX's Resolver, and on Vertex. ``beam_pipeline_args``
+    (``infra.beam_options.beam_args``; default: the local DirectRunner ones) reach every
+    executor; the Beam ones (ExampleGen, StatisticsGen, Transform, Evaluator) run on them.
     """
     from tfx import v1 as tfx
 
@@ -44,7 +47,7 @@ def compile_tfx(
         contract=contract,
         train_config=tcfg,
         train_steps=1,
-        beam_pipeline_args=list(cfg.beam_args),
+        beam_pipeline_args=list(cfg.beam_args if beam_pipeline_args is None else beam_pipeline_args),
         signature_json=signature_json(contract),
         run_label=f"compiled-{target}",
         latest_span=span == "latest",
@@ -126,17 +129,44 @@ def load_pipeline_spec(path: str | Path):
     return json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec(), ignore_unknown_fields=False)
 
 
+def tfx_beam_args(args, data_root: str, image: str) -> list[str]:
+    """The TFX spec's Beam options from `twinpipe compile`'s flags (``--beam-runner``, default
+    ``dataflow`` for ``--target vertex`` and ``direct`` for ``kfp``; ``--beam-arg`` overrides)."""
+    from components.common.errors import ContractError
+    from infra.beam_options import DataflowSettings, beam_args
+
+    runner = args.beam_runner or ("dataflow" if args.target == "vertex" else "direct")
+    if runner != "dataflow":
+        return beam_args(runner, args.beam_arg)
+    if not args.project:
+        why = "" if args.beam_runner else " (the default for --target vertex)"
+        raise ContractError(f"--beam-runner dataflow{why} needs --project PROJECT_ID: the TFX "
+                            "stack's Beam stages run as Dataflow jobs in that project (or give "
+                            "--beam-runner direct to run them inside the pods).")
+    return beam_args("dataflow", args.beam_arg, DataflowSettings(
+        project=args.project, region=args.region, data_root=data_root, image=image,
+        name=args.infra_name, service_account=args.dataflow_service_account,
+        network=args.dataflow_network, subnetwork=args.dataflow_subnetwork,
+        machine_type=args.dataflow_machine_type, max_workers=args.dataflow_max_workers))
+
+
 def compile_pipelines(args) -> list[Path]:
+    from infra.beam_options import artifact_bucket
+
     stacks = ("tfx", "torch") if args.stack == "both" else (args.stack,)
-    root = args.pipeline_root or "gs://twinpipe-artifacts/pipeline_root"
-    data = args.data_root or "gs://twinpipe-artifacts/data"
+    # Default roots: Terraform's artifact bucket when the project is known, else a placeholder.
+    bucket = artifact_bucket(args.infra_name, args.project) if args.project else "twinpipe-artifacts"
+    root = args.pipeline_root or f"gs://{bucket}/pipeline_root"
+    data = args.data_root or f"gs://{bucket}/data"
+    tfx_image = args.image or "twinpipe-tfx:latest"
+    beam = tfx_beam_args(args, data, tfx_image) if "tfx" in stacks else None  # usage errors first
     paths = []
     for stack in stacks:
         if stack == "tfx":
             paths.append(compile_tfx(
                 target=args.target, out_dir=args.out, pipeline_root=root, data_root=data,
-                image=args.image or "twinpipe-tfx:latest", contract_path=args.contract, workers=args.workers,
-                months=args.months, span=args.span,
+                image=tfx_image, contract_path=args.contract, workers=args.workers,
+                months=args.months, span=args.span, beam_pipeline_args=beam,
             ))
         else:
             paths.append(compile_torch(

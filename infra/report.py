@@ -62,6 +62,30 @@ STAGE_CODE = {
     },
 }
 
+# Where each stage's work runs on a cluster and how it scales out, per stack (the report's notes).
+# TFX: `twinpipe compile --beam-runner dataflow` (default for --target vertex) runs the Beam stages
+# as Dataflow jobs; with `direct` (default for kfp, and `twinpipe run`) they run in the pod/process.
+SCALE_OUT = [
+    {"stage": "ingest",
+     "tfx": "ExampleGen (Beam): a Dataflow job, Parquet spans to tf.Examples across workers",
+     "torch": "none: a pyarrow scan inside the ingest pod (scales up with the pod, not out)"},
+    {"stage": "validate",
+     "tfx": "StatisticsGen (Beam): a Dataflow job over every row; ImportSchemaGen, "
+            "ExampleValidator and the gate run in their pods on the statistics",
+     "torch": "none: the Great Expectations checkpoint runs on pandas inside the validate pod"},
+    {"stage": "train",
+     "tfx": "Transform (Beam): a Dataflow job (full-pass analyzers, then every row transformed); "
+            "the Trainer runs in its pod (tf.distribute workers), not on Dataflow",
+     "torch": "training scales out with TorchX dist.ddp on Volcano (GPU nodes) — the Trainer's "
+              "equivalent; none for Transform: preprocessing statistics are computed in one process"},
+    {"stage": "evaluate",
+     "tfx": "Evaluator (TFMA, Beam): a Dataflow job scoring the eval rows across workers",
+     "torch": "none: candidate and baseline are scored by onnxruntime inside the evaluate pod"},
+    {"stage": "push",
+     "tfx": "in its pod (a rename in the bucket; nothing to scale)",
+     "torch": "in its pod (a rename in the bucket; nothing to scale)"},
+]
+
 
 # --- lines of code ------------------------------------------------------------------------------
 
@@ -266,6 +290,7 @@ def build_report_data(run_dirs: list[str | Path]) -> dict:
         "lines_of_code": loc,
         "checks": checks,
         "summary": summary_lines(runs, loc),
+        "notes": {"scale_out": SCALE_OUT},
     }
 
 
@@ -481,6 +506,16 @@ def render_html(data: dict) -> str:
     rows.append(["total", *(sum(v[k] for v in loc.values()) for k in ("shared", "tfx", "torch"))])
     add(_table(["stage", "shared", "TFX", "PyTorch"], rows))
 
+    # notes
+    add("<h2 id='notes'>Notes: scaling out on a cluster</h2><p>The runs above are local (Beam's "
+        "DirectRunner in the process). Compiled for the cloud (<code>twinpipe compile --target "
+        "vertex</code>, or <code>--beam-runner dataflow</code>), the TFX stack's Beam stages run "
+        "as Dataflow jobs that scale out over workers; with <code>--beam-runner direct</code> "
+        "(the default for <code>--target kfp</code>) they run inside their pods.</p>")
+    notes = data.get("notes", {}).get("scale_out", SCALE_OUT)
+    add("<div class='notes'>" + _table(["stage", "TFX on a cluster", "PyTorch stack's equivalent"],
+                                       [[n["stage"], n["tfx"], n["torch"]] for n in notes]) + "</div>")
+
     # environment
     add("<h2 id='environment'>Environment</h2>")
     for r in runs:
@@ -494,7 +529,7 @@ def render_html(data: dict) -> str:
 
     nav = " · ".join(f"<a href='#{a}'>{a}</a>" for a in
                      ("summary", "runs", "stages", "scaling", "quality", "artifacts", "serving",
-                      "code", "environment"))
+                      "code", "notes", "environment"))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>twinpipe report: TFX vs PyTorch</title>
 <style>
@@ -503,7 +538,8 @@ table {{ border-collapse: collapse; margin: .5em 0 1em; font-size: 13px; }}
 th, td {{ border: 1px solid #dadce0; padding: 3px 8px; text-align: right; }}
 th {{ background: #f1f3f4; }} td:first-child, td:nth-child(2) {{ text-align: left; }}
 img {{ max-width: 100%; margin: .5em 0; }} .row {{ display: flex; gap: 1em; flex-wrap: wrap; }}
-.check {{ font-size: 13px; }} h2 {{ border-bottom: 1px solid #dadce0; padding-top: .5em; }}
+.check {{ font-size: 13px; }} .notes td {{ text-align: left; }}
+h2 {{ border-bottom: 1px solid #dadce0; padding-top: .5em; }}
 </style></head>
 <body data-images-ok="pending">
 <h1>twinpipe: the same job on TFX and on PyTorch</h1>

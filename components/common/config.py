@@ -27,6 +27,22 @@ def default_beam_args() -> list[str]:
     ]
 
 
+def _option_key(arg: str) -> str:
+    """A Beam option's name: ``--max_num_workers=4`` -> ``max_num_workers``; a boolean's negation
+    names the same option (``--no_use_public_ips`` and ``--use_public_ips``)."""
+    name = arg.split("=", 1)[0].lstrip("-")
+    return name[3:] if name.startswith("no_") else name
+
+
+def override_beam_args(base: list[str] | tuple[str, ...], overrides: list[str] | tuple[str, ...]
+                       ) -> list[str]:
+    """``base`` with every option named in ``overrides`` replaced by the overrides (by option name,
+    all of its occurrences: one ``--experiments=...`` replaces every default experiment), the
+    overrides appended in their order."""
+    keys = {_option_key(a) for a in overrides}
+    return [a for a in base if _option_key(a) not in keys] + list(overrides)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     out_dir: str = "out"

@@ -52,6 +52,7 @@ def test_every_section_is_filled_for_both_stacks(report):
     assert run["environment"]["cpu_count"] >= 1 and run["environment"]["versions"]["tfx"] == "1.16.0"
     assert all(v["tfx"] > 0 and v["torch"] > 0 for v in data["lines_of_code"].values())
     assert len(data["summary"]) >= 8
+    assert [n["stage"] for n in data["notes"]["scale_out"]] == list(STAGES)  # where each scales out
 
 
 def test_report_numbers_agree_with_each_stacks_run_json(report):
@@ -83,7 +84,7 @@ def test_html_renders_in_headless_chromium_with_a_screenshot(report, tmp_path):
     page = (out / "report" / "index.html").resolve().as_uri()
     html = (out / "report" / "index.html").read_text()
     for section in ("summary", "runs", "stages", "scaling", "quality", "artifacts", "serving",
-                    "code", "environment"):
+                    "code", "notes", "environment"):
         assert f"id='{section}'" in html
     assert html.count("<img ") == 7  # stage wall, CPU, memory; scaling; ROC, calibration; latency
     dom = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'p1'}",

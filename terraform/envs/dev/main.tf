@@ -66,3 +66,7 @@ variable "master_authorized_networks" {
 output "platform" {
   value = module.twinpipe
 }
+
+output "compile_flags" {
+  value = module.twinpipe.compile_flags
+}

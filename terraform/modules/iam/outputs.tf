@@ -9,3 +9,7 @@ output "workload_service_account" {
 output "vertex_service_account" {
   value = google_service_account.vertex.email
 }
+
+output "dataflow_service_account" {
+  value = google_service_account.dataflow.email
+}

@@ -69,3 +69,23 @@ resource "google_compute_firewall" "deny_ingress" {
     metadata = "INCLUDE_ALL_METADATA"
   }
 }
+
+# Dataflow workers (the service tags them "dataflow") exchange shuffle data with each other on
+# TCP 12345-12346: allowed only from those workers to those workers, inside this VPC's subnet
+# they are started in (compile's --dataflow-subnetwork); everything else stays denied above.
+resource "google_compute_firewall" "dataflow_workers" {
+  project   = var.project_id
+  name      = "${var.name}-dataflow-workers"
+  network   = google_compute_network.vpc.id
+  direction = "INGRESS"
+  priority  = 1000
+  allow {
+    protocol = "tcp"
+    ports    = ["12345-12346"]
+  }
+  source_tags = ["dataflow"]
+  target_tags = ["dataflow"]
+  log_config {
+    metadata = "INCLUDE_ALL_METADATA"
+  }
+}

@@ -13,3 +13,12 @@ output "pods_range" {
 output "services_range" {
   value = "services"
 }
+
+output "network_name" {
+  value = google_compute_network.vpc.name
+}
+
+# As Dataflow's --subnetwork takes it.
+output "dataflow_subnetwork" {
+  value = "regions/${var.region}/subnetworks/${google_compute_subnetwork.nodes.name}"
+}

@@ -1,12 +1,12 @@
 # Everything the pipelines use besides the cluster: the APIs, a CMEK key, the artifact bucket
 # (pipeline roots, spans, pushed models), the container registry for the two images, the Pub/Sub
-# topic data-validation alerts go to, and the workload/Vertex SAs' access to them.
+# topic data-validation alerts go to, and the workload/Vertex/Dataflow SAs' access to them.
 
 locals {
   apis = [
     "container.googleapis.com", "compute.googleapis.com", "artifactregistry.googleapis.com",
     "aiplatform.googleapis.com", "pubsub.googleapis.com", "cloudkms.googleapis.com",
-    "storage.googleapis.com", "iam.googleapis.com",
+    "storage.googleapis.com", "iam.googleapis.com", "dataflow.googleapis.com",
   ]
 }
 
@@ -137,4 +137,20 @@ resource "google_artifact_registry_repository_iam_member" "vertex_pull" {
   repository = google_artifact_registry_repository.images.name
   role       = "roles/artifactregistry.reader"
   member     = "serviceAccount:${var.vertex_service_account}"
+}
+
+# Dataflow workers read the spans and write artifacts, temp and staging files in the bucket, and
+# pull the TFX image (their SDK container) from the registry.
+resource "google_storage_bucket_iam_member" "dataflow" {
+  bucket = google_storage_bucket.artifacts.name
+  role   = "roles/storage.objectAdmin"
+  member = "serviceAccount:${var.dataflow_service_account}"
+}
+
+resource "google_artifact_registry_repository_iam_member" "dataflow_pull" {
+  project    = var.project_id
+  location   = var.region
+  repository = google_artifact_registry_repository.images.name
+  role       = "roles/artifactregistry.reader"
+  member     = "serviceAccount:${var.dataflow_service_account}"
 }

@@ -18,6 +18,11 @@ variable "vertex_service_account" {
   type = string
 }
 
+variable "dataflow_service_account" {
+  type        = string
+  description = "Email of the Dataflow worker SA (TFX Beam stages)."
+}
+
 variable "labels" {
   type    = map(string)
   default = {}

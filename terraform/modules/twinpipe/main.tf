@@ -14,6 +14,7 @@ module "platform" {
   name                     = var.name
   workload_service_account = module.iam.workload_service_account
   vertex_service_account   = module.iam.vertex_service_account
+  dataflow_service_account = module.iam.dataflow_service_account
   labels                   = var.labels
 }
 
