@@ -2,9 +2,11 @@
 
 * ``OUT/<stack>/scaling.json`` — training throughput at 1 and N workers (the run's own train stage
   gives one point, a probe that re-runs the stack's training code outside the pipeline the other);
-* ``OUT/<stack>/measurements.json`` — the stack's model scored on the run's eval rows (the same rows
-  for both stacks: the spans' eval split) with one metrics implementation, ROC and calibration
-  points, artifact sizes, and serving latency/throughput at batch 1 and 256 through its runtime;
+* ``OUT/<stack>/measurements.json`` — the stack's model scored on the run's eval rows (the spans'
+  eval split; ``eval_rows_sha256`` is their key digest, :mod:`components.common.rowdigest`, which
+  the report checks against the rows each stack's evaluate stage scored) with one metrics
+  implementation, ROC and calibration points, artifact sizes, and serving latency/throughput at
+  batch 1 and 256 through its runtime;
 * ``OUT/environment.json`` — versions, cores, memory, GPU.
 
 The report builder only reads these files, so ``twinpipe report`` can rebuild and combine runs
@@ -24,10 +26,10 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from components.common.contract import Contract
 from components.common.ingest import read_spans
+from components.common.rowdigest import frame_digest
 
 log = logging.getLogger("twinpipe.measure")
 
@@ -173,15 +175,14 @@ def measure_model(stack: str, summary: dict, contract: Contract, out_dir: Path) 
                             for i in range(0, len(rows), 4096)])
     score_s = time.perf_counter() - t0
     metrics = binary_metrics(labels, probs)
-    key_cols = [c for c in ("year", "month", "day", "sched_dep_time", "carrier", "flight",
-                            "origin", "dest") if c in rows.columns]
+    measured = frame_digest(rows, contract.split.key)
     doc = {
         "stack": stack,
         "runtime": scorer.runtime,
         "model": str(model_dir),
         "model_is": which,
         "eval_rows": len(rows),
-        "eval_rows_sha256": _rows_digest(rows[key_cols]),
+        "eval_rows_sha256": measured.sha256,
         "metrics": {k: round(v, 6) for k, v in metrics.items()},
         "pipeline_auc": summary["stages"]["evaluate"].get("auc"),
         "score_all_s": round(score_s, 3),
@@ -195,14 +196,6 @@ def measure_model(stack: str, summary: dict, contract: Contract, out_dir: Path) 
     log.info("[%s][measure] auc %.4f on %d eval rows; batch-1 p50 %.3f ms", stack,
              metrics["auc"], len(rows), doc["latency"]["1"]["p50_ms"])
     return doc
-
-
-def _rows_digest(keys: pd.DataFrame) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    h.update(pd.util.hash_pandas_object(keys, index=False).to_numpy().tobytes())
-    return h.hexdigest()
 
 
 def measure_run(out_dir: str | Path, cfg, contract: Contract, ingested, summaries: dict[str, dict],

@@ -45,8 +45,9 @@ STAGE_CODE = {
                   "components/torch/stages.py::train_stage", "components/torch/kfp_components.py::train"],
     },
     "evaluate": {
-        "shared": ["components/common/metrics.py", "components/common/blessing.py"],
-        "tfx": ["components/tfx/evaluate.py"],
+        "shared": ["components/common/metrics.py", "components/common/blessing.py",
+                   "components/common/rowdigest.py"],
+        "tfx": ["components/tfx/evaluate.py", "components/tfx/eval_rows.py"],
         "torch": ["components/torch/stages.py::evaluate_stage",
                   "components/torch/kfp_components.py::evaluate"],
     },
@@ -165,6 +166,10 @@ def _f(x, digits=1, unit=""):
     return f"{x:,}{unit}" if isinstance(x, int) else f"{x}{unit}"
 
 
+def _yes(flag: bool | None) -> str:
+    return "not recorded" if flag is None else str(flag)
+
+
 def _ratio(a, b):
     return a / b if a and b else None
 
@@ -234,9 +239,10 @@ def summary_lines(runs: list[dict], loc: dict) -> list[str]:
     if len(ms) == 2:
         a = {k: m["metrics"]["auc"] for k, m in ms.items()}
         better = max(a, key=a.get)
-        same = ms["tfx"]["eval_rows_sha256"] == ms["torch"]["eval_rows_sha256"]
+        same = {True: "identical", False: "DIFFERENT", None: "unverified"}[
+            run_checks(run)["same_eval_rows"]]
         lines.append(
-            f"On the {'identical' if same else 'DIFFERENT'} {ms['tfx']['eval_rows']:,} eval rows, "
+            f"On the {same} {ms['tfx']['eval_rows']:,} eval rows, "
             f"AUC is TFX {a['tfx']:.4f} vs PyTorch {a['torch']:.4f}; {STACK_NAMES[better]} is ahead "
             f"by {abs(a['tfx'] - a['torch']):.4f}. Log-loss {ms['tfx']['metrics']['binary_crossentropy']:.4f}"
             f" vs {ms['torch']['metrics']['binary_crossentropy']:.4f}.")
@@ -273,17 +279,39 @@ def summary_lines(runs: list[dict], loc: dict) -> list[str]:
     return lines
 
 
+def _same(values: list) -> bool | None:
+    """Whether all values are equal; None when any is missing (not recorded)."""
+    return None if any(v is None for v in values) else len(set(values)) == 1
+
+
+def run_checks(run: dict) -> dict:
+    """The cross-stack checks of one run with both stacks:
+
+    * ``same_eval_rows``: both evaluate stages scored the same rows — the key digests each stack
+      recorded of the rows it actually scored (torch: its eval Parquet; TFX: the eval examples
+      the Evaluator read), :mod:`components.common.rowdigest`;
+    * ``measured_rows_are_scored_rows``: the report's own model measurements (measurements.json)
+      were made on those rows, for each stack;
+    * ``same_spans``.
+
+    None where a figure is not recorded (a failed stage, a run made before it was recorded).
+    """
+    st = run["stacks"]
+    scored = {k: st[k]["run"]["stages"]["evaluate"].get("eval_rows_sha256") for k in STACKS}
+    ms = [st[k].get("measurements") for k in STACKS]
+    measured = None if None in scored.values() or None in ms else all(
+        m.get("eval_rows_sha256") == scored[k] for k, m in zip(STACKS, ms, strict=True))
+    return {
+        "same_eval_rows": _same(list(scored.values())),
+        "measured_rows_are_scored_rows": measured,
+        "same_spans": st["tfx"]["run"]["spans"] == st["torch"]["run"]["spans"],
+    }
+
+
 def build_report_data(run_dirs: list[str | Path]) -> dict:
     runs = [load_run(d) for d in run_dirs]
     loc = lines_of_code()
-    checks = {}
-    for r in runs:
-        ms = {k: s["measurements"] for k, s in r["stacks"].items() if s.get("measurements")}
-        if len(ms) == 2:
-            checks[r["dir"]] = {
-                "same_eval_rows": ms["tfx"]["eval_rows_sha256"] == ms["torch"]["eval_rows_sha256"],
-                "same_spans": r["stacks"]["tfx"]["run"]["spans"] == r["stacks"]["torch"]["run"]["spans"],
-            }
+    checks = {r["dir"]: run_checks(r) for r in runs if set(r["stacks"]) == set(STACKS)}
     return {
         "generated_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "runs": runs,
@@ -400,7 +428,9 @@ def render_html(data: dict) -> str:
         ["run", "stack", "orchestrator", "spans", "rows", "workers", "total wall s", "failed stage"], rows))
     for d, c in data["checks"].items():
         add(f"<p class='check'>{html.escape(d)}: same spans <b>{c['same_spans']}</b>, "
-            f"identical eval rows (SHA-256 of the row keys) <b>{c['same_eval_rows']}</b></p>")
+            f"both evaluate stages scored identical eval rows (SHA-256 of the rows' split keys) "
+            f"<b>{_yes(c['same_eval_rows'])}</b>, the measurements below were made on those rows "
+            f"<b>{_yes(c['measured_rows_are_scored_rows'])}</b></p>")
 
     # stages
     add("<h2 id='stages'>Stages</h2>")

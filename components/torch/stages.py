@@ -19,6 +19,7 @@ from components.common.blessing import decide
 from components.common.contract import load_contract
 from components.common.ingest import select_spans
 from components.common.metrics import binary_metrics
+from components.common.rowdigest import frame_digest
 
 log = logging.getLogger("twinpipe.torch")
 
@@ -155,6 +156,7 @@ def evaluate_stage(model_dir: str, eval_path: str, push_destination: str, contra
     metrics = binary_metrics(labels, predict_onnx(Path(model_dir) / "serving", rows))
     baseline_dir = registry.latest(push_destination)
     baseline_metrics = binary_metrics(labels, predict_onnx(baseline_dir, rows)) if baseline_dir else None
+    scored = frame_digest(rows, contract.split.key)  # which rows: the report compares stacks
     rule = contract.blessing
     decision = decide(rule, metrics[rule.metric],
                       baseline_metrics[rule.metric] if baseline_metrics else None)
@@ -163,6 +165,9 @@ def evaluate_stage(model_dir: str, eval_path: str, push_destination: str, contra
         "metrics": {k: round(v, 6) for k, v in metrics.items()},
         "auc": metrics["auc"],
         "eval_rows": len(rows),
+        "eval_rows_sha256": scored.sha256,
+        "eval_rows_hashed": scored.rows,
+        "eval_rows_key": list(contract.split.key),
         "blessed": decision.blessed,
         "reasons": list(decision.reasons),
         "baseline": str(baseline_dir) if baseline_dir else None,

@@ -185,12 +185,12 @@ def _run_executions(store, pipeline_name: str) -> dict:
     return out
 
 
-def _outputs(store, execution) -> dict:
-    """{output key: [artifacts]} of one execution."""
+def _outputs(store, execution, kind: str = "OUTPUT") -> dict:
+    """{output key: [artifacts]} of one execution (its inputs with ``kind="INPUT"``)."""
     from ml_metadata.proto import metadata_store_pb2
 
     events = store.get_events_by_execution_ids([execution.id])
-    out_events = [e for e in events if e.type == metadata_store_pb2.Event.OUTPUT]
+    out_events = [e for e in events if e.type == metadata_store_pb2.Event.Type.Value(kind)]
     arts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in out_events])}
     result: dict = {}
     for e in out_events:
@@ -220,6 +220,18 @@ def _tfma_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
             model = "baseline" if kv.key.model_name == "baseline" else "candidate"
             by_model[model][kv.key.name] = kv.value.double_value.value
     return by_model
+
+
+def _scored_rows(store, evaluator, contract: Contract) -> dict:
+    """The key digest of the eval examples the Evaluator read (its own input artifact)."""
+    from components.tfx.eval_rows import eval_rows_digest
+
+    t0 = time.time()
+    (examples,) = _outputs(store, evaluator, "INPUT")["examples"]
+    digest = eval_rows_digest(examples.uri, contract.split.key)
+    return {"eval_rows_sha256": digest.sha256, "eval_rows_hashed": digest.rows,
+            "eval_rows_key": list(contract.split.key),
+            "eval_rows_digest_s": round(time.time() - t0, 3)}
 
 
 def collect_run(paths, contract, ingested: IngestResult, ingest_s: float, wall: float,
@@ -289,6 +301,7 @@ def collect_run(paths, contract, ingested: IngestResult, ingest_s: float, wall: 
                   "max_regression": rule.max_regression},
             evaluation_uri=evaluation.uri,
         )
+        stages["evaluate"].update(_scored_rows(store, execs["evaluate"], contract))
     if "push" in execs and nodes["push"]["state"] == "COMPLETE":
         pm = _outputs(store, execs["push"])["pushed_model"][0]
         stages["push"].update(pushed=_prop(pm, "pushed") == 1,

@@ -1,14 +1,21 @@
-"""The side-by-side report of the `--stack both` run: every section filled, numbers consistent with
-each stack's run.json, the HTML renders in headless Chromium (screenshot taken), runs combine."""
+"""The side-by-side report of the `--stack both` run: every section filled, its numbers consistent
+with sources it was not built from (the span files, an outside clock), the identical-eval-rows
+check true on the real run and false when a stack scored other rows, the HTML renders in headless
+Chromium (screenshot taken), runs combine."""
 
 import json
 import shutil
 import struct
 import subprocess
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from components.common.config import STAGES
+from components.common.contract import load_contract
+from components.common.rowdigest import frame_digest
+from infra.report import build_report_data, render_html
 from tests.integration.cli import twinpipe
 
 pytestmark = pytest.mark.integration
@@ -48,33 +55,80 @@ def test_every_section_is_filled_for_both_stacks(report):
         assert all(b > 1000 for b in m["sizes_bytes"].values())
         assert len(m["roc"]["fpr"]) > 10 and sum(m["calibration"]["count"]) == m["eval_rows"]
     assert set(run["stacks"]["torch"]["measurements"]["sizes_bytes"]) == {"TorchScript", "ONNX"}
-    assert data["checks"][run["dir"]] == {"same_eval_rows": True, "same_spans": True}
+    assert data["checks"][run["dir"]] == {"same_eval_rows": True, "same_spans": True,
+                                          "measured_rows_are_scored_rows": True}
     assert run["environment"]["cpu_count"] >= 1 and run["environment"]["versions"]["tfx"] == "1.16.0"
     assert all(v["tfx"] > 0 and v["torch"] > 0 for v in data["lines_of_code"].values())
     assert len(data["summary"]) >= 8
     assert [n["stage"] for n in data["notes"]["scale_out"]] == list(STAGES)  # where each scales out
 
 
-def test_report_numbers_agree_with_each_stacks_run_json(report):
-    out, runs, _, data = report
+def _span_rows(out: Path, split: str) -> pd.DataFrame:
+    return pd.concat(pd.read_parquet(p) for p in sorted((out / "spans").glob(f"span-*/{split}/*.parquet")))
+
+
+def test_report_numbers_agree_with_independent_sources(report):
+    """Row counts against the span files, wall times against the test's own clock, the report's
+    AUC against each pipeline's own evaluation (two separate scorings of the model)."""
+    out, runs, proc, data = report
     (run,) = data["runs"]
-    for stack, summary in runs.items():
-        s = run["stacks"][stack]
-        assert s["run"]["total_wall_s"] == summary["total_wall_s"]
-        for stage in STAGES:
-            assert s["run"]["stages"][stage]["wall_s"] == summary["stages"][stage]["wall_s"]
-        m = s["measurements"]
-        ev = summary["stages"]["evaluate"]
-        assert m["eval_rows"] == ev["eval_rows"]
+    n_eval = len(_span_rows(out, "eval"))
+    n_all = n_eval + len(_span_rows(out, "train"))
+    for stack, s in run["stacks"].items():
+        st = s["run"]["stages"]
+        assert st["ingest"]["rows"] == n_all, stack
+        assert s["measurements"]["eval_rows"] == st["evaluate"]["eval_rows"] == n_eval, stack
+        # stages run one after another inside the stack's total
+        assert sum(st[stage]["wall_s"] for stage in STAGES) <= s["run"]["total_wall_s"] + 0.05, stack
         # Scored again outside the pipeline on the same rows: TFMA's AUC (float32 batching)
         # and onnxruntime's must agree with sklearn's on the report's own predictions.
+        m, ev = s["measurements"], runs[stack]["stages"]["evaluate"]
         assert m["metrics"]["auc"] == pytest.approx(ev["auc"], abs=2e-3 if stack == "tfx" else 1e-6)
-        n = summary["workers"]
-        point = next(p for p in s["scaling"]["points"] if p["workers"] == n)
-        assert point["samples_per_s"] == summary["stages"]["train"]["samples_per_s"]
+    # The stacks ran one after the other after one shared spans write, inside the CLI's wall time.
+    tot = {k: run["stacks"][k]["run"]["total_wall_s"] for k in ("tfx", "torch")}
+    shared = run["stacks"]["tfx"]["run"]["stages"]["ingest"]["spans_write_s"]
+    assert 0 < tot["tfx"] + tot["torch"] - shared <= proc.wall_s
     # the written summary is generated from these numbers
-    t = {k: runs[k]["total_wall_s"] for k in runs}
-    assert any(f"{t['tfx']:.1f} s" in line and f"{t['torch']:.1f} s" in line for line in data["summary"])
+    assert any(f"{tot['tfx']:.1f} s" in line and f"{tot['torch']:.1f} s" in line for line in data["summary"])
+
+
+def test_both_stacks_recorded_the_digest_of_the_span_eval_rows(report):
+    """Each stack's evaluate stage recorded the key digest of the rows it scored; they agree with
+    each other and with the contract-keyed digest of the spans' eval files."""
+    out, runs, _, _ = report
+    key = list(load_contract().split.key)
+    expected = frame_digest(_span_rows(out, "eval"), key)
+    for stack, summary in runs.items():
+        ev = summary["stages"]["evaluate"]
+        assert ev["eval_rows_key"] == key, stack
+        assert ev["eval_rows_sha256"] == expected.sha256, stack
+        assert ev["eval_rows_hashed"] == ev["eval_rows"] == expected.rows, stack
+
+
+def test_eval_rows_check_is_false_when_a_stack_scored_other_rows(report, tmp_path):
+    """A copy of the run whose torch evaluate stage is re-run, by the stack's own evaluate code, on
+    its eval rows less one: the report must say the stacks scored different rows."""
+    from components.torch.stages import evaluate_stage
+
+    out, runs, _, _ = report
+    train = runs["torch"]["stages"]["train"]
+    scored = pd.read_parquet(Path(train["train_path"]).with_name("eval_rows"))
+    fewer = tmp_path / "eval_rows"
+    scored.drop(index=scored.index[len(scored) // 2]).to_parquet(fewer)
+    evaluate_stage(str(Path(train["model_dir"]).parent), str(fewer), str(tmp_path / "no-registry"),
+                   "", str(tmp_path / "blessing.json"), record_dir=str(tmp_path / "rec"))
+    rerun = json.loads((tmp_path / "rec" / "evaluate.json").read_text())
+    assert rerun["eval_rows"] == len(scored) - 1
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("pipeline_root", "spans", ".spans", "report"))
+    torch_run = json.loads((copy / "torch" / "run.json").read_text())
+    torch_run["stages"]["evaluate"].update(rerun)
+    (copy / "torch" / "run.json").write_text(json.dumps(torch_run))
+    data = build_report_data([copy])
+    assert data["checks"][str(copy.resolve())] == {
+        "same_eval_rows": False, "measured_rows_are_scored_rows": False, "same_spans": True}
+    assert any(line.startswith("On the DIFFERENT ") for line in data["summary"])
+    assert "scored identical eval rows (SHA-256 of the rows' split keys) <b>False</b>" in render_html(data)
 
 
 def test_html_renders_in_headless_chromium_with_a_screenshot(report, tmp_path):

@@ -1,6 +1,7 @@
 """The TFX stack end to end with LocalDagRunner on a small sample of real flights."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +10,8 @@ import yaml
 
 from components.common import registry
 from components.common.config import STAGES
+from components.common.contract import load_contract
+from components.common.rowdigest import frame_digest
 from tests.integration.cli import ROOT, twinpipe
 
 pytestmark = pytest.mark.integration
@@ -49,8 +52,10 @@ def test_every_stage_ran_and_a_blessed_model_was_pushed(runs):
     assert st["train"]["workers"] == 1 and st["train"]["samples_per_s"] > 0
     ev = st["evaluate"]
     assert 0.55 < ev["auc"] <= 1.0
-    assert ev["eval_rows"] == sum(
-        len(pd.read_parquet(p)) for p in (out / "spans").glob("span-*/eval/*.parquet"))
+    span_eval = pd.concat(pd.read_parquet(p) for p in (out / "spans").glob("span-*/eval/*.parquet"))
+    assert ev["eval_rows"] == ev["eval_rows_hashed"] == len(span_eval)
+    # the Evaluator's eval examples are the spans' eval rows, key by key
+    assert ev["eval_rows_sha256"] == frame_digest(span_eval, load_contract().split.key).sha256
     assert ev["blessed"] is True and ev["baseline"] is None
     assert st["push"]["pushed"] is True
     pushed = Path(st["push"]["pushed_path"])
@@ -79,13 +84,17 @@ def test_two_workers_ran_multi_worker_strategy(runs):
 
 
 def test_bad_data_stops_at_the_gate_before_training(runs, tmp_path):
-    out, first, _ = runs
-    rows = pd.concat(pd.read_parquet(p) for p in sorted((out / "spans").glob("span-*/*/*.parquet")))
+    """In its own out folder (the module run's pushed model copied in), not the shared one."""
+    good, _, _ = runs
+    rows = pd.concat(pd.read_parquet(p) for p in sorted((good / "spans").glob("span-*/*/*.parquet")))
     rows = rows.drop(columns=["delayed", "reason"], errors="ignore").reset_index(drop=True)
     rows.loc[::50, "distance"] = 99_999  # out of the contract's range [1, 6000]
     bad = tmp_path / "bad.csv"
     rows.to_csv(bad, index=False)
+    out = tmp_path / "out"
+    shutil.copytree(good / "tfx" / "pushed", out / "tfx" / "pushed")
     before = registry.versions(out / "tfx" / "pushed")
+    assert len(before) == 1
     proc = twinpipe("run", "--stack", "tfx", "--input", str(bad), "--months", "1-2",
                     "--out", str(out), check=False)
     assert proc.returncode == 1, proc.stderr[-2000:]

@@ -1,6 +1,7 @@
 """The PyTorch stack end to end with kfp.local + TorchX (2 DDP ranks), next to the TFX stack."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -99,13 +100,17 @@ def test_predict_with_the_torch_pushed_model(both, tmp_path):
 
 
 def test_bad_data_stops_the_torch_stack_at_the_gx_gate(both, tmp_path):
-    out, runs, _ = both
-    rows = pd.concat(pd.read_parquet(p) for p in sorted((out / "spans").glob("span-*/*/*.parquet")))
+    """In its own out folder (the session run's pushed model copied in), not the shared one."""
+    good, _, _ = both
+    rows = pd.concat(pd.read_parquet(p) for p in sorted((good / "spans").glob("span-*/*/*.parquet")))
     rows = rows.drop(columns=["delayed", "reason"], errors="ignore").reset_index(drop=True)
     rows.loc[::50, "distance"] = 99_999
     bad = tmp_path / "bad.csv"
     rows.to_csv(bad, index=False)
+    out = tmp_path / "out"
+    shutil.copytree(good / "torch" / "pushed", out / "torch" / "pushed")
     before = registry.versions(out / "torch" / "pushed")
+    assert len(before) == 1
     proc = twinpipe("run", "--stack", "torch", "--input", str(bad), "--months", "1-2",
                     "--out", str(out), check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
