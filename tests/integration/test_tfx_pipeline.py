@@ -11,6 +11,7 @@ import yaml
 from components.common import registry
 from components.common.config import STAGES
 from components.common.contract import load_contract
+from components.common.ingest import load_default_table
 from components.common.rowdigest import frame_digest
 from tests.integration.cli import ROOT, twinpipe
 
@@ -19,7 +20,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Run 1 trains a real model; run 2 (learning rate 0: the untrained network) must lose.
+    """Run 1 trains a real model; run 2 (learning rate 1e-9, the smallest --learning-rate takes:
+    in effect the untrained network) must lose.
 
     Run 2 also trains with two worker processes, so the multi-worker path runs in CI.
     """
@@ -30,12 +32,16 @@ def runs(tmp_path_factory):
     doc["blessing"] = {"metric": "auc", "lower_bound": 0.0, "max_regression": 0.01}
     contract = tmp / "contract.yaml"
     contract.write_text(yaml.safe_dump(doc))
+    # An own --contract needs its table given with --input: the packaged rows of months 1-2.
+    table, _ = load_default_table(load_contract())
+    rows = tmp / "flights-2013-01-02.csv"
+    table[table["month"].isin([1, 2])].to_csv(rows, index=False)
     out = tmp / "out"
-    common = ["run", "--stack", "tfx", "--months", "1-2", "--sample", "8000", "--out", str(out),
-              "--contract", str(contract), "--no-report"]
+    common = ["run", "--stack", "tfx", "--input", str(rows), "--months", "1-2", "--sample", "8000",
+              "--out", str(out), "--contract", str(contract), "--no-report"]
     twinpipe(*common, "--epochs", "4", "--batch-size", "256")
     first = json.loads((out / "tfx" / "run.json").read_text())
-    twinpipe(*common, "--epochs", "1", "--learning-rate", "0", "--workers", "2")
+    twinpipe(*common, "--epochs", "1", "--learning-rate", "1e-9", "--workers", "2")
     second = json.loads((out / "tfx" / "run.json").read_text())
     return out, first, second
 
