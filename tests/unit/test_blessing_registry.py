@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -43,4 +44,6 @@ def test_push_is_versioned_and_atomic(tmp_path):
         registry.push_atomic(dest, broken, {})
     # A failed push leaves neither a version nor a temp folder behind.
     assert registry.latest(dest) == v2
-    assert sorted(p.name for p in dest.iterdir()) == sorted([v1.name, v2.name])
+    assert sorted(p.name for p in dest.iterdir()) == sorted([v1.name, v2.name, registry.CURRENT])
+    assert json.loads((dest / registry.CURRENT).read_text()) == {"version": int(v2.name),
+                                                                  "uri": str(v2)}
