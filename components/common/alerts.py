@@ -301,6 +301,15 @@ def _send_pubsub(topic: str, alert: Alert, timeout: float) -> None:
 
 
 def _append_file(path: str, alert: Alert) -> None:
+    """One JSON line appended. On object storage (no append) the object is read and rewritten
+    whole: fine for one run's alerts (the run lock keeps writers to one OUT apart)."""
+    from components.common import storage
+
+    line = json.dumps(alert.to_dict(), default=str) + "\n"
+    if storage.is_remote(path):
+        old = storage.read_text(path) if storage.exists(path) else ""
+        storage.write_text(path, old + line)
+        return
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     with open(p, "a") as f:

@@ -14,6 +14,15 @@ def stack_root(out_dir: str | Path, stack: str) -> Path:
     return Path(out_dir).resolve() / stack
 
 
+def push_destination(cfg: RunConfig, stack: str) -> str:
+    """The stack's registry: ``OUT/<stack>/pushed`` (a ``gs://`` URL for an object-store run)."""
+    from components.common import storage
+
+    if cfg.push_root:
+        return storage.join(cfg.push_root, stack, "pushed")
+    return str(stack_root(cfg.out_dir, stack) / "pushed")
+
+
 def default_beam_args() -> list[str]:
     """Beam DirectRunner in-memory. Measured on 2 cores (README, Performance): multi-processing
     starts fresh SDK worker processes (each importing TF) for every Beam job, ~8-20 s per
@@ -58,3 +67,6 @@ class RunConfig:
     hidden_units: tuple[int, ...] = (64, 32)
     beam_args: tuple[str, ...] = field(default_factory=lambda: tuple(default_beam_args()))
     run_label: str = ""
+    # Where the stacks push (``<push_root>/<stack>/pushed``) when it is not out_dir: the
+    # object-store OUT of a ``--out gs://`` run, whose out_dir is local scratch (infra/objectstore).
+    push_root: str | None = None

@@ -561,6 +561,21 @@ def span_history(spans_dir: str | Path) -> dict[int, Path]:
     return {int(p.stem[5:]): p for p in d.glob("span-*.json") if p.stem[5:].isdigit()} if d.is_dir() else {}
 
 
+def resolve_spans(spans_dir: str | Path) -> str:
+    """The folder/prefix that holds the current spans. Locally ``spans_dir`` itself (a symlink to
+    the current generation, resolved by the OS); on object storage, which has no symlink, the
+    generation named by ``spans_dir/CURRENT.json`` (written last by a publish,
+    :mod:`infra.objectstore`), or ``spans_dir`` itself when there is no pointer."""
+    from components.common import storage
+
+    if not storage.is_remote(spans_dir):
+        return str(spans_dir)
+    pointer = storage.join(spans_dir, "CURRENT.json")
+    if storage.exists(pointer):
+        return storage.join(spans_dir, storage.read_json(pointer)["generation"])
+    return str(spans_dir)
+
+
 def _generations(spans_dir: Path) -> Path:
     return spans_dir.parent / f".{spans_dir.name}"
 

@@ -48,13 +48,19 @@ def LatestPushedBaseline(  # noqa: N802 (TFX component naming)
     baseline: tfx.dsl.components.OutputArtifact[Model],
     push_destination: tfx.dsl.components.Parameter[str],
 ) -> None:
-    """Copies the latest pushed model (or the candidate, when none) as the baseline Model."""
+    """Copies the latest pushed model (or the candidate, when none) as the baseline Model.
+
+    A ``gs://`` registry is read through components.common.storage (the version is downloaded to
+    a temporary folder first), not through TF's GCS client."""
+    import tempfile
 
     from tfx.utils import io_utils, path_utils
 
     from components.common import registry
 
     latest = registry.latest(push_destination)
-    src = str(latest) if latest else path_utils.serving_model_path(model.uri)
-    io_utils.copy_dir(src, path_utils.serving_model_dir(baseline.uri))
+    with tempfile.TemporaryDirectory(prefix="twinpipe-baseline-") as tmp:
+        src = str(registry.local_copy(latest, tmp)) if latest else path_utils.serving_model_path(
+            model.uri)
+        io_utils.copy_dir(src, path_utils.serving_model_dir(baseline.uri))
     baseline.set_string_custom_property(BASELINE_SOURCE, str(latest) if latest else "")

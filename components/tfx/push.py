@@ -1,4 +1,10 @@
-"""Push on the TFX stack: the blessed SavedModel into the versioned registry, atomically."""
+"""Push on the TFX stack: the blessed SavedModel into the versioned registry, atomically.
+
+The model is copied (``tf.io.gfile``, from the Trainer's local artifact) into a local temporary
+folder, and :func:`components.common.registry.push_atomic` publishes it: a rename into a local
+destination, or an upload through :mod:`components.common.storage` into a ``gs://`` one (model
+files, then push.json last, then ``current.json``) — TF's own GCS client is never used for it.
+"""
 
 
 from tfx import v1 as tfx
@@ -21,7 +27,7 @@ def AtomicPusher(  # noqa: N802 (TFX component naming)
 
     from tfx.utils import io_utils, path_utils
 
-    from components.common import registry
+    from components.common import registry, storage
 
     blessed = model_blessing.get_int_custom_property("blessed") == 1
     pushed_model.set_int_custom_property("pushed", 0)
@@ -41,5 +47,5 @@ def AtomicPusher(  # noqa: N802 (TFX component naming)
     )
     pushed_model.set_int_custom_property("pushed", 1)
     pushed_model.set_string_custom_property("pushed_destination", str(version))
-    pushed_model.set_string_custom_property("pushed_version", version.name)
+    pushed_model.set_string_custom_property("pushed_version", storage.basename(version))
     logging.getLogger("twinpipe.tfx.push").info("[tfx][push] pushed %s", version)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -155,7 +156,11 @@ def evaluate_stage(model_dir: str, eval_path: str, push_destination: str, contra
     labels = rows[contract.label.name].to_numpy()
     metrics = binary_metrics(labels, predict_onnx(Path(model_dir) / "serving", rows))
     baseline_dir = registry.latest(push_destination)
-    baseline_metrics = binary_metrics(labels, predict_onnx(baseline_dir, rows)) if baseline_dir else None
+    baseline_metrics = None
+    if baseline_dir:  # a gs:// version is downloaded for onnxruntime (via components.common.storage)
+        with tempfile.TemporaryDirectory(prefix="torch-baseline-") as tmp:
+            baseline_metrics = binary_metrics(
+                labels, predict_onnx(registry.local_copy(baseline_dir, tmp), rows))
     scored = frame_digest(rows, contract.split.key)  # which rows: the report compares stacks
     rule = contract.blessing
     decision = decide(rule, metrics[rule.metric],

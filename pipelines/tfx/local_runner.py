@@ -14,7 +14,7 @@ import re
 import time
 from pathlib import Path
 
-from components.common.config import STAGES, RunConfig, stack_root
+from components.common.config import STAGES, RunConfig, push_destination, stack_root
 from components.common.contract import Contract
 from components.common.errors import DataError, StageError
 from components.common.gate import load_report
@@ -123,7 +123,7 @@ def run_tfx(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest_s
         pipeline_root=str(paths["pipeline_root"]),
         spans_dir=ingested.spans_dir,
         schema_path=str(paths["schema"]),
-        push_destination=str(paths["pushed"]),
+        push_destination=push_destination(cfg, "tfx"),
         contract=contract,
         train_config=tcfg,
         train_steps=cfg.epochs * math.ceil(train_rows / cfg.batch_size),

@@ -18,7 +18,7 @@ import time
 import warnings
 from pathlib import Path
 
-from components.common.config import STAGES, RunConfig, stack_root
+from components.common.config import STAGES, RunConfig, push_destination, stack_root
 from components.common.contract import Contract
 from components.common.errors import GateError, StageError
 from components.common.gate import load_report
@@ -113,7 +113,7 @@ def run_torch(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest
                                     category=RuntimeWarning)
             pipeline(
                 spans_dir=ingested.spans_dir,
-                push_destination=str(paths["pushed"]),
+                push_destination=push_destination(cfg, "torch"),
                 contract_path=cfg.contract_path or "",
                 source=ingested.source,
                 report_dir=str(paths["validation"]),
