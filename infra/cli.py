@@ -237,15 +237,37 @@ def cmd_validate(args) -> int:
 
     _alert_env(args)
     contract = load_contract(args.contract)
-    out = Path(args.out)
-    cfg = RunConfig(out_dir=str(out), months=_tuple(parse_months(args.months)),
+    out = Path(args.out)  # local OUT only; a gs:// OUT goes through infra/objectstore below
+    cfg = RunConfig(out_dir=args.out, months=_tuple(parse_months(args.months)),
                     spans=_tuple(parse_spans(args.spans)), input_path=args.path,
                     contract_path=args.contract)
-    with RunLock(out, "validate"):
-        return _validate(args, cfg, contract, out)
+    with RunLock(args.out, "validate"):
+        from components.common import storage
+
+        if not storage.is_remote(args.out):
+            return _validate(args, cfg, contract, out)
+        import dataclasses
+
+        from infra.objectstore import ObjectStoreRun, remap_error
+
+        # Object-store OUT: the gate runs on scratch, spans and reports are uploaded at the end.
+        mirror = ObjectStoreRun(args.out)
+        try:
+            local_cfg = dataclasses.replace(mirror.local(cfg), push_root=None)
+            try:
+                return _validate(args, local_cfg, contract, mirror.work, mirror=mirror)
+            finally:
+                mirror.publish()
+        except Exception as e:  # noqa: BLE001 — the same error, naming OUT URLs
+            new = remap_error(e, mirror)
+            if new is e:
+                raise
+            raise new from None
+        finally:
+            mirror.close()
 
 
-def _validate(args, cfg, contract, out: Path) -> int:
+def _validate(args, cfg, contract, out: Path, mirror=None) -> int:
     from components.common.errors import GateError
     from components.common.gate import check_spans, enforce
 
@@ -259,15 +281,23 @@ def _validate(args, cfg, contract, out: Path) -> int:
     warns = [c.line() for c in report.checks]
     print(f"{args.path}: passes the contract '{contract.name}': {ingested.rows} rows in "
           f"{len(ingested.spans)} span(s), {ingested.quarantined_rows} quarantined, "
-          f"{len(warns)} warning(s). Report: {out / 'validation' / 'gate.json'}")
+          f"{len(warns)} warning(s). Report: {_shown(out / 'validation' / 'gate.json', mirror)}")
     for w in warns:
         print(f"  warning: {w}")
     return 0
 
 
 def cmd_report(args) -> int:
+    from components.common import storage
+    from components.common.errors import TwinpipeError
     from infra.report import build_report
 
+    remote = [d for d in [*args.run_dirs, args.out or ""] if storage.is_remote(d)]
+    if remote:
+        raise TwinpipeError(f"twinpipe report reads and writes local folders; {remote[0]} is on "
+                            "object storage. `twinpipe run --out gs://...` already uploads its "
+                            "report to OUT/report/; to rebuild one, copy the run folders down "
+                            "first (gcloud storage cp -r).")
     path = build_report(args.run_dirs, args.out)
     print(f"report: {path.resolve()}")
     return 0

@@ -99,3 +99,16 @@ def test_both_stacks_run_into_the_bucket(gcs_bucket, tmp_path, monkeypatch):
     _assert_in_bucket(out, ("tfx", "torch"))
     assert storage.exists(f"{out}/report/index.html") and storage.exists(f"{out}/report/report.json")
     _assert_second_run_refused(out)
+
+
+def test_validate_reads_and_writes_the_bucket(gcs_bucket, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    table, _ = load_default_table(load_contract())
+    with storage.open(f"{gcs_bucket}/in/jan.csv", "w") as f:
+        table[table["month"] == 1].head(400).to_csv(f, index=False)
+    out = f"{gcs_bucket}/gate"
+    proc = twinpipe("validate", f"{gcs_bucket}/in/jan.csv", "--out", out)
+    assert f"Report: {out}/validation/gate.json" in proc.stdout
+    assert storage.read_json(f"{out}/validation/gate.json")["checks"] is not None
+    assert "span-201301" in storage.listdir(resolve_spans(f"{out}/spans"))
+    assert not (tmp_path / "gs:").exists()
