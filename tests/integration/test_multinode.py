@@ -92,9 +92,10 @@ def _reports(folder: Path, stack: str, world: int) -> list[dict]:
     return [json.loads(p.read_text()) for p in paths]
 
 
-def _evidence(title: str, endpoint: str, reports: list[dict], wall_s: float) -> None:
+def _evidence(title: str, endpoint: str, hosts, reports: list[dict], wall_s: float) -> None:
+    links = ", ".join(f"{h.netns} {h.ifname} {h.addr}/30" for h in hosts)
     print(f"\n[multinode][{title}] endpoint {endpoint}, world size {reports[0]['world_size']}, "
-          f"{wall_s:.1f} s")
+          f"{wall_s:.1f} s; hosts: {links}")
     for r in reports:
         where = (f"node {r['node_rank']}, master {r['master']}" if "master" in r
                  else f"task worker:{r['task']['index']}")
@@ -151,7 +152,7 @@ def test_torch_ddp_two_hosts_c10d_rendezvous_identical_weights(hosts, spans, tmp
     _check_finished(finished, "torchrun --nnodes 2")
 
     reports = _reports(reports_dir, "torch", 2)
-    _evidence("torch", f"c10d {hosts[0].addr}:{port}", reports, wall)
+    _evidence("torch", f"c10d {hosts[0].addr}:{port}", hosts, reports, wall)
     # each rank ran on its own host, on a different network stack
     assert {(r["hostname"], r["addr"]) for r in reports} == {(h.hostname, h.addr) for h in hosts}
     assert all(r["world_size"] == 2 and r["backend"] == "gloo" for r in reports)
@@ -203,7 +204,7 @@ def test_tf_multi_worker_two_hosts_identical_weights(hosts, spans, tmp_path):
     _check_finished(finished, "MultiWorkerMirroredStrategy on two hosts")
 
     reports = _reports(reports_dir, "tfx", 2)
-    _evidence("tfx", f"TF_CONFIG workers {cluster['worker']}", reports, wall)
+    _evidence("tfx", f"TF_CONFIG workers {cluster['worker']}", hosts, reports, wall)
     assert {(r["hostname"], r["addr"]) for r in reports} == {(h.hostname, h.addr) for h in hosts}
     for r in reports:
         assert r["strategy"] == "MultiWorkerMirroredStrategy" and r["world_size"] == 2
