@@ -5,7 +5,8 @@ across workers driven by TF_CONFIG.
 default), it starts that many worker processes on localhost, each with its own TF_CONFIG, and
 waits for them: a real multi-worker collective run (gRPC ring all-reduce between processes). On a
 cluster TF_CONFIG comes from the job (Vertex CustomJob worker pools / TFJob) and each replica
-runs :func:`train` directly.
+runs :func:`train` directly. With ``TWINPIPE_REPLICA_REPORT_DIR`` set, every worker writes its host
+and a digest of its final weights there (:mod:`components.common.replicas`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+
+from components.common.replicas import report_dir, weights_digest, write_replica_report
 
 log = logging.getLogger("twinpipe.tfx.train")
 
@@ -300,6 +303,13 @@ def train(spec: dict) -> dict:
     wall = time.perf_counter() - t0
     steps = steps_per_epoch * epochs
     samples_per_s = (steps - 1) * global_batch / max(clock.t1 - clock.t0, 1e-9) if steps > 1 else 0.0
+
+    if report_dir() is not None:  # every worker, so replicas on different hosts can be compared
+        names = [w.name for w in model.weights]
+        write_replica_report(
+            "tfx", index, n_workers, weights_digest(zip(names, model.get_weights(), strict=True)),
+            task=tf_config.get("task", {}), cluster=tf_config.get("cluster", {}),
+            strategy=strategy_name, replicas=replicas, steps=steps)
 
     feature_names = set(cfg["numeric"]) | set(cfg["categorical"])
     signatures = {SERVING_SIGNATURE: _serving_fn(model, tft_output, feature_names)}

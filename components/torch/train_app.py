@@ -6,7 +6,8 @@ gloo on CPU, NCCL on CUDA, the same code. Rank 0 fits the preprocessing on the t
 every rank derives the same result (deterministic), checkpoints are written every epoch
 (atomically, rank 0) and a restarted job (torchrun ``--max_restarts``) resumes from the last one.
 Outputs in ``--out``: ``model.pt`` (state dict), ``preprocessing.json``, ``train_metrics.json``,
-``checkpoints/last.pt``.
+``checkpoints/last.pt``. With ``TWINPIPE_REPLICA_REPORT_DIR`` set, every rank also writes its host
+and a digest of its final weights there (:mod:`components.common.replicas`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from torch.utils.data import TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
 from components.common.ingest import read_spans
+from components.common.replicas import report_dir, weights_digest, write_replica_report
 from components.torch.model import FlightsNet, Preprocessing, fit_preprocessing
 
 log = logging.getLogger("twinpipe.torch.train")
@@ -215,6 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     global_batch = batch_size * world
     steady = (steps - 1) * global_batch / (t_end - t_first) if steps > 1 and t_first else 0.0
 
+    if report_dir() is not None:  # every rank, so replicas on different hosts can be compared
+        state = model.state_dict()
+        write_replica_report(
+            "torch", rank, world,
+            weights_digest((k, state[k].detach().cpu().numpy()) for k in sorted(state)),
+            node_rank=int(os.environ.get("GROUP_RANK", "0")), local_rank=local_rank,
+            master=f"{os.environ.get('MASTER_ADDR', '')}:{os.environ.get('MASTER_PORT', '')}",
+            rdzv_run_id=os.environ.get("TORCHELASTIC_RUN_ID", ""), backend=backend, steps=steps)
     if rank == 0:
         torch.save(model.state_dict(), out / "model.pt")
         (out / "preprocessing.json").write_text(prep.to_json())

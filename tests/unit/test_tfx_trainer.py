@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from components.tfx.trainer import Supervised, launch_local_workers, supervise
+from tests.tft_data import tfx_transform
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,43 +74,6 @@ def test_launcher_names_the_failed_worker_and_cleans_up(monkeypatch, tmp_path):
 
 # --- TF: a contract without numeric features, fewer train rows than a batch -----------------------
 
-def _tfx_transform(contract, spans_dir: Path, out: Path) -> tuple[str, str]:
-    """TF Transform with the pipeline's preprocessing_fn over the train split, as the Transform
-    component runs it (analyzers on train): (transform output folder, transformed train files)."""
-    import functools
-
-    import apache_beam as beam
-    import tensorflow_transform.beam as tft_beam
-    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
-    from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
-    from tfx_bsl.public import tfxio
-
-    from components.common.ingest import read_spans
-    from components.tfx.example_gen import table_to_examples
-    from components.tfx.schema import contract_to_schema
-    from components.tfx.transform import preprocessing_fn
-
-    schema = contract_to_schema(contract)
-    config = {"numeric": [c.name for c in contract.numeric_features],
-              "categorical": [c.name for c in contract.categorical_features],
-              "label": contract.label.name}
-    examples = table_to_examples(read_spans(spans_dir, "train"))
-    record = tfxio.TFExampleBeamRecord(physical_format="inmem", telemetry_descriptors=["test"],
-                                       schema=schema)
-    transform_output = str(out / "transform")
-    with beam.Pipeline() as p, tft_beam.Context(temp_dir=str(out / "tft-tmp")):
-        raw = p | beam.Create(examples) | record.BeamSource()
-        (transformed, _), transform_fn = (raw, record.TensorAdapterConfig()) | \
-            tft_beam.AnalyzeAndTransformDataset(functools.partial(preprocessing_fn, custom_config=config),
-                                                output_record_batches=True)
-        _ = transform_fn | tft_beam.WriteTransformFn(transform_output)
-        _ = (transformed
-             | beam.FlatMap(lambda batch: RecordBatchToExamplesEncoder().encode(batch[0]))
-             | beam.io.WriteToTFRecord(str(out / "transformed" / "train"), file_name_suffix=".gz"))
-    metadata_io.write_metadata(dataset_metadata.DatasetMetadata(schema), f"{transform_output}/metadata")
-    return transform_output, str(out / "transformed" / "train*")
-
-
 def test_tfx_trainer_without_numeric_features_and_few_rows(tmp_path):
     import tensorflow as tf
     import tensorflow_transform as tft
@@ -133,7 +97,7 @@ def test_tfx_trainer_without_numeric_features_and_few_rows(tmp_path):
     train_rows = ingested.spans[0].train_rows
     assert train_rows < 512  # fewer rows than one batch
 
-    transform_output, train_files = _tfx_transform(contract, tmp_path / "spans", tmp_path)
+    transform_output, train_files = tfx_transform(contract, tmp_path / "spans", tmp_path)
     tft_output = tft.TFTransformOutput(transform_output)
     one = build_model(tft_output, {"numeric": [], "categorical": ["origin"], "hidden_units": [4]})
     assert not [layer for layer in one.layers if isinstance(layer, tf.keras.layers.Concatenate)]
