@@ -2,7 +2,7 @@
 
 Thin: URIs and config in, the factory's pipeline to kfp.local, then run.json (the same shape as
 the TFX stack's) from the artifacts kfp.local produced: each task's ``record`` artifact (its
-stage figures), copied to ``torch/stages/``, and the validate task's ``gate_report``.
+stage figures), copied to ``torch/stages/``, and the validate task's ``validation`` (the gate report).
 
 kfp.local keeps artifacts under a local pipeline root only (it makes the root an absolute local
 path, and components write ``artifact.path``); the spans, registry and contract may still be
@@ -166,7 +166,7 @@ def gather_records(run_root: Path, records: Path, validation: Path) -> dict[str,
         if src.is_file():
             found[stage] = records / src.name
             shutil.copyfile(src, found[stage])
-    report = run_root / "validate" / "gate_report"
+    report = run_root / "validate" / "validation"
     if report.is_dir():
         shutil.copytree(report, validation, dirs_exist_ok=True)
         if "validate" in found:
