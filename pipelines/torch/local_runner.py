@@ -118,6 +118,10 @@ def run_torch(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest
             # that is the point (the image holds this same environment), so the warning is noise.
             warnings.filterwarnings("ignore", message="You may be attemping to run a task",
                                     category=RuntimeWarning)
+            # ... and a gs:// registry given to the importer is read by the stages through the
+            # storage layer (its .uri), never as artifact.path, which is what kfp.local warns of.
+            warnings.filterwarnings("ignore", message="It looks like you're using the remote file",
+                                    category=UserWarning)
             pipeline(
                 spans_uri=ingested.spans_dir,
                 push_destination=push_destination(cfg, "torch"),
