@@ -65,7 +65,8 @@ def compile_tfx(
 def train_job_spec(*, target: str, image: str, gpu: str = "", gpu_count: int = 0,
                    launcher: str = "torchx", cpu: int = 4, mem_mb: int = 16384,
                    namespace: str = "twinpipe", queue: str = "twinpipe",
-                   service_account: str = "twinpipe-train", env: dict | None = None) -> dict:
+                   service_account: str = "twinpipe-train", env: dict | None = None,
+                   project: str = "", region: str = "") -> dict:
     """The torch train task's ``train_job`` parameter: the cluster training job its launcher
     submits (``components.torch.launch.submit_training`` reads exactly these keys).
 
@@ -77,7 +78,8 @@ def train_job_spec(*, target: str, image: str, gpu: str = "", gpu_count: int = 0
       machine spec's accelerator enum), ``node_selector`` and ``tolerations``: the GPU nodes —
       GPU requests sit on the training pods only, never on the KFP launcher task;
     * ``namespace``, ``queue`` (Volcano), ``service_account``: where and as whom the job runs;
-    * ``env``: extra environment of the training pods.
+    * ``env``: extra environment of the training pods;
+    * ``project``, ``region`` (``--target vertex`` only): where the CustomJob runs.
     """
     from infra.schedule_spec import GpuSpec
 
@@ -85,6 +87,8 @@ def train_job_spec(*, target: str, image: str, gpu: str = "", gpu_count: int = 0
            "cpu": cpu, "memMB": mem_mb, "gpu": 0, "gpu_type": "", "node_selector": {},
            "tolerations": [], "namespace": namespace, "queue": queue,
            "service_account": service_account, "env": dict(env or {})}
+    if target == "vertex":
+        job.update(project=project, region=region)
     if gpu:
         spec = GpuSpec(gpu, gpu_count)
         job["gpu"] = spec.count
@@ -100,7 +104,7 @@ def train_job_spec(*, target: str, image: str, gpu: str = "", gpu_count: int = 0
 def compile_torch(*, target: str, out_dir: str, data_root: str, image: str, workers: int,
                   gpu: str = "", gpu_count: int = 0, span: str = "latest",
                   pipeline_root: str | None = None, contract_uri: str = "",
-                  launcher: str = "torchx") -> Path:
+                  launcher: str = "torchx", project: str = "", region: str = "") -> Path:
     """Writes ``torch-<target>.yaml`` (KFP v2 IR + kubernetes platform spec; YAML: KFP serialises
     platform-specific features only there).
 
@@ -117,7 +121,7 @@ def compile_torch(*, target: str, out_dir: str, data_root: str, image: str, work
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     job = train_job_spec(target=target, image=image, gpu=gpu, gpu_count=gpu_count,
-                         launcher=launcher)
+                         launcher=launcher, project=project, region=region)
     path = out / f"torch-{target}.yaml"
     compiler.Compiler().compile(
         create_pipeline(LauncherResources(), pipeline_root=pipeline_root),
@@ -180,7 +184,7 @@ def tfx_beam_args(args, data_root: str, image: str) -> list[str]:
 
 
 def compile_pipelines(args) -> list[Path]:
-    from infra.beam_options import artifact_bucket
+    from infra.beam_options import DEFAULT_REGION, artifact_bucket
 
     stacks = ("tfx", "torch") if args.stack == "both" else (args.stack,)
     # Default roots: Terraform's artifact bucket when the project is known, else a placeholder.
@@ -203,5 +207,6 @@ def compile_pipelines(args) -> list[Path]:
                 image=args.image or "twinpipe-torch:latest",
                 workers=args.workers, gpu=args.gpu, gpu_count=args.gpu_count, span=args.span,
                 pipeline_root=root, launcher=getattr(args, "launcher", None) or "torchx",
+                project=args.project or "", region=args.region or DEFAULT_REGION,
             ))
     return paths

@@ -85,6 +85,7 @@ def test_torch_spec(compiled, target):
         assert job["tolerations"][0]["key"] == "nvidia.com/gpu"
     else:
         assert job["launcher"] == "vertex" and job["gpu_type"] == "NVIDIA_L4"
+        assert (job["project"], job["region"]) == ("my-proj", "us-central1")
         assert job["node_selector"] == {} and job["tolerations"] == []  # no GKE labels on Vertex
     assert len(docs) == 1  # no kubernetes platform spec: no node selector on any KFP task
 
