@@ -58,7 +58,7 @@ def _contract(contract_path: str):
 
 
 @contextlib.contextmanager
-def local_spans(spans_uri: str) -> Iterator[str]:
+def local_spans(spans_uri: str, stage: str) -> Iterator[str]:
     """The current spans of ``spans_uri`` as a local folder: the folder itself, or for gs:// a
     copy of the published generation (``CURRENT.json``) on this task's disk, removed afterwards.
     The gate also reads the spans' history and quarantine, so the whole generation is copied."""
@@ -67,7 +67,7 @@ def local_spans(spans_uri: str) -> Iterator[str]:
         yield current
         return
     with tempfile.TemporaryDirectory(prefix="torch-spans-") as tmp:
-        log.info("[torch][ingest] copying spans %s to the task's disk", current)
+        log.info("[torch][%s] copying spans %s to the task's disk", stage, current)
         yield storage.download(current, Path(tmp) / "spans")
 
 
@@ -81,7 +81,7 @@ def ingest_stage(spans_dir: str, train_path: str, eval_path: str, record_dir: st
 
     t0 = time.time()
     figures: dict = {}
-    with local_spans(spans_dir) as spans:
+    with local_spans(spans_dir, "ingest") as spans:
         figures["spans"] = select_spans(spans, span)
         for split, path in (("train", train_path), ("eval", eval_path)):
             table = read_spans(spans, split, figures["spans"])
@@ -114,7 +114,7 @@ def validate_stage(train_path: str, eval_path: str, contract_path: str, source: 
     gx_path = report_dir / "gx_result.json"
     gx_path.write_text(json.dumps({"passed": result.passed, "evaluated": result.evaluated,
                                    "failures": result.failures}, indent=2, default=str))
-    with local_spans(spans_dir) as spans:
+    with local_spans(spans_dir, "validate") as spans:
         report = check_spans(contract, spans, select_spans(spans, span), source=source)
     merge_engine(report, gx_checks(result, contract),
                  {"engine": "great_expectations", "result": str(gx_path),
@@ -179,12 +179,8 @@ def train_stage(
         "--fail-once-after-epoch", str(fail_once_after_epoch),
     ]
     if train_job:
-        submit = getattr(launch, "submit_training", None)
-        if submit is None:
-            raise ContractError("[torch][train] this image has no cluster launcher "
-                                "(components.torch.launch.submit_training): give train_job '' "
-                                "to train through TorchX inside the task.")
-        submit(app_args, workers=workers, train_job=train_job, log_dir=str(out / "job_logs"))
+        launch.submit_training(app_args, workers=workers, train_job=train_job,
+                               log_dir=str(out / "job_logs"))
         storage.download(job_out, work)
     else:
         cfg = dict(kv.split("=", 1) for kv in scheduler_options.split(",") if kv)
