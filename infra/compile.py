@@ -62,51 +62,80 @@ def compile_tfx(
     return out / filename
 
 
-def compile_torch(*, target: str, out_dir: str, data_root: str, image: str, workers: int,
-                  gpu: str = "", gpu_count: int = 0, span: str = "latest") -> Path:
-    """Writes ``torch-<target>.yaml`` (KFP v2 IR + kubernetes platform spec) with the train task's
-    cluster resources (YAML: KFP serialises platform-specific features only there).
+def train_job_spec(*, target: str, image: str, gpu: str = "", gpu_count: int = 0,
+                   launcher: str = "torchx", cpu: int = 4, mem_mb: int = 16384,
+                   namespace: str = "twinpipe", queue: str = "twinpipe",
+                   service_account: str = "twinpipe-train", env: dict | None = None) -> dict:
+    """The torch train task's ``train_job`` parameter: the cluster training job its launcher
+    submits (``components.torch.launch.submit_training`` reads exactly these keys).
 
-    On a cluster the train component submits the TorchX job to the ``kubernetes`` scheduler
-    (Volcano); the pipeline's parameters default to the bucket paths given here.
+    * ``launcher``: ``torchx`` (TorchX ``kubernetes`` scheduler, a Volcano Job) or ``trainjob``
+      (a Kubeflow Trainer v2 TrainJob) on GKE; ``vertex`` (a Vertex AI CustomJob) for
+      ``--target vertex``, which has no Kubernetes API to submit to;
+    * ``image``, ``cpu``, ``memMB``: each training pod's image and requests;
+    * ``gpu`` (per pod), ``gpu_type`` (the GKE accelerator, e.g. ``nvidia-l4``; on Vertex the
+      machine spec's accelerator enum), ``node_selector`` and ``tolerations``: the GPU nodes —
+      GPU requests sit on the training pods only, never on the KFP launcher task;
+    * ``namespace``, ``queue`` (Volcano), ``service_account``: where and as whom the job runs;
+    * ``env``: extra environment of the training pods.
+    """
+    from infra.schedule_spec import GpuSpec
+
+    job = {"launcher": "vertex" if target == "vertex" else launcher, "image": image,
+           "cpu": cpu, "memMB": mem_mb, "gpu": 0, "gpu_type": "", "node_selector": {},
+           "tolerations": [], "namespace": namespace, "queue": queue,
+           "service_account": service_account, "env": dict(env or {})}
+    if gpu:
+        spec = GpuSpec(gpu, gpu_count)
+        job["gpu"] = spec.count
+        if target == "vertex":  # Vertex reads the accelerator enum; no GKE node labels there
+            job["gpu_type"] = spec.vertex()["accelerator_type"]
+        else:
+            k = spec.kfp()
+            job.update(gpu_type=gpu, node_selector=dict(k["node_selector"]),
+                       tolerations=[dict(k["toleration"])])
+    return job
+
+
+def compile_torch(*, target: str, out_dir: str, data_root: str, image: str, workers: int,
+                  gpu: str = "", gpu_count: int = 0, span: str = "latest",
+                  pipeline_root: str | None = None, contract_uri: str = "",
+                  launcher: str = "torchx") -> Path:
+    """Writes ``torch-<target>.yaml`` (KFP v2 IR + kubernetes platform spec; YAML: KFP serialises
+    platform-specific features only there).
+
+    Its parameters default to the object-storage URIs under ``data_root`` (the spans and the
+    registry enter the run through importers of those URIs; ``pipeline_root`` is the default
+    artifact root), and ``train_job`` to the training job built by :func:`train_job_spec` from
+    the compile flags: the GPU request lands on the job's pods, while the KFP train task, which
+    only submits that job and waits, stays small (``LauncherResources``: 1 CPU, 2G, retries).
     """
     from kfp import compiler
 
-    from infra.schedule_spec import GpuSpec
-    from pipelines.torch.pipeline import TrainResources, create_pipeline
+    from pipelines.torch.pipeline import LauncherResources, create_pipeline
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    resources = TrainResources()
-    if gpu:
-        spec = GpuSpec(gpu, gpu_count)
-        if target == "vertex":  # Vertex reads the accelerator enum; no GKE node labels there
-            v = spec.vertex()
-            resources = TrainResources(accelerator=v["accelerator_type"],
-                                       accelerator_count=v["accelerator_count"])
-        else:
-            k = spec.kfp()
-            resources = TrainResources(
-                accelerator=k["accelerator_type"], accelerator_count=k["accelerator_limit"],
-                node_selector=next(iter(k["node_selector"].items())),
-                toleration=(k["toleration"]["key"], k["toleration"]["effect"]))
+    job = train_job_spec(target=target, image=image, gpu=gpu, gpu_count=gpu_count,
+                         launcher=launcher)
     path = out / f"torch-{target}.yaml"
     compiler.Compiler().compile(
-        create_pipeline(resources),
+        create_pipeline(LauncherResources(), pipeline_root=pipeline_root),
         package_path=str(path),
         pipeline_parameters={
-            "spans_dir": f"{data_root}/spans",
+            "spans_uri": f"{data_root}/spans",
             "push_destination": f"{data_root}/torch/pushed",
+            "contract_path": contract_uri,
             "workers": workers,
-            "scheduler": "kubernetes",
-            "scheduler_options": "queue=twinpipe,namespace=twinpipe",
             "span": span,
+            "train_job": json.dumps(job, sort_keys=True),
         },
     )
     # Components are declared with a default image; point every executor at the one asked for.
     docs = list(yaml.safe_load_all(path.read_text()))
     for executor in docs[0]["deploymentSpec"]["executors"].values():
-        executor["container"]["image"] = image
+        if "container" in executor:  # importers run no container of ours
+            executor["container"]["image"] = image
     path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
     return path
 
@@ -173,5 +202,6 @@ def compile_pipelines(args) -> list[Path]:
                 target=args.target, out_dir=args.out, data_root=data,
                 image=args.image or "twinpipe-torch:latest",
                 workers=args.workers, gpu=args.gpu, gpu_count=args.gpu_count, span=args.span,
+                pipeline_root=root, launcher=getattr(args, "launcher", None) or "torchx",
             ))
     return paths

@@ -1,60 +1,93 @@
 """KFP v2 lightweight components of the PyTorch stack: each only calls its stage function.
 
+Tasks exchange data as artifacts, never as host paths: the spans and the model registry come in
+as imported artifacts (``dsl.importer`` in the pipeline; a stage reads their ``.uri`` through the
+storage layer), rows and models as ``Dataset`` / ``Model`` artifacts under the pipeline root. Each
+task's figures (what ``torch/run.json`` is built from) go to its ``record`` artifact, a folder
+holding ``<stage>.json``; train and evaluate also log ``Metrics`` (auc, samples/s...), and the
+blessing decision is an artifact whose metadata says ``blessed``. The gate report is an artifact
+too, so it outlives the validate container.
+
 Imports stay inside the bodies (KFP serialises the function source; heavy imports at module
 level would slow every compile). The image carries the twinpipe package, so no pip install runs
 at start (``install_kfp_package=False``).
 """
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
 IMAGE = "twinpipe-torch:latest"
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def ingest(spans_dir: str, record_dir: str, train_rows: Output[Dataset],
-           eval_rows: Output[Dataset], span: str = "all") -> int:
+def ingest(spans: Input[Dataset], train_rows: Output[Dataset], eval_rows: Output[Dataset],
+           record: Output[Artifact], span: str = "all") -> int:
     from components.torch.stages import ingest_stage
 
-    return ingest_stage(spans_dir, train_rows.path, eval_rows.path, record_dir, span=span)
+    return ingest_stage(spans.uri, train_rows.path, eval_rows.path, record.path, span=span)
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def validate(train_rows: Input[Dataset], eval_rows: Input[Dataset], contract_path: str,
-             source: str, record_dir: str, spans_dir: str, span: str = "all",
-             report_dir: str = "") -> bool:
+def validate(spans: Input[Dataset], train_rows: Input[Dataset], eval_rows: Input[Dataset],
+             contract_path: str, source: str, gate_report: Output[Artifact],
+             record: Output[Artifact], span: str = "all") -> bool:
     from components.torch.stages import validate_stage
 
-    return validate_stage(train_rows.path, eval_rows.path, contract_path, source, record_dir,
-                          spans_dir=spans_dir, span=span, report_dir=report_dir)
+    return validate_stage(train_rows.path, eval_rows.path, contract_path, source or spans.uri,
+                          record.path, spans_dir=spans.uri, span=span,
+                          report_dir=gate_report.path)
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def train(train_rows: Input[Dataset], gate_passed: bool, contract_path: str, workers: int,
           epochs: int, batch_size: int, learning_rate: float, scheduler: str,
-          scheduler_options: str, fail_once_after_epoch: int, record_dir: str,
-          model: Output[Model]) -> float:
+          scheduler_options: str, fail_once_after_epoch: int, train_job: str,
+          model: Output[Model], metrics: Output[Metrics], record: Output[Artifact]) -> float:
+    import json
+    import os
+
     from components.torch.stages import train_stage
 
     if not gate_passed:
         raise RuntimeError("[torch][train] the data gate did not pass")
-    return train_stage(train_rows.path, model.path, contract_path, workers, epochs, batch_size,
-                       learning_rate, scheduler=scheduler, scheduler_options=scheduler_options,
-                       fail_once_after_epoch=fail_once_after_epoch, record_dir=record_dir)
+    # A cluster job's pods get the artifacts' object URIs; TorchX local_cwd reads local paths.
+    samples_per_s = train_stage(
+        train_rows.uri if train_job else train_rows.path, model.path, contract_path, workers,
+        epochs, batch_size, learning_rate, scheduler=scheduler,
+        scheduler_options=scheduler_options, fail_once_after_epoch=fail_once_after_epoch,
+        record_dir=record.path, train_job=train_job, job_out=f"{model.uri}/train" if train_job else "")
+    with open(os.path.join(record.path, "train.json")) as f:
+        figures = json.load(f)
+    for key in ("samples_per_s", "final_loss", "workers", "steps", "train_wall_s"):
+        metrics.log_metric(key, figures[key])
+    model.metadata["framework"] = "pytorch"
+    model.metadata["formats"] = ["onnx", "torchscript"]
+    return samples_per_s
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def evaluate(model: Input[Model], eval_rows: Input[Dataset], push_destination: str,
-             contract_path: str, record_dir: str, blessing: Output[Artifact]) -> bool:
+def evaluate(model: Input[Model], eval_rows: Input[Dataset], baseline: Input[Artifact],
+             contract_path: str, blessing: Output[Artifact], metrics: Output[Metrics],
+             record: Output[Artifact]) -> bool:
+    import json
+
     from components.torch.stages import evaluate_stage
 
-    return evaluate_stage(model.path, eval_rows.path, push_destination, contract_path,
-                          blessing.path, record_dir)
+    blessed = evaluate_stage(model.path, eval_rows.path, baseline.uri, contract_path,
+                             blessing.path, record.path)
+    with open(blessing.path) as f:
+        decision = json.load(f)
+    for key, value in decision["metrics"].items():
+        metrics.log_metric(key, value)
+    blessing.metadata.update({"blessed": decision["blessed"], "reasons": decision["reasons"],
+                              "auc": decision["auc"], "baseline": decision["baseline"] or "",
+                              "baseline_auc": decision["baseline_auc"]})
+    return blessed
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def push(model: Input[Model], blessing: Input[Artifact], push_destination: str, run_label: str,
-         record_dir: str) -> str:
+         record: Output[Artifact]) -> str:
     from components.torch.stages import push_stage
 
-    return push_stage(model.path, blessing.path, push_destination, run_label, record_dir)
+    return push_stage(model.path, blessing.path, push_destination, run_label, record.path)

@@ -1,24 +1,31 @@
 """The PyTorch stack's stages as plain functions over paths; KFP v2 components only call these.
 
-Each stage records its figures as ``<record_dir>/<stage>.json`` (when a record_dir is given), from
-which the local runner builds ``torch/run.json`` in the same shape as the TFX stack's.
+Each stage records its figures as ``<record_dir>/<stage>.json`` (when a record_dir is given; in
+the pipeline, the task's ``record`` output artifact), from which the local runner builds
+``torch/run.json`` in the same shape as the TFX stack's.
+
+Inputs that live outside the task (the spans, the contract, the model registry) are URIs: a local
+path or ``gs://...``, read through :mod:`components.common.storage`. A task on a cluster shares no
+filesystem with the others; what it reads from object storage it copies to its own disk first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 
-from components.common import registry
+from components.common import registry, storage
 from components.common.blessing import decide
 from components.common.contract import load_contract
-from components.common.ingest import select_spans
+from components.common.ingest import resolve_spans, select_spans
 from components.common.metrics import binary_metrics
 from components.common.rowdigest import frame_digest
 
@@ -32,23 +39,55 @@ def record(record_dir: str, stage: str, figures: dict) -> None:
 
 
 def _contract(contract_path: str):
-    return load_contract(contract_path or None)
+    """The contract at a path or URI ('' = the packaged one). A gs:// contract is read through the
+    storage layer into a local file first, so load_contract's checks and messages stay as they
+    are (its one paragraph names the URI)."""
+    if not contract_path or not storage.is_remote(contract_path):
+        return load_contract(contract_path or None)
+    from components.common.errors import ContractError
+
+    if not storage.isfile(contract_path):
+        raise ContractError(f"contract file {contract_path} does not exist.")
+    with tempfile.TemporaryDirectory(prefix="torch-contract-") as tmp:
+        local = Path(tmp) / storage.basename(contract_path)
+        local.write_bytes(storage.read_bytes(contract_path))
+        try:
+            return load_contract(local)
+        except ContractError as e:
+            raise ContractError(str(e).replace(str(local), contract_path)) from None
+
+
+@contextlib.contextmanager
+def local_spans(spans_uri: str) -> Iterator[str]:
+    """The current spans of ``spans_uri`` as a local folder: the folder itself, or for gs:// a
+    copy of the published generation (``CURRENT.json``) on this task's disk, removed afterwards.
+    The gate also reads the spans' history and quarantine, so the whole generation is copied."""
+    current = resolve_spans(spans_uri)
+    if not storage.is_remote(current):
+        yield current
+        return
+    with tempfile.TemporaryDirectory(prefix="torch-spans-") as tmp:
+        log.info("[torch][ingest] copying spans %s to the task's disk", current)
+        yield storage.download(current, Path(tmp) / "spans")
 
 
 def ingest_stage(spans_dir: str, train_path: str, eval_path: str, record_dir: str = "",
                  span: str = "all") -> int:
-    """Reads the run's monthly spans (pyarrow dataset scan) into one train and one eval file."""
+    """Reads the run's monthly spans (pyarrow dataset scan) into one train and one eval file;
+    ``spans_dir`` is a local folder or a gs:// URI."""
     import pyarrow.parquet as pq
 
     from components.common.ingest import read_spans
 
     t0 = time.time()
-    figures: dict = {"spans": select_spans(spans_dir, span)}
-    for split, path in (("train", train_path), ("eval", eval_path)):
-        table = read_spans(spans_dir, split, figures["spans"])
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, path)
-        figures[f"{split}_rows"] = table.num_rows
+    figures: dict = {}
+    with local_spans(spans_dir) as spans:
+        figures["spans"] = select_spans(spans, span)
+        for split, path in (("train", train_path), ("eval", eval_path)):
+            table = read_spans(spans, split, figures["spans"])
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, path)
+            figures[f"{split}_rows"] = table.num_rows
     figures["rows"] = figures["train_rows"] + figures["eval_rows"]
     figures["wall_s"] = round(time.time() - t0, 3)
     figures["rows_per_s"] = round(figures["rows"] / max(figures["wall_s"], 1e-9), 1)
@@ -75,7 +114,8 @@ def validate_stage(train_path: str, eval_path: str, contract_path: str, source: 
     gx_path = report_dir / "gx_result.json"
     gx_path.write_text(json.dumps({"passed": result.passed, "evaluated": result.evaluated,
                                    "failures": result.failures}, indent=2, default=str))
-    report = check_spans(contract, spans_dir, select_spans(spans_dir, span), source=source)
+    with local_spans(spans_dir) as spans:
+        report = check_spans(contract, spans, select_spans(spans, span), source=source)
     merge_engine(report, gx_checks(result, contract),
                  {"engine": "great_expectations", "result": str(gx_path),
                   "expectations_evaluated": result.evaluated})
@@ -101,36 +141,57 @@ def train_stage(
     train_path: str, model_dir: str, contract_path: str, workers: int, epochs: int,
     batch_size: int, learning_rate: float, hidden_units: str = "64,32",
     scheduler: str = "local_cwd", fail_once_after_epoch: int = -1, record_dir: str = "",
-    scheduler_options: str = "",
+    scheduler_options: str = "", train_job: str = "", job_out: str = "",
 ) -> float:
-    """Launches the DDP app through TorchX, then exports TorchScript + ONNX into ``model_dir``.
+    """Launches the DDP app, then exports TorchScript + ONNX into ``model_dir``.
 
-    ``scheduler_options`` are TorchX scheduler settings as ``key=value,...`` (for kubernetes:
-    ``queue=twinpipe,namespace=twinpipe`` — the Volcano queue and namespace of the job).
+    With ``train_job`` empty the app runs through TorchX ``scheduler`` (``local_cwd`` here) on
+    ``train_path`` and writes into ``model_dir/train``. ``scheduler_options`` are TorchX scheduler
+    settings as ``key=value,...``. With ``train_job`` (the cluster job's JSON, see
+    ``infra.compile.train_job_spec``) the job runs on its own pods through
+    ``components.torch.launch.submit_training``: they share no filesystem with this task, so
+    ``train_path`` must then be an object URI and the app writes to ``job_out`` (a URI too, e.g. the
+    model artifact's ``uri + "/train"``), which is copied back here for the export.
     """
+    from components.common.errors import ContractError
+    from components.torch import launch
     from components.torch.export import export, signature_doc
-    from components.torch.launch import run_training, train_appdef
     from components.torch.train_app import check_shard, count_rows, load_model
 
     t0 = time.time()
     contract = _contract(contract_path)
-    # The app checks this too; here it stops before torchrun would restart a doomed job.
-    check_shard(count_rows(train_path), workers)
     out = Path(model_dir)
     work = out / "train"
-    app = train_appdef(
-        "--train", train_path, "--out", str(work),
+    if train_job and not (storage.is_remote(train_path) and storage.is_remote(job_out)):
+        raise ContractError(
+            f"[torch][train] a cluster train job (train_job) needs object URIs for its rows and "
+            f"output, got {train_path!r} and {job_out!r}: the training pods share no filesystem "
+            "with the launcher task. Run the pipeline with pipeline_root on gs://.")
+    if not train_job:
+        # The app checks this too; here it stops before torchrun would restart a doomed job.
+        check_shard(count_rows(train_path), workers)
+    app_args = [
+        "--train", train_path, "--out", job_out if train_job else str(work),
         "--numeric", ",".join(c.name for c in contract.numeric_features),
         "--categorical", ",".join(c.name for c in contract.categorical_features),
         "--label", contract.label.name, "--epochs", str(epochs), "--batch-size", str(batch_size),
         "--learning-rate", str(learning_rate), "--hidden-units", hidden_units,
         "--fail-once-after-epoch", str(fail_once_after_epoch),
-        workers=workers,
-    )
-    cfg = dict(kv.split("=", 1) for kv in scheduler_options.split(",") if kv)
-    if scheduler == "local_cwd":
-        cfg.setdefault("log_dir", str(out / "torchx_logs"))
-    run_training(app, scheduler=scheduler, cfg=cfg)
+    ]
+    if train_job:
+        submit = getattr(launch, "submit_training", None)
+        if submit is None:
+            raise ContractError("[torch][train] this image has no cluster launcher "
+                                "(components.torch.launch.submit_training): give train_job '' "
+                                "to train through TorchX inside the task.")
+        submit(app_args, workers=workers, train_job=train_job, log_dir=str(out / "job_logs"))
+        storage.download(job_out, work)
+    else:
+        cfg = dict(kv.split("=", 1) for kv in scheduler_options.split(",") if kv)
+        if scheduler == "local_cwd":
+            cfg.setdefault("log_dir", str(out / "torchx_logs"))
+        launch.run_training(launch.train_appdef(*app_args, workers=workers), scheduler=scheduler,
+                            cfg=cfg)
     model, prep, metrics = load_model(work)
     t_export = time.time()
     label = contract.label

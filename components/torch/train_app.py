@@ -16,7 +16,9 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,11 +30,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
+from components.common import storage
 from components.common.ingest import read_spans
 from components.common.replicas import report_dir, weights_digest, write_replica_report
 from components.torch.model import FlightsNet, Preprocessing, fit_preprocessing
 
 log = logging.getLogger("twinpipe.torch.train")
+
+CHECKPOINT = "checkpoints/last.pt"
+MODEL_FILES = ("model.pt", "preprocessing.json", "train_metrics.json")  # what load_model reads
 
 
 def read_split(path: str, split: str):
@@ -47,6 +53,14 @@ def read_split(path: str, split: str):
     if not files:
         raise FileNotFoundError(f"no {split} parquet files under {path}")
     return ds.dataset(files, format="parquet").to_table().to_pandas()
+
+
+def _local_input(path: str, scratch: Path | None) -> str:
+    """``path`` itself, or for an object URI a local copy of it (file or prefix) under
+    ``scratch``: pyarrow's dataset scan and the row count then read local files on every rank."""
+    if not storage.is_remote(path):
+        return path
+    return storage.download(path, scratch / "train" / storage.basename(path))
 
 
 def feature_list(text: str) -> list[str]:
@@ -115,8 +129,10 @@ def init_process_group(backend: str, rank: int, world: int, timeout_s: int = 180
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--train", required=True, help="spans folder, folder of parquet files or a file")
-    p.add_argument("--out", required=True)
+    p.add_argument("--train", required=True,
+                   help="spans folder, folder of parquet files or a file; local or gs://")
+    p.add_argument("--out", required=True, help="output folder; local or gs:// (a cluster job's "
+                   "pods share no filesystem with the launcher: they get object URIs)")
     p.add_argument("--numeric", required=True, help="comma-separated numeric feature columns")
     p.add_argument("--categorical", required=True, help="comma-separated categorical columns")
     p.add_argument("--label", required=True)
@@ -143,17 +159,25 @@ def main(argv: list[str] | None = None) -> int:
     if not numeric and not categorical:
         raise ValueError("[torch][train] no feature columns: --numeric and --categorical are "
                          "both empty.")
+    remote = storage.is_remote(args.train) or storage.is_remote(args.out)
+    scratch = Path(tempfile.mkdtemp(prefix="torch-train-")) if remote else None
+    train_path = _local_input(args.train, scratch)
     # Before joining the group (parquet metadata only): every rank stops the same way, at once.
-    check_shard(count_rows(args.train), world)
+    check_shard(count_rows(train_path), world)
     distributed = world > 1
     if distributed:
         init_process_group("nccl" if cuda else "gloo", rank, world)
     backend = dist.get_backend() if distributed else "none"
-    out = Path(args.out)
+    # On object storage the app works in a local folder and uploads what it keeps (checkpoint
+    # after each epoch, so a restarted pod resumes; the model at the end).
+    remote_out = args.out if storage.is_remote(args.out) else None
+    out = scratch / "out" if remote_out else Path(args.out)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     tag = f"[torch][train][rank {rank}]"
+    if remote_out and storage.exists(storage.join(remote_out, CHECKPOINT)):
+        storage.download(storage.join(remote_out, CHECKPOINT), out / CHECKPOINT)
 
-    train = read_split(args.train, "train")
+    train = read_split(train_path, "train")
     prep = fit_preprocessing(train, numeric, categorical)
     x_num, x_cat = prep.encode(train)
     y = train[args.label].to_numpy(dtype=np.float32)
@@ -173,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     model = FlightsNet(prep, hidden).to(device)
     optim = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
     start_epoch = 0
-    ckpt_path = out / "checkpoints" / "last.pt"
+    ckpt_path = out / CHECKPOINT
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device)
         model.load_state_dict(ckpt["model"])
@@ -202,15 +226,17 @@ def main(argv: list[str] | None = None) -> int:
         if rank == 0:
             _save_atomic({"epoch": epoch, "model": model.state_dict(), "optim": optim.state_dict()},
                          ckpt_path)
+            if remote_out:
+                storage.upload(ckpt_path, storage.join(remote_out, CHECKPOINT))
         log.info("%s epoch %d/%d loss %.4f", tag, epoch + 1, args.epochs, loss_value)
         if epoch == args.fail_once_after_epoch:
-            marker = out / "failed-once"
-            fail = not marker.exists()
+            marker = storage.join(args.out, "failed-once")
+            fail = not storage.exists(marker)
             if distributed:
                 dist.barrier()  # every rank has read the marker before rank 0 writes it
             if fail:
                 if rank == 0:
-                    marker.write_text(str(epoch))
+                    storage.write_text(marker, str(epoch))
                 log.info("%s failing on purpose after epoch %d (restart test)", tag, epoch + 1)
                 sys.exit(3)
     t_end = time.perf_counter()
@@ -244,10 +270,15 @@ def main(argv: list[str] | None = None) -> int:
             "hidden_units": list(hidden),
         }
         (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2))
+        if remote_out:
+            for name in MODEL_FILES:
+                storage.upload(out / name, storage.join(remote_out, name))
         log.info("%s %.0f samples/s (%d workers, %s)", tag, steady, world, backend)
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 

@@ -1,7 +1,12 @@
 """Runs the PyTorch stack's KFP v2 pipeline on this machine with kfp.local (SubprocessRunner).
 
-Thin: paths and config in, the factory's pipeline to kfp.local, then run.json (the same shape as
-the TFX stack's) from the stage records the components wrote.
+Thin: URIs and config in, the factory's pipeline to kfp.local, then run.json (the same shape as
+the TFX stack's) from the artifacts kfp.local produced: each task's ``record`` artifact (its
+stage figures), copied to ``torch/stages/``, and the validate task's ``gate_report``.
+
+kfp.local keeps artifacts under a local pipeline root only (it makes the root an absolute local
+path, and components write ``artifact.path``); the spans, registry and contract may still be
+gs:// URIs, which the stages read through the storage layer.
 """
 
 from __future__ import annotations
@@ -94,6 +99,8 @@ def run_torch(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest
     paths = stack_paths(cfg.out_dir)
     shutil.rmtree(paths["records"], ignore_errors=True)
     paths["records"].mkdir(parents=True, exist_ok=True)
+    paths["pipeline_root"].mkdir(parents=True, exist_ok=True)
+    before = set(os.listdir(paths["pipeline_root"]))
     # Components run as `python3 -m kfp.dsl.executor_main`; make that this environment's python.
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
     local.init(runner=local.SubprocessRunner(use_venv=False),
@@ -112,24 +119,26 @@ def run_torch(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest
             warnings.filterwarnings("ignore", message="You may be attemping to run a task",
                                     category=RuntimeWarning)
             pipeline(
-                spans_dir=ingested.spans_dir,
+                spans_uri=ingested.spans_dir,
                 push_destination=push_destination(cfg, "torch"),
                 contract_path=cfg.contract_path or "",
                 source=ingested.source,
-                report_dir=str(paths["validation"]),
                 workers=cfg.workers,
                 epochs=cfg.epochs,
                 batch_size=cfg.batch_size,
                 learning_rate=cfg.learning_rate,
                 scheduler=scheduler,
                 run_label=cfg.run_label,
-                record_dir=str(paths["records"]),
             )
     except Exception as e:  # noqa: BLE001 — reported below with the stage that failed
         error = e
     finally:
         clock.close()
     wall = time.time() - t0
+    new_runs = sorted(set(os.listdir(paths["pipeline_root"])) - before)
+    if new_runs:
+        gather_records(paths["pipeline_root"] / new_runs[-1], paths["records"],
+                       paths["validation"])
     summary = collect_run(paths, contract, ingested, ingest_s, wall, cfg, clock.walls,
                           resources=meter.figures(), ingest_resources=ingest_resources)
     paths["run_json"].write_text(json.dumps(summary, indent=2, default=str))
@@ -144,6 +153,27 @@ def run_torch(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest
             f"Partial run summary: {paths['run_json']}"
         ) from error
     return summary
+
+
+def gather_records(run_root: Path, records: Path, validation: Path) -> dict[str, Path]:
+    """Copies each task's stage figures (``<task>/record/<stage>.json`` under kfp.local's run
+    folder) into ``records``, and the validate task's gate report folder into ``validation``
+    (the run's report stays where the CLI and alerts have always named it); returns the records
+    found. The gate report's own path is rewritten to the copy."""
+    found: dict[str, Path] = {}
+    for stage in STAGES:
+        src = run_root / stage / "record" / f"{stage}.json"
+        if src.is_file():
+            found[stage] = records / src.name
+            shutil.copyfile(src, found[stage])
+    report = run_root / "validate" / "gate_report"
+    if report.is_dir():
+        shutil.copytree(report, validation, dirs_exist_ok=True)
+        if "validate" in found:
+            rec = json.loads(found["validate"].read_text())
+            rec["report"] = str(validation / "gate.json")
+            found["validate"].write_text(json.dumps(rec, indent=2, default=str))
+    return found
 
 
 def collect_run(paths, contract: Contract, ingested: IngestResult, ingest_s: float, wall: float,

@@ -1,8 +1,13 @@
 """The PyTorch stack's KFP v2 pipeline: one factory, wiring only.
 
-ingest -> validate (GX) -> train (TorchX dist.ddp) -> evaluate (onnxruntime, blessing rule)
--> push (only when blessed; gated inside the component: kfp.local in kfp 2.13 runs no
-dsl.Condition).
+ingest -> validate (GX) -> train (TorchX dist.ddp, or a cluster training job) -> evaluate
+(onnxruntime, blessing rule) -> push (only when blessed; gated inside the component: kfp.local in
+kfp 2.13 runs no dsl.Condition).
+
+No parameter is a host path: the spans and the model registry are URIs (a local folder under
+kfp.local, ``gs://...`` on a cluster) that enter as artifacts through ``dsl.importer``; every
+other hand-over is an artifact under the pipeline root. The same pipeline runs under kfp.local
+and on a cluster with ``pipeline_root`` on GCS.
 """
 
 
@@ -16,24 +21,24 @@ PIPELINE_NAME = "twinpipe-torch"
 
 
 @dataclass(frozen=True)
-class TrainResources:
-    """What the train task asks of a cluster (ignored by kfp.local)."""
+class LauncherResources:
+    """What the train task itself asks of a cluster (ignored by kfp.local). The task only submits
+    the training job and waits for it: small, and never a GPU; the job's pods carry the training
+    resources (the ``train_job`` parameter)."""
 
-    cpu: str = "4"
-    memory: str = "16G"
-    accelerator: str = ""            # e.g. "nvidia.com/gpu"
-    accelerator_count: int = 0
-    node_selector: "tuple[str, str] | None" = None   # e.g. ("cloud.google.com/gke-accelerator", "nvidia-l4")
-    toleration: "tuple[str, str] | None" = None      # e.g. ("nvidia.com/gpu", "NoSchedule")
+    cpu: str = "1"
+    memory: str = "2G"
     retries: int = 2
 
 
-def create_pipeline(resources: "TrainResources | None" = None):
-    """The pipeline function; with ``resources`` the train task carries them (for a cluster)."""
+def create_pipeline(resources: "LauncherResources | None" = None, pipeline_root: str | None = None):
+    """The pipeline function; with ``resources`` the train task carries them (for a cluster);
+    ``pipeline_root`` is the compiled spec's default artifact root."""
 
-    @dsl.pipeline(name=PIPELINE_NAME, description="twinpipe PyTorch stack")
+    @dsl.pipeline(name=PIPELINE_NAME, description="twinpipe PyTorch stack",
+                  pipeline_root=pipeline_root)
     def torch_pipeline(
-        spans_dir: str,
+        spans_uri: str,
         push_destination: str,
         contract_path: str = "",
         source: str = "",
@@ -45,29 +50,36 @@ def create_pipeline(resources: "TrainResources | None" = None):
         scheduler_options: str = "",
         fail_once_after_epoch: int = -1,
         run_label: str = "",
-        record_dir: str = "",
         span: str = "all",
-        report_dir: str = "",
+        train_job: str = "",
     ):
-        ingest = c.ingest(spans_dir=spans_dir, record_dir=record_dir, span=span).set_display_name("ingest")
+        """``spans_uri``: the spans folder/prefix (its ``CURRENT.json`` generation on gs://);
+        ``push_destination``: the model registry root URI, read for the baseline (imported) and
+        written by push; ``contract_path``: the contract's URI ('' = the packaged one);
+        ``train_job``: the cluster training job as JSON ('' = TorchX ``scheduler`` in the task)."""
+        spans = dsl.importer(artifact_uri=spans_uri, artifact_class=dsl.Dataset,
+                             reimport=True).set_display_name("spans")
+        baseline = dsl.importer(artifact_uri=push_destination, artifact_class=dsl.Artifact,
+                                reimport=True).set_display_name("registry")
+        ingest = c.ingest(spans=spans.output, span=span).set_display_name("ingest")
         gate = c.validate(
-            train_rows=ingest.outputs["train_rows"], eval_rows=ingest.outputs["eval_rows"],
-            contract_path=contract_path, source=source, record_dir=record_dir,
-            spans_dir=spans_dir, span=span, report_dir=report_dir,
+            spans=spans.output, train_rows=ingest.outputs["train_rows"],
+            eval_rows=ingest.outputs["eval_rows"], contract_path=contract_path, source=source,
+            span=span,
         ).set_display_name("validate")
         train = c.train(
-            train_rows=ingest.outputs["train_rows"], gate_passed=gate.output,
+            train_rows=ingest.outputs["train_rows"], gate_passed=gate.outputs["Output"],
             contract_path=contract_path, workers=workers, epochs=epochs, batch_size=batch_size,
             learning_rate=learning_rate, scheduler=scheduler, scheduler_options=scheduler_options,
-            fail_once_after_epoch=fail_once_after_epoch, record_dir=record_dir,
+            fail_once_after_epoch=fail_once_after_epoch, train_job=train_job,
         ).set_display_name("train")
         evaluate = c.evaluate(
             model=train.outputs["model"], eval_rows=ingest.outputs["eval_rows"],
-            push_destination=push_destination, contract_path=contract_path, record_dir=record_dir,
+            baseline=baseline.output, contract_path=contract_path,
         ).set_display_name("evaluate")
         c.push(
             model=train.outputs["model"], blessing=evaluate.outputs["blessing"],
-            push_destination=push_destination, run_label=run_label, record_dir=record_dir,
+            push_destination=push_destination, run_label=run_label,
         ).set_display_name("push")
         if resources is not None:
             _apply_resources(train, resources)
@@ -77,15 +89,7 @@ def create_pipeline(resources: "TrainResources | None" = None):
     return torch_pipeline
 
 
-def _apply_resources(task, r: TrainResources) -> None:
-    from kfp import kubernetes
-
+def _apply_resources(task, r: LauncherResources) -> None:
     task.set_cpu_limit(r.cpu).set_memory_limit(r.memory)
-    if r.accelerator and r.accelerator_count:
-        task.set_accelerator_type(r.accelerator).set_accelerator_limit(r.accelerator_count)
-    if r.node_selector:
-        kubernetes.add_node_selector(task, label_key=r.node_selector[0], label_value=r.node_selector[1])
-    if r.toleration:
-        kubernetes.add_toleration(task, key=r.toleration[0], operator="Exists", effect=r.toleration[1])
     if r.retries:
         task.set_retry(num_retries=r.retries, backoff_duration="60s", backoff_factor=2)

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -80,10 +82,13 @@ def test_kfp_ingest_component_function_reads_the_spans(tmp_path):
     res = ingest(CONTRACT, tmp_path / "spans", input_path=src)
     train = dsl.Dataset(uri=str(tmp_path / "train.parquet"))
     ev = dsl.Dataset(uri=str(tmp_path / "eval.parquet"))
+    record = dsl.Artifact(uri=str(tmp_path / "record"))
     rows = ingest_component.python_func(
-        spans_dir=str(tmp_path / "spans"), record_dir=str(tmp_path / "rec"), train_rows=train, eval_rows=ev
+        spans=dsl.Dataset(uri=str(tmp_path / "spans")), train_rows=train, eval_rows=ev,
+        record=record,
     )
     assert rows == res.rows
+    assert json.loads((tmp_path / "record" / "ingest.json").read_text())["rows"] == res.rows
     assert len(pd.read_parquet(train.path)) == res.spans[0].train_rows
     assert len(pd.read_parquet(ev.path)) == res.spans[0].eval_rows
 
