@@ -542,6 +542,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--contract", default=None)
     c.add_argument("--gpu", default="", help="GKE accelerator for torch training, e.g. nvidia-l4")
     c.add_argument("--gpu-count", type=_bounded(int, 1, 16), default=1)
+    c.add_argument("--launcher", choices=("torchx", "trainjob"), default="torchx",
+                   help="how the torch train task runs its job on GKE (--target kfp): torchx, "
+                        "TorchX's kubernetes scheduler (a Volcano Job); trainjob, a Kubeflow "
+                        "Trainer v2 TrainJob on the torch-distributed runtime. Vertex always "
+                        "runs a CustomJob")
     c.add_argument("--span", choices=("latest", "all"), default="latest",
                    help="what each run ingests: the newest span (scheduled runs) or all spans")
     from infra import beam_options as bo

@@ -117,7 +117,8 @@ def compile_torch(*, target: str, out_dir: str, data_root: str, image: str, work
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     job = train_job_spec(target=target, image=image, gpu=gpu, gpu_count=gpu_count,
-                         launcher=launcher)
+                         launcher=launcher,
+                         env={"TWINPIPE_CONTRACT": contract_uri} if contract_uri else None)
     path = out / f"torch-{target}.yaml"
     compiler.Compiler().compile(
         create_pipeline(LauncherResources(), pipeline_root=pipeline_root),
@@ -137,7 +138,41 @@ def compile_torch(*, target: str, out_dir: str, data_root: str, image: str, work
         if "container" in executor:  # importers run no container of ours
             executor["container"]["image"] = image
     path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    write_torch_train_job(path)
     return path
+
+
+#: The train task's run-time arguments of the app, shown as such in the written manifest.
+TORCH_APP_ARGS_AT_RUN_TIME = ["--train", "<train_rows artifact URI>",
+                              "--out", "<model artifact URI>/train", "<contract features, epochs...>"]
+
+
+def write_torch_train_job(spec_path: Path) -> Path:
+    """Writes ``torch-<target>.train-job.yaml`` beside a compiled torch spec: the job its train
+    task submits (``infra.jobs``), built from the spec's own ``train_job`` and ``workers``
+    defaults so the file shows what the spec runs. The app's data arguments (artifact URIs) are
+    only known at run time and appear as ``<...>`` placeholders; the manifest is validated
+    against its CRD (a Vertex CustomJob against the API's message) before it is written.
+    """
+    from google.protobuf import json_format
+
+    from infra import crds, jobs
+
+    params = load_compiled(spec_path)[0]["root"]["inputDefinitions"]["parameters"]
+    train_job = jobs.parse_train_job(params["train_job"]["defaultValue"])
+    manifest = jobs.torch_train_job_manifest(train_job, TORCH_APP_ARGS_AT_RUN_TIME,
+                                             int(params["workers"]["defaultValue"]))
+    if train_job["launcher"] == "vertex":
+        from google.cloud import aiplatform_v1
+
+        json_format.ParseDict(manifest, aiplatform_v1.CustomJob()._pb)  # unknown fields raise
+    else:
+        crds.validate(manifest)
+    out = spec_path.with_name(spec_path.name.replace(".yaml", ".train-job.yaml"))
+    head = (f"# The training job the train task of {spec_path.name} submits "
+            f"(launcher {train_job['launcher']}); <...> values are filled in at run time.\n")
+    out.write_text(head + yaml.safe_dump(manifest, sort_keys=False))
+    return out
 
 
 def load_compiled(path: str | Path) -> list[dict]:

@@ -233,7 +233,8 @@ def torch_vertex_customjob(train_job: dict, app_args: list[str], workers: int, *
     is unverified here (no GCP project) — with a custom container check them on a real job, or
     derive them from ``CLUSTER_SPEC``, which Vertex always sets. Vertex has no Kubernetes Secrets: alert sinks
     reach these containers only as the ``env`` given (the pipeline's own alerting runs in its
-    validate task), and the job runs as ``service_account`` (a GCP service account on Vertex).
+    validate task), and the job runs as ``service_account`` when that is a GCP service account
+    (an email), else as the project's Vertex default.
     """
     nnodes, nproc = torch_layout(train_job, workers)
     machine: dict = {"machineType": vertex_machine_type(train_job)}
@@ -252,7 +253,7 @@ def torch_vertex_customjob(train_job: dict, app_args: list[str], workers: int, *
                                 "env": [dict(e) for e in env]}}
              for n in ([1, nnodes - 1] if nnodes > 1 else [1])]
     spec: dict = {"workerPoolSpecs": pools}
-    if train_job.get("service_account"):
+    if "@" in train_job.get("service_account", ""):  # a GCP service account; a KSA name means nothing here
         spec["serviceAccount"] = train_job["service_account"]
     return {"displayName": name, "jobSpec": spec}
 
