@@ -206,3 +206,56 @@ def test_trainjob_launcher_creates_follows_and_waits(capfd):
     paths = [p for _, p, _ in _FakeTrainerApi.requests]
     assert any("labelSelector=jobset.sigs.k8s.io%2Fjobset-name%3Dtwinpipe-train-x1" in p for p in paths)
     assert "[torch][train] epoch 2 loss 0.4" in capfd.readouterr().err
+
+
+class _FakeVolcanoApi(_FakeTrainerApi):
+    """Just enough of the Kubernetes API for TorchX's kubernetes scheduler: one Volcano Job."""
+
+    requests: list = []
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).requests.append(("POST", self.path, body))
+        self._send(body, 201)
+
+    def do_GET(self):  # noqa: N802
+        type(self).requests.append(("GET", self.path, None))
+        if self.path.split("?")[0].endswith("/log"):
+            self._send("2026-11-29T00:00:00Z epoch 1 auc 0.71\n")
+        else:
+            self._send({"status": {"state": {"phase": "Completed"}}})
+
+
+def test_torchx_launcher_submits_the_patched_volcano_job(tmp_path, monkeypatch, capfd):
+    from components.torch.launch import submit_training
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeVolcanoApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "loop",
+        "clusters": [{"name": "loop", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
+        "users": [{"name": "u", "user": {}}],
+        "contexts": [{"name": "loop", "context": {"cluster": "loop", "user": "u"}}]}))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    job = {"launcher": "torchx", "image": IMAGE, "cpu": 4, "memMB": 8192, "gpu": 1,
+           "gpu_type": "nvidia-l4", "node_selector": {"cloud.google.com/gke-accelerator": "nvidia-l4"},
+           "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+           "namespace": "twinpipe", "queue": "twinpipe", "service_account": "twinpipe-runner",
+           "env": {"TWINPIPE_CONTRACT": CONTRACT}}
+    try:
+        submit_training(["--train", "gs://b/r", "--out", "gs://b/m"], workers=2,
+                        train_job=json.dumps(job), log_dir=str(tmp_path / "logs"))
+    finally:
+        server.shutdown()
+    method, path, body = _FakeVolcanoApi.requests[0]
+    assert (method, path) == ("POST", "/apis/batch.volcano.sh/v1alpha1/namespaces/twinpipe/jobs")
+    crds.validate(body)
+    assert body == json.loads((tmp_path / "logs" / "train-job.json").read_text())
+    assert len(body["spec"]["tasks"]) == 2  # 2 ranks on 1-GPU pods: 2 nodes
+    for task in body["spec"]["tasks"]:
+        pod = task["template"]["spec"]
+        assert pod["nodeSelector"]["cloud.google.com/gke-accelerator"] == "nvidia-l4"
+        assert pod["serviceAccountName"] == "twinpipe-runner"
+        _assert_env(pod["containers"][0]["env"])
+    assert "[torch][train] 2026-11-29T00:00:00Z epoch 1 auc 0.71" in capfd.readouterr().err
