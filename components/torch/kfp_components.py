@@ -29,13 +29,13 @@ def ingest(spans: Input[Dataset], train_rows: Output[Dataset], eval_rows: Output
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def validate(spans: Input[Dataset], train_rows: Input[Dataset], eval_rows: Input[Dataset],
-             contract_path: str, source: str, gate_report: Output[Artifact],
+             contract_path: str, source: str, validation: Output[Artifact],
              record: Output[Artifact], span: str = "all") -> bool:
     from components.torch.stages import validate_stage
 
     return validate_stage(train_rows.path, eval_rows.path, contract_path, source or spans.uri,
                           record.path, spans_dir=spans.uri, span=span,
-                          report_dir=gate_report.path)
+                          report_dir=validation.path)
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

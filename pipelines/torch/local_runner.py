@@ -2,7 +2,7 @@
 
 Thin: URIs and config in, the factory's pipeline to kfp.local, then run.json (the same shape as
 the TFX stack's) from the artifacts kfp.local produced: each task's ``record`` artifact (its
-stage figures), copied to ``torch/stages/``, and the validate task's ``gate_report``.
+stage figures), copied to ``torch/stages/``, and the validate task's ``validation`` (the gate report).
 
 kfp.local keeps artifacts under a local pipeline root only (it makes the root an absolute local
 path, and components write ``artifact.path``); the spans, registry and contract may still be
@@ -118,6 +118,10 @@ def run_torch(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest
             # that is the point (the image holds this same environment), so the warning is noise.
             warnings.filterwarnings("ignore", message="You may be attemping to run a task",
                                     category=RuntimeWarning)
+            # ... and a gs:// registry given to the importer is read by the stages through the
+            # storage layer (its .uri), never as artifact.path, which is what kfp.local warns of.
+            warnings.filterwarnings("ignore", message="It looks like you're using the remote file",
+                                    category=UserWarning)
             pipeline(
                 spans_uri=ingested.spans_dir,
                 push_destination=push_destination(cfg, "torch"),
@@ -166,7 +170,7 @@ def gather_records(run_root: Path, records: Path, validation: Path) -> dict[str,
         if src.is_file():
             found[stage] = records / src.name
             shutil.copyfile(src, found[stage])
-    report = run_root / "validate" / "gate_report"
+    report = run_root / "validate" / "validation"
     if report.is_dir():
         shutil.copytree(report, validation, dirs_exist_ok=True)
         if "validate" in found:

@@ -57,26 +57,36 @@ def tfx_beam_args(path) -> dict[str, list[str]]:
 def test_torch_spec(compiled, target):
     path = compiled / f"torch-{target}.yaml"
     spec = load_pipeline_spec(path)
-    assert set(spec.root.dag.tasks) == STAGES
+    tasks = spec.root.dag.tasks
+    assert STAGES <= set(tasks)
+    importers = {name: t for name, t in tasks.items() if name not in STAGES}
+    assert len(importers) == 2  # the spans and the model registry, imported from their URIs
     params = spec.root.input_definitions.parameters
     assert params["span"].default_value.string_value == "latest"
-    train = spec.root.dag.tasks["train"]
+    data = "gs://my-proj-twinpipe-artifacts/data"
+    assert params["spans_uri"].default_value.string_value == f"{data}/spans"
+    assert params["push_destination"].default_value.string_value == f"{data}/torch/pushed"
+    train = tasks["train"]
     assert train.retry_policy.max_retry_count == 2
-    assert all(not spec.root.dag.tasks[t].caching_options.enable_cache for t in STAGES - {"push"})
+    assert all(not tasks[t].caching_options.enable_cache for t in STAGES - {"push"})
     docs = load_compiled(path)
     executors = docs[0]["deploymentSpec"]["executors"]
+    # The train task only submits the training job and waits: small, and no GPU on it ...
     res = executors["exec-train"]["container"]["resources"]
-    acc = res["accelerator"]
-    assert acc.get("resourceCount", acc.get("count")) in ("2", 2)
-    want = "nvidia.com/gpu" if target == "kfp" else "NVIDIA_L4"
-    assert want in (acc.get("resourceType"), acc.get("type"))
-    assert {e["container"]["image"] for e in executors.values()} == {"REG/twinpipe:1"}
+    assert "accelerator" not in res
+    assert res["resourceCpuLimit"] == "1" and res["resourceMemoryLimit"] == "2G"
+    assert {e["container"]["image"] for e in executors.values() if "container" in e} == {"REG/twinpipe:1"}
+    # ... the GPU request travels to the training pods in the train_job parameter.
+    job = json.loads(params["train_job"].default_value.string_value)
+    assert job["gpu"] == 2 and job["image"] == "REG/twinpipe:1"
     if target == "kfp":
-        k8s = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
-        assert k8s["nodeSelector"]["labels"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
-        assert k8s["tolerations"][0]["key"] == "nvidia.com/gpu"
+        assert job["launcher"] == "torchx" and job["gpu_type"] == "nvidia-l4"
+        assert job["node_selector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+        assert job["tolerations"][0]["key"] == "nvidia.com/gpu"
     else:
-        assert len(docs) == 1  # no GKE node labels on Vertex
+        assert job["launcher"] == "vertex" and job["gpu_type"] == "NVIDIA_L4"
+        assert job["node_selector"] == {} and job["tolerations"] == []  # no GKE labels on Vertex
+    assert len(docs) == 1  # no kubernetes platform spec: no node selector on any KFP task
 
 
 @pytest.mark.parametrize("target", ["kfp", "vertex"])

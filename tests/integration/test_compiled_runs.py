@@ -97,6 +97,6 @@ def test_compiled_torch_spec_runs_under_kfp_local_against_the_emulator(gcs_bucke
     assert blessing["metadata"]["auc"] == pytest.approx(ev_metrics["auc"], abs=1e-6)
     assert json.loads(Path(blessing["uri"]).read_text())["blessed"] is True
     assert out["train"]["artifacts"]["metrics"]["artifacts"][0]["metadata"]["samples_per_s"] > 0
-    gate = json.loads((run_root / "validate" / "gate_report" / "gate.json").read_text())
+    gate = json.loads((run_root / "validate" / "validation" / "gate.json").read_text())
     assert gate["spans"] == [201301, 201302]
     assert not (tmp_path / "gs:").exists() and not (ROOT / "gs:").exists()

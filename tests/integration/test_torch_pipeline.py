@@ -135,27 +135,35 @@ def test_train_restarts_and_resumes_from_checkpoint(both, tmp_path):
     assert (tmp_path / "model" / "serving" / "model.onnx").exists()
 
 
-def test_compiled_torch_spec_carries_train_resources(tmp_path):
+def test_compiled_torch_spec_puts_the_gpu_on_the_training_job_not_the_launcher(tmp_path):
     from infra.compile import load_compiled, load_pipeline_spec
 
     twinpipe("compile", "--stack", "torch", "--target", "kfp", "--out", str(tmp_path),
-             "--gpu", "nvidia-l4", "--gpu-count", "2", "--image", "reg/twinpipe-torch:1")
+             "--gpu", "nvidia-l4", "--gpu-count", "2", "--image", "reg/twinpipe-torch:1",
+             "--data-root", "gs://b/data", "--pipeline-root", "gs://b/root")
     path = tmp_path / "torch-kfp.yaml"
     spec = load_pipeline_spec(path)
     tasks = spec.root.dag.tasks
-    assert set(tasks) == set(STAGES)
+    assert set(STAGES) <= set(tasks)
     assert set(tasks["train"].dependent_tasks) == {"ingest", "validate"}
     assert set(tasks["push"].dependent_tasks) == {"train", "evaluate"}
     assert tasks["train"].retry_policy.max_retry_count == 2
+    # spans and baseline come in through importers of the data root's URIs, not host paths
+    imported = {t: tasks[t].inputs.parameters["uri"].component_input_parameter
+                for t in tasks if t not in STAGES}
+    assert sorted(imported.values()) == ["push_destination", "spans_uri"]
+    by_param = {v: k for k, v in imported.items()}
+    assert set(tasks["ingest"].dependent_tasks) == {by_param["spans_uri"]}
+    assert by_param["push_destination"] in tasks["evaluate"].dependent_tasks
     train = spec.deployment_spec["executors"]["exec-train"]["container"]
     assert train["image"] == "reg/twinpipe-torch:1"
-    assert train["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
-    assert train["resources"]["accelerator"]["resourceCount"] == "2"
-    assert train["resources"]["resourceCpuLimit"] == "4"
-    platform = load_compiled(path)[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    selector = platform["exec-train"]["nodeSelector"]["labels"]
-    assert selector == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
-    assert platform["exec-train"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert "accelerator" not in train["resources"]
+    assert train["resources"]["resourceCpuLimit"] == "1"
+    assert len(load_compiled(path)) == 1  # no node selector / toleration on any KFP task
     params = spec.root.input_definitions.parameters
-    assert params["scheduler"].default_value.string_value == "kubernetes"
-    assert "queue=" in params["scheduler_options"].default_value.string_value
+    job = json.loads(params["train_job"].default_value.string_value)
+    assert job["gpu"] == 2 and job["image"] == "reg/twinpipe-torch:1"
+    assert job["node_selector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+    assert job["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert spec.default_pipeline_root == "gs://b/root"
+    assert all(not p.default_value.string_value.startswith("/") for p in params.values())

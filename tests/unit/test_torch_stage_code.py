@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -105,3 +106,32 @@ def test_select_spans_all_or_newest(tmp_path):
         select_spans(str(tmp_path), "newest")
     with pytest.raises(DataError, match="no span-"):
         select_spans(str(tmp_path / "empty"))
+
+
+def test_contract_uri_on_object_storage_is_read_or_refused_in_one_paragraph(gcs_bucket, tmp_path):
+    """The stages' contract_path may be gs://: read through the storage layer, with load_contract's
+    own checks; a missing or broken one is a ContractError naming the URI, not a traceback."""
+    from components.common import storage
+    from components.common.errors import ContractError
+    from components.torch.stages import _contract
+
+    text = (Path(__file__).resolve().parents[2] / "components/common/flights.yaml").read_text()
+    storage.write_text(f"{gcs_bucket}/c/flights.yaml", text.replace("lower_bound: 0.60", "lower_bound: 0.1"))
+    assert _contract(f"{gcs_bucket}/c/flights.yaml").blessing.lower_bound == 0.1
+    with pytest.raises(ContractError, match=f"{gcs_bucket}/c/missing.yaml does not exist"):
+        _contract(f"{gcs_bucket}/c/missing.yaml")
+    storage.write_text(f"{gcs_bucket}/c/broken.yaml", "columns: [")
+    with pytest.raises(ContractError, match=f"contract {gcs_bucket}/c/broken.yaml is not valid YAML"):
+        _contract(f"{gcs_bucket}/c/broken.yaml")
+
+
+def test_a_cluster_train_job_refuses_host_paths(tmp_path):
+    """Training pods share no filesystem with the launcher task: with train_job set, the rows and
+    the output must be object URIs, else one paragraph before anything is submitted."""
+    from components.common.errors import ContractError
+    from components.torch.stages import train_stage
+
+    with pytest.raises(ContractError, match="needs object URIs"):
+        train_stage(str(tmp_path / "train_rows"), str(tmp_path / "model"), "", workers=1, epochs=1,
+                    batch_size=8, learning_rate=1e-3, train_job='{"launcher": "torchx"}',
+                    job_out=str(tmp_path / "model" / "train"))
