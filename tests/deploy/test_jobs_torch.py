@@ -237,7 +237,9 @@ def test_torchx_launcher_submits_the_patched_volcano_job(tmp_path, monkeypatch, 
         "clusters": [{"name": "loop", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
         "users": [{"name": "u", "user": {}}],
         "contexts": [{"name": "loop", "context": {"cluster": "loop", "user": "u"}}]}))
+    # kubernetes reads $KUBECONFIG when first imported; point its default there as well.
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setattr("kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
     job = {"launcher": "torchx", "image": IMAGE, "cpu": 4, "memMB": 8192, "gpu": 1,
            "gpu_type": "nvidia-l4", "node_selector": {"cloud.google.com/gke-accelerator": "nvidia-l4"},
            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
