@@ -114,7 +114,9 @@ def submit_training(app_args: list[str], *, workers: int, train_job: str, log_di
 
         info = jobs.torch_volcano_dryrun(job, app_args, workers)
         _keep(log_dir, info.request.resource)
-        with get_runner() as runner:
+        # TorchX 0.7.0 reads only a kubeconfig; inside the KFP task's pod there is none, so the
+        # scheduler gets the in-cluster client.
+        with get_runner(client=_kube_client()) as runner:
             handle = runner.schedule(info)
             _follow(runner, handle, info._app.roles[0].name, "kubernetes", wait_interval=10)
     elif job["launcher"] == "trainjob":
