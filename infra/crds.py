@@ -106,7 +106,7 @@ def _list_map_keys(validator, keys, instance, schema) -> Iterator[jsonschema.Val
     for item in instance:
         key = tuple(str(item.get(k)) for k in keys) if isinstance(item, dict) else (repr(item),)
         if key in seen:
-            yield jsonschema.ValidationError(f"duplicate entry for {dict(zip(keys, key))}")
+            yield jsonschema.ValidationError(f"duplicate entry for {dict(zip(keys, key, strict=False))}")
         seen.add(key)
 
 

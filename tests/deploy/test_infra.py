@@ -1,7 +1,7 @@
 """Offline checks of everything under terraform/, k8s/ and infra/docker/ with the real tools:
 terraform fmt, kubectl kustomize, kubernetes-validate (strict; the Volcano and KServe custom
-resources against their upstream CRDs' openAPIV3Schema through infra.crds), and checkov with zero failed checks (every skip
-carries its reason in the code)."""
+resources against their upstream CRDs' openAPIV3Schema through infra.crds), and checkov with
+zero failed checks (every skip carries its reason in the code)."""
 
 import json
 import shutil
