@@ -363,6 +363,15 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def cmd_deploy(args) -> int:
+    from infra.deploy import deploy_serving
+
+    text = deploy_serving(args.overlay, args.data_root, apply=args.apply)
+    if not args.apply:
+        print(text, end="")
+    return 0
+
+
 def _params(pairs: list[str]) -> dict:
     from components.common.errors import ContractError
 
@@ -585,6 +594,13 @@ def build_parser() -> argparse.ArgumentParser:
     _deploy_flags(sc)
     sc.add_argument("--cron", required=True, help='5 fields, e.g. "0 3 * * *" (Vertex: TZ=... prefix ok)')
     sc.set_defaults(func=cmd_submit)
+    dp = sub.add_parser("deploy", help="the k8s manifests with each InferenceService pointed at "
+                                       "the newest complete pushed version")
+    dp.add_argument("--overlay", default="k8s/overlays/dev", help="kustomize overlay folder")
+    dp.add_argument("--data-root", default=None,
+                    help="replaces the overlay's push destinations: <data-root>/<stack>/pushed")
+    dp.add_argument("--apply", action="store_true", help="kubectl apply them (default: print)")
+    dp.set_defaults(func=cmd_deploy)
     return p
 
 
