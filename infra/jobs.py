@@ -24,11 +24,12 @@ import json
 import math
 import shlex
 
-from components.common.alerts import SECRETS, SINKS, SMTP_USER
 from components.common.errors import ContractError
 
-#: The Kubernetes Secret the training pods read alert settings from (optional keys).
-ALERT_SECRET = "twinpipe-alerts"
+# One Secret and key map for both stacks' training pods (k8s/base/alerts-secret.yaml); the
+# definition sits with the TFX launcher, which needs it inside its image without infra.
+from components.tfx.launch import ALERT_SECRET_KEYS, ALERTS_SECRET
+
 LAUNCHERS = ("torchx", "trainjob", "vertex")
 TRAIN_MODULE = "components.torch.train_app"
 RDZV_PORT = 29500
@@ -64,14 +65,13 @@ def torch_layout(job: dict, workers: int) -> tuple[int, int]:
     return 1, max(1, workers)
 
 
-def alert_env(secret: str = ALERT_SECRET) -> list[dict]:
-    """The alert sinks' variables (``components.common.alerts``) from ``secret``, each optional:
-    the values never appear in a manifest, an argv or a log, and a missing key means no sink."""
-    names = [f"TWINPIPE_ALERT_{s.upper()}" for s in SINKS if s not in SECRETS]
-    names += [SECRETS[k] for k in sorted(SECRETS) if SECRETS[k] not in names] + [SMTP_USER]
-    names = list(dict.fromkeys(names))
-    return [{"name": n, "valueFrom": {"secretKeyRef": {"name": secret, "key": n, "optional": True}}}
-            for n in names]
+def alert_env() -> list[dict]:
+    """The alert sinks' variables (``components.common.alerts``) from Secret ``twinpipe-alerts``,
+    each optional: the values never appear in a manifest, an argv or a log, and a key the
+    operator did not set leaves its sink off."""
+    return [{"name": var, "valueFrom": {"secretKeyRef": {"name": ALERTS_SECRET, "key": key,
+                                                         "optional": True}}}
+            for var, key in ALERT_SECRET_KEYS.items()]
 
 
 def pod_env(job: dict) -> list[dict]:
