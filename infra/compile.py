@@ -103,7 +103,7 @@ def compile_tfx(
 def train_job_spec(*, target: str, image: str, gpu: str = "", gpu_count: int = 0,
                    launcher: str = "torchx", cpu: int = 4, mem_mb: int = 16384,
                    namespace: str = "twinpipe", queue: str = "twinpipe",
-                   service_account: str = "twinpipe-train", env: dict | None = None) -> dict:
+                   service_account: str = "twinpipe-runner", env: dict | None = None) -> dict:
     """The torch train task's ``train_job`` parameter: the cluster training job its launcher
     submits (``components.torch.launch.submit_training`` reads exactly these keys).
 

@@ -6,8 +6,10 @@ the TrainJob launcher's requests through the real kubernetes client against a lo
 
 import copy
 import json
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import yaml
@@ -18,6 +20,7 @@ from components.common.errors import ContractError
 from infra import crds, jobs
 from infra.compile import compile_torch, load_compiled
 
+ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "reg.example/twinpipe/twinpipe-torch:v1-cu130"
 CONTRACT = "gs://bkt/data/contracts/flights-0123456789ab.yaml"
 CASES = {"kfp-torchx": ("kfp", "torchx"), "kfp-trainjob": ("kfp", "trainjob"),
@@ -263,3 +266,19 @@ def test_torchx_launcher_submits_the_patched_volcano_job(tmp_path, monkeypatch, 
         assert pod["serviceAccountName"] == "twinpipe-runner"
         _assert_env(pod["containers"][0]["env"])
     assert "[torch][train] 2026-11-29T00:00:00Z epoch 1 auc 0.71" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["kfp-torchx", "kfp-trainjob"])
+def test_kfp_job_names_objects_the_overlay_creates(compiled, case):
+    """Namespace, service account, Volcano queue and PriorityClass exist in k8s/overlays/dev, or
+    the job would be refused or never scheduled on the cluster."""
+    out = subprocess.run(["kubectl", "kustomize", "k8s/overlays/dev"], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout
+    have = {(d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(out) if d}
+    _, manifest = compiled[case]
+    assert ("Namespace", manifest["metadata"]["namespace"]) in have
+    for pod in _pods(manifest):
+        assert ("ServiceAccount", pod["serviceAccountName"]) in have
+    if manifest["kind"] == "Job":
+        assert ("Queue", manifest["spec"]["queue"]) in have
+        assert ("PriorityClass", manifest["spec"]["priorityClassName"]) in have
