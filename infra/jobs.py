@@ -154,10 +154,12 @@ def torch_trainjob(train_job: dict, app_args: list[str], workers: int, *,
                    name: str = "twinpipe-train") -> dict:
     """A Kubeflow Trainer v2 ``TrainJob`` on the ``torch-distributed`` ClusterTrainingRuntime.
 
-    The runtime's torch plugin starts torchrun on every node with the rendezvous and
-    ``--nnodes``/``--nproc_per_node`` from ``numNodes``/``numProcPerNode``, so the command is the
-    app itself. Node selector, tolerations, service account and security contexts go through a
-    ``runtimePatches`` entry (managed by twinpipe) on the runtime's ``node`` job.
+    The runtime's torch plugin gives every node ``PET_NNODES``, ``PET_NPROC_PER_NODE``,
+    ``PET_NODE_RANK`` and ``PET_MASTER_ADDR``/``PORT`` (from ``numNodes``/``numProcPerNode``),
+    which torchrun reads as its defaults, so the command is a bare ``torchrun -m`` of the app.
+    Node selector, tolerations, service account and security contexts go through a
+    ``runtimePatches`` entry (managed by twinpipe) on the runtime's ``node`` job; env goes in
+    ``trainer.env`` (Trainer refuses env patches on the ``node`` container).
     """
     nnodes, nproc = torch_layout(train_job, workers)
     resources = {"cpu": str(train_job["cpu"]), "memory": f"{int(train_job['memMB'])}M"}
@@ -183,7 +185,7 @@ def torch_trainjob(train_job: dict, app_args: list[str], workers: int, *,
                            "apiGroup": "trainer.kubeflow.org"},
             "trainer": {
                 "image": train_job["image"],
-                "command": ["python", "-m", TRAIN_MODULE],
+                "command": ["torchrun", "--max_restarts", "3", "-m", TRAIN_MODULE],
                 "args": list(app_args),
                 "numNodes": nnodes,
                 "numProcPerNode": nproc,

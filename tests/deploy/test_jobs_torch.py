@@ -101,6 +101,8 @@ def test_kfp_manifest_validates_with_gpus_on_training_pods(compiled, case):
         trainer = manifest["spec"]["trainer"]
         assert manifest["spec"]["runtimeRef"]["name"] == "torch-distributed"
         assert (trainer["image"], trainer["numNodes"], trainer["numProcPerNode"]) == (IMAGE, 2, 2)
+        # torchrun takes nodes, ranks and rendezvous from the PET_* variables Trainer sets.
+        assert trainer["command"][0] == "torchrun" and "--nnodes" not in trainer["command"]
         assert trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "2"
         _assert_env(trainer["env"])
 
