@@ -549,7 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--months", default="1-3")
     c.add_argument("--workers", type=_bounded(int, 1, 64), default=2)
     c.add_argument("--contract", default=None)
-    c.add_argument("--gpu", default="", help="GKE accelerator for torch training, e.g. nvidia-l4")
+    c.add_argument("--gpu", default="", help="GKE accelerator of the training pods (both stacks), "
+                   "e.g. nvidia-l4")
     c.add_argument("--gpu-count", type=_bounded(int, 1, 16), default=1)
     c.add_argument("--launcher", choices=("torchx", "trainjob"), default="torchx",
                    help="how the torch train task runs its job on GKE (--target kfp): torchx, "

@@ -211,7 +211,8 @@ def submit_and_wait(job: ClusterJob, spec_uri: str, run_key: str, poll_s: float 
 
     Exercised only on a real cluster / Vertex project. Raises RuntimeError when the job ends in
     any state but success."""
-    name = job_name(run_key)
+    # A retried Trainer step trains the same model run again: a new name, not a 409 Conflict.
+    name = job_name(f"{run_key}@{time.time_ns()}")
     body = manifest(job, name, spec_uri)
     log.info("[tfx][train] submitting %s job %s: %d worker(s)", job.launcher, name, job.replicas)
     if job.launcher == "volcano":
@@ -226,7 +227,13 @@ def _run_volcano(body: dict, namespace: str, poll_s: float) -> None:
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        config.load_kube_config()
+        try:
+            config.load_kube_config()
+        except (config.ConfigException, OSError) as e:
+            raise RuntimeError(
+                f"[tfx][train] no Kubernetes API to submit the Volcano job to ({e}): the compiled "
+                "kfp spec trains on a cluster; run the pipeline there, or locally with `twinpipe "
+                "run`, whose Trainer starts its workers itself.") from None
     custom, core = client.CustomObjectsApi(), client.CoreV1Api()
     name = body["metadata"]["name"]
     custom.create_namespaced_custom_object("batch.volcano.sh", "v1alpha1", namespace, "jobs", body)

@@ -385,6 +385,8 @@ def _main(argv: list[str]) -> int:
     from components.common import storage
 
     spec = storage.read_json(argv[1])  # a local file, or the gs:// spec a cluster job reads
+    if contract := os.environ.get("TWINPIPE_CONTRACT"):  # set on cluster jobs: the run's lineage
+        log.info("[tfx][train] contract %s", contract)
     missing = [k for k in SPEC_KEYS if k not in spec]
     if missing:  # before TensorFlow's import: a bad spec fails every worker within a second
         raise ValueError(f"[tfx][train] training spec {argv[1]} lacks {missing}")

@@ -120,3 +120,12 @@ def test_training_pods_read_their_spec_from_object_storage(gcs_bucket):
     storage.write_json(uri, {"train_files": ["gs://x/*"], "config": {}})
     with pytest.raises(ValueError, match=r"train-spec.json lacks \['eval_files'"):
         trainer_main(["trainer", uri])
+
+
+def test_submitting_without_a_cluster_says_so(monkeypatch, tmp_path):
+    """Here there is no Kubernetes API: the Trainer's submission fails with one paragraph."""
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    job = launch.ClusterJob(launcher="volcano", image="i", replicas=2)
+    with pytest.raises(RuntimeError, match=r"no Kubernetes API to submit the Volcano job"):
+        launch.submit_and_wait(job, "gs://b/run/train-spec.json", run_key="gs://b/run")
