@@ -44,13 +44,15 @@ bench: setup ## each stack vs a hand-written script + pyarrow scan (SCALES="1 4 
 
 IMAGE_PREFIX ?= twinpipe
 TAG ?= dev
-images: ## build twinpipe-tfx and twinpipe-torch (needs a Docker engine; none runs on these machines)
+TORCH_CUDA ?= cpu
+images: ## build twinpipe-tfx and twinpipe-torch (TORCH_CUDA=cu130: CUDA torch for GPU pods; needs Docker)
 	@if ! docker info >/dev/null 2>&1; then \
 	  echo "make images: no Docker engine reachable (docker info failed). Build where Docker runs:"; \
 	  echo "  docker build -f infra/docker/Dockerfile.tfx -t REGISTRY/twinpipe-tfx:TAG . (and Dockerfile.torch)"; \
 	  exit 1; fi
 	docker build -f infra/docker/Dockerfile.tfx -t $(IMAGE_PREFIX)-tfx:$(TAG) .
-	docker build -f infra/docker/Dockerfile.torch -t $(IMAGE_PREFIX)-torch:$(TAG) .
+	docker build -f infra/docker/Dockerfile.torch --build-arg TORCH_CUDA=$(TORCH_CUDA) \
+	  -t $(IMAGE_PREFIX)-torch:$(TAG) .
 
 infra-check: setup ## terraform fmt, kustomize, kubernetes-validate, checkov (tests/deploy)
 	$(PY) -m pytest tests/deploy

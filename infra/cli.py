@@ -363,6 +363,15 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def cmd_deploy(args) -> int:
+    from infra.deploy import deploy_serving
+
+    text = deploy_serving(args.overlay, args.data_root, apply=args.apply)
+    if not args.apply:
+        print(text, end="")
+    return 0
+
+
 def _params(pairs: list[str]) -> dict:
     from components.common.errors import ContractError
 
@@ -540,8 +549,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--months", default="1-3")
     c.add_argument("--workers", type=_bounded(int, 1, 64), default=2)
     c.add_argument("--contract", default=None)
-    c.add_argument("--gpu", default="", help="GKE accelerator for torch training, e.g. nvidia-l4")
+    c.add_argument("--gpu", default="", help="GKE accelerator of the training pods (both stacks), "
+                   "e.g. nvidia-l4")
     c.add_argument("--gpu-count", type=_bounded(int, 1, 16), default=1)
+    c.add_argument("--launcher", choices=("torchx", "trainjob"), default="torchx",
+                   help="how the torch train task runs its job on GKE (--target kfp): torchx, "
+                        "TorchX's kubernetes scheduler (a Volcano Job); trainjob, a Kubeflow "
+                        "Trainer v2 TrainJob on the torch-distributed runtime. Vertex always "
+                        "runs a CustomJob")
     c.add_argument("--span", choices=("latest", "all"), default="latest",
                    help="what each run ingests: the newest span (scheduled runs) or all spans")
     from infra import beam_options as bo
@@ -580,6 +595,13 @@ def build_parser() -> argparse.ArgumentParser:
     _deploy_flags(sc)
     sc.add_argument("--cron", required=True, help='5 fields, e.g. "0 3 * * *" (Vertex: TZ=... prefix ok)')
     sc.set_defaults(func=cmd_submit)
+    dp = sub.add_parser("deploy", help="the k8s manifests with each InferenceService pointed at "
+                                       "the newest complete pushed version")
+    dp.add_argument("--overlay", default="k8s/overlays/dev", help="kustomize overlay folder")
+    dp.add_argument("--data-root", default=None,
+                    help="replaces the overlay's push destinations: <data-root>/<stack>/pushed")
+    dp.add_argument("--apply", action="store_true", help="kubectl apply them (default: print)")
+    dp.set_defaults(func=cmd_deploy)
     return p
 
 

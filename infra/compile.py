@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -12,18 +13,46 @@ from components.common.contract import load_contract
 from components.common.ingest import parse_months
 
 
+def tfx_train_job(*, target: str, image: str, workers: int, gpu: str = "", gpu_count: int = 1,
+                  contract_uri: str = "", project: str | None = None, region: str = "us-central1",
+                  pipeline_root: str = "") -> dict:
+    """The TFX Trainer's cluster job config (:class:`components.tfx.launch.ClusterJob`) from the
+    compile flags: a Volcano Job on GKE (kfp), CustomJob worker pools on Vertex."""
+    from infra.schedule_spec import GpuSpec
+
+    job: dict = {"launcher": "vertex" if target == "vertex" else "volcano", "image": image,
+                 "replicas": workers, "contract_uri": contract_uri}
+    if target == "vertex":
+        job.update(project=project or "", region=region, staging_bucket=pipeline_root)
+    if gpu:
+        spec = GpuSpec(gpu, gpu_count)
+        if target == "vertex":
+            v = spec.vertex()
+            job.update(gpu=v["accelerator_count"], gpu_type=v["accelerator_type"])
+        else:
+            k = spec.kfp()
+            job.update(gpu=k["accelerator_limit"], gpu_type=gpu, node_selector=k["node_selector"],
+                       tolerations=[k["toleration"]])
+    return job
+
+
 def compile_tfx(
     *, target: str, out_dir: str, pipeline_root: str, data_root: str, image: str,
     contract_path: str | None, workers: int, months: str, span: str = "latest",
-    beam_pipeline_args: list[str] | None = None,
+    beam_pipeline_args: list[str] | None = None, gpu: str = "", gpu_count: int = 1,
+    contract_uri: str = "", project: str | None = None, region: str = "us-central1",
 ) -> Path:
-    """Writes ``tfx-<target>.json`` (a PipelineJob with the pipeline spec) via KubeflowV2DagRunner.
+    """Writes ``tfx-<target>.json`` (a PipelineJob with the pipeline spec) via KubeflowV2DagRunner,
+    and ``tfx-<target>.train-job.yaml``: the training job its Trainer submits (a Volcano Job for
+    kfp, a Vertex CustomJob), with the training spec's URI filled in at run time.
 
     The schema file is written beside it; upload it to ``<data_root>/tfx/schema/``. The baseline
     is looked up in the push destination (no Resolver), so the same spec runs on self-hosted
     KFP v2, whose backend cannot run TFX's Resolver, and on Vertex. ``beam_pipeline_args``
     (``infra.beam_options.beam_args``; default: the local DirectRunner ones) reach every
     executor; the Beam ones (ExampleGen, StatisticsGen, Transform, Evaluator) run on them.
+    ``contract_uri``: the published contract (:func:`publish_contract`) the gate reads at run
+    time; the other stages' settings are compiled from the same file.
     """
     from tfx import v1 as tfx
 
@@ -38,6 +67,12 @@ def compile_tfx(
     write_schema(contract, out / "tfx-schema.pbtxt")
     cfg = RunConfig(workers=workers, months=tuple(parse_months(months) or range(1, 13)))
     tcfg = train_config(cfg, contract, train_rows=0)  # counted by the trainer at run time
+    from components.tfx.launch import ClusterJob, job_name, manifest
+
+    job = tfx_train_job(target=target, image=image, workers=workers, gpu=gpu, gpu_count=gpu_count,
+                        contract_uri=contract_uri, project=project, region=region,
+                        pipeline_root=pipeline_root)
+    tcfg["cluster_job"] = job
     pipeline = create_pipeline(
         pipeline_name="twinpipe-tfx",
         pipeline_root=pipeline_root,
@@ -51,8 +86,11 @@ def compile_tfx(
         signature_json=signature_json(contract),
         run_label=f"compiled-{target}",
         latest_span=span == "latest",
+        contract_path=contract_uri,
     )
     filename = f"tfx-{target}.json"
+    job_doc = manifest(ClusterJob.from_dict(job), job_name("<model run>"))
+    (out / f"tfx-{target}.train-job.yaml").write_text(yaml.safe_dump(job_doc, sort_keys=False))
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
         output_dir=str(out),
@@ -65,7 +103,7 @@ def compile_tfx(
 def train_job_spec(*, target: str, image: str, gpu: str = "", gpu_count: int = 0,
                    launcher: str = "torchx", cpu: int = 4, mem_mb: int = 16384,
                    namespace: str = "twinpipe", queue: str = "twinpipe",
-                   service_account: str = "twinpipe-train", env: dict | None = None,
+                   service_account: str = "twinpipe-runner", env: dict | None = None,
                    project: str = "", region: str = "") -> dict:
     """The torch train task's ``train_job`` parameter: the cluster training job its launcher
     submits (``components.torch.launch.submit_training`` reads exactly these keys).
@@ -121,7 +159,8 @@ def compile_torch(*, target: str, out_dir: str, data_root: str, image: str, work
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     job = train_job_spec(target=target, image=image, gpu=gpu, gpu_count=gpu_count,
-                         launcher=launcher, project=project, region=region)
+                         launcher=launcher, project=project, region=region,
+                         env={"TWINPIPE_CONTRACT": contract_uri} if contract_uri else None)
     path = out / f"torch-{target}.yaml"
     compiler.Compiler().compile(
         create_pipeline(LauncherResources(), pipeline_root=pipeline_root),
@@ -141,7 +180,41 @@ def compile_torch(*, target: str, out_dir: str, data_root: str, image: str, work
         if "container" in executor:  # importers run no container of ours
             executor["container"]["image"] = image
     path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    write_torch_train_job(path)
     return path
+
+
+#: The train task's run-time arguments of the app, shown as such in the written manifest.
+TORCH_APP_ARGS_AT_RUN_TIME = ["--train", "<train_rows artifact URI>",
+                              "--out", "<model artifact URI>/train", "<contract features, epochs...>"]
+
+
+def write_torch_train_job(spec_path: Path) -> Path:
+    """Writes ``torch-<target>.train-job.yaml`` beside a compiled torch spec: the job its train
+    task submits (``infra.jobs``), built from the spec's own ``train_job`` and ``workers``
+    defaults so the file shows what the spec runs. The app's data arguments (artifact URIs) are
+    only known at run time and appear as ``<...>`` placeholders; the manifest is validated
+    against its CRD (a Vertex CustomJob against the API's message) before it is written.
+    """
+    from google.protobuf import json_format
+
+    from infra import crds, jobs
+
+    params = load_compiled(spec_path)[0]["root"]["inputDefinitions"]["parameters"]
+    train_job = jobs.parse_train_job(params["train_job"]["defaultValue"])
+    manifest = jobs.torch_train_job_manifest(train_job, TORCH_APP_ARGS_AT_RUN_TIME,
+                                             int(params["workers"]["defaultValue"]))
+    if train_job["launcher"] == "vertex":
+        from google.cloud import aiplatform_v1
+
+        json_format.ParseDict(manifest, aiplatform_v1.CustomJob()._pb)  # unknown fields raise
+    else:
+        crds.validate(manifest)
+    out = spec_path.with_name(spec_path.name.replace(".yaml", ".train-job.yaml"))
+    head = (f"# The training job the train task of {spec_path.name} submits "
+            f"(launcher {train_job['launcher']}); <...> values are filled in at run time.\n")
+    out.write_text(head + yaml.safe_dump(manifest, sort_keys=False))
+    return out
 
 
 def load_compiled(path: str | Path) -> list[dict]:
@@ -183,16 +256,55 @@ def tfx_beam_args(args, data_root: str, image: str) -> list[str]:
         machine_type=args.dataflow_machine_type, max_workers=args.dataflow_max_workers))
 
 
+CONTRACTS = "contracts"
+PLACEHOLDER_BUCKET = "twinpipe-artifacts"
+
+
+def publish_contract(contract_path: str, data_root: str, out_dir: str) -> str:
+    """Stores the user's contract under ``<data_root>/contracts/<name>-<sha12>.yaml`` (content
+    addressed: a changed file is a new URI, a run never sees a contract swapped under it) and
+    returns that URI, which every compiled spec references.
+
+    A data root nobody can reach from here (the placeholder bucket, when neither ``--data-root``
+    nor ``--project`` is given) gets no upload attempt: the copy is written next to the spec and
+    the ``gsutil cp`` that publishes it is printed. The spec still names the URI it will have.
+    """
+    from components.common import storage
+    from components.common.errors import ContractError
+
+    data = storage.read_bytes(contract_path)
+    contract = load_contract(contract_path)  # a bad contract fails here, not on the cluster
+    name = f"{contract.name}-{hashlib.sha256(data).hexdigest()[:12]}.yaml"
+    uri = storage.join(data_root, CONTRACTS, name)
+    if data_root.startswith(f"gs://{PLACEHOLDER_BUCKET}/"):
+        local = storage.join(out_dir, CONTRACTS, name)
+        storage.write_bytes(local, data)
+        print(f"[compile] contract not uploaded ({data_root} is a placeholder; give --data-root "
+              f"or --project): publish it with\n  gsutil cp {local} {uri}")
+        return uri
+    try:
+        storage.write_bytes(uri, data)
+    except Exception as e:  # noqa: BLE001 — any storage failure is one message to the user
+        raise ContractError(
+            f"[compile] could not store the contract at {uri}: {type(e).__name__}: {e}. The "
+            f"compiled specs would name a contract that is not there; check the data root and "
+            f"your credentials (gcloud auth application-default login), or copy it yourself with "
+            f"`gsutil cp {contract_path} {uri}`.") from None
+    print(f"[compile] contract {contract_path} stored at {uri}")
+    return uri
+
+
 def compile_pipelines(args) -> list[Path]:
     from infra.beam_options import DEFAULT_REGION, artifact_bucket
 
     stacks = ("tfx", "torch") if args.stack == "both" else (args.stack,)
     # Default roots: Terraform's artifact bucket when the project is known, else a placeholder.
-    bucket = artifact_bucket(args.infra_name, args.project) if args.project else "twinpipe-artifacts"
+    bucket = artifact_bucket(args.infra_name, args.project) if args.project else PLACEHOLDER_BUCKET
     root = args.pipeline_root or f"gs://{bucket}/pipeline_root"
     data = args.data_root or f"gs://{bucket}/data"
     tfx_image = args.image or "twinpipe-tfx:latest"
     beam = tfx_beam_args(args, data, tfx_image) if "tfx" in stacks else None  # usage errors first
+    contract_uri = publish_contract(args.contract, data, args.out) if args.contract else ""
     paths = []
     for stack in stacks:
         if stack == "tfx":
@@ -200,6 +312,8 @@ def compile_pipelines(args) -> list[Path]:
                 target=args.target, out_dir=args.out, pipeline_root=root, data_root=data,
                 image=tfx_image, contract_path=args.contract, workers=args.workers,
                 months=args.months, span=args.span, beam_pipeline_args=beam,
+                gpu=args.gpu, gpu_count=args.gpu_count, contract_uri=contract_uri,
+                project=args.project, region=args.region,
             ))
         else:
             paths.append(compile_torch(
@@ -207,6 +321,7 @@ def compile_pipelines(args) -> list[Path]:
                 image=args.image or "twinpipe-torch:latest",
                 workers=args.workers, gpu=args.gpu, gpu_count=args.gpu_count, span=args.span,
                 pipeline_root=root, launcher=getattr(args, "launcher", None) or "torchx",
+                contract_uri=contract_uri,
                 project=args.project or "", region=args.region or DEFAULT_REGION,
             ))
     return paths

@@ -96,3 +96,75 @@ def submit_vertex(path, project: str, region: str, pipeline_root: str, params: d
         return {"target": "vertex", "schedule": schedule.resource_name}
     job.submit(service_account=service_account)
     return {"target": "vertex", "pipeline_job": job.resource_name}
+
+
+#: Where an InferenceService's model is pushed (k8s/base/inferenceservices.yaml; overlays set it).
+PUSH_DESTINATION = "twinpipe.io/push-destination"
+SERVED_VERSION = "twinpipe.io/served-version"
+
+
+def kustomize(overlay: str | Path) -> list[dict]:
+    """The manifests of a kustomize overlay (``kubectl kustomize``, offline)."""
+    import subprocess
+
+    import yaml
+
+    proc = subprocess.run(["kubectl", "kustomize", str(overlay)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ContractError(f"kubectl kustomize {overlay} failed: {proc.stderr.strip()}")
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+def serving_manifests(docs: list[dict], data_root: str | None = None) -> list[dict]:
+    """``docs`` with each InferenceService's ``storageUri`` set to the newest complete version in
+    its push destination (:func:`components.common.registry.serving_uri`, by push.json).
+
+    KServe's storage initializer copies whatever lies under a prefix and cannot follow
+    ``current.json``; a version folder is complete and immutable once its push.json exists, so
+    pointing at it serves a whole model, never one mid-upload. ``data_root`` (``--data-root``)
+    replaces the overlay's bucket: the destination is then ``<data_root>/<stack>/pushed``.
+    """
+    import copy
+
+    from components.common import registry, storage
+
+    out = []
+    for doc in docs:
+        if doc.get("kind") != "InferenceService":
+            out.append(doc)
+            continue
+        doc = copy.deepcopy(doc)
+        meta = doc["metadata"]
+        stack = meta.get("labels", {}).get("twinpipe/stack", "")
+        dest = (storage.join(data_root, stack, "pushed") if data_root
+                else meta.get("annotations", {}).get(PUSH_DESTINATION))
+        if not dest:
+            raise ContractError(f"InferenceService {meta['name']}: no {PUSH_DESTINATION} "
+                                "annotation and no --data-root: where its models are pushed is "
+                                "unknown.")
+        uri = registry.serving_uri(dest)
+        if uri is None:
+            raise ContractError(f"InferenceService {meta['name']}: nothing pushed to {dest} yet "
+                                "(no version with a push.json); run a pipeline whose model is "
+                                "blessed and pushed, then deploy again.")
+        meta.setdefault("annotations", {}).update(
+            {PUSH_DESTINATION: dest, SERVED_VERSION: storage.basename(uri)})
+        doc["spec"]["predictor"]["model"]["storageUri"] = uri
+        out.append(doc)
+    return out
+
+
+def deploy_serving(overlay: str | Path, data_root: str | None = None, apply: bool = False) -> str:
+    """The overlay's manifests with the served versions resolved, as YAML; with ``apply`` also
+    ``kubectl apply``-ed (needs a cluster; exercised only there)."""
+    import subprocess
+
+    import yaml
+
+    text = yaml.safe_dump_all(serving_manifests(kustomize(overlay), data_root), sort_keys=False)
+    if apply:
+        proc = subprocess.run(["kubectl", "apply", "-f", "-"], input=text, capture_output=True,
+                              text=True)
+        if proc.returncode != 0:
+            raise ContractError(f"kubectl apply failed: {proc.stderr.strip()}")
+    return text

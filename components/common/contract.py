@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from components.common import storage
 from components.common.alerts import EXAMPLES, SINKS, smtp_settings
 from components.common.errors import ContractError
 
@@ -215,7 +216,8 @@ class _Section:
 
 
 def load_contract(path: str | Path | None = None) -> Contract:
-    """Loads and checks a contract file; the packaged flights contract when ``path`` is None.
+    """Loads and checks a contract file (a local path or a ``gs://`` URI, read through
+    :mod:`components.common.storage`); the packaged flights contract when ``path`` is None.
 
     Raises:
         ContractError: one line naming the file and the (dotted) key that is missing or wrong.
@@ -223,6 +225,15 @@ def load_contract(path: str | Path | None = None) -> Contract:
     if path is None:
         ref = importlib.resources.files("components.common") / DEFAULT_CONTRACT
         text, where = ref.read_text(), str(ref)
+    elif storage.is_remote(path):  # a contract `twinpipe compile` published under the data root
+        where = str(path)
+        try:
+            text = storage.read_text(where)
+        except FileNotFoundError:
+            raise ContractError(f"contract {where} does not exist (was it published? `twinpipe "
+                                "compile --contract` stores it under the data root).") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ContractError(f"contract {where} cannot be read: {e}.") from None
     else:
         p = Path(path)
         if not p.is_file():

@@ -4,8 +4,10 @@ across workers driven by TF_CONFIG.
 ``run_fn`` is the Trainer's entry point. With ``workers > 1`` and no TF_CONFIG yet (the embedded
 default), it starts that many worker processes on localhost, each with its own TF_CONFIG, and
 waits for them: a real multi-worker collective run (gRPC ring all-reduce between processes). On a
-cluster TF_CONFIG comes from the job (Vertex CustomJob worker pools / TFJob) and each replica
-runs :func:`train` directly. With ``TWINPIPE_REPLICA_REPORT_DIR`` set, every worker writes its host
+cluster (a ``cluster_job`` in the Trainer's custom config) it writes the training spec next to the
+model run and submits a job of its own (:mod:`components.tfx.launch`: a Volcano Job with the
+``tensorflow`` plugin, or Vertex CustomJob worker pools), whose pods get TF_CONFIG from the job and
+each run :func:`train` directly. With ``TWINPIPE_REPLICA_REPORT_DIR`` set, every worker writes its host
 and a digest of its final weights there (:mod:`components.common.replicas`).
 """
 
@@ -47,14 +49,32 @@ def _spec_from_fn_args(fn_args) -> dict:
     }
 
 
+TRAIN_SPEC = "train-spec.json"
+
+
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point."""
     spec = _spec_from_fn_args(fn_args)
     workers = int(spec["config"].get("workers", 1))
-    if workers > 1 and "TF_CONFIG" not in os.environ:
+    cluster_job = spec["config"].get("cluster_job")
+    if cluster_job and "TF_CONFIG" not in os.environ:
+        launch_cluster_job(spec, cluster_job)
+    elif workers > 1 and "TF_CONFIG" not in os.environ:
         launch_local_workers(spec, workers)
     else:
         train(spec)
+
+
+def launch_cluster_job(spec: dict, cluster_job: dict) -> None:
+    """Writes the training spec beside the model run (object storage on a cluster, where every
+    training pod reads it) and runs the cluster job that trains on it."""
+    from components.common import storage
+    from components.tfx.launch import ClusterJob, submit_and_wait
+
+    job = ClusterJob.from_dict(cluster_job)
+    spec_uri = storage.join(spec["model_run_dir"], TRAIN_SPEC)
+    storage.write_json(spec_uri, spec)
+    submit_and_wait(job, spec_uri, run_key=spec["model_run_dir"])
 
 
 # TF's CPU build prints these on every start; they say nothing about the run.
@@ -245,6 +265,21 @@ def _serving_fn(model, tft_output, feature_names):
     return serve
 
 
+def cluster_role(tf_config: dict) -> tuple[int, int, bool]:
+    """(training replicas, this one's global index, is it the chief) from a TF_CONFIG.
+
+    Volcano's plugin and the local launcher name only ``worker`` tasks (worker 0 is the chief);
+    Vertex names a ``chief`` plus ``worker`` tasks, whose index restarts at 0 after the chief."""
+    cluster = tf_config.get("cluster", {})
+    chiefs = len(cluster.get("chief", []))
+    n = chiefs + len(cluster.get("worker", []))
+    task = tf_config.get("task", {})
+    index = int(task.get("index", 0))
+    if task.get("type") == "chief":
+        return max(n, 1), index, True
+    return max(n, 1), chiefs + index, chiefs == 0 and index == 0
+
+
 def train(spec: dict) -> dict:
     """Trains under the strategy TF_CONFIG implies and saves the serving model (chief only)."""
     threads = os.environ.get("TWINPIPE_THREADS")
@@ -257,9 +292,7 @@ def train(spec: dict) -> dict:
         tf.config.threading.set_intra_op_parallelism_threads(int(threads))
         tf.config.threading.set_inter_op_parallelism_threads(int(threads))
     tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
-    n_workers = len(tf_config.get("cluster", {}).get("worker", [])) or 1
-    index = int(tf_config.get("task", {}).get("index", 0))
-    chief = index == 0
+    n_workers, index, chief = cluster_role(tf_config)
     if n_workers > 1:
         strategy, strategy_name = tf.distribute.MultiWorkerMirroredStrategy(), "MultiWorkerMirroredStrategy"
     else:
@@ -338,9 +371,10 @@ def train(spec: dict) -> dict:
         "devices": [d.name for d in tf.config.list_logical_devices()],
     }
     if chief:
-        os.makedirs(spec["model_run_dir"], exist_ok=True)
-        with open(os.path.join(spec["model_run_dir"], TRAIN_METRICS), "w") as f:
-            json.dump(metrics, f, indent=2)
+        from components.common import storage
+
+        storage.makedirs(spec["model_run_dir"])
+        storage.write_json(storage.join(spec["model_run_dir"], TRAIN_METRICS), metrics)
         log.info("[tfx][train] %.0f samples/s (%d workers)", samples_per_s, n_workers)
     return metrics
 
@@ -348,8 +382,11 @@ def train(spec: dict) -> dict:
 def _main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("twinpipe").setLevel(logging.INFO)
-    with open(argv[1]) as f:
-        spec = json.load(f)
+    from components.common import storage
+
+    spec = storage.read_json(argv[1])  # a local file, or the gs:// spec a cluster job reads
+    if contract := os.environ.get("TWINPIPE_CONTRACT"):  # set on cluster jobs: the run's lineage
+        log.info("[tfx][train] contract %s", contract)
     missing = [k for k in SPEC_KEYS if k not in spec]
     if missing:  # before TensorFlow's import: a bad spec fails every worker within a second
         raise ValueError(f"[tfx][train] training spec {argv[1]} lacks {missing}")

@@ -1,15 +1,21 @@
-"""Launching the training app through TorchX: a typed component returning a ``dist.ddp`` AppDef.
+"""Launching the training app: a TorchX ``dist.ddp`` AppDef here, a cluster job from a task.
 
-TorchX's KFP adapter is KFP v1-only (and deleted upstream), so the KFP v2 train component calls
-:func:`run_training`, which submits the AppDef to a TorchX scheduler, streams its logs and waits:
-``local_cwd`` here (gloo on CPU), ``kubernetes`` (Volcano) on a cluster (NCCL on GPU).
+TorchX's KFP adapter is KFP v1-only (and deleted upstream), so the KFP v2 train task calls
+:func:`submit_training`, which submits the job its ``train_job`` parameter describes, streams its
+logs with a ``[torch][train]`` prefix and waits: TorchX ``local_cwd`` without one (gloo on CPU),
+TorchX ``kubernetes`` (a Volcano Job), a Kubeflow Trainer v2 ``TrainJob``, or a Vertex AI
+``CustomJob`` (NCCL on GPU). The manifests come from the pure builders in ``infra.jobs``, the same
+ones ``twinpipe compile`` writes out, so what is reviewed is what is submitted.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
+import time
+from pathlib import Path
 
 from torchx import specs
 from torchx.components import dist
@@ -56,22 +62,182 @@ def run_training(app: specs.AppDef, scheduler: str = "local_cwd", cfg: dict | No
         The final TorchX state name; raises RuntimeError unless it SUCCEEDED.
     """
     from torchx.runner import get_runner
-    from torchx.specs.api import AppState
 
     # local_cwd runs `torchrun` from PATH: make it this interpreter's.
     bindir = os.path.dirname(sys.executable)
     os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     with get_runner() as runner:
         handle = runner.run(app, scheduler=scheduler, cfg=cfg or {})
-        log.info("[torch][train] TorchX %s job %s", scheduler, handle)
-        role = app.roles[0].name
-        try:
-            for line in runner.log_lines(handle, role, k=0, should_tail=True):
-                sys.stderr.write(f"[torch][train] {line.rstrip()}\n")
-        except Exception as e:  # noqa: BLE001 — logs are best effort; the status decides
-            log.info("[torch][train] log streaming stopped: %s", e)
-        status = runner.wait(handle, wait_interval=1)
+        return _follow(runner, handle, app.roles[0].name, scheduler)
+
+
+def _follow(runner, handle: str, role: str, scheduler: str, wait_interval: float = 1) -> str:
+    """Streams a TorchX job's logs and waits; raises RuntimeError unless it SUCCEEDED."""
+    from torchx.specs.api import AppState
+
+    log.info("[torch][train] TorchX %s job %s", scheduler, handle)
+    try:
+        for line in runner.log_lines(handle, role, k=0, should_tail=True):
+            sys.stderr.write(f"[torch][train] {line.rstrip()}\n")
+    except Exception as e:  # noqa: BLE001 — logs are best effort; the status decides
+        log.info("[torch][train] log streaming stopped: %s", e)
+    status = runner.wait(handle, wait_interval=wait_interval)
     state = status.state if status else AppState.UNKNOWN
     if state != AppState.SUCCEEDED:
         raise RuntimeError(f"[torch][train] TorchX job {handle} ended {state}: {status}")
     return str(state)
+
+
+def submit_training(app_args: list[str], *, workers: int, train_job: str, log_dir: str) -> None:
+    """Runs the training app as ``train_job`` says and waits for it to succeed.
+
+    Args:
+        app_args: the training app's own arguments (on a cluster its rows and output are object
+            URIs: the job's pods share no filesystem with the calling task).
+        workers: DDP ranks in all (``infra.jobs.torch_layout`` spreads them over pods).
+        train_job: the job JSON ``twinpipe compile`` put in the spec (``infra.jobs``), or ``""``
+            to run through TorchX ``local_cwd`` inside the calling process's machine.
+        log_dir: TorchX's local log folder; for a cluster job the submitted manifest is kept
+            there as ``train-job.json`` (it holds no secrets: those are ``secretKeyRef``\ s).
+
+    Raises:
+        RuntimeError: the job did not succeed. ContractError: a bad ``train_job``.
+    """
+    if not train_job:
+        run_training(train_appdef(*app_args, workers=workers), "local_cwd", {"log_dir": log_dir})
+        return
+    from infra import jobs
+
+    job = jobs.parse_train_job(train_job)
+    if job["launcher"] == "torchx":
+        from torchx.runner import get_runner
+
+        info = jobs.torch_volcano_dryrun(job, app_args, workers)
+        _keep(log_dir, info.request.resource)
+        # TorchX 0.7.0 reads only a kubeconfig; inside the KFP task's pod there is none, so the
+        # scheduler gets the in-cluster client.
+        with get_runner(client=_kube_client()) as runner:
+            handle = runner.schedule(info)
+            _follow(runner, handle, info._app.roles[0].name, "kubernetes", wait_interval=10)
+    elif job["launcher"] == "trainjob":
+        manifest = jobs.torch_trainjob(job, app_args, workers)
+        _keep(log_dir, manifest)
+        run_trainjob(manifest)
+    else:
+        manifest = jobs.torch_vertex_customjob(job, app_args, workers)
+        _keep(log_dir, manifest)
+        run_vertex_customjob(manifest, project=job.get("project", ""), region=job.get("region", ""))
+
+
+def _keep(log_dir: str, manifest: dict) -> None:
+    Path(log_dir).mkdir(parents=True, exist_ok=True)
+    (Path(log_dir) / "train-job.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+
+
+_TRAINER = ("trainer.kubeflow.org", "v1alpha1", "trainjobs")
+
+
+def _kube_client():
+    """The API client: in-cluster inside a pod (the KFP task), else the local kubeconfig."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+def trainjob_state(obj: dict) -> str:
+    """``Complete``, ``Failed`` or ``""`` (still running) from a TrainJob's conditions."""
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") in ("Complete", "Failed") and c.get("status") == "True":
+            return c["type"]
+    return ""
+
+
+def run_trainjob(manifest: dict, *, api_client=None, poll_s: float = 10) -> str:
+    """Creates the TrainJob, streams its first node's logs and waits for Complete or Failed.
+
+    Returns:
+        The job's name; raises RuntimeError when it Failed.
+    """
+    from kubernetes import client
+
+    api = api_client or _kube_client()
+    group, version, plural = _TRAINER
+    ns = manifest["metadata"]["namespace"]
+    created = client.CustomObjectsApi(api).create_namespaced_custom_object(
+        group, version, ns, plural, manifest)
+    name = created["metadata"]["name"]
+    log.info("[torch][train] TrainJob %s/%s created", ns, name)
+    core = client.CoreV1Api(api)
+    streamed = False
+    while True:
+        obj = client.CustomObjectsApi(api).get_namespaced_custom_object(group, version, ns, plural,
+                                                                        name)
+        state = trainjob_state(obj)
+        if not streamed:
+            streamed = _stream_pod_logs(core, ns, name)
+        if state == "Complete":
+            log.info("[torch][train] TrainJob %s/%s complete", ns, name)
+            return name
+        if state == "Failed":
+            why = next(c.get("message", "") for c in obj["status"]["conditions"]
+                       if c.get("type") == "Failed")
+            raise RuntimeError(f"[torch][train] TrainJob {ns}/{name} failed: {why}")
+        time.sleep(poll_s)
+
+
+def _stream_pod_logs(core, ns: str, name: str) -> bool:
+    """Follows the logs of the job's rank-0 node pod once it runs; True once streamed."""
+    pods = core.list_namespaced_pod(ns, label_selector=f"jobset.sigs.k8s.io/jobset-name={name}").items
+    pods = sorted(pods, key=lambda p: p.metadata.name)
+    started = [p for p in pods if p.status.phase in ("Running", "Succeeded", "Failed")]
+    if not started:
+        return False
+    pod = started[0].metadata.name
+    log.info("[torch][train] logs of %s (of %d pods)", pod, len(pods))
+    try:
+        resp = core.read_namespaced_pod_log(pod, ns, follow=True, _preload_content=False)
+        for raw in resp.stream():
+            for line in raw.decode(errors="replace").splitlines():
+                sys.stderr.write(f"[torch][train] {line}\n")
+    except Exception as e:  # noqa: BLE001 — logs are best effort; the job's conditions decide
+        log.info("[torch][train] log streaming of %s stopped: %s", pod, e)
+    return True
+
+
+def run_vertex_customjob(manifest: dict, *, project: str = "", region: str = "",
+                         poll_s: float = 30) -> str:
+    """Creates the Vertex AI CustomJob and waits; Vertex streams its logs to Cloud Logging.
+
+    Project and region: the arguments, else ``CLOUD_ML_PROJECT_ID``/``CLOUD_ML_REGION`` (set by
+    Vertex inside its jobs, which is where the pipeline's train task runs).
+    """
+    from google.cloud import aiplatform_v1
+    from google.protobuf import json_format
+
+    from components.common.errors import ContractError
+
+    project = project or os.environ.get("CLOUD_ML_PROJECT_ID", "")
+    region = region or os.environ.get("CLOUD_ML_REGION", "")
+    if not (project and region):
+        raise ContractError("[torch][train] a Vertex CustomJob needs a project and a region: run "
+                            "the train task on Vertex (it sets CLOUD_ML_PROJECT_ID and "
+                            "CLOUD_ML_REGION) or put project/region into train_job.")
+    job = aiplatform_v1.CustomJob()
+    json_format.ParseDict(manifest, job._pb)
+    svc = aiplatform_v1.JobServiceClient(
+        client_options={"api_endpoint": f"{region}-aiplatform.googleapis.com"})
+    created = svc.create_custom_job(parent=f"projects/{project}/locations/{region}", custom_job=job)
+    log.info("[torch][train] Vertex CustomJob %s created; its logs are in Cloud Logging",
+             created.name)
+    done = {aiplatform_v1.JobState.JOB_STATE_SUCCEEDED, aiplatform_v1.JobState.JOB_STATE_FAILED,
+            aiplatform_v1.JobState.JOB_STATE_CANCELLED}
+    while (state := svc.get_custom_job(name=created.name)).state not in done:
+        time.sleep(poll_s)
+    if state.state != aiplatform_v1.JobState.JOB_STATE_SUCCEEDED:
+        raise RuntimeError(f"[torch][train] Vertex CustomJob {created.name} ended "
+                           f"{state.state.name}: {state.error.message}")
+    return created.name

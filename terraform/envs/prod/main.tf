@@ -70,3 +70,9 @@ output "platform" {
 output "compile_flags" {
   value = module.twinpipe.compile_flags
 }
+
+# The cluster's default alert sink: k8s/overlays/<env> puts this topic into Secret twinpipe-alerts
+# (key pubsub); compare after apply: terraform output -raw alerts_topic
+output "alerts_topic" {
+  value = module.twinpipe.alerts_topic
+}

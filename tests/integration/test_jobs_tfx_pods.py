@@ -1,0 +1,116 @@
+"""The TFX training job's pods, run here as their launcher would configure them.
+
+No Kubernetes or Vertex is reachable, so the scheduling is ours, the rest is the job's: each
+"pod" runs the compiled manifest's command and env (``$(VAR)`` expanded as the kubelet does), reads
+the training spec the Trainer wrote to object storage (the GCS emulator), and gets the TF_CONFIG
+its launcher writes — Volcano's ``tensorflow`` plugin (worker tasks only; the hosts are the svc
+plugin's DNS names, localhost ports here) or Vertex (a chief pool + a worker pool). The pods train
+together with MultiWorkerMirroredStrategy; only the chief writes the model and the metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.common import storage
+from components.tfx import launch
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+FEATURES = ("carrier", "origin")
+
+
+@pytest.fixture(scope="module")
+def transformed(tmp_path_factory):
+    """Transformed train examples of a small real span (400 January rows, two features)."""
+    from components.common.contract import DEFAULT_CONTRACT, load_contract
+    from components.common.ingest import ingest, load_default_table
+    from tests.tft_data import tfx_transform
+
+    base = tmp_path_factory.mktemp("tfx-pods")
+    doc = yaml.safe_load((ROOT / "components" / "common" / DEFAULT_CONTRACT).read_text())
+    for name, spec in doc["columns"].items():
+        spec["feature"] = bool(spec.get("feature")) and name in FEATURES
+    (base / "c.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    contract = load_contract(base / "c.yaml")
+    table, _ = load_default_table(contract)
+    table[table["month"] == 1].sample(400, random_state=0).to_parquet(base / "in.parquet")
+    ingest(contract, base / "spans", input_path=base / "in.parquet")
+    transform_output, train_files = tfx_transform(contract, base / "spans", base)
+    return base, contract, transform_output, train_files
+
+
+def _expand(arg: str, env: dict[str, str]) -> str:
+    """The kubelet's ``$(VAR)`` expansion of container args from the container's env."""
+    return re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), arg)
+
+
+def _pods(body: dict, launcher: str, ports: list[int]) -> list[tuple[list[str], dict[str, str]]]:
+    """(command, env) of every pod the launcher would start, TF_CONFIG included."""
+    hosts = [f"localhost:{p}" for p in ports]
+    pods = []
+    if launcher == "volcano":
+        (task,) = body["spec"]["tasks"]
+        (container,) = task["template"]["spec"]["containers"]
+        env = {e["name"]: e["value"] for e in container["env"] if "value" in e}  # refs: no Secret here
+        for i in range(task["replicas"]):
+            tf_config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}}
+            pods.append(([_expand(a, env) for a in container["command"]],
+                         {**env, "TF_CONFIG": json.dumps(tf_config)}))
+    else:
+        chief_pool, worker_pool = body["jobSpec"]["workerPoolSpecs"]
+        cluster = {"chief": hosts[:1], "worker": hosts[1:]}
+        roles = [("chief", 0)] + [("worker", i) for i in range(int(worker_pool["replicaCount"]))]
+        for (kind, index), pool in zip(roles, [chief_pool] + [worker_pool] * (len(roles) - 1),
+                                       strict=True):
+            env = {e["name"]: e["value"] for e in pool["containerSpec"]["env"]}
+            tf_config = {"cluster": cluster, "task": {"type": kind, "index": index}}
+            pods.append((list(pool["containerSpec"]["command"]),
+                         {**env, "TF_CONFIG": json.dumps(tf_config)}))
+    return pods
+
+
+@pytest.mark.parametrize("launcher", ["volcano", "vertex"])
+def test_job_pods_train_together_from_the_spec_on_object_storage(launcher, transformed, gcs_bucket,
+                                                                 tmp_path):
+    import portpicker
+
+    base, contract, transform_output, train_files = transformed
+    run_dir = storage.join(gcs_bucket, "pipeline_root", "train", "model_run")
+    spec = {"train_files": [train_files], "eval_files": [], "transform_output": transform_output,
+            "serving_model_dir": str(tmp_path / "serving"), "model_run_dir": run_dir,
+            "scratch_dir": str(tmp_path),
+            "config": {"numeric": [], "categorical": list(FEATURES), "label": contract.label.name,
+                       "workers": 2, "batch_size": 64, "epochs": 1, "learning_rate": 1e-2,
+                       "hidden_units": [8]}}
+    spec_uri = storage.join(run_dir, "train-spec.json")
+    storage.write_json(spec_uri, spec)  # what Trainer.run_fn does before it submits
+    job = launch.ClusterJob(launcher=launcher, image="twinpipe-tfx:test", replicas=2,
+                            contract_uri="gs://b/data/contracts/flights-0123456789ab.yaml")
+    body = launch.manifest(job, launch.job_name(run_dir), spec_uri)
+    pods = _pods(body, launcher, [portpicker.pick_unused_port() for _ in range(2)])
+    assert all(cmd[-1] == spec_uri for cmd, _ in pods)
+
+    procs = []
+    for cmd, env in pods:
+        full = {**os.environ, **env, "PYTHONPATH": str(ROOT), "TWINPIPE_THREADS": "1",
+                "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        for proxy in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+            full.pop(proxy, None)  # gRPC between the workers must not go to a proxy
+        procs.append(subprocess.Popen([sys.executable, *cmd[1:]], env=full, cwd=ROOT,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+    metrics = storage.read_json(storage.join(run_dir, "train_metrics.json"))  # the chief's
+    assert metrics["strategy"] == "MultiWorkerMirroredStrategy"
+    assert metrics["workers"] == 2 and metrics["replicas"] == 2
+    assert (tmp_path / "serving" / "saved_model.pb").exists()
+    assert "contract gs://b/data/contracts/flights-0123456789ab.yaml" in outputs[0]
