@@ -23,7 +23,9 @@ import yaml
 from components.common import storage
 from components.tfx import launch
 
-pytestmark = pytest.mark.integration
+# Slow (77 s on 2 cores): test_multinode covers the two-host MWMS rendezvous in `make test`, and
+# tests/deploy/test_jobs_tfx.py the TF_CONFIG roles these pods derive.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 FEATURES = ("carrier", "origin")
 
