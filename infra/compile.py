@@ -154,6 +154,7 @@ def compile_torch(*, target: str, out_dir: str, data_root: str, image: str, work
     """
     from kfp import compiler
 
+    from components.common.alerts import ALERTS_SECRET
     from pipelines.torch.pipeline import LauncherResources, create_pipeline
 
     out = Path(out_dir)
@@ -163,7 +164,8 @@ def compile_torch(*, target: str, out_dir: str, data_root: str, image: str, work
                          env={"TWINPIPE_CONTRACT": contract_uri} if contract_uri else None)
     path = out / f"torch-{target}.yaml"
     compiler.Compiler().compile(
-        create_pipeline(LauncherResources(), pipeline_root=pipeline_root),
+        create_pipeline(LauncherResources(), pipeline_root=pipeline_root,
+                        alerts_secret=ALERTS_SECRET if target == "kfp" else ""),
         package_path=str(path),
         pipeline_parameters={
             "spans_uri": f"{data_root}/spans",

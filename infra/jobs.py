@@ -28,7 +28,7 @@ from components.common.errors import ContractError
 
 # One Secret and key map for both stacks' training pods (k8s/base/alerts-secret.yaml); the
 # definition sits with the TFX launcher, which needs it inside its image without infra.
-from components.tfx.launch import ALERT_SECRET_KEYS, ALERTS_SECRET
+from components.common.alerts import ALERT_SECRET_KEYS, ALERTS_SECRET
 
 LAUNCHERS = ("torchx", "trainjob", "vertex")
 TRAIN_MODULE = "components.torch.train_app"

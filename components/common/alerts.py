@@ -50,6 +50,19 @@ EXAMPLES = ("full", "redacted", "none")  # the contract's alerts.examples
 SECRETS = {"webhook": "TWINPIPE_ALERT_WEBHOOK", "slack": "TWINPIPE_ALERT_SLACK",
            "smtp_password": "TWINPIPE_SMTP_PASSWORD"}
 SMTP_USER = "TWINPIPE_SMTP_USER"
+# On a cluster the sinks come from Secret ALERTS_SECRET (k8s/base/alerts-secret.yaml): each
+# variable above from its key; an empty key leaves that sink off.
+ALERTS_SECRET = "twinpipe-alerts"
+ALERT_SECRET_KEYS = {
+    "TWINPIPE_ALERT_PUBSUB": "pubsub",
+    "TWINPIPE_ALERT_WEBHOOK": "webhook",
+    "TWINPIPE_ALERT_SLACK": "slack",
+    "TWINPIPE_ALERT_SMTP": "smtp",
+    SMTP_USER: "smtp-user",
+    SECRETS["smtp_password"]: "smtp-password",
+}
+# Where a pipeline pod has that Secret mounted as files (one per key), e.g. the torch validate task.
+SECRET_DIR = "TWINPIPE_ALERT_SECRET_DIR"
 REDACTED = "<redacted>"
 
 
@@ -118,16 +131,17 @@ class AlertConfig:
     def from_env(cls, base: dict | None = None, **overrides) -> AlertConfig:
         """``base`` (the contract's ``alerts:`` section), overridden by the environment
         (``TWINPIPE_ALERT_<SINK>``; for a secret the file named by ``<VAR>_FILE`` wins over the
-        variable), overridden by ``overrides`` (flags, ``examples``)."""
+        variable; a variable left unset is read from the mounted alerts Secret, when
+        ``TWINPIPE_ALERT_SECRET_DIR`` names it), overridden by ``overrides`` (flags, ``examples``)."""
         conf = {k: v for k, v in (base or {}).items() if k in SINKS and v}
         for k in SINKS:
             var = f"TWINPIPE_ALERT_{k.upper()}"
-            value = _secret(var) if k in SECRETS else os.environ.get(var)
+            value = (_secret(var) if k in SECRETS else os.environ.get(var)) or _mounted(var)
             if value:
                 conf[k] = value
-        if os.environ.get(SMTP_USER):
-            conf["smtp_user"] = os.environ[SMTP_USER]
-        if password := _secret(SECRETS["smtp_password"]):
+        if user := os.environ.get(SMTP_USER) or _mounted(SMTP_USER):
+            conf["smtp_user"] = user
+        if password := _secret(SECRETS["smtp_password"]) or _mounted(SECRETS["smtp_password"]):
             conf["smtp_password"] = password
         conf.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**conf)
@@ -165,6 +179,19 @@ def _secret(var: str) -> str | None:
     """A secret from the file named by ``<var>_FILE``, else from ``var``."""
     path = os.environ.get(f"{var}_FILE")
     return read_secret_file(path, f"{var}_FILE") if path else os.environ.get(var) or None
+
+
+def _mounted(var: str) -> str | None:
+    """``var``'s key of the alerts Secret mounted at ``$TWINPIPE_ALERT_SECRET_DIR`` (an optional
+    mount: a missing folder or key, or an empty value, leaves the sink off)."""
+    folder, key = os.environ.get(SECRET_DIR), ALERT_SECRET_KEYS.get(var)
+    if not (folder and key and os.path.isfile(path := os.path.join(folder, key))):
+        return None
+    try:
+        return Path(path).read_text().strip() or None
+    except OSError as e:
+        raise ContractError(f"{SECRET_DIR}: cannot read the alerts Secret's key {key} at {path}: "
+                            f"{e.strerror or e}.") from None
 
 
 def read_secret_file(path: str, what: str) -> str:

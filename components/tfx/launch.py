@@ -29,6 +29,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from components.common.alerts import ALERT_SECRET_KEYS, ALERTS_SECRET
 from components.common.errors import ContractError
 
 log = logging.getLogger("twinpipe.tfx.train")
@@ -36,17 +37,6 @@ log = logging.getLogger("twinpipe.tfx.train")
 LAUNCHERS = ("volcano", "vertex")
 TASK = "worker"
 TF_PORT = 2222
-ALERTS_SECRET = "twinpipe-alerts"
-# Alert sink variables (components.common.alerts) and the keys of Secret twinpipe-alerts that
-# hold them. Optional refs: a key the operator did not set leaves its variable unset.
-ALERT_SECRET_KEYS = {
-    "TWINPIPE_ALERT_PUBSUB": "pubsub",
-    "TWINPIPE_ALERT_WEBHOOK": "webhook",
-    "TWINPIPE_ALERT_SLACK": "slack",
-    "TWINPIPE_ALERT_SMTP": "smtp",
-    "TWINPIPE_SMTP_USER": "smtp-user",
-    "TWINPIPE_SMTP_PASSWORD": "smtp-password",
-}
 # Set by the Trainer at run time (the spec it wrote); the compiled manifest shows this stand-in.
 SPEC_ENV = "TWINPIPE_TRAIN_SPEC"
 SPEC_AT_RUN_TIME = "<written by the train step at run time>"

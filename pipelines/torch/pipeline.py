@@ -31,9 +31,11 @@ class LauncherResources:
     retries: int = 2
 
 
-def create_pipeline(resources: "LauncherResources | None" = None, pipeline_root: str | None = None):
+def create_pipeline(resources: "LauncherResources | None" = None, pipeline_root: str | None = None,
+                    alerts_secret: str = ""):
     """The pipeline function; with ``resources`` the train task carries them (for a cluster);
-    ``pipeline_root`` is the compiled spec's default artifact root."""
+    ``pipeline_root`` is the compiled spec's default artifact root; ``alerts_secret`` (Kubernetes
+    targets) is mounted, optionally, into the validate task, whose gate raises the alerts."""
 
     @dsl.pipeline(name=PIPELINE_NAME, description="twinpipe PyTorch stack",
                   pipeline_root=pipeline_root)
@@ -83,6 +85,8 @@ def create_pipeline(resources: "LauncherResources | None" = None, pipeline_root:
         ).set_display_name("push")
         if resources is not None:
             _apply_resources(train, resources)
+        if alerts_secret:
+            _mount_alerts_secret(gate, alerts_secret)
         for task in (ingest, gate, train, evaluate):
             task.set_caching_options(False)
 
@@ -93,3 +97,15 @@ def _apply_resources(task, r: LauncherResources) -> None:
     task.set_cpu_limit(r.cpu).set_memory_limit(r.memory)
     if r.retries:
         task.set_retry(num_retries=r.retries, backoff_duration="60s", backoff_factor=2)
+
+
+def _mount_alerts_secret(task, secret: str) -> None:
+    """The alert sinks from Secret ``secret`` as files (components.common.alerts reads them); an
+    optional mount, so a cluster without the Secret runs with the contract's own sinks."""
+    from kfp import kubernetes
+
+    from components.common.alerts import SECRET_DIR
+
+    path = f"/var/run/secrets/{secret}"
+    kubernetes.use_secret_as_volume(task, secret_name=secret, mount_path=path, optional=True)
+    task.set_env_variable(SECRET_DIR, path)

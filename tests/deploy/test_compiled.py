@@ -87,7 +87,17 @@ def test_torch_spec(compiled, target):
         assert job["launcher"] == "vertex" and job["gpu_type"] == "NVIDIA_L4"
         assert (job["project"], job["region"]) == ("my-proj", "us-central1")
         assert job["node_selector"] == {} and job["tolerations"] == []  # no GKE labels on Vertex
-    assert len(docs) == 1  # no kubernetes platform spec: no node selector on any KFP task
+    if target == "vertex":
+        assert len(docs) == 1  # no Kubernetes there: no platform spec at all
+        return
+    # KFP: the only platform setting is the alerts Secret, mounted (optionally) where the gate
+    # raises alerts; no node selector or toleration on any KFP task.
+    k8s = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(k8s) == {"exec-validate"}
+    (volume,) = k8s["exec-validate"]["secretAsVolume"]
+    assert volume["secretName"] == "twinpipe-alerts" and volume["optional"] is True
+    env = executors["exec-validate"]["container"]["env"]
+    assert {"name": "TWINPIPE_ALERT_SECRET_DIR", "value": volume["mountPath"]} in env
 
 
 @pytest.mark.parametrize("target", ["kfp", "vertex"])

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.common import registry, storage
+from components.common import alerts, registry, storage
 from components.common.contract import load_contract
 from components.common.errors import ContractError
 from components.tfx import launch
@@ -112,7 +112,7 @@ def _terraform_topic(env: str) -> str:
 def test_overlay_secret_wires_the_terraform_topic_and_jobs_reference_it(env):
     docs = kustomize(ROOT / "k8s" / "overlays" / env)
     (secret,) = [d for d in docs if d["kind"] == "Secret"]
-    assert secret["metadata"]["name"] == launch.ALERTS_SECRET
+    assert secret["metadata"]["name"] == alerts.ALERTS_SECRET
     assert secret["stringData"]["pubsub"] == _terraform_topic(env)
     assert set(secret["stringData"]) == {"pubsub"}  # a template: no secret values in git
     sa = next(d for d in docs if d["kind"] == "ServiceAccount")

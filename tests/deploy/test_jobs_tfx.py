@@ -13,7 +13,7 @@ import json
 import pytest
 import yaml
 
-from components.common import storage
+from components.common import alerts, storage
 from components.common.errors import ContractError
 from components.tfx import launch
 from components.tfx.trainer import _main as trainer_main
@@ -57,8 +57,8 @@ def test_volcano_job_validates_and_carries_gpu_on_training_pods(compiled):
     assert container["command"][:3] == ["python", "-m", "components.tfx.trainer"]
     # alert sinks from the Secret, never literal values
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
-    assert set(refs) == set(launch.ALERT_SECRET_KEYS)
-    assert {r["name"] for r in refs.values()} == {launch.ALERTS_SECRET}
+    assert set(refs) == set(alerts.ALERT_SECRET_KEYS)
+    assert {r["name"] for r in refs.values()} == {alerts.ALERTS_SECRET}
 
 
 def test_compiled_tfx_spec_asks_no_gpu_and_submits_the_same_job(compiled):

@@ -286,6 +286,31 @@ def test_secrets_come_from_the_environment_or_a_file_and_the_file_wins(monkeypat
         AlertConfig.from_env()
 
 
+def test_sinks_come_from_the_mounted_alerts_secret_unless_the_environment_sets_them(
+        monkeypatch, tmp_path):
+    """The cluster's way (k8s/base/alerts-secret.yaml mounted into the validate task): one file
+    per Secret key; empty keys leave their sink off; the environment still wins."""
+    from components.common.alerts import ALERT_SECRET_KEYS, SECRET_DIR
+
+    for var in ALERT_SECRET_KEYS:
+        monkeypatch.delenv(var, raising=False)
+    (tmp_path / "pubsub").write_text("projects/p/topics/twinpipe-dev-alerts\n")
+    (tmp_path / "slack").write_text("https://hooks.slack.com/services/T0KEN-m\n")
+    (tmp_path / "webhook").write_text("")
+    (tmp_path / "smtp-password").write_text(PASSWORD)
+    assert AlertConfig.from_env().sinks() == []  # no folder named: nothing read
+    monkeypatch.setenv(SECRET_DIR, str(tmp_path))
+    cfg = AlertConfig.from_env()
+    assert cfg.pubsub == "projects/p/topics/twinpipe-dev-alerts"
+    assert cfg.slack == "https://hooks.slack.com/services/T0KEN-m"
+    assert cfg.webhook is None and cfg.smtp is None and cfg.smtp_password == PASSWORD
+    assert "T0KEN-m" not in repr(cfg)
+    monkeypatch.setenv("TWINPIPE_ALERT_PUBSUB", "projects/p/topics/other")
+    assert AlertConfig.from_env().pubsub == "projects/p/topics/other"
+    monkeypatch.setenv(SECRET_DIR, str(tmp_path / "not-mounted"))  # optional mount, absent
+    assert AlertConfig.from_env().slack is None
+
+
 def test_the_config_repr_hides_secrets():
     cfg = AlertConfig(webhook="http://h/hook/T0KEN-a", slack="https://hooks.slack.com/T0KEN-b",
                       smtp="smtps://mail:465/?to=a@b", smtp_user="alerts", smtp_password=PASSWORD,
