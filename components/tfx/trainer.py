@@ -337,10 +337,10 @@ def train(spec: dict) -> dict:
         "final_loss": float(history.history["loss"][-1]),
         "devices": [d.name for d in tf.config.list_logical_devices()],
     }
-    if chief:
-        os.makedirs(spec["model_run_dir"], exist_ok=True)
-        with open(os.path.join(spec["model_run_dir"], TRAIN_METRICS), "w") as f:
-            json.dump(metrics, f, indent=2)
+    if chief:  # model_run_dir is the Trainer's artifact: a gs:// URI when the root is a bucket
+        from components.common import storage
+
+        storage.write_json(storage.join(spec["model_run_dir"], TRAIN_METRICS), metrics)
         log.info("[tfx][train] %.0f samples/s (%d workers)", samples_per_s, n_workers)
     return metrics
 
