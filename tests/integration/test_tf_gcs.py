@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from components.common import storage
+from components.common import registry, storage
 from tests.gcs_emulator import GcsEmulator
 from tests.gcs_tf import GCS_HOSTS, tf_gcs_sandbox
 from tests.netns import NetnsUnavailable
@@ -94,3 +94,35 @@ def test_tf_gfile_savedmodel_tfrecord_on_one_bucket_with_gcsfs(sandbox, bucket):
     assert {"saved_model.pb", "variables/variables.index"} <= model_files
     assert any(f.startswith("variables/variables.data-") for f in model_files)
     assert storage.read_bytes(f"{prefix}/examples/data.tfrecord.gz")[:2] == b"\x1f\x8b"  # gzip
+
+
+@pytest.mark.slow  # 3-4.5 min on the shared 2-core machine (every artifact through the proxy)
+def test_tfx_pipeline_with_its_roots_on_the_bucket(sandbox, bucket, tmp_path):
+    """The TFX pipeline (LocalDagRunner, the factory `twinpipe run` uses) with pipeline root,
+    spans, schema, gate reports and push destination on the bucket; MLMD local. Every node
+    completes: TF's GCS client carries ExampleGen/StatisticsGen/Transform/Trainer/Evaluator
+    artifacts, gcsfs the gate, the baseline lookup and the push."""
+    prefix = f"{bucket}/tfx"
+    t0 = time.monotonic()
+    proc = sandbox.run([sys.executable, "-m", "tests.integration.tfx_gcs_driver", prefix,
+                        str(tmp_path)], timeout_s=540, cwd=ROOT)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"[test][tfx-gcs] pipeline on gs:// ran in {elapsed:.1f} s: {result['nodes']}")
+    assert result["error"] is None, result.get("traceback")
+    assert set(result["nodes"].values()) == {"COMPLETE"} and len(result["nodes"]) == 10
+
+    # Artifacts landed in the bucket (listed through gcsfs), nothing in a local gs: folder.
+    assert not (ROOT / "gs:").exists() and not (tmp_path / "gs:").exists()
+    artifacts = {u[len(f"{prefix}/root/"):] for u in storage.find(f"{prefix}/root")}
+    for node in ("ingest/examples", "statistics/statistics", "anomalies/anomalies",
+                 "transform/transform_graph", "train/model", "evaluate/evaluation",
+                 "evaluate/blessing"):
+        assert any(a.startswith(node + "/") for a in artifacts), node
+    assert storage.read_json(f"{prefix}/validation/gate.json")["spans"] == [201301]
+    # The push is complete: push.json (written last) next to the SavedModel files.
+    (version,) = [v for v in storage.listdir(f"{prefix}/pushed") if storage.exists(
+        f"{prefix}/pushed/{v}/{registry.PUSH_RECORD}")]
+    pushed = set(storage.listdir(f"{prefix}/pushed/{version}"))
+    assert {"saved_model.pb", "variables", "signature.json", registry.PUSH_RECORD} <= pushed
