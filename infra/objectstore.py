@@ -3,8 +3,10 @@
 Both stacks' orchestrators work on local files: TFX's LocalDagRunner keeps its pipeline root and
 MLMD (SQLite) on a filesystem, and TensorFlow's own C++ GCS client (``tf.io.gfile``, used by every
 TFX component for its artifacts) has its endpoint built in and cannot be pointed at an emulator
-(another part of issue 12 investigates that). So a run into ``gs://`` works like this — every
-object-store access going through :mod:`components.common.storage`:
+(tests/gcs_tf.py reaches it only by routing TF's fixed endpoints to the emulator inside a network
+namespace; there the TFX pipeline runs with every root on the bucket, as it does on a cluster).
+So a local run into ``gs://`` works like this — every object-store access going through
+:mod:`components.common.storage`:
 
 =======================================  ===========================================================
 on the object store (``OUT = gs://...``)  how it gets there

@@ -11,6 +11,10 @@ registry version names rely on exactly that precondition, the documented GCS mut
 launcher runs the unmodified emulator with its object-insert handler wrapped: every insert is
 serialised, and one that carries ``ifGenerationMatch`` is refused with 412 unless the object's
 current generation matches (``0``: the object must not exist) — the service's documented rule.
+A second one: a ``uploadType=media`` insert with an empty body (a zero-byte object, which is how
+TensorFlow's GCS filesystem marks a directory: ``tf.io.gfile.makedirs``) crashes the emulator's
+handler (``len(None)``: it decodes an empty body to ``None``); GCS stores the empty object. The
+wrapper hands the handler the empty bytes the client sent.
 Everything else is the emulator as shipped.
 """
 
@@ -31,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _install_preconditions() -> None:
-    """Wraps the emulator's object-insert handler with GCS's ``ifGenerationMatch`` rule."""
+    """Wraps the emulator's object-insert handler with GCS's ``ifGenerationMatch`` rule, and its
+    media upload with GCS's handling of an empty body (see the module docstring)."""
     from gcp_storage_emulator.exceptions import NotFound
     from gcp_storage_emulator.handlers import objects
 
@@ -59,6 +64,15 @@ def _install_preconditions() -> None:
 
     objects.insert = insert
 
+    media_upload = objects._media_upload
+
+    def empty_safe_media_upload(request, response, storage):
+        if request.data is None:
+            request._data = b""  # the body was empty; the handler expects bytes
+        return media_upload(request, response, storage)
+
+    objects._media_upload = empty_safe_media_upload
+
 
 def main(argv: list[str] | None = None) -> int:
     """The emulator's own CLI, with the precondition rule installed first."""
@@ -79,9 +93,14 @@ class GcsEmulator:
     """``with GcsEmulator(data_dir) as emu:`` — a running emulator; ``emu.host`` is the value for
     ``STORAGE_EMULATOR_HOST``; :meth:`bucket` creates a fresh bucket and returns ``gs://name``."""
 
-    def __init__(self, data_dir: str | Path, default_bucket: str = "twinpipe-default"):
+    def __init__(self, data_dir: str | Path, default_bucket: str = "twinpipe-default",
+                 in_memory: bool = False):
         self.data_dir = Path(data_dir)
         self.default_bucket = default_bucket
+        # The emulator's disk store keeps object ``d/`` as the file ``d``, so an object ``d/a``
+        # next to it cannot be written; its memory store keeps both. TensorFlow's GCS filesystem
+        # writes exactly those directory markers (tests/gcs_tf.py), so TF tests use memory.
+        self.in_memory = in_memory
         self.port = free_port()
         self.host = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -93,7 +112,8 @@ class GcsEmulator:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.gcs_emulator", "-d", str(self.data_dir), "start",
              "--host", "127.0.0.1", "--port", str(self.port),
-             "--default-bucket", self.default_bucket, "--quiet"],
+             "--default-bucket", self.default_bucket, "--quiet",
+             *(["--in-memory"] if self.in_memory else [])],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             env=dict(os.environ, PYTHONPATH=str(ROOT)))
         log.close()

@@ -121,6 +121,39 @@ def two_hosts(prefix: str = "tp") -> Iterator[tuple[Host, Host]]:
         _remove(hosts)
 
 
+@contextmanager
+def linked_host(prefix: str = "tl", hosts_entries: Sequence[str] = ()) -> Iterator[tuple[Host, str]]:
+    """One host whose veth pair links it to THIS machine's network namespace: yields the host and
+    the address this side holds on the link (services bound there are reachable from the host,
+    and only from it). ``hosts_entries`` are extra ``/etc/hosts`` names for this side's address,
+    which is how the host is made to resolve fixed public names (e.g. an API endpoint a library
+    hard-codes) to a service here. The /30 is drawn from 198.18.0.0/15 (RFC 2544, reserved for
+    network tests), so it never shadows a real route; removed on exit, even on error."""
+    check_available()
+    token = secrets.token_hex(3)
+    net, last = f"198.{18 + secrets.randbelow(2)}.{secrets.randbelow(256)}", secrets.randbelow(64) * 4
+    here = f"{net}.{last + 1}"
+    host = Host(netns=f"{prefix}-{token}", hostname=f"{prefix}-{token}-host",
+                addr=f"{net}.{last + 2}", ifname=f"{prefix}{token}n")
+    outer = f"{prefix}{token}o"
+    try:
+        _ip("netns", "add", host.netns)
+        _ip("link", "add", outer, "type", "veth", "peer", "name", host.ifname, "netns", host.netns)
+        _ip("addr", "add", f"{here}/30", "dev", outer)
+        _ip("link", "set", outer, "up")
+        _ip("-n", host.netns, "addr", "add", f"{host.addr}/30", "dev", host.ifname)
+        _ip("-n", host.netns, "link", "set", "lo", "up")
+        _ip("-n", host.netns, "link", "set", host.ifname, "up")
+        (NETNS_ETC / host.netns).mkdir(parents=True, exist_ok=True)
+        (NETNS_ETC / host.netns / "hosts").write_text(
+            f"127.0.0.1 localhost\n{host.addr} {host.hostname}\n"
+            + "".join(f"{here} {name}\n" for name in hosts_entries))
+        yield host, here
+    finally:
+        _remove((host,))  # the veth pair goes with the namespace
+        subprocess.run(["ip", "link", "del", outer], capture_output=True)  # if the ns never got it
+
+
 @dataclass
 class Finished:
     """One command's exit code and its combined stdout/stderr."""

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from components.common import storage
 from components.common.alerts import Alert, AlertConfig, FailedCheck, send
 from components.common.contract import ROW_RULES, Contract
 from components.common.errors import DataError, GateError
@@ -105,7 +106,7 @@ def rate_check(contract: Contract, rule: str, column: str | None, n: int, total:
                        examples, span=span)
 
 
-def _split_rows(spans_dir: Path, span: int, split: str) -> pd.DataFrame:
+def _split_rows(spans_dir: str, span: int, split: str) -> pd.DataFrame:
     try:
         return read_spans(spans_dir, split, [span]).to_pandas()
     except DataError:  # no such split in this span folder
@@ -114,8 +115,9 @@ def _split_rows(spans_dir: Path, span: int, split: str) -> pd.DataFrame:
 
 def check_spans(contract: Contract, spans_dir: str | Path, spans: list[int] | None = None,
                 source: str = "") -> GateReport:
-    """The gate's rules over ``spans`` (all span folders when None) of ``spans_dir``."""
-    d = Path(spans_dir)
+    """The gate's rules over ``spans`` (all span folders when None) of ``spans_dir``: a folder or
+    a ``gs://`` prefix (every read goes through :mod:`components.common.storage`)."""
+    d = str(spans_dir)
     rules, pol = contract.validation, contract.validation.policies
     on_disk = span_numbers(d)
     read: dict[int, tuple[pd.DataFrame, pd.DataFrame]] = {}  # each span read once (drift reuses it)
@@ -135,16 +137,16 @@ def check_spans(contract: Contract, spans_dir: str | Path, spans: list[int] | No
             return None, None
         prev = earlier[-1]
         if prev in history:
-            return prev, json.loads(history[prev].read_text())
+            return prev, storage.read_json(history[prev])
         return prev, span_profile(pd.concat(splits(prev), ignore_index=True), contract)
 
     spans = list(spans) if spans is not None else on_disk
     report = GateReport(source=source or str(d), spans=spans)
-    manifest = d / "manifest.json"
-    if manifest.exists():  # table-level findings of ingest (extra columns, rows of no span)
-        report.checks += [FailedCheck(**c) for c in json.loads(manifest.read_text()).get("checks", [])]
-    if (d / "quarantine" / "data.parquet").exists():
-        report.quarantine.append(str(d / "quarantine" / "data.parquet"))
+    manifest = storage.join(d, "manifest.json")
+    if storage.exists(manifest):  # table-level findings of ingest (extra columns, rows of no span)
+        report.checks += [FailedCheck(**c) for c in storage.read_json(manifest).get("checks", [])]
+    if storage.exists(storage.join(d, "quarantine", "data.parquet")):
+        report.quarantine.append(storage.join(d, "quarantine", "data.parquet"))
     for span in spans:
         s = str(span)
         train, ev = splits(span)
@@ -155,12 +157,12 @@ def check_spans(contract: Contract, spans_dir: str | Path, spans: list[int] | No
             report.checks.append(FailedCheck("volume", None, f"{len(rows)} rows",
                                              f">= {contract.min_rows_per_span} rows",
                                              pol["volume"], span=s))
-        qsum = d / f"span-{span}" / "quarantine" / "summary.json"
-        if qsum.exists():
-            q = json.loads(qsum.read_text())
+        quarantine = storage.join(d, f"span-{span}", "quarantine")
+        if storage.exists(storage.join(quarantine, "summary.json")):
+            q = storage.read_json(storage.join(quarantine, "summary.json"))
             fig["quarantined_rows"] = q["quarantined_rows"]
             if q["quarantined_rows"]:
-                report.quarantine.append(str(qsum.with_name("data.parquet")))
+                report.quarantine.append(storage.join(quarantine, "data.parquet"))
             for rule in ROW_RULES:
                 n = q["by_rule"].get(rule, 0)
                 if not n:
@@ -250,36 +252,35 @@ def enforce(report: GateReport, *, contract: Contract, stack: str, pipeline: str
     The error's text is the same for every stack given the same data (:func:`render`); the stack
     and the report path travel as its prefix and attributes.
     """
-    report_path = Path(report_dir) / "gate.json"
+    report_path = storage.join(report_dir, "gate.json")
     if report.checks:
         spans = sorted({c.span for c in report.checks if c.span}) or [str(s) for s in report.spans]
         alert = Alert(pipeline=pipeline, stack=stack, span=",".join(spans),
                       severity="error" if report.failed else "warning",
                       checks=report.failed + [c for c in report.checks if c.policy == "warn"],
-                      report=str(report_path), source=report.source,
+                      report=report_path, source=report.source,
                       engine_report=str(report.engine.get("anomalies_uri")
                                         or report.engine.get("result") or ""))
         cfg = AlertConfig.from_env(dict(contract.alerts), examples=contract.alert_examples)
-        report.figures["alerts"] = send(alert, cfg, default_file=str(Path(report_dir) / "alerts.jsonl"))
+        report.figures["alerts"] = send(alert, cfg, default_file=storage.join(report_dir, "alerts.jsonl"))
         for r in report.figures["alerts"]:
             if not r["delivered"]:
                 log.warning("[%s][validate] alert to %s not delivered: %s", stack, r["sink"], r["error"])
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(json.dumps(report.to_dict(), indent=2, default=str))
+    storage.write_text(report_path, json.dumps(report.to_dict(), indent=2, default=str))
     for c in report.checks:
         if c.policy == "warn":
             log.warning("[%s][validate] warning: %s", stack, c.line())
     if report.failed:
         quarantine = ", ".join(report.quarantine[:3]) + (" ..." if len(report.quarantine) > 3 else "")
         body = render(report.failed, report.source, contract, quarantine)
-        raise GateError(body, report.failed, str(report_path), source=report.source,
+        raise GateError(body, report.failed, report_path, source=report.source,
                         quarantine=report.quarantine)
     return report
 
 
 def load_report(path: str | Path) -> GateReport:
     """A gate.json written by :func:`enforce`, back as a GateReport."""
-    doc = json.loads(Path(path).read_text())
+    doc = storage.read_json(path)
     return GateReport(source=doc["source"], spans=doc["spans"],
                       checks=[FailedCheck(**c) for c in doc["checks"]], figures=doc["figures"],
                       quarantine=doc["quarantine"], engine=doc["engine"])

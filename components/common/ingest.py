@@ -523,8 +523,12 @@ def _write(df: pd.DataFrame, path: Path, schema: pa.Schema) -> None:
 
 
 def span_numbers(spans_dir: str | Path) -> list[int]:
-    """The span numbers of the ``span-N`` folders under ``spans_dir``, ascending."""
-    return sorted(int(p.name[5:]) for p in Path(spans_dir).glob("span-*") if p.name[5:].isdigit())
+    """The span numbers of the ``span-N`` folders under ``spans_dir`` (a folder or a ``gs://``
+    prefix, through :mod:`components.common.storage`), ascending."""
+    from components.common import storage
+
+    return sorted(int(n[5:]) for n in storage.listdir(spans_dir)
+                  if n.startswith("span-") and n[5:].isdigit())
 
 
 def select_spans(spans_dir: str, span: str = "all") -> list[int]:
@@ -543,22 +547,27 @@ def read_spans(spans_dir: str | Path, split: str, spans: list[int] | None = None
     table; ``spans`` limits it to those span numbers. What every reader of the spans uses."""
     import pyarrow.dataset as ds
 
-    d = Path(spans_dir)
-    files = (sorted(str(f) for f in d.glob(f"span-*/{split}/*.parquet")) if spans is None else
-             [str(f) for s in spans for f in sorted(d.glob(f"span-{s}/{split}/*.parquet"))])
+    from components.common import storage
+
+    def matching(span: str) -> list[str]:
+        return storage.glob(storage.join(spans_dir, f"span-{span}", split, "*.parquet"))
+
+    files = matching("*") if spans is None else [f for s in spans for f in matching(str(s))]
     if not files:
         raise DataError(f"{spans_dir}: no {split} rows in spans {spans or 'span-*'} (rule: volume).")
-    return ds.dataset(files, format="parquet").to_table()
+    fs, _ = storage.pyarrow_fs(spans_dir)
+    return ds.dataset([storage.pyarrow_fs(f)[1] for f in files], format="parquet",
+                      filesystem=fs).to_table()
 
 
-def _history(spans_dir: Path) -> Path:
-    return Path(spans_dir) / HISTORY
+def span_history(spans_dir: str | Path) -> dict[int, str]:
+    """The persisted per-span profiles (:mod:`components.common.profile`) by span number: their
+    paths (or ``gs://`` URLs)."""
+    from components.common import storage
 
-
-def span_history(spans_dir: str | Path) -> dict[int, Path]:
-    """The persisted per-span profiles (:mod:`components.common.profile`) by span number."""
-    d = _history(Path(spans_dir))
-    return {int(p.stem[5:]): p for p in d.glob("span-*.json") if p.stem[5:].isdigit()} if d.is_dir() else {}
+    d = storage.join(spans_dir, HISTORY)
+    return {int(n[5:-5]): storage.join(d, n) for n in storage.listdir(d)
+            if n.startswith("span-") and n.endswith(".json") and n[5:-5].isdigit()}
 
 
 def resolve_spans(spans_dir: str | Path) -> str:
@@ -759,7 +768,7 @@ def ingest(
         history = gen / HISTORY
         history.mkdir()
         for path in previous.values():  # carried forward; this input's spans overwrite them
-            shutil.copy2(path, history / path.name)
+            shutil.copy2(path, history / os.path.basename(path))
         # Spans of the input outside the window: profiled, not written (drift references).
         rest = rest_rows[rest_rows[label.source].notna()]
         for span, part in rest.groupby(contract.span_of(rest)):

@@ -370,7 +370,7 @@ def train(spec: dict) -> dict:
         "final_loss": float(history.history["loss"][-1]),
         "devices": [d.name for d in tf.config.list_logical_devices()],
     }
-    if chief:
+    if chief:  # model_run_dir is the Trainer's artifact: a gs:// URI when the root is a bucket
         from components.common import storage
 
         storage.makedirs(spec["model_run_dir"])
