@@ -24,11 +24,10 @@ import json
 import math
 import shlex
 
-from components.common.errors import ContractError
-
 # One Secret and key map for both stacks' training pods (k8s/base/alerts-secret.yaml); the
 # definition sits with the TFX launcher, which needs it inside its image without infra.
 from components.common.alerts import ALERT_SECRET_KEYS, ALERTS_SECRET
+from components.common.errors import ContractError
 
 LAUNCHERS = ("torchx", "trainjob", "vertex")
 TRAIN_MODULE = "components.torch.train_app"

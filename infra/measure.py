@@ -169,10 +169,9 @@ def _sizes(stack: str, model_dir: Path) -> dict:
 
 def measure_model(stack: str, summary: dict, contract: Contract, out_dir: Path) -> dict:
     """Scores the stack's model on the run's eval rows and times its serving runtime."""
+    from components.common import registry
     from components.common.metrics import binary_metrics, calibration, roc_points
     from components.common.serving_bench import latency
-
-    from components.common import registry
 
     model_ref, which = model_under_test(stack, summary)
     # A push on object storage is measured from a local download (the runtimes read local files).

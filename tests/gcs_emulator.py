@@ -20,7 +20,6 @@ Everything else is the emulator as shipped.
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import subprocess

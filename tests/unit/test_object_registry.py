@@ -3,7 +3,6 @@ flock there): versions count by push.json, names and the lock are claimed with i
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import textwrap
