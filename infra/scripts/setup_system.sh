@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Debian packages the project needs beyond Python: chromium (the report test renders the HTML
-# report headless and takes a screenshot). Idempotent; a no-op once installed.
+# report headless and takes a screenshot) and iproute2 (`ip netns`: the multi-host and TF-on-GCS
+# tests run hosts as network namespaces). Idempotent; a no-op once installed.
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then
   SUDO=""
