@@ -18,6 +18,15 @@ def load_spec(path: str | Path) -> dict:
     return load_compiled(path)[0]
 
 
+def kfp_package(path: str | Path) -> dict:
+    """What the KFP v2 API receives as ``pipeline_spec`` for a compiled file, as ``kfp.Client``
+    sends it: the spec alone, or ``{pipeline_spec, platform_spec}`` when the file carries a
+    Kubernetes platform spec (the torch spec's alerts Secret mount)."""
+    docs = load_compiled(path)
+    platform = {k: v for doc in docs[1:] for k, v in doc.items()}
+    return {"pipeline_spec": docs[0], "platform_spec": platform} if platform else docs[0]
+
+
 def check_params(spec: dict, params: dict) -> dict:
     known = set(spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {}))
     unknown = sorted(set(params) - known)
@@ -44,8 +53,9 @@ def submit_kfp(path, host: str, params: dict, experiment: str, name: str,
     spec = load_spec(path)
     check_params(spec, params)
     if dry_run:
-        body = (kfp_recurring_body(spec, params, name, "<experiment id of " + experiment + ">", cron)
-                if cron else kfp_run_body(spec, params, name, "<experiment id of " + experiment + ">"))
+        package = kfp_package(path)
+        body = (kfp_recurring_body(package, params, name, "<experiment id of " + experiment + ">", cron)
+                if cron else kfp_run_body(package, params, name, "<experiment id of " + experiment + ">"))
         return {"target": "kfp", "host": host, "dry_run": True, "request": body}
     import kfp
 

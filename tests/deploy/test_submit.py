@@ -72,12 +72,18 @@ def test_kfp_recurring_run_request_is_what_dry_run_shows(compiled, kfp_server):
     posts = {path: body for method, path, body in received if method == "POST"}
     sent = posts["/apis/v2beta1/recurringruns"]
     assert sent["trigger"] == {"cron_schedule": {"cron": "0 0 3 * * *"}}
-    assert sent["pipeline_spec"]["pipelineInfo"]["name"] == load_spec(spec_path)["pipelineInfo"]["name"]
+    # kfp.Client sends the spec with its platform spec (the alerts Secret mount of the validate
+    # task); the dry run shows exactly that.
+    assert sent["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == \
+        load_spec(spec_path)["pipelineInfo"]["name"]
+    mounts = sent["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]
+    assert mounts["executors"]["exec-validate"]["secretAsVolume"][0]["secretName"] == "twinpipe-alerts"
     assert sent["runtime_config"]["parameters"] == params
     want = shown["request"]
     for key in ("display_name", "trigger", "runtime_config", "mode"):
         assert sent[key] == want[key], key
-    assert sent["pipeline_spec"]["root"] == want["pipeline_spec"]["root"]
+    assert sent["pipeline_spec"]["pipeline_spec"]["root"] == want["pipeline_spec"]["pipeline_spec"]["root"]
+    assert sent["pipeline_spec"]["platform_spec"] == want["pipeline_spec"]["platform_spec"]
 
 
 def test_kfp_run_and_unknown_parameter(compiled, kfp_server):
