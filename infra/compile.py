@@ -18,7 +18,7 @@ def tfx_train_job(*, target: str, image: str, workers: int, gpu: str = "", gpu_c
                   pipeline_root: str = "") -> dict:
     """The TFX Trainer's cluster job config (:class:`components.tfx.launch.ClusterJob`) from the
     compile flags: a Volcano Job on GKE (kfp), CustomJob worker pools on Vertex."""
-    from infra.schedule_spec import GpuSpec
+    from infra.schedule_spec import GpuSpec, vertex_machine_type
 
     job: dict = {"launcher": "vertex" if target == "vertex" else "volcano", "image": image,
                  "replicas": workers, "contract_uri": contract_uri}
@@ -26,9 +26,11 @@ def tfx_train_job(*, target: str, image: str, workers: int, gpu: str = "", gpu_c
         job.update(project=project or "", region=region, staging_bucket=pipeline_root)
     if gpu:
         spec = GpuSpec(gpu, gpu_count)
-        if target == "vertex":
+        if target == "vertex":  # the machine type Vertex pairs with these GPUs (L4: G2 machines)
             v = spec.vertex()
-            job.update(gpu=v["accelerator_count"], gpu_type=v["accelerator_type"])
+            job.update(gpu=v["accelerator_count"], gpu_type=v["accelerator_type"],
+                       machine_type=vertex_machine_type({"gpu": v["accelerator_count"],
+                                                         "gpu_type": v["accelerator_type"]}))
         else:
             k = spec.kfp()
             job.update(gpu=k["accelerator_limit"], gpu_type=gpu, node_selector=k["node_selector"],

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -102,3 +103,28 @@ class GpuSpec:
     def vertex(self) -> dict:
         """What a Vertex AI job's machine spec carries."""
         return {"accelerator_type": VERTEX_ACCELERATORS[self.type], "accelerator_count": self.count}
+
+
+#: Vertex machine types per GKE accelerator name and GPUs per machine (Vertex fixes the pairing).
+_VERTEX_MACHINES = {
+    "nvidia-l4": {1: "g2-standard-8", 2: "g2-standard-24", 4: "g2-standard-48", 8: "g2-standard-96"},
+    "nvidia-tesla-a100": {1: "a2-highgpu-1g", 2: "a2-highgpu-2g", 4: "a2-highgpu-4g",
+                          8: "a2-highgpu-8g"},
+    "nvidia-a100-80gb": {1: "a2-ultragpu-1g", 2: "a2-ultragpu-2g", 4: "a2-ultragpu-4g",
+                         8: "a2-ultragpu-8g"},
+    "nvidia-h100-80gb": {8: "a3-highgpu-8g"},
+}
+
+
+def vertex_machine_type(job: dict) -> str:
+    """The machine type for ``job``'s GPUs (or CPUs): Vertex accepts only certain pairings."""
+    gpu = int(job["gpu"])
+    if gpu == 0:
+        return f"n1-standard-{max(4, 2 ** math.ceil(math.log2(max(1, int(job['cpu'])))))}"
+    gke = {v: k for k, v in VERTEX_ACCELERATORS.items()}.get(job["gpu_type"], job["gpu_type"])
+    if gke in _VERTEX_MACHINES:
+        if gpu not in _VERTEX_MACHINES[gke]:
+            raise ContractError(f"--gpu {gke} --gpu-count {gpu}: Vertex offers "
+                                f"{', '.join(map(str, sorted(_VERTEX_MACHINES[gke])))} per machine.")
+        return _VERTEX_MACHINES[gke][gpu]
+    return "n1-standard-8"  # T4, V100, P100 attach to N1 machines

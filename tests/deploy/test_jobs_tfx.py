@@ -87,6 +87,7 @@ def test_vertex_customjob_parses_strictly_with_chief_and_worker_pools(compiled):
     for pool in (chief, workers):
         assert pool.machine_spec.accelerator_type.name == "NVIDIA_L4"
         assert pool.machine_spec.accelerator_count == 2
+        assert pool.machine_spec.machine_type == "g2-standard-24"  # Vertex pairs L4s with G2 only
         assert list(pool.container_spec.command[:3]) == ["python", "-m", "components.tfx.trainer"]
     with pytest.raises(Exception, match="replica_cnt|replicaCnt|no field"):
         launch.vertex_proto({**body, "jobSpec": {"workerPoolSpecs": [{"replicaCnt": "1"}]}})
