@@ -159,7 +159,11 @@ def test_compiled_torch_spec_puts_the_gpu_on_the_training_job_not_the_launcher(t
     assert train["image"] == "reg/twinpipe-torch:1"
     assert "accelerator" not in train["resources"]
     assert train["resources"]["resourceCpuLimit"] == "1"
-    assert len(load_compiled(path)) == 1  # no node selector / toleration on any KFP task
+    # no node selector / toleration on any KFP task: the only platform setting is the alerts
+    # Secret mounted into validate, where the gate raises alerts
+    (platform,) = load_compiled(path)[1:]
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert list(executors) == ["exec-validate"] and list(executors["exec-validate"]) == ["secretAsVolume"]
     params = spec.root.input_definitions.parameters
     job = json.loads(params["train_job"].default_value.string_value)
     assert job["gpu"] == 2 and job["image"] == "reg/twinpipe-torch:1"
