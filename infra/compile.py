@@ -14,8 +14,8 @@ from components.common.ingest import parse_months
 
 
 def tfx_train_job(*, target: str, image: str, workers: int, gpu: str = "", gpu_count: int = 1,
-                  contract_uri: str = "", project: str | None = None, region: str = "us-central1",
-                  pipeline_root: str = "") -> dict:
+                  contract_uri: str = "", project: str | None = None,
+                  region: str = "us-central1") -> dict:
     """The TFX Trainer's cluster job config (:class:`components.tfx.launch.ClusterJob`) from the
     compile flags: a Volcano Job on GKE (kfp), CustomJob worker pools on Vertex."""
     from infra.schedule_spec import GpuSpec, vertex_machine_type
@@ -23,7 +23,7 @@ def tfx_train_job(*, target: str, image: str, workers: int, gpu: str = "", gpu_c
     job: dict = {"launcher": "vertex" if target == "vertex" else "volcano", "image": image,
                  "replicas": workers, "contract_uri": contract_uri}
     if target == "vertex":
-        job.update(project=project or "", region=region, staging_bucket=pipeline_root)
+        job.update(project=project or "", region=region)
     if gpu:
         spec = GpuSpec(gpu, gpu_count)
         if target == "vertex":  # the machine type Vertex pairs with these GPUs (L4: G2 machines)
@@ -72,8 +72,7 @@ def compile_tfx(
     from components.tfx.launch import ClusterJob, job_name, manifest
 
     job = tfx_train_job(target=target, image=image, workers=workers, gpu=gpu, gpu_count=gpu_count,
-                        contract_uri=contract_uri, project=project, region=region,
-                        pipeline_root=pipeline_root)
+                        contract_uri=contract_uri, project=project, region=region)
     tcfg["cluster_job"] = job
     pipeline = create_pipeline(
         pipeline_name="twinpipe-tfx",

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 
 from components.common.alerts import ALERT_SECRET_KEYS, ALERTS_SECRET
+from components.common.cluster import kube_client, run_custom_object, run_vertex_customjob
 from components.common.errors import ContractError
 
 log = logging.getLogger("twinpipe.tfx.train")
@@ -63,7 +63,6 @@ class ClusterJob:
     contract_uri: str = ""
     project: str = ""                        # Vertex only
     region: str = "us-central1"              # Vertex only
-    staging_bucket: str = ""                 # Vertex only
 
     @classmethod
     def from_dict(cls, doc: dict) -> ClusterJob:
@@ -206,68 +205,23 @@ def submit_and_wait(job: ClusterJob, spec_uri: str, run_key: str, poll_s: float 
     body = manifest(job, name, spec_uri)
     log.info("[tfx][train] submitting %s job %s: %d worker(s)", job.launcher, name, job.replicas)
     if job.launcher == "volcano":
-        _run_volcano(body, job.namespace, poll_s)
+        api = kube_client("Volcano job", "[tfx][train]")
+        run_custom_object(body, "jobs", prefix="[tfx][train]", state=volcano_state,
+                          log_pod=volcano_log_pod, api_client=api, poll_s=poll_s)
     else:
-        _run_vertex(body, job)
+        run_vertex_customjob(body, prefix="[tfx][train]", project=job.project, region=job.region)
 
 
-def _run_volcano(body: dict, namespace: str, poll_s: float) -> None:
-    from kubernetes import client, config
-
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        try:
-            config.load_kube_config()
-        except (config.ConfigException, OSError) as e:
-            raise RuntimeError(
-                f"[tfx][train] no Kubernetes API to submit the Volcano job to ({e}): the compiled "
-                "kfp spec trains on a cluster; run the pipeline there, or locally with `twinpipe "
-                "run`, whose Trainer starts its workers itself.") from None
-    custom, core = client.CustomObjectsApi(), client.CoreV1Api()
-    name = body["metadata"]["name"]
-    custom.create_namespaced_custom_object("batch.volcano.sh", "v1alpha1", namespace, "jobs", body)
-    streamed = False
-    while True:
-        job = custom.get_namespaced_custom_object("batch.volcano.sh", "v1alpha1", namespace,
-                                                  "jobs", name)
-        phase = job.get("status", {}).get("state", {}).get("phase", "Pending")
-        if not streamed and phase == "Running":
-            # Worker 0 is the chief: its log is the run's (the others repeat the same progress).
-            pod = f"{name}-{TASK}-0"
-            try:
-                for line in core.read_namespaced_pod_log(pod, namespace, follow=True,
-                                                         _preload_content=False).stream():
-                    sys.stderr.write(f"[tfx][train][worker 0] {line.decode(errors='replace')}")
-            except client.ApiException as e:  # logs are best effort; the job's phase decides
-                log.info("[tfx][train] log streaming of %s stopped: %s", pod, e.reason)
-            streamed = True
-        if phase in TERMINAL:
-            if not TERMINAL[phase]:
-                raise RuntimeError(f"[tfx][train] Volcano job {namespace}/{name} ended {phase}: "
-                                   f"{job.get('status', {}).get('state', {}).get('message', '')} "
-                                   f"(kubectl -n {namespace} describe vcjob {name})")
-            log.info("[tfx][train] Volcano job %s completed", name)
-            return
-        time.sleep(poll_s)
+def volcano_state(obj: dict) -> tuple[bool, str | None]:
+    """(done, failure) from a Volcano Job's phase."""
+    state = (obj.get("status") or {}).get("state") or {}
+    phase = state.get("phase", "Pending")
+    if phase not in TERMINAL:
+        return False, None
+    return True, None if TERMINAL[phase] else f"ended {phase}: {state.get('message', '')}"
 
 
-def vertex_proto(body: dict):
-    """``body`` parsed strictly into ``aiplatform_v1.CustomJob`` (unknown or mistyped fields
-    raise): what Vertex's API accepts, checked offline."""
-    from google.cloud.aiplatform_v1.types import CustomJob
-    from google.protobuf import json_format
-
-    return CustomJob.wrap(json_format.ParseDict(body, CustomJob.pb(CustomJob())))
-
-
-def _run_vertex(body: dict, job: ClusterJob) -> None:
-    from google.cloud import aiplatform
-
-    spec = vertex_proto(body).job_spec
-    custom = aiplatform.CustomJob(
-        display_name=body["displayName"], worker_pool_specs=list(spec.worker_pool_specs),
-        project=job.project or None, location=job.region, labels=body["labels"],
-        staging_bucket=job.staging_bucket or None)
-    # run() streams the job's state and log link, and raises when the job fails.
-    custom.run(service_account=spec.service_account or None, sync=True)
+def volcano_log_pod(core, ns: str, name: str, obj: dict) -> str | None:
+    """Worker 0, the chief, once the job runs: its log is the run's (the others repeat it)."""
+    running = ((obj.get("status") or {}).get("state") or {}).get("phase") == "Running"
+    return f"{name}-{TASK}-0" if running else None

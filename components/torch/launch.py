@@ -14,11 +14,16 @@ import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
 from torchx import specs
 from torchx.components import dist
+
+from components.common.cluster import (
+    kube_client,
+    run_custom_object,
+    run_vertex_customjob,
+)
 
 log = logging.getLogger("twinpipe.torch.train")
 
@@ -116,7 +121,7 @@ def submit_training(app_args: list[str], *, workers: int, train_job: str, log_di
         _keep(log_dir, info.request.resource)
         # TorchX 0.7.0 reads only a kubeconfig; inside the KFP task's pod there is none, so the
         # scheduler gets the in-cluster client.
-        with get_runner(client=_kube_client()) as runner:
+        with get_runner(client=kube_client("Volcano job", "[torch][train]")) as runner:
             handle = runner.schedule(info)
             _follow(runner, handle, info._app.roles[0].name, "kubernetes", wait_interval=10)
     elif job["launcher"] == "trainjob":
@@ -126,7 +131,8 @@ def submit_training(app_args: list[str], *, workers: int, train_job: str, log_di
     else:
         manifest = jobs.torch_vertex_customjob(job, app_args, workers)
         _keep(log_dir, manifest)
-        run_vertex_customjob(manifest, project=job.get("project", ""), region=job.get("region", ""))
+        run_vertex_customjob(manifest, prefix="[torch][train]", project=job.get("project", ""),
+                             region=job.get("region", ""))
 
 
 def _keep(log_dir: str, manifest: dict) -> None:
@@ -134,26 +140,22 @@ def _keep(log_dir: str, manifest: dict) -> None:
     (Path(log_dir) / "train-job.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
 
 
-_TRAINER = ("trainer.kubeflow.org", "v1alpha1", "trainjobs")
-
-
-def _kube_client():
-    """The API client: in-cluster inside a pod (the KFP task), else the local kubeconfig."""
-    from kubernetes import client, config
-
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
-
-
-def trainjob_state(obj: dict) -> str:
-    """``Complete``, ``Failed`` or ``""`` (still running) from a TrainJob's conditions."""
+def trainjob_state(obj: dict) -> tuple[bool, str | None]:
+    """(done, failure) from a TrainJob's ``Complete``/``Failed`` conditions."""
     for c in (obj.get("status") or {}).get("conditions") or []:
-        if c.get("type") in ("Complete", "Failed") and c.get("status") == "True":
-            return c["type"]
-    return ""
+        if c.get("status") == "True" and c.get("type") == "Complete":
+            return True, None
+        if c.get("status") == "True" and c.get("type") == "Failed":
+            return True, c.get("message", "")
+    return False, None
+
+
+def trainjob_log_pod(core, ns: str, name: str, obj: dict) -> str | None:
+    """The TrainJob's rank-0 node pod (of its JobSet) once it has started."""
+    pods = core.list_namespaced_pod(ns, label_selector=f"jobset.sigs.k8s.io/jobset-name={name}").items
+    started = sorted(p.metadata.name for p in pods
+                     if p.status.phase in ("Running", "Succeeded", "Failed"))
+    return started[0] if started else None
 
 
 def run_trainjob(manifest: dict, *, api_client=None, poll_s: float = 10) -> str:
@@ -162,82 +164,5 @@ def run_trainjob(manifest: dict, *, api_client=None, poll_s: float = 10) -> str:
     Returns:
         The job's name; raises RuntimeError when it Failed.
     """
-    from kubernetes import client
-
-    api = api_client or _kube_client()
-    group, version, plural = _TRAINER
-    ns = manifest["metadata"]["namespace"]
-    created = client.CustomObjectsApi(api).create_namespaced_custom_object(
-        group, version, ns, plural, manifest)
-    name = created["metadata"]["name"]
-    log.info("[torch][train] TrainJob %s/%s created", ns, name)
-    core = client.CoreV1Api(api)
-    streamed = False
-    while True:
-        obj = client.CustomObjectsApi(api).get_namespaced_custom_object(group, version, ns, plural,
-                                                                        name)
-        state = trainjob_state(obj)
-        if not streamed:
-            streamed = _stream_pod_logs(core, ns, name)
-        if state == "Complete":
-            log.info("[torch][train] TrainJob %s/%s complete", ns, name)
-            return name
-        if state == "Failed":
-            why = next(c.get("message", "") for c in obj["status"]["conditions"]
-                       if c.get("type") == "Failed")
-            raise RuntimeError(f"[torch][train] TrainJob {ns}/{name} failed: {why}")
-        time.sleep(poll_s)
-
-
-def _stream_pod_logs(core, ns: str, name: str) -> bool:
-    """Follows the logs of the job's rank-0 node pod once it runs; True once streamed."""
-    pods = core.list_namespaced_pod(ns, label_selector=f"jobset.sigs.k8s.io/jobset-name={name}").items
-    pods = sorted(pods, key=lambda p: p.metadata.name)
-    started = [p for p in pods if p.status.phase in ("Running", "Succeeded", "Failed")]
-    if not started:
-        return False
-    pod = started[0].metadata.name
-    log.info("[torch][train] logs of %s (of %d pods)", pod, len(pods))
-    try:
-        resp = core.read_namespaced_pod_log(pod, ns, follow=True, _preload_content=False)
-        for raw in resp.stream():
-            for line in raw.decode(errors="replace").splitlines():
-                sys.stderr.write(f"[torch][train] {line}\n")
-    except Exception as e:  # noqa: BLE001 — logs are best effort; the job's conditions decide
-        log.info("[torch][train] log streaming of %s stopped: %s", pod, e)
-    return True
-
-
-def run_vertex_customjob(manifest: dict, *, project: str = "", region: str = "",
-                         poll_s: float = 30) -> str:
-    """Creates the Vertex AI CustomJob and waits; Vertex streams its logs to Cloud Logging.
-
-    Project and region: the arguments, else ``CLOUD_ML_PROJECT_ID``/``CLOUD_ML_REGION`` (set by
-    Vertex inside its jobs, which is where the pipeline's train task runs).
-    """
-    from google.cloud import aiplatform_v1
-    from google.protobuf import json_format
-
-    from components.common.errors import ContractError
-
-    project = project or os.environ.get("CLOUD_ML_PROJECT_ID", "")
-    region = region or os.environ.get("CLOUD_ML_REGION", "")
-    if not (project and region):
-        raise ContractError("[torch][train] a Vertex CustomJob needs a project and a region: run "
-                            "the train task on Vertex (it sets CLOUD_ML_PROJECT_ID and "
-                            "CLOUD_ML_REGION) or put project/region into train_job.")
-    job = aiplatform_v1.CustomJob()
-    json_format.ParseDict(manifest, job._pb)
-    svc = aiplatform_v1.JobServiceClient(
-        client_options={"api_endpoint": f"{region}-aiplatform.googleapis.com"})
-    created = svc.create_custom_job(parent=f"projects/{project}/locations/{region}", custom_job=job)
-    log.info("[torch][train] Vertex CustomJob %s created; its logs are in Cloud Logging",
-             created.name)
-    done = {aiplatform_v1.JobState.JOB_STATE_SUCCEEDED, aiplatform_v1.JobState.JOB_STATE_FAILED,
-            aiplatform_v1.JobState.JOB_STATE_CANCELLED}
-    while (state := svc.get_custom_job(name=created.name)).state not in done:
-        time.sleep(poll_s)
-    if state.state != aiplatform_v1.JobState.JOB_STATE_SUCCEEDED:
-        raise RuntimeError(f"[torch][train] Vertex CustomJob {created.name} ended "
-                           f"{state.state.name}: {state.error.message}")
-    return created.name
+    return run_custom_object(manifest, "trainjobs", prefix="[torch][train]", state=trainjob_state,
+                             log_pod=trainjob_log_pod, api_client=api_client, poll_s=poll_s)

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from components.common import alerts, storage
+from components.common.cluster import vertex_proto
 from components.common.errors import ContractError
 from components.tfx import launch
 from components.tfx.trainer import _main as trainer_main
@@ -81,7 +82,7 @@ def _trainer_custom_config(spec: dict) -> dict:
 
 def test_vertex_customjob_parses_strictly_with_chief_and_worker_pools(compiled):
     body = yaml.safe_load((compiled / "tfx-vertex.train-job.yaml").read_text())
-    job = launch.vertex_proto(body)  # json_format.ParseDict: unknown/mistyped fields raise
+    job = vertex_proto(body)  # json_format.ParseDict: unknown/mistyped fields raise
     chief, workers = job.job_spec.worker_pool_specs
     assert chief.replica_count == 1 and workers.replica_count == WORKERS - 1
     for pool in (chief, workers):
@@ -90,7 +91,7 @@ def test_vertex_customjob_parses_strictly_with_chief_and_worker_pools(compiled):
         assert pool.machine_spec.machine_type == "g2-standard-24"  # Vertex pairs L4s with G2 only
         assert list(pool.container_spec.command[:3]) == ["python", "-m", "components.tfx.trainer"]
     with pytest.raises(Exception, match="replica_cnt|replicaCnt|no field"):
-        launch.vertex_proto({**body, "jobSpec": {"workerPoolSpecs": [{"replicaCnt": "1"}]}})
+        vertex_proto({**body, "jobSpec": {"workerPoolSpecs": [{"replicaCnt": "1"}]}})
 
 
 def test_tf_config_roles_from_volcano_and_vertex():

@@ -16,6 +16,7 @@ import yaml
 from google.cloud import aiplatform_v1
 from google.protobuf import json_format
 
+from components.common.cluster import vertex_proto
 from components.common.errors import ContractError
 from infra import crds, jobs
 from infra.compile import compile_torch, load_compiled
@@ -109,8 +110,7 @@ def test_kfp_manifest_validates_with_gpus_on_training_pods(compiled, case):
 
 def test_vertex_customjob_parses_as_the_api_message(compiled):
     _, manifest = compiled["vertex"]
-    job = aiplatform_v1.CustomJob()
-    json_format.ParseDict(manifest, job._pb)  # unknown fields raise
+    job = vertex_proto(manifest)  # the launcher's own strict parse: unknown fields raise
     pools = job.job_spec.worker_pool_specs
     assert [p.replica_count for p in pools] == [1, 1]  # chief + one more node: 4 ranks on 2x2 GPUs
     for p in pools:
@@ -122,7 +122,7 @@ def test_vertex_customjob_parses_as_the_api_message(compiled):
     broken = copy.deepcopy(manifest)
     broken["jobSpec"]["workerPoolSpecs"][0]["machineSpec"]["acceleratorTyp"] = "NVIDIA_L4"
     with pytest.raises(json_format.ParseError, match="acceleratorTyp"):
-        json_format.ParseDict(broken, aiplatform_v1.CustomJob()._pb)
+        vertex_proto(broken)
 
 
 @pytest.mark.parametrize(("case", "edit", "path"), [
