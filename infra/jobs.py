@@ -24,9 +24,8 @@ import json
 import math
 import shlex
 
-# One Secret and key map for both stacks' training pods (k8s/base/alerts-secret.yaml), kept with
-# the alert sinks that read them.
-from components.common.alerts import ALERT_SECRET_KEYS, ALERTS_SECRET
+from components.common.alerts import secret_env
+from components.common.cluster import container_security, pod_security
 from components.common.errors import ContractError
 from infra.schedule_spec import vertex_machine_type
 
@@ -34,7 +33,6 @@ LAUNCHERS = ("torchx", "trainjob", "vertex")
 TRAIN_MODULE = "components.torch.train_app"
 RDZV_PORT = 29500
 _RUNTIME = "torch-distributed"
-_UID = 10001  # the image's non-root user (infra/docker/Dockerfile.torch)
 
 
 def parse_train_job(train_job: str | dict) -> dict:
@@ -65,30 +63,10 @@ def torch_layout(job: dict, workers: int) -> tuple[int, int]:
     return 1, max(1, workers)
 
 
-def alert_env() -> list[dict]:
-    """The alert sinks' variables (``components.common.alerts``) from Secret ``twinpipe-alerts``,
-    each optional: the values never appear in a manifest, an argv or a log, and a key the
-    operator did not set leaves its sink off."""
-    return [{"name": var, "valueFrom": {"secretKeyRef": {"name": ALERTS_SECRET, "key": key,
-                                                         "optional": True}}}
-            for var, key in ALERT_SECRET_KEYS.items()]
-
-
 def pod_env(job: dict) -> list[dict]:
     """Literal settings (e.g. ``TWINPIPE_CONTRACT``) then the alert sinks from the Secret."""
     literal = [{"name": k, "value": str(v)} for k, v in sorted(job.get("env", {}).items())]
-    return literal + alert_env()
-
-
-def _pod_security() -> dict:
-    # The twinpipe namespace enforces the `restricted` Pod Security profile.
-    return {"runAsNonRoot": True, "runAsUser": _UID, "runAsGroup": _UID, "fsGroup": _UID,
-            "seccompProfile": {"type": "RuntimeDefault"}}
-
-
-def _container_security() -> dict:
-    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
-            "runAsNonRoot": True}
+    return literal + secret_env()
 
 
 def torch_appdef(job: dict, app_args: list[str], workers: int):
@@ -126,11 +104,11 @@ def torch_volcano_dryrun(job: dict, app_args: list[str], workers: int):
             spec["nodeSelector"] = {**spec.get("nodeSelector", {}), **job["node_selector"]}
         if job.get("tolerations"):
             spec["tolerations"] = [dict(t) for t in job["tolerations"]]
-        spec["securityContext"] = _pod_security()
+        spec["securityContext"] = pod_security()
         for c in spec["containers"]:
             c["env"] = [e for e in c.get("env", []) if e["name"] not in job.get("env", {})]
             c["env"] = pod_env(job) + c["env"]
-            c["securityContext"] = _container_security()
+            c["securityContext"] = container_security()
     info.request.resource = resource
     return info
 
@@ -166,8 +144,8 @@ def torch_trainjob(train_job: dict, app_args: list[str], workers: int, *,
     limits = dict(resources)
     if int(train_job["gpu"]) > 0:
         resources["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = str(train_job["gpu"])
-    pod: dict = {"securityContext": _pod_security(),
-                 "containers": [{"name": "node", "securityContext": _container_security()}]}
+    pod: dict = {"securityContext": pod_security(),
+                 "containers": [{"name": "node", "securityContext": container_security()}]}
     if train_job.get("service_account"):
         pod["serviceAccountName"] = train_job["service_account"]
     if train_job.get("node_selector"):

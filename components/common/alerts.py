@@ -61,6 +61,17 @@ ALERT_SECRET_KEYS = {
     SMTP_USER: "smtp-user",
     SECRETS["smtp_password"]: "smtp-password",
 }
+
+
+def secret_env() -> list[dict]:
+    """The sinks' variables from Secret ALERTS_SECRET as container env (``secretKeyRef``), each
+    optional: the values never appear in a manifest, an argv or a log, and a key the operator
+    did not set leaves its sink off."""
+    return [{"name": var, "valueFrom": {"secretKeyRef": {"name": ALERTS_SECRET, "key": key,
+                                                         "optional": True}}}
+            for var, key in ALERT_SECRET_KEYS.items()]
+
+
 # Where a pipeline pod has that Secret mounted as files (one per key), e.g. the torch validate task.
 SECRET_DIR = "TWINPIPE_ALERT_SECRET_DIR"
 REDACTED = "<redacted>"

@@ -23,6 +23,23 @@ State = Callable[[dict], "tuple[bool, str | None]"]
 LogPod = Callable[[object, str, str, dict], "str | None"]
 
 
+#: The images' non-root user (infra/docker/Dockerfile.{tfx,torch}).
+IMAGE_UID = 10001
+
+
+def pod_security() -> dict:
+    """A training pod's securityContext: the twinpipe namespace enforces the ``restricted`` Pod
+    Security profile."""
+    return {"runAsNonRoot": True, "runAsUser": IMAGE_UID, "runAsGroup": IMAGE_UID,
+            "fsGroup": IMAGE_UID, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def container_security() -> dict:
+    """A training container's securityContext under the same profile."""
+    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True}
+
+
 def kube_client(what: str, prefix: str):
     """The API client: in-cluster inside a pod (a pipeline task), else the local kubeconfig;
     RuntimeError in one paragraph when neither is there (``what``: the job, for the message)."""

@@ -28,8 +28,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from components.common.alerts import ALERT_SECRET_KEYS, ALERTS_SECRET
-from components.common.cluster import kube_client, run_custom_object, run_vertex_customjob
+from components.common.alerts import secret_env
+from components.common.cluster import (
+    container_security,
+    kube_client,
+    pod_security,
+    run_custom_object,
+    run_vertex_customjob,
+)
 from components.common.errors import ContractError
 
 log = logging.getLogger("twinpipe.tfx.train")
@@ -101,10 +107,7 @@ def _pod_env(job: ClusterJob, spec_uri: str) -> list[dict]:
     env = [{"name": SPEC_ENV, "value": spec_uri}]
     if job.contract_uri:
         env.append({"name": "TWINPIPE_CONTRACT", "value": job.contract_uri})
-    env += [{"name": var, "valueFrom": {"secretKeyRef": {
-        "name": ALERTS_SECRET, "key": key, "optional": True}}}
-        for var, key in ALERT_SECRET_KEYS.items()]
-    return env
+    return env + secret_env()
 
 
 def tfx_volcano_job(job: ClusterJob, name: str, spec_uri: str = SPEC_AT_RUN_TIME) -> dict:
@@ -123,7 +126,7 @@ def tfx_volcano_job(job: ClusterJob, name: str, spec_uri: str = SPEC_AT_RUN_TIME
         "serviceAccountName": job.service_account,
         "restartPolicy": "Never",
         "priorityClassName": "twinpipe-training",
-        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": pod_security(),
         "containers": [{
             "name": "tensorflow",
             "image": job.image,
@@ -131,8 +134,7 @@ def tfx_volcano_job(job: ClusterJob, name: str, spec_uri: str = SPEC_AT_RUN_TIME
             "env": _pod_env(job, spec_uri),
             "ports": [{"name": "tfjob-port", "containerPort": TF_PORT}],
             "resources": resources,
-            "securityContext": {"allowPrivilegeEscalation": False,
-                                "capabilities": {"drop": ["ALL"]}},
+            "securityContext": container_security(),
         }],
     }
     if job.node_selector:
