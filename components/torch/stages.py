@@ -39,22 +39,8 @@ def record(record_dir: str, stage: str, figures: dict) -> None:
 
 
 def _contract(contract_path: str):
-    """The contract at a path or URI ('' = the packaged one). A gs:// contract is read through the
-    storage layer into a local file first, so load_contract's checks and messages stay as they
-    are (its one paragraph names the URI)."""
-    if not contract_path or not storage.is_remote(contract_path):
-        return load_contract(contract_path or None)
-    from components.common.errors import ContractError
-
-    if not storage.isfile(contract_path):
-        raise ContractError(f"contract file {contract_path} does not exist.")
-    with tempfile.TemporaryDirectory(prefix="torch-contract-") as tmp:
-        local = Path(tmp) / storage.basename(contract_path)
-        local.write_bytes(storage.read_bytes(contract_path))
-        try:
-            return load_contract(local)
-        except ContractError as e:
-            raise ContractError(str(e).replace(str(local), contract_path)) from None
+    """The contract at a path or a gs:// URI (load_contract reads both); '' = the packaged one."""
+    return load_contract(contract_path or None)
 
 
 @contextlib.contextmanager
