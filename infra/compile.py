@@ -25,16 +25,9 @@ def tfx_train_job(*, target: str, image: str, workers: int, gpu: str = "", gpu_c
     if target == "vertex":
         job.update(project=project or "", region=region)
     if gpu:
-        spec = GpuSpec(gpu, gpu_count)
+        job.update(GpuSpec(gpu, gpu_count).training_pods(target))
         if target == "vertex":  # the machine type Vertex pairs with these GPUs (L4: G2 machines)
-            v = spec.vertex()
-            job.update(gpu=v["accelerator_count"], gpu_type=v["accelerator_type"],
-                       machine_type=vertex_machine_type({"gpu": v["accelerator_count"],
-                                                         "gpu_type": v["accelerator_type"]}))
-        else:
-            k = spec.kfp()
-            job.update(gpu=k["accelerator_limit"], gpu_type=gpu, node_selector=k["node_selector"],
-                       tolerations=[k["toleration"]])
+            job["machine_type"] = vertex_machine_type(job)
     return job
 
 
@@ -129,14 +122,7 @@ def train_job_spec(*, target: str, image: str, gpu: str = "", gpu_count: int = 0
     if target == "vertex":
         job.update(project=project, region=region)
     if gpu:
-        spec = GpuSpec(gpu, gpu_count)
-        job["gpu"] = spec.count
-        if target == "vertex":  # Vertex reads the accelerator enum; no GKE node labels there
-            job["gpu_type"] = spec.vertex()["accelerator_type"]
-        else:
-            k = spec.kfp()
-            job.update(gpu_type=gpu, node_selector=dict(k["node_selector"]),
-                       tolerations=[dict(k["toleration"])])
+        job.update(GpuSpec(gpu, gpu_count).training_pods(target))
     return job
 
 
@@ -199,8 +185,7 @@ def write_torch_train_job(spec_path: Path) -> Path:
     only known at run time and appear as ``<...>`` placeholders; the manifest is validated
     against its CRD (a Vertex CustomJob against the API's message) before it is written.
     """
-    from google.protobuf import json_format
-
+    from components.common.cluster import vertex_proto
     from infra import crds, jobs
 
     params = load_compiled(spec_path)[0]["root"]["inputDefinitions"]["parameters"]
@@ -208,9 +193,7 @@ def write_torch_train_job(spec_path: Path) -> Path:
     manifest = jobs.torch_train_job_manifest(train_job, TORCH_APP_ARGS_AT_RUN_TIME,
                                              int(params["workers"]["defaultValue"]))
     if train_job["launcher"] == "vertex":
-        from google.cloud import aiplatform_v1
-
-        json_format.ParseDict(manifest, aiplatform_v1.CustomJob()._pb)  # unknown fields raise
+        vertex_proto(manifest)  # unknown or mistyped fields raise
     else:
         crds.validate(manifest)
     out = spec_path.with_name(spec_path.name.replace(".yaml", ".train-job.yaml"))

@@ -104,6 +104,17 @@ class GpuSpec:
         """What a Vertex AI job's machine spec carries."""
         return {"accelerator_type": VERTEX_ACCELERATORS[self.type], "accelerator_count": self.count}
 
+    def training_pods(self, target: str) -> dict:
+        """The GPU keys of both stacks' training-job configs: ``gpu`` per pod, ``gpu_type`` (the
+        GKE accelerator; on Vertex its enum), and on GKE the node selector and toleration of the
+        tainted GPU pool (Vertex has no node labels)."""
+        if target == "vertex":
+            return {"gpu": self.count, "gpu_type": self.vertex()["accelerator_type"],
+                    "node_selector": {}, "tolerations": []}
+        k = self.kfp()
+        return {"gpu": self.count, "gpu_type": self.type,
+                "node_selector": dict(k["node_selector"]), "tolerations": [dict(k["toleration"])]}
+
 
 #: Vertex machine types per GKE accelerator name and GPUs per machine (Vertex fixes the pairing).
 _VERTEX_MACHINES = {
