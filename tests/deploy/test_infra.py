@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from infra import crds
+from infra.deploy import kustomize
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("dev", "prod")
@@ -38,9 +39,7 @@ def _checkov(tools: Path, *args: str) -> list[dict]:
 
 
 def _build(overlay: str) -> list[dict]:
-    out = subprocess.run(["kubectl", "kustomize", f"k8s/overlays/{overlay}"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
+    return kustomize(ROOT / "k8s" / "overlays" / overlay)
 
 
 def test_terraform_is_formatted():

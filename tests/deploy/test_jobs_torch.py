@@ -6,7 +6,6 @@ the TrainJob launcher's requests through the real kubernetes client against a lo
 
 import copy
 import json
-import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,6 +19,7 @@ from components.common.cluster import vertex_proto
 from components.common.errors import ContractError
 from infra import crds, jobs
 from infra.compile import compile_torch, load_compiled
+from infra.deploy import kustomize
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "reg.example/twinpipe/twinpipe-torch:v1-cu130"
@@ -274,9 +274,7 @@ def test_torchx_launcher_submits_the_patched_volcano_job(tmp_path, monkeypatch, 
 def test_kfp_job_names_objects_the_overlay_creates(compiled, case):
     """Namespace, service account, Volcano queue and PriorityClass exist in k8s/overlays/dev, or
     the job would be refused or never scheduled on the cluster."""
-    out = subprocess.run(["kubectl", "kustomize", "k8s/overlays/dev"], cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout
-    have = {(d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(out) if d}
+    have = {(d["kind"], d["metadata"]["name"]) for d in kustomize(ROOT / "k8s/overlays/dev")}
     _, manifest = compiled[case]
     assert ("Namespace", manifest["metadata"]["namespace"]) in have
     for pod in _pods(manifest):
