@@ -1,0 +1,129 @@
+"""Where a split's rows are, and how a stage reads them without holding them all.
+
+A stage that takes rows gets a *source*: one of
+
+* a **rows reference** — a small JSON document (``kind: twinpipe.rows-ref/v1``) that names the
+  published spans generation, the span numbers, the split and its Parquet files. The torch stack's
+  ingest writes one per split instead of copying the rows (at 30x the flights a copy is gigabytes
+  per run); validate, train and evaluate read the spans in place through it. The reference names
+  the *resolved* generation (the folder a local ``spans`` symlink points to, or the generation
+  ``CURRENT.json`` names on object storage), so a run reads one consistent set of files;
+* a spans folder (``span-N/<split>/*.parquet``), a folder of Parquet files, or one Parquet file.
+
+Every form may be local or ``gs://`` (read through :mod:`components.common.storage` and pyarrow's
+filesystem for it). Readers go by record batches (:func:`batches`); counting is metadata only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from components.common import storage
+from components.common.errors import DataError
+
+REF_KIND = "twinpipe.rows-ref/v1"
+BATCH_ROWS = 65_536  # rows per record batch a stage holds at a time (a few MB for the flights)
+
+
+def _spans_files(spans_dir: str, split: str, spans: list[int] | None) -> list[str]:
+    from components.common.ingest import span_numbers
+
+    numbers = span_numbers(spans_dir) if spans is None else list(spans)
+    return [f for s in numbers
+            for f in sorted(storage.glob(storage.join(spans_dir, f"span-{s}", split, "*.parquet")))]
+
+
+def write_ref(path: str | os.PathLike, spans_dir: str | os.PathLike, split: str,
+              spans: list[int] | None = None) -> dict:
+    """Writes the reference to ``split`` of ``spans`` (every span when None) of the current
+    generation of ``spans_dir`` at ``path``; returns it (``rows`` counted from Parquet metadata)."""
+    from components.common.ingest import resolve_spans
+
+    current = resolve_spans(spans_dir)
+    if not storage.is_remote(current):
+        current = os.path.realpath(current)
+    files = _spans_files(current, split, spans)
+    if not files:
+        raise DataError(f"{spans_dir}: no {split} rows in spans {spans or 'span-*'} (rule: volume).")
+    doc = {"kind": REF_KIND, "spans_dir": str(current), "split": split,
+           "spans": list(spans) if spans is not None else None, "files": files,
+           "rows": _dataset(files).count_rows()}
+    storage.write_json(path, doc)
+    return doc
+
+
+def read_ref(source: str | os.PathLike) -> dict | None:
+    """The reference at ``source``, or None when ``source`` is not one (rows, a folder)."""
+    s = os.fspath(source)
+    if s.endswith(".parquet") or storage.isdir(s) or not storage.isfile(s):
+        return None
+    with storage.open(s, "rb") as f:
+        head = f.read(64)
+    if not head.lstrip().startswith(b"{"):
+        return None
+    doc = storage.read_json(s)
+    return doc if isinstance(doc, dict) and doc.get("kind") == REF_KIND else None
+
+
+def files(source: str | os.PathLike, split: str = "train") -> list[str]:
+    """The Parquet files holding ``source``'s rows of ``split`` (see the module docstring)."""
+    s = os.fspath(source)
+    ref = read_ref(s)
+    if ref is not None:
+        return list(ref["files"])
+    if storage.isdir(s):
+        spans = _spans_files(s, split, None)
+        found = spans or sorted(storage.glob(storage.join(s, "*.parquet")))
+    else:
+        found = [s] if storage.exists(s) else []
+    if not found:
+        raise DataError(f"{s}: no {split} Parquet rows there (rule: volume).")
+    return found
+
+
+def _dataset(paths: list[str]) -> ds.Dataset:
+    fs, _ = storage.pyarrow_fs(paths[0])
+    return ds.dataset([storage.pyarrow_fs(f)[1] for f in paths], format="parquet", filesystem=fs)
+
+
+def dataset(source: str | os.PathLike, split: str = "train") -> ds.Dataset:
+    """``source``'s rows of ``split`` as a pyarrow dataset (nothing read yet)."""
+    return _dataset(files(source, split))
+
+
+def count(source: str | os.PathLike, split: str = "train") -> int:
+    """How many rows, from Parquet metadata."""
+    ref = read_ref(source)
+    return int(ref["rows"]) if ref is not None else dataset(source, split).count_rows()
+
+
+def batches(source: str | os.PathLike, split: str = "train", columns: list[str] | None = None,
+            batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """The rows as record batches of at most ``batch_rows``, in file order, holding one at a time."""
+    # Read-ahead bounded too: pyarrow's defaults (16 batches, 4 files) would hold far more rows.
+    for batch in dataset(source, split).to_batches(columns=columns, batch_size=batch_rows,
+                                                   batch_readahead=2, fragment_readahead=2):
+        if batch.num_rows:
+            yield batch
+
+
+def read(source: str | os.PathLike, split: str = "train", columns: list[str] | None = None):
+    """All the rows as one pandas DataFrame: for small data and tests only; stages stream."""
+    return dataset(source, split).to_table(columns=columns).to_pandas()
+
+
+def describe(source: str | os.PathLike) -> str:
+    """One line for logs: what the source is."""
+    ref = read_ref(source)
+    if ref is None:
+        return os.fspath(source)
+    return (f"{ref['split']} of spans {ref['spans'] or 'all'} in {ref['spans_dir']} "
+            f"({ref['rows']:,} rows, {len(ref['files'])} files, read in place)")
+
+
+__all__ = ["REF_KIND", "BATCH_ROWS", "write_ref", "read_ref", "files", "dataset", "count",
+           "batches", "read", "describe"]
