@@ -553,17 +553,14 @@ class _RowGroupWriter:
         self.writer.close()
 
 
-def _scaled_chunks(rows: pa.Table, scale: int, seed: int, span: int, split: str):
-    """``rows`` themselves, then ``scale - 1`` chunks of as many rows resampled from them with
-    replacement, each seeded by (seed, span, split, chunk): the same input and seed give the same
-    files, and only one chunk is held at a time."""
-    yield rows
-    if rows.num_rows == 0:
-        return
+def _scaled_chunks(n: int, scale: int, seed: int, span: int, split: str):
+    """Row numbers of the ``scale`` chunks written for ``n`` rows: the rows themselves, then
+    ``scale - 1`` chunks of ``n`` rows resampled with replacement, each seeded by (seed, span,
+    split, chunk): the same input and seed give the same files, one chunk held at a time."""
+    yield np.arange(n)
     salt = zlib.crc32(split.encode())
-    for i in range(1, scale):
-        rng = np.random.default_rng([abs(seed), span, salt, i])
-        yield rows.take(rng.integers(0, rows.num_rows, rows.num_rows))
+    for i in range(1, scale if n else 1):
+        yield np.random.default_rng([abs(seed), span, salt, i]).integers(0, n, n)
 
 
 def span_numbers(spans_dir: str | Path) -> list[int]:
@@ -839,7 +836,6 @@ def ingest(
         rest = rest_rows[rest_rows[label.source].notna()]
         for span, part in rest.groupby(contract.span_of(rest)):
             _write_json(history / f"span-{int(span)}.json", span_profile(part, contract))
-        features = [c.name for c in contract.features]
         for span in all_spans:
             part = table[table["__span"] == span]
             labelled = part[has_label.loc[part.index]]
@@ -847,22 +843,24 @@ def ingest(
             bad = quarantine[qspan == span]
             folder = gen / f"span-{span}"
             # The span's profile describes the rows written (scale times the input's): bins from
-            # the input's labelled rows, counts added chunk by chunk as the chunks are written.
+            # the input's labelled rows; each written chunk adds how many times it holds each of
+            # them, and the rows are counted with those multiplicities.
             profile = accumulator_for(labelled, contract)
             written = {}
             for split, rows, sch in ((TRAIN, labelled[labelled["__split"] == TRAIN], schema),
                                      (EVAL, labelled[labelled["__split"] == EVAL], schema),
                                      ("excluded", excluded, excluded_schema)):
+                base = pa.Table.from_pandas(rows[sch.names], schema=sch, preserve_index=False)
+                times = np.zeros(len(rows), dtype=np.int64)
                 out = _RowGroupWriter(folder / split / "data.parquet", sch)
                 try:
-                    for chunk in _scaled_chunks(pa.Table.from_pandas(
-                            rows[sch.names], schema=sch, preserve_index=False),
-                            scale, seed, int(span), split):
-                        out.write(chunk)
-                        if split != "excluded":
-                            profile.add(chunk.select(features).to_pandas())
+                    for idx in _scaled_chunks(len(rows), scale, seed, int(span), split):
+                        out.write(base.take(idx))
+                        times += np.bincount(idx, minlength=len(rows))
                 finally:
                     out.close()
+                if split != "excluded":
+                    profile.add(rows, times)
                 written[split] = out.rows
             _write_quarantine(bad, screened.rule_rows.loc[bad.index], folder / "quarantine",
                               input_rows=int(span_input.get(span, 0)) + len(bad))

@@ -67,24 +67,37 @@ class ProfileAccumulator:
         return cls({k: p.get("edges", []) if p["kind"] == "numeric" else None
                     for k, p in profile.get("columns", {}).items()})
 
-    def add(self, rows: pd.DataFrame) -> None:
-        self.rows += len(rows)
+    def add(self, rows: pd.DataFrame, times: np.ndarray | None = None) -> None:
+        """Counts ``rows`` in; ``times[i]`` (whole numbers) counts row i that many times: rows
+        resampled with replacement are counted through their originals, without copying them."""
+        if times is None:
+            self.rows += len(rows)
+        else:
+            times = np.asarray(times, dtype=np.int64)
+            self.rows += int(times.sum())
         for name, edges in self.edges.items():
             if name not in rows.columns:
                 continue
             self.seen.add(name)
             values = rows[name]
-            self.nulls[name] += int(values.isna().sum())
+            null = values.isna().to_numpy()
+            w = None if times is None else times[~null]
+            self.nulls[name] += int(null.sum() if times is None else times[null].sum())
             if edges is None:
                 cats = _categories(values)
-                self.n[name] += len(cats)
-                self.counts[name].update(cats.value_counts().to_dict())
+                if w is None:
+                    self.n[name] += len(cats)
+                    self.counts[name].update(cats.value_counts().to_dict())
+                else:
+                    self.n[name] += int(w.sum())
+                    per = pd.Series(w, index=cats.index).groupby(cats.to_numpy()).sum()
+                    self.counts[name].update({k: int(c) for k, c in per.items() if c})
             else:
                 v = _numbers(values)
-                self.n[name] += len(v)
-                self.sums[name] += float(v.sum())
+                self.n[name] += len(v) if w is None else int(w.sum())
+                self.sums[name] += float(v.sum() if w is None else (v * w).sum())
                 if len(edges) >= 2 and len(v):
-                    self.counts[name] += np.histogram(v, edges)[0]
+                    self.counts[name] += np.histogram(v, edges, weights=w)[0].astype(np.int64)
 
     def merge(self, other: ProfileAccumulator) -> ProfileAccumulator:
         """Adds ``other``'s counts (same columns and bins) into this one; returns it."""
