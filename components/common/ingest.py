@@ -6,6 +6,10 @@ Layout written under ``spans_dir`` (one folder per span, replaced atomically)::
     span-201301/eval/data.parquet      labelled rows of the eval split
     span-201301/excluded/data.parquet  rows kept aside, with a ``reason`` column
     manifest.json                      rows per span and split
+    history/span-201301.json           the span's column profile (drift reference)
+
+Splits are written chunk by chunk in row groups of at most :data:`ROW_GROUP_ROWS` rows, so
+``--scale K`` never holds K times the table, and readers stream them (:func:`iter_spans`).
 
 Framework-neutral (pandas + pyarrow): both stacks consume these spans.
 """
