@@ -33,15 +33,14 @@ from components.common import storage
 from components.common.alerts import Alert, AlertConfig, FailedCheck, send
 from components.common.contract import ROW_RULES, Contract
 from components.common.errors import DataError, GateError
-from components.common.ingest import read_spans, span_history, span_numbers
+from components.common.ingest import iter_spans, span_dataset, span_history, span_numbers
 from components.common.profile import (
+    ProfileAccumulator,
     categorical_profile,
-    column_profile,
-    distance,
     js_vs,
     linf_vs,
+    numeric_edges,
     numeric_profile,
-    span_profile,
 )
 
 log = logging.getLogger("twinpipe.gate")
@@ -57,17 +56,17 @@ def jensen_shannon(a: pd.Series, b: pd.Series) -> float:
     return js_vs(a, numeric_profile(b))
 
 
-def _shift(col, cur: pd.Series, ref: dict) -> str:
-    """A few words on how a column moved from the reference profile: the mean for numbers, the
-    top category's share."""
+def _shift(col, cur: dict, ref: dict) -> str:
+    """A few words on how a column moved from the reference profile to the current one
+    (:meth:`ProfileAccumulator.column`): the mean for numbers, the top category's share."""
     if col.vocabulary:
-        top = cur.dropna().astype(str).value_counts(normalize=True)
-        if top.empty:
+        if not cur["freq"]:
             return "no values"
-        k = top.index[0]
-        return f"'{k}' {ref['freq'].get(k, 0.0):.0%} -> {top.iloc[0]:.0%}"
-    was = ref.get("mean")
-    return f"mean {was if was is None else format(was, '.4g')} -> {cur.astype(float).mean():.4g}"
+        k, share = next(iter(cur["freq"].items()))
+        return f"'{k}' {ref['freq'].get(k, 0.0):.0%} -> {share:.0%}"
+    was, now = ref.get("mean"), cur.get("mean")
+    return (f"mean {was if was is None else format(was, '.4g')} -> "
+            f"{float('nan') if now is None else now:.4g}")
 
 
 @dataclass
@@ -106,11 +105,42 @@ def rate_check(contract: Contract, rule: str, column: str | None, n: int, total:
                        examples, span=span)
 
 
-def _split_rows(spans_dir: str, span: int, split: str) -> pd.DataFrame:
+def _batches(spans_dir: str, span: int, split: str, columns: list[str]):
+    """The span's split as pandas frames of at most one row group (none when the span folder has
+    no such split), only ``columns``: what the gate streams instead of whole splits."""
     try:
-        return read_spans(spans_dir, split, [span]).to_pandas()
+        for batch in iter_spans(spans_dir, split, [span], columns):
+            yield batch.to_pandas()
     except DataError:  # no such split in this span folder
-        return pd.DataFrame()
+        return
+
+
+def _own_bins(contract: Contract, spans_dir: str, span: int, profile: dict | None) -> dict:
+    """The bins a span's train and eval rows are compared on (skew): its own profile's (ingest
+    wrote it from the span's labelled rows); for a span without one (an older layout), quantile
+    edges of the first batch of its train split, else of its eval split — a sample of at most
+    one row group, so the skew is measured on approximate bins rather than by reading twice."""
+    if profile is not None:
+        bins = {k: p.get("edges", []) if p["kind"] == "numeric" else None
+                for k, p in profile.get("columns", {}).items()}
+        if all(c.name in bins for c in contract.features):
+            return bins
+    first = next(_batches(spans_dir, span, "train", [c.name for c in contract.features]), None)
+    if first is None:
+        first = next(_batches(spans_dir, span, "eval", [c.name for c in contract.features]),
+                     pd.DataFrame())
+    return {c.name: None if c.vocabulary else numeric_edges(first[c.name])
+            for c in contract.features if c.name in first.columns}
+
+
+def _stream_profile(contract: Contract, spans_dir: str, span: int) -> dict:
+    """The profile of a span's labelled rows read in batches, for a span with no persisted
+    profile (bins as :func:`_own_bins` picks them)."""
+    acc = ProfileAccumulator(_own_bins(contract, spans_dir, span, None))
+    for split in ("train", "eval"):
+        for frame in _batches(spans_dir, span, split, list(acc.edges)):
+            acc.add(frame)
+    return acc.profile()
 
 
 def check_spans(contract: Contract, spans_dir: str | Path, spans: list[int] | None = None,
@@ -120,26 +150,28 @@ def check_spans(contract: Contract, spans_dir: str | Path, spans: list[int] | No
     d = str(spans_dir)
     rules, pol = contract.validation, contract.validation.policies
     on_disk = span_numbers(d)
-    read: dict[int, tuple[pd.DataFrame, pd.DataFrame]] = {}  # each span read once (drift reuses it)
-
-    def splits(span: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-        if span not in read:
-            read[span] = (_split_rows(d, span, "train"), _split_rows(d, span, "eval"))
-        return read[span]
-
     history = span_history(d)
+    profiles: dict[int, dict] = {}  # persisted or streamed profiles, each read once
+
+    def profile_of(span: int) -> dict | None:
+        if span not in profiles:
+            if span in history:
+                profiles[span] = storage.read_json(history[span])
+            elif span in on_disk:
+                profiles[span] = _stream_profile(contract, d, span)
+            else:
+                return None
+        return profiles[span]
 
     def reference(span: int) -> tuple[int | None, dict | None]:
         """The newest span before ``span`` and its profile: from the persisted history (which
-        reaches outside the run's window), else from an earlier span folder."""
+        reaches outside the run's window), else streamed from an earlier span folder."""
         earlier = sorted({p for p in history if p < span} | {p for p in on_disk if p < span})
         if not earlier:
             return None, None
-        prev = earlier[-1]
-        if prev in history:
-            return prev, storage.read_json(history[prev])
-        return prev, span_profile(pd.concat(splits(prev), ignore_index=True), contract)
+        return earlier[-1], profile_of(earlier[-1])
 
+    key = list(contract.split.key)
     spans = list(spans) if spans is not None else on_disk
     report = GateReport(source=source or str(d), spans=spans)
     manifest = storage.join(d, "manifest.json")
@@ -149,12 +181,26 @@ def check_spans(contract: Contract, spans_dir: str | Path, spans: list[int] | No
         report.quarantine.append(storage.join(d, "quarantine", "data.parquet"))
     for span in spans:
         s = str(span)
-        train, ev = splits(span)
-        rows = pd.concat([train, ev], ignore_index=True)
-        fig: dict = {"rows": len(rows), "train_rows": len(train), "eval_rows": len(ev)}
+        # One streaming pass over the span's train and eval rows: counts per split on the span's
+        # own bins (null rates, skew) and on the reference's bins (drift); no split held whole.
+        ref_span, ref = reference(span)
+        bins = _own_bins(contract, d, span, history.get(span) and profile_of(span))
+        per_split = {split: ProfileAccumulator(bins) for split in ("train", "eval")}
+        against_ref = ProfileAccumulator.binned_like(ref or {})
+        null_keys: dict[str, list] = {c.name: [] for c in contract.features if c.nullable}
+        for split, acc in per_split.items():
+            for frame in _batches(d, span, split, list(dict.fromkeys(list(bins) + key))):
+                acc.add(frame)
+                against_ref.add(frame)
+                for name, ex in null_keys.items():
+                    if len(ex) < 3 and name in frame.columns:
+                        ex += frame.loc[frame[name].isna(), key].head(3 - len(ex)).to_dict("records")
+        train, ev = per_split["train"], per_split["eval"]
+        rows = train.rows + ev.rows
+        fig: dict = {"rows": rows, "train_rows": train.rows, "eval_rows": ev.rows}
         report.figures[s] = fig
-        if len(rows) < contract.min_rows_per_span:
-            report.checks.append(FailedCheck("volume", None, f"{len(rows)} rows",
+        if rows < contract.min_rows_per_span:
+            report.checks.append(FailedCheck("volume", None, f"{rows} rows",
                                              f">= {contract.min_rows_per_span} rows",
                                              pol["volume"], span=s))
         quarantine = storage.join(d, f"span-{span}", "quarantine")
@@ -172,54 +218,56 @@ def check_spans(contract: Contract, spans_dir: str | Path, spans: list[int] | No
                     contract, rule, ", ".join(sorted(cols, key=cols.get, reverse=True)) or None,
                     n, q["input_rows"], "quarantined", " of the span's rows",
                     q["examples"].get(rule, [])[:3], span=s))
-        excluded = _split_rows(d, span, "excluded")
-        n_all = len(rows) + len(excluded)
+        try:  # the count from the Parquet footers; examples from the first batch
+            n_excluded = span_dataset(d, "excluded", [span]).count_rows()
+        except DataError:
+            n_excluded = 0
+        n_all = rows + n_excluded
         if n_all:
-            rate, limit = len(excluded) / n_all, rules.max_label_missing_rate
+            rate, limit = n_excluded / n_all, rules.max_label_missing_rate
             fig["label_missing_rate"] = round(rate, 4)
             if rate > limit:
+                first = next(_batches(d, span, "excluded", key), pd.DataFrame(columns=key))
                 report.checks.append(FailedCheck(
                     "label_missing", contract.label.source,
-                    f"{len(excluded)} of {n_all} rows ({rate:.2%}) have no label",
+                    f"{n_excluded} of {n_all} rows ({rate:.2%}) have no label",
                     f"<= {limit:.0%}", pol["label_missing"],
-                    excluded[list(contract.split.key)].head(3).to_dict("records"), span=s))
-        if rows.empty:
+                    first[key].head(3).to_dict("records"), span=s))
+        if not rows:
             continue
-        ref_span, ref = reference(span)
+        both = ProfileAccumulator(bins).merge(train).merge(ev)
         fig["previous_span"] = ref_span
         fig["null_rate"], fig["drift"], fig["skew"] = {}, {}, {}
         for col in contract.features:
-            if col.name not in rows.columns:
+            if col.name not in both.seen:
                 continue
-            values = rows[col.name]
             if col.nullable:
-                rate = float(values.isna().mean())
+                rate = both.nulls[col.name] / rows
                 fig["null_rate"][col.name] = round(rate, 4)
                 if rate > col.max_null_rate:
-                    ex = rows.loc[values.isna(), list(contract.split.key)].head(3).to_dict("records")
                     report.checks.append(FailedCheck(
                         "nulls", col.name, f"{rate:.2%} null", f"<= {col.max_null_rate:.0%}",
-                        pol["nulls"], ex, span=s))
+                        pol["nulls"], null_keys[col.name], span=s))
             kind = "L-inf" if col.vocabulary else "JS"
             prof = (ref or {}).get("columns", {}).get(col.name)
             if prof is not None:
-                v = distance(values, prof)
+                v = against_ref.distance(col.name, prof)
                 limit = rules.drift_threshold(col)
                 fig["drift"][col.name] = round(v, 4)
                 if v > limit:
                     report.checks.append(FailedCheck(
                         "drift", col.name, f"{kind} {v:.3f} vs span {ref_span} "
-                        f"({_shift(col, values, prof)})", f"<= {limit}", pol["drift"],
-                        span=s))
-            if len(train) and len(ev):
-                tprof = column_profile(train[col.name], bool(col.vocabulary))
-                v = distance(ev[col.name], tprof)
+                        f"({_shift(col, both.column(col.name), prof)})", f"<= {limit}",
+                        pol["drift"], span=s))
+            if train.rows and ev.rows:
+                tprof = train.column(col.name)
+                v = ev.distance(col.name, tprof)
                 limit = rules.skew_threshold(col)
                 fig["skew"][col.name] = round(v, 4)
                 if v > limit:
                     report.checks.append(FailedCheck(
                         "skew", col.name, f"{kind} {v:.3f} train vs eval "
-                        f"({_shift(col, ev[col.name], tprof)})", f"<= {limit}",
+                        f"({_shift(col, ev.column(col.name), tprof)})", f"<= {limit}",
                         pol["skew"], span=s))
     return report
 

@@ -6,6 +6,10 @@ Layout written under ``spans_dir`` (one folder per span, replaced atomically)::
     span-201301/eval/data.parquet      labelled rows of the eval split
     span-201301/excluded/data.parquet  rows kept aside, with a ``reason`` column
     manifest.json                      rows per span and split
+    history/span-201301.json           the span's column profile (drift reference)
+
+Splits are written chunk by chunk in row groups of at most :data:`ROW_GROUP_ROWS` rows, so
+``--scale K`` never holds K times the table, and readers stream them (:func:`iter_spans`).
 
 Framework-neutral (pandas + pyarrow): both stacks consume these spans.
 """
@@ -38,6 +42,9 @@ log = logging.getLogger("twinpipe.ingest")
 
 REASON_NO_LABEL = "no arr_delay: cancelled or diverted flight (label.missing=exclude)"
 HISTORY = "history"  # spans_dir/history/span-N.json: per-span profiles, the drift references
+# Rows per Parquet row group of the written splits (the last group of a file holds the rest):
+# readers stream and shard by row group, so this bounds what one batch of a reader holds.
+ROW_GROUP_ROWS = 65_536
 
 
 @dataclass
@@ -516,10 +523,48 @@ def _arrow_schema(contract: Contract, with_reason: bool = False) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _write(df: pd.DataFrame, path: Path, schema: pa.Schema) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
-    pq.write_table(table, path)
+class _RowGroupWriter:
+    """One Parquet file written chunk by chunk: chunks are buffered until they fill a row group of
+    :data:`ROW_GROUP_ROWS` rows, so the file never needs the whole split in memory and its row
+    groups have one bounded size whatever the chunks' sizes (no file without a schema: closing
+    an empty writer leaves a file with no rows)."""
+
+    def __init__(self, path: Path, schema: pa.Schema):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.writer = pq.ParquetWriter(path, schema)
+        self.pending: list[pa.Table] = []
+        self.buffered = 0
+        self.rows = 0
+
+    def write(self, chunk: pa.Table) -> None:
+        self.pending.append(chunk)
+        self.buffered += chunk.num_rows
+        self.rows += chunk.num_rows
+        if self.buffered >= ROW_GROUP_ROWS:
+            self._flush(last=False)
+
+    def _flush(self, last: bool) -> None:
+        table, start = pa.concat_tables(self.pending), 0
+        while table.num_rows - start >= ROW_GROUP_ROWS or (last and start < table.num_rows):
+            self.writer.write_table(table.slice(start, ROW_GROUP_ROWS), row_group_size=ROW_GROUP_ROWS)
+            start += ROW_GROUP_ROWS
+        self.pending = [table.slice(start)] if start < table.num_rows else []
+        self.buffered = table.num_rows - start
+
+    def close(self) -> None:
+        if self.pending:
+            self._flush(last=True)
+        self.writer.close()
+
+
+def _scaled_chunks(n: int, scale: int, seed: int, span: int, split: str):
+    """Row numbers of the ``scale`` chunks written for ``n`` rows: the rows themselves, then
+    ``scale - 1`` chunks of ``n`` rows resampled with replacement, each seeded by (seed, span,
+    split, chunk): the same input and seed give the same files, one chunk held at a time."""
+    yield np.arange(n)
+    salt = zlib.crc32(split.encode())
+    for i in range(1, scale if n else 1):
+        yield np.random.default_rng([abs(seed), span, salt, i]).integers(0, n, n)
 
 
 def span_numbers(spans_dir: str | Path) -> list[int]:
@@ -542,9 +587,15 @@ def select_spans(spans_dir: str, span: str = "all") -> list[int]:
     return spans[-1:] if span == "latest" else spans
 
 
-def read_spans(spans_dir: str | Path, split: str, spans: list[int] | None = None) -> pa.Table:
-    """One split of the written spans (``span-N/<split>/*.parquet``, in span order) as one Arrow
-    table; ``spans`` limits it to those span numbers. What every reader of the spans uses."""
+def span_dataset(spans_dir: str | Path, split: str, spans: list[int] | None = None):
+    """One split of the written spans (``span-N/<split>/*.parquet``, in span order) as a pyarrow
+    dataset, on the filesystem :mod:`components.common.storage` resolves (a folder or ``gs://``);
+    ``spans`` limits it to those span numbers. The one file listing behind :func:`read_spans`
+    and :func:`iter_spans`; ``count_rows()`` on it reads only the Parquet footers.
+
+    Raises:
+        DataError: no such split in those spans (rule: volume).
+    """
     import pyarrow.dataset as ds
 
     from components.common import storage
@@ -556,8 +607,24 @@ def read_spans(spans_dir: str | Path, split: str, spans: list[int] | None = None
     if not files:
         raise DataError(f"{spans_dir}: no {split} rows in spans {spans or 'span-*'} (rule: volume).")
     fs, _ = storage.pyarrow_fs(spans_dir)
-    return ds.dataset([storage.pyarrow_fs(f)[1] for f in files], format="parquet",
-                      filesystem=fs).to_table()
+    return ds.dataset([storage.pyarrow_fs(f)[1] for f in files], format="parquet", filesystem=fs)
+
+
+def read_spans(spans_dir: str | Path, split: str, spans: list[int] | None = None) -> pa.Table:
+    """One split of the written spans as one Arrow table (see :func:`span_dataset`): for readers
+    that need it whole; :func:`iter_spans` streams it instead."""
+    return span_dataset(spans_dir, split, spans).to_table()
+
+
+def iter_spans(spans_dir: str | Path, split: str, spans: list[int] | None = None,
+               columns: list[str] | None = None, batch_rows: int = ROW_GROUP_ROWS):
+    """One split of the written spans as a stream of record batches of at most ``batch_rows``
+    rows, in span and file order (see :func:`span_dataset`): only ``columns`` (those of them the
+    files hold; every column when None) are read, so memory holds one batch, not the split."""
+    data = span_dataset(spans_dir, split, spans)
+    if columns is not None:
+        columns = [c for c in columns if c in data.schema.names]
+    yield from data.to_batches(columns=columns, batch_size=batch_rows)
 
 
 def span_history(spans_dir: str | Path) -> dict[int, str]:
@@ -688,8 +755,12 @@ def ingest(
         sample: keep a deterministic random sample of this many rows of the window.
         seed: the sample's seed.
         scale: keep every row and add ``scale - 1`` times as many rows resampled (with
-            replacement) from them, to measure how cost grows with size. A copy keeps its
-            original's key, so it lands in the same split: no train/eval leak.
+            replacement) from them, to measure how cost grows with size. Resampled per span and
+            split (train, eval and excluded each exactly ``scale`` times their rows, so the label-
+            missing rate stays what the input says), and written chunk by chunk: memory holds the
+            input once, never ``scale`` times it. A copy keeps its original's key, so it lands in
+            the same split: no train/eval leak. Quarantined rows are kept once (they are input
+            rows set aside with their reason, not data to measure with).
         spans: span numbers (YYYYMM) to keep (every span present when None); with ``months``,
             both must hold.
 
@@ -698,7 +769,7 @@ def ingest(
     """
     from components.common.alerts import FailedCheck
     from components.common.gate import rate_check
-    from components.common.profile import span_profile
+    from components.common.profile import accumulator_for, span_profile
 
     if scale < 1:
         raise DataError(f"--scale {scale}: must be a whole number >= 1 (rule: scale).")
@@ -746,10 +817,6 @@ def ingest(
     if sample is not None and sample < len(table):
         sampled_out = len(table) - sample
         table = table.sample(n=sample, random_state=seed).sort_index()
-    if scale > 1 and not table.empty:
-        extra = table.sample(n=(scale - 1) * len(table), replace=True, random_state=seed + 1)
-        table = pd.concat([table, extra], ignore_index=True)
-
     label = contract.label
     has_label = table[label.source].notna()
     table = table.assign(**{label.name: (table[label.source] >= label.threshold).astype("int64")})
@@ -779,18 +846,35 @@ def ingest(
             excluded = part[~has_label.loc[part.index]].assign(reason=REASON_NO_LABEL)
             bad = quarantine[qspan == span]
             folder = gen / f"span-{span}"
-            _write(labelled[labelled["__split"] == TRAIN], folder / TRAIN / "data.parquet", schema)
-            _write(labelled[labelled["__split"] == EVAL], folder / EVAL / "data.parquet", schema)
-            _write(excluded, folder / "excluded" / "data.parquet", excluded_schema)
+            # The span's profile describes the rows written (scale times the input's): bins from
+            # the input's labelled rows; each written chunk adds how many times it holds each of
+            # them, and the rows are counted with those multiplicities.
+            profile = accumulator_for(labelled, contract)
+            written = {}
+            for split, rows, sch in ((TRAIN, labelled[labelled["__split"] == TRAIN], schema),
+                                     (EVAL, labelled[labelled["__split"] == EVAL], schema),
+                                     ("excluded", excluded, excluded_schema)):
+                base = pa.Table.from_pandas(rows[sch.names], schema=sch, preserve_index=False)
+                times = np.zeros(len(rows), dtype=np.int64)
+                out = _RowGroupWriter(folder / split / "data.parquet", sch)
+                try:
+                    for idx in _scaled_chunks(len(rows), scale, seed, int(span), split):
+                        out.write(base.take(idx))
+                        times += np.bincount(idx, minlength=len(rows))
+                finally:
+                    out.close()
+                if split != "excluded":
+                    profile.add(rows, times)
+                written[split] = out.rows
             _write_quarantine(bad, screened.rule_rows.loc[bad.index], folder / "quarantine",
                               input_rows=int(span_input.get(span, 0)) + len(bad))
             if len(labelled):
-                _write_json(history / f"span-{span}.json", span_profile(labelled, contract))
+                _write_json(history / f"span-{span}.json", profile.profile())
             info = SpanInfo(
                 span=int(span),
-                train_rows=int((labelled["__split"] == TRAIN).sum()),
-                eval_rows=int((labelled["__split"] == EVAL).sum()),
-                excluded_rows=len(excluded),
+                train_rows=written[TRAIN],
+                eval_rows=written[EVAL],
+                excluded_rows=written["excluded"],
                 quarantined_rows=len(bad),
             )
             result.spans.append(info)

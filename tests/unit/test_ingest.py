@@ -114,6 +114,54 @@ def test_scale_multiplies_rows_and_keeps_copies_in_their_split(tmp_path):
     assert tr.merge(ev.drop_duplicates()).empty  # ... and never cross the split
 
 
+def test_scale_writes_k_times_each_split_in_bounded_row_groups_and_profiles_what_it_wrote(
+        tmp_path, monkeypatch):
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from components.common import ingest as ingest_module
+
+    # Small row groups, so that 4x of 3,000 rows spans several groups and several chunks.
+    monkeypatch.setattr(ingest_module, "ROW_GROUP_ROWS", 1000)
+    one = ingest(CONTRACT, tmp_path / "x1", months=[1, 2], sample=3000, seed=7)
+    four = ingest(CONTRACT, tmp_path / "x4", months=[1, 2], sample=3000, seed=7, scale=4)
+    ingest(CONTRACT, tmp_path / "again", months=[1, 2], sample=3000, seed=7, scale=4)
+    assert [s.span for s in four.spans] == [201301, 201302]
+    keys = list(CONTRACT.split.key)
+    for a, k in zip(one.spans, four.spans, strict=True):
+        # exactly K times each split (excluded too: the label-missing rate is kept), quarantine 1x
+        assert (k.train_rows, k.eval_rows, k.excluded_rows, k.quarantined_rows) == (
+            4 * a.train_rows, 4 * a.eval_rows, 4 * a.excluded_rows, a.quarantined_rows)
+        folder = tmp_path / "x4" / f"span-{k.span}"
+        files = {s: pq.ParquetFile(folder / s / "data.parquet") for s in ("train", "eval", "excluded")}
+        assert [files[s].metadata.num_rows for s in files] == [k.train_rows, k.eval_rows,
+                                                               k.excluded_rows]
+        groups = [files["train"].metadata.row_group(i).num_rows
+                  for i in range(files["train"].metadata.num_row_groups)]
+        assert len(groups) > 4 and set(groups[:-1]) == {1000} and 0 < groups[-1] <= 1000
+        tr, ev = (files[s].read().to_pandas() for s in ("train", "eval"))
+        base = pd.read_parquet(tmp_path / "x1" / f"span-{k.span}" / "train" / "data.parquet")
+        assert tr.head(len(base)).equals(base)   # the input's own rows first, then the copies
+        assert tr[keys].duplicated().any() and ev[keys].duplicated().any()  # copies exist ...
+        assert tr[keys].drop_duplicates().merge(ev[keys].drop_duplicates()).empty  # ... in their split
+        assert len(tr[keys].drop_duplicates()) == len(base[keys].drop_duplicates())  # of its own keys
+        # the history profile describes the rows written, 4x, counted chunk by chunk
+        prof = json.loads((tmp_path / "x4" / "history" / f"span-{k.span}.json").read_text())
+        rows = pd.concat([tr, ev], ignore_index=True)
+        assert prof["rows"] == len(rows) == k.train_rows + k.eval_rows
+        for col in CONTRACT.features:
+            p, v = prof["columns"][col.name], rows[col.name]
+            assert p["null_rate"] == pytest.approx(v.isna().mean())
+            if col.vocabulary:
+                freq = v.dropna().astype(str).value_counts(normalize=True)
+                assert p["freq"] == pytest.approx(freq.to_dict())
+            else:
+                assert p["counts"] == np.histogram(v.dropna().astype(float), p["edges"])[0].tolist()
+        # the same seed writes the same files
+        assert pq.read_table(tmp_path / "again" / f"span-{k.span}" / "train" / "data.parquet").equals(
+            files["train"].read())
+
+
 def test_conform_for_scoring_stops_at_the_first_bad_row(tmp_path, small_csv):
     from components.common.ingest import conform, load_input_table
 
