@@ -35,7 +35,7 @@ def eval_config(contract: Contract) -> tfma.EvalConfig:
                     tfma.MetricConfig(class_name="ExampleCount"),
                     tfma.MetricConfig(class_name=metric_class, threshold=threshold),
                     tfma.MetricConfig(class_name="BinaryAccuracy"),
-                    tfma.MetricConfig(class_name="BinaryCrossentropy"),
+                    tfma.MetricConfig(class_name="BinaryCrossEntropy"),
                 ]
             )
         ],
