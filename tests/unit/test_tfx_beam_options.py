@@ -1,6 +1,7 @@
 """The TFX stack's local Beam options: in-memory or multi-processing by data size, the runner pinned
 to Beam's FnApiRunner (never the DirectRunner's Prism attempt), --beam-arg overrides over the sized
-options, and the Evaluator's metrics all TFMA-native (none run through a Keras metric wrapper)."""
+options, and the Evaluator's metrics all TFMA-native (none run through a Keras metric wrapper, none
+added from the Keras models' compiled metrics)."""
 
 import logging
 
@@ -86,6 +87,10 @@ def test_evaluator_metrics_are_tfma_native():
     from components.common.contract import load_contract
     from components.tfx.evaluate import eval_config
 
-    names = [m.class_name for s in eval_config(load_contract(None)).metrics_specs for m in s.metrics]
+    cfg = eval_config(load_contract(None))
+    names = [m.class_name for s in cfg.metrics_specs for m in s.metrics]
     assert "BinaryCrossEntropy" in names
     assert all(hasattr(tfma.metrics, n) for n in names), names
+    # nor the Keras models' compiled loss and metrics, which TFMA adds unless told not to
+    assert cfg.options.HasField("include_default_metrics")
+    assert cfg.options.include_default_metrics.value is False
