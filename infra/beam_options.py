@@ -102,10 +102,10 @@ def dataflow_beam_args(s: DataflowSettings) -> list[str]:
 # (README, Performance: the pipeline 190 s in-memory vs 195 s multi-processing, months 1-3 97 s
 # vs 170 s). Above it the per-row work dominates, and in-memory runs every stage in the one
 # process on one core; multi-processing spreads it over every core (the Evaluator alone: 51 s vs
-# 75-80 s on the full year's 65k eval rows). At 3x (982k rows, 2 cores, with this module's
-# batch-size and Evaluator-metric changes) the TFX nodes took ExampleGen 54 -> 60 s, StatisticsGen
-# 39 -> 29 s, Transform 111 -> 93 s, Evaluator 176 -> 84 s, whole pipeline 433 -> 321 s, for
-# 2-2.5x the peak memory (ExampleGen 2.4 -> 5.4 GB: one TF-importing SDK worker per core).
+# 75-80 s on the full year's 65k eval rows). At 3x (982k rows, 2 cores, together with the larger
+# Beam batches and the Evaluator's native metrics) the TFX nodes took ExampleGen 54 -> 60 s,
+# StatisticsGen 39 -> 29 s, Transform 111 -> 93 s, Evaluator 176 -> 84 s, the pipeline 433 ->
+# 321 s, for 2-2.5x the peak memory (ExampleGen 2.4 -> 5.4 GB: an SDK worker per core, each with TF).
 MULTI_PROCESSING_MIN_ROWS = 500_000
 
 
