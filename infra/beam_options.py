@@ -1,6 +1,9 @@
-"""The Beam options a compiled TFX spec carries: where its Beam stages (ExampleGen, StatisticsGen,
-Transform, Evaluator) run. ``direct``: inside each component's pod (DirectRunner, in-memory, the
-local defaults). ``dataflow``: as Dataflow jobs that scale out over workers, set up by Terraform
+"""The Beam options of the TFX stack's Beam stages (ExampleGen, StatisticsGen, Transform,
+Evaluator): where they run. ``direct``: on this machine or inside each component's pod, Beam's
+FnApiRunner (the engine of the DirectRunner's batch path), in-memory for small data and
+multi-processing with one SDK worker per core for large data (:func:`direct_beam_args`, chosen by
+rows as TFX's own examples run large data: ``--direct_running_mode=multi_processing``).
+``dataflow``: as Dataflow jobs that scale out over workers, set up by Terraform
 (``terraform/modules``: the Dataflow API, the worker service account, the subnet's firewall rule).
 
 Defaults are derived from the names Terraform gives its resources for ``name`` (its ``name``
@@ -10,6 +13,7 @@ variable: ``twinpipe-dev`` / ``twinpipe-prod`` in ``terraform/envs``), and Terra
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -92,6 +96,69 @@ def dataflow_beam_args(s: DataflowSettings) -> list[str]:
     ]
 
 
+# Rows (train + eval) from which the local Beam stages run multi-processing. Below it, in-memory:
+# multi-processing starts fresh SDK worker processes (each importing TF) for every Beam job, a
+# fixed ~8-20 s per component on 2 cores, which the full year (337k rows) does not win back
+# (README, Performance: the pipeline 190 s in-memory vs 195 s multi-processing, months 1-3 97 s
+# vs 170 s). Above it the per-row work dominates, and in-memory runs every stage in the one
+# process on one core; multi-processing spreads it over every core (the Evaluator alone: 51 s vs
+# 75-80 s on the full year's 65k eval rows). At 3x (982k rows, 2 cores, together with the larger
+# Beam batches and the Evaluator's native metrics) the TFX nodes took ExampleGen 54 -> 60 s,
+# StatisticsGen 39 -> 29 s, Transform 111 -> 93 s, Evaluator 176 -> 84 s, the pipeline 433 ->
+# 321 s, for 2-2.5x the peak memory (ExampleGen 2.4 -> 5.4 GB: an SDK worker per core, each with TF).
+MULTI_PROCESSING_MIN_ROWS = 500_000
+
+
+@dataclass(frozen=True)
+class DirectMode:
+    """How the local Beam stages run: Beam's running mode and its SDK worker count."""
+
+    running_mode: str   # in_memory | multi_processing
+    workers: int
+    rows: int | None    # the data size it was chosen for (None: unknown, e.g. a compiled spec)
+
+    def args(self) -> list[str]:
+        """The Beam options. The runner is pinned to FnApiRunner: ``--runner=DirectRunner`` is
+        Beam's SwitchingDirectRunner, which since Beam 2.68 first tries Prism (a Go binary it
+        downloads from GitHub; a failed download falls back, a working one changes the engine
+        under the pipeline), then the same FnApiRunner named here."""
+        return [
+            "--runner=FnApiRunner",
+            f"--direct_running_mode={self.running_mode}",
+            f"--direct_num_workers={self.workers}",
+            "--default_sdk_harness_log_level=WARNING",
+        ]
+
+    def record(self) -> dict:
+        """What run.json states about the configuration."""
+        return {"runner": "FnApiRunner", "running_mode": self.running_mode,
+                "workers": self.workers, "rows": self.rows,
+                "multi_processing_min_rows": MULTI_PROCESSING_MIN_ROWS}
+
+
+def cores() -> int:
+    """CPUs this process may run on (its affinity mask, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def direct_mode(rows: int | None, n_cores: int | None = None) -> DirectMode:
+    """In-memory below :data:`MULTI_PROCESSING_MIN_ROWS` rows (or when rows are unknown, as in a
+    compiled spec's pods), multi-processing with one worker per core from it on."""
+    n = n_cores or cores()
+    if rows is None or rows < MULTI_PROCESSING_MIN_ROWS or n < 2:
+        return DirectMode("in_memory", 1, rows)
+    return DirectMode("multi_processing", n, rows)
+
+
+def direct_beam_args(rows: int | None, overrides: list[str] | tuple[str, ...] = (),
+                     n_cores: int | None = None) -> list[str]:
+    """The local Beam options for ``rows`` of data, then ``--beam-arg`` overrides by name."""
+    return override_beam_args(direct_mode(rows, n_cores).args(), overrides)
+
+
 def beam_args(runner: str, overrides: list[str] | tuple[str, ...] = (),
               dataflow: DataflowSettings | None = None) -> list[str]:
     """The compiled spec's Beam options for ``runner``, then ``--beam-arg`` overrides by option
@@ -101,7 +168,7 @@ def beam_args(runner: str, overrides: list[str] | tuple[str, ...] = (),
             raise ValueError("runner 'dataflow' needs DataflowSettings")
         base = dataflow_beam_args(dataflow)
     elif runner == "direct":
-        base = default_beam_args()
+        base = default_beam_args()  # the pods' data size is not known when compiling
     else:
         raise ValueError(f"unknown Beam runner {runner!r}; expected one of {RUNNERS}")
     return override_beam_args(base, overrides)

@@ -64,6 +64,7 @@ def _run_config(args):
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         beam_args=tuple(beam),
+        beam_overrides=tuple(args.beam_arg),
         run_label=time.strftime("%Y%m%dT%H%M%S"),
     )
 

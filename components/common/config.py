@@ -24,16 +24,13 @@ def push_destination(cfg: RunConfig, stack: str) -> str:
 
 
 def default_beam_args() -> list[str]:
-    """Beam DirectRunner in-memory. Measured on 2 cores (README, Performance): multi-processing
-    starts fresh SDK worker processes (each importing TF) for every Beam job, ~8-20 s per
-    component; in-memory wins ExampleGen, StatisticsGen and Transform at every size we ran, loses
-    the Evaluator on a full year (80 s vs 51 s) and wins it on small runs (18 s vs 35 s), and
-    the whole TFX pipeline on a full year is the same either way (190 s vs 195 s)."""
-    return [
-        "--runner=DirectRunner",
-        "--direct_running_mode=in_memory",
-        "--default_sdk_harness_log_level=WARNING",
-    ]
+    """The local Beam options when the data size is not known (a compiled spec's pods, a bare
+    RunConfig): FnApiRunner in-memory, pinned. `twinpipe run` sizes them by the ingested rows
+    instead (``infra.beam_options.direct_mode``: multi-processing over every core for large data).
+    """
+    from infra.beam_options import direct_beam_args
+
+    return direct_beam_args(None)
 
 
 def _option_key(arg: str) -> str:
@@ -66,6 +63,9 @@ class RunConfig:
     learning_rate: float = 2e-3
     hidden_units: tuple[int, ...] = (64, 32)
     beam_args: tuple[str, ...] = field(default_factory=lambda: tuple(default_beam_args()))
+    # The user's --beam-arg options: `twinpipe run` applies them over the Beam options it sizes by
+    # the ingested rows (pipelines/tfx/local_runner.local_beam_args).
+    beam_overrides: tuple[str, ...] = ()
     run_label: str = ""
     # Where the stacks push (``<push_root>/<stack>/pushed``) when it is not out_dir: the
     # object-store OUT of a ``--out gs://`` run, whose out_dir is local scratch (infra/objectstore).

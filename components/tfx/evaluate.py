@@ -8,6 +8,7 @@ its own baseline: the change threshold is then trivially met and only the lower 
 
 
 import tensorflow_model_analysis as tfma
+from google.protobuf.wrappers_pb2 import BoolValue
 from tfx import v1 as tfx
 from tfx.types.standard_artifacts import Model
 
@@ -26,7 +27,13 @@ def eval_config(contract: Contract) -> tfma.EvalConfig:
         ),
     )
     metric_class = {"auc": "AUC"}[rule.metric]
+    # Only the metrics named here, all TFMA-native. TFMA would otherwise add each Keras model's
+    # compiled loss and metrics (its "default metrics"), run as TF calls on every batch of every
+    # model (candidate and baseline), and a class name TFMA lacks (Keras' "BinaryCrossentropy")
+    # goes through the same wrapper: TFMA's own BinaryCrossEntropy gives the same
+    # binary_crossentropy.
     return tfma.EvalConfig(
+        options=tfma.Options(include_default_metrics=BoolValue(value=False)),
         model_specs=[tfma.ModelSpec(signature_name="serving_default", label_key=contract.label.name)],
         slicing_specs=[tfma.SlicingSpec()],
         metrics_specs=[
@@ -35,7 +42,7 @@ def eval_config(contract: Contract) -> tfma.EvalConfig:
                     tfma.MetricConfig(class_name="ExampleCount"),
                     tfma.MetricConfig(class_name=metric_class, threshold=threshold),
                     tfma.MetricConfig(class_name="BinaryAccuracy"),
-                    tfma.MetricConfig(class_name="BinaryCrossentropy"),
+                    tfma.MetricConfig(class_name="BinaryCrossEntropy"),
                 ]
             )
         ],

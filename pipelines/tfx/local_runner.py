@@ -7,6 +7,7 @@ from what MLMD recorded (per-node wall times, artifacts, custom properties).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -14,7 +15,14 @@ import re
 import time
 from pathlib import Path
 
-from components.common.config import STAGES, RunConfig, push_destination, stack_root
+from components.common.config import (
+    STAGES,
+    RunConfig,
+    default_beam_args,
+    override_beam_args,
+    push_destination,
+    stack_root,
+)
 from components.common.contract import Contract
 from components.common.errors import DataError, StageError
 from components.common.gate import load_report
@@ -52,6 +60,18 @@ def train_config(cfg: RunConfig, contract: Contract, train_rows: int) -> dict:
         "hidden_units": list(cfg.hidden_units),
         "train_rows": train_rows,
     }
+
+
+def local_beam_args(cfg: RunConfig, rows: int) -> tuple[list[str], dict | None]:
+    """The Beam options of this run and what run.json records of their mode: the defaults are
+    sized by ``rows`` (``infra.beam_options.direct_mode``), the ``--beam-arg`` overrides applied
+    over them; Beam options a caller set in ``cfg.beam_args`` itself are kept as given."""
+    from infra.beam_options import direct_mode
+
+    if tuple(cfg.beam_args) != tuple(override_beam_args(default_beam_args(), cfg.beam_overrides)):
+        return list(cfg.beam_args), None
+    mode = direct_mode(rows)
+    return override_beam_args(mode.args(), cfg.beam_overrides), mode.record()
 
 
 class _NodeProgress:
@@ -115,6 +135,11 @@ def run_tfx(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest_s
 
     paths = stack_paths(cfg.out_dir)
     paths["root"].mkdir(parents=True, exist_ok=True)
+    beam, beam_mode = local_beam_args(cfg, ingested.rows)
+    cfg = dataclasses.replace(cfg, beam_args=tuple(beam))
+    if beam_mode is not None:
+        log.info("[tfx] Beam %s, %s, %d worker(s) for %d rows", beam_mode["runner"],
+                 beam_mode["running_mode"], beam_mode["workers"], ingested.rows)
     write_schema(contract, paths["schema"])
     train_rows = sum(s.train_rows for s in ingested.spans)
     tcfg = train_config(cfg, contract, train_rows)
@@ -148,7 +173,8 @@ def run_tfx(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest_s
         error = e
     wall = time.time() - t0
     summary = collect_run(paths, contract, ingested, ingest_s, wall, cfg,
-                          resources=meter.figures(), ingest_resources=ingest_resources)
+                          resources=meter.figures(), ingest_resources=ingest_resources,
+                          beam_mode=beam_mode)
     paths["run_json"].write_text(json.dumps(summary, indent=2, default=str))
     if error is not None:
         cause = error
@@ -236,7 +262,7 @@ def _scored_rows(store, evaluator, contract: Contract) -> dict:
 
 def collect_run(paths, contract, ingested: IngestResult, ingest_s: float, wall: float,
                 cfg: RunConfig, resources: dict | None = None,
-                ingest_resources: dict | None = None) -> dict:
+                ingest_resources: dict | None = None, beam_mode: dict | None = None) -> dict:
     """run.json from MLMD: per-stage wall seconds and key figures."""
     import ml_metadata as mlmd
     from ml_metadata.proto import metadata_store_pb2
@@ -311,6 +337,7 @@ def collect_run(paths, contract, ingested: IngestResult, ingest_s: float, wall: 
         cfg=cfg, ingested=ingested, ingest_s=ingest_s, wall=wall,
         failed_stage=STAGE_OF_NODE.get(failed[0]) if failed else None, stages=stages,
         resources=resources, ingest_resources=ingest_resources, beam_args=list(cfg.beam_args),
+        beam_mode=beam_mode,
     )
     return summary
 

@@ -30,8 +30,8 @@ VERTEX_BEAM_ARGS = [
     "--sdk_location=container",
     "--experiments=use_runner_v2",
 ]
-KFP_BEAM_ARGS = ["--runner=DirectRunner", "--direct_running_mode=in_memory",
-                 "--default_sdk_harness_log_level=WARNING"]
+KFP_BEAM_ARGS = ["--runner=FnApiRunner", "--direct_running_mode=in_memory",
+                 "--direct_num_workers=1", "--default_sdk_harness_log_level=WARNING"]
 
 
 @pytest.fixture(scope="module")

@@ -73,8 +73,8 @@ def test_dataflow_flags_and_overrides():
 
 def test_override_helper_is_the_one_run_uses():
     assert override_beam_args(default_beam_args(), ["--runner=FlinkRunner"]) == [
-        "--direct_running_mode=in_memory", "--default_sdk_harness_log_level=WARNING",
-        "--runner=FlinkRunner"]
+        "--direct_running_mode=in_memory", "--direct_num_workers=1",
+        "--default_sdk_harness_log_level=WARNING", "--runner=FlinkRunner"]
     assert override_beam_args(["--a=1", "--no_b"], []) == ["--a=1", "--no_b"]
 
 

@@ -82,7 +82,7 @@ def test_tfx_trainer_without_numeric_features_and_few_rows(tmp_path):
     from components.common.contract import DEFAULT_CONTRACT, load_contract
     from components.common.ingest import ingest, load_default_table, read_spans
     from components.tfx.serving import predict_saved_model
-    from components.tfx.trainer import build_model, train
+    from components.tfx.trainer import STEPS_PER_EXECUTION, build_model, train
 
     doc = yaml.safe_load((ROOT / "components" / "common" / DEFAULT_CONTRACT).read_text())
     for spec in doc["columns"].values():
@@ -101,6 +101,7 @@ def test_tfx_trainer_without_numeric_features_and_few_rows(tmp_path):
     tft_output = tft.TFTransformOutput(transform_output)
     one = build_model(tft_output, {"numeric": [], "categorical": ["origin"], "hidden_units": [4]})
     assert not [layer for layer in one.layers if isinstance(layer, tf.keras.layers.Concatenate)]
+    assert int(one._steps_per_execution.numpy()) == STEPS_PER_EXECUTION  # not a Python call a step
 
     spec = {"train_files": [train_files], "eval_files": [], "transform_output": transform_output,
             "serving_model_dir": str(tmp_path / "serving"), "model_run_dir": str(tmp_path / "run"),
@@ -109,6 +110,7 @@ def test_tfx_trainer_without_numeric_features_and_few_rows(tmp_path):
                        "hidden_units": [8], "train_rows": train_rows}}
     metrics = train(spec)
     assert metrics["steps"] == 2 and np.isfinite(metrics["final_loss"])  # one (full) batch per epoch
+    assert metrics["samples_per_s"] > 0  # the clock started after the first execution (step 1)
     rows = read_spans(tmp_path / "spans", "eval").to_pandas()
     p = predict_saved_model(str(tmp_path / "serving"), rows, feature_names=names)
     assert p.shape == (len(rows),) and ((p > 0) & (p < 1)).all() and p.std() > 0
