@@ -132,6 +132,13 @@ def shard_batches(pieces: list[rows.Piece], prep: Preprocessing, label: str, bat
         yield from flush()  # what is left then (< a batch) is dropped
 
 
+def _peak_rss_mib() -> float:
+    """This process's peak resident memory (what bounded streaming keeps small)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _save_atomic(obj, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
@@ -271,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                 sys.exit(3)
     t_end = time.perf_counter()
     global_batch = batch_size * world
+    log.info("%s peak RSS %.0f MiB", tag, _peak_rss_mib())
     steady = (steps - 1) * global_batch / (t_end - t_first) if steps > 1 and t_first else 0.0
 
     if report_dir() is not None:  # every rank, so replicas on different hosts can be compared
