@@ -75,14 +75,23 @@ def shard_batch(shard: int, batch_size: int) -> int:
     return max(1, min(batch_size, shard))
 
 
-def fit_stats(source: str, numeric: list[str], categorical: list[str], rank: int, world: int,
-              distributed: bool) -> Preprocessing:
-    """The preprocessing fitted on the whole train split in one streaming pass: each rank
-    accumulates its part (``shard(equal=False)``: every row once, the shards' dropped tail too),
-    then every rank merges all parts in rank order, so all derive the same numbers."""
+def part_stats(groups: list[rows.RowGroup], numeric: list[str], categorical: list[str], rank: int,
+               world: int) -> PreprocessingStats:
+    """Rank ``rank``'s part of the preprocessing statistics, streamed batch by batch: its range
+    of ``shard(equal=False)``, so the parts of all ranks cover every row once (the rows the
+    equal training shards drop too)."""
     stats = PreprocessingStats(numeric, categorical)
-    for piece in rows.shard(rows.row_groups(source), rank, world, equal=False):
+    for piece in rows.shard(groups, rank, world, equal=False):
         stats.update(rows.read_piece(piece, numeric + categorical).to_pandas())
+    return stats
+
+
+def fit_stats(groups: list[rows.RowGroup], numeric: list[str], categorical: list[str], rank: int,
+              world: int, distributed: bool) -> Preprocessing:
+    """The preprocessing fitted on the whole train split in one streaming pass, a part per rank
+    (:func:`part_stats`); every rank merges all parts in rank order, so all derive the same
+    numbers (deterministic), each having read 1/world of the split."""
+    stats = part_stats(groups, numeric, categorical, rank, world)
     if not distributed:
         return stats.result()
     parts: list = [None] * world
@@ -215,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         storage.download(storage.join(remote_out, CHECKPOINT), out / CHECKPOINT)
 
     t_prep = time.perf_counter()
-    prep = fit_stats(args.train, numeric, categorical, rank, world, distributed)
+    prep = fit_stats(groups, numeric, categorical, rank, world, distributed)
     prep_s = time.perf_counter() - t_prep
     pieces = rows.shard(groups, rank, world)
     shard = sum(piece.rows for piece in pieces)

@@ -13,7 +13,7 @@ import torch
 from components.common import rows
 from components.common.contract import load_contract
 from components.torch.model import PreprocessingStats, encode_rows, fit_preprocessing
-from components.torch.train_app import shard_batches
+from components.torch.train_app import part_stats, shard_batches
 
 CONTRACT = load_contract()
 NUMERIC = [c.name for c in CONTRACT.numeric_features]
@@ -115,10 +115,7 @@ def test_streamed_statistics_equal_the_one_shot_fit_on_real_rows(real_train):
     for world in (1, 3):  # parts per rank, merged in rank order as the app does
         merged = PreprocessingStats(NUMERIC, CATEGORICAL)
         for r in range(world):
-            part = PreprocessingStats(NUMERIC, CATEGORICAL)
-            for p in rows.shard(groups, r, world, equal=False):
-                part.update(rows.read_piece(p, NUMERIC + CATEGORICAL).to_pandas())
-            merged.merge(part)
+            merged.merge(part_stats(groups, NUMERIC, CATEGORICAL, r, world))
         prep = merged.result()
         np.testing.assert_allclose(prep.means, means, rtol=1e-9)
         np.testing.assert_allclose(prep.stds, stds, rtol=1e-9)
