@@ -185,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--learning-rate", type=float, default=2e-3)
     p.add_argument("--hidden-units", default="64,32")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shuffle-rows", type=int, default=SHUFFLE_ROWS,
+                   help="rows a rank shuffles together (its memory for rows; whole row groups "
+                   "of the shard, in a per-epoch random order, fill it)")
     p.add_argument("--fail-once-after-epoch", type=int, default=-1,
                    help="testing: crash once after this epoch to exercise restart + resume")
     args = p.parse_args(argv)
@@ -259,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     for epoch in range(start_epoch, args.epochs):
         ddp.train()
         rng = np.random.default_rng([args.seed, epoch, rank])
-        for xn, xc, yy in shard_batches(pieces, prep, args.label, batch_size, rng, device):
+        for xn, xc, yy in shard_batches(pieces, prep, args.label, batch_size, rng, device,
+                                            args.shuffle_rows):
             optim.zero_grad(set_to_none=True)
             loss = loss_fn(ddp(xn, xc), yy)
             loss.backward()
