@@ -17,7 +17,8 @@ filesystem for it). Readers go by record batches (:func:`batches`); counting is 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -116,6 +117,78 @@ def read(source: str | os.PathLike, split: str = "train", columns: list[str] | N
     return dataset(source, split).to_table(columns=columns).to_pandas()
 
 
+@dataclass(frozen=True)
+class RowGroup:
+    """One Parquet row group of a split: the unit a reader fetches."""
+
+    file: str
+    index: int  # the row group's number within its file
+    rows: int
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Rows ``[start, stop)`` of a row group: a reader's share of it."""
+
+    group: RowGroup
+    start: int
+    stop: int
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+
+def row_groups(source: str | os.PathLike, split: str = "train") -> list[RowGroup]:
+    """The split's row groups in file order, from the Parquet footers (no rows read). Their
+    concatenation is the split's *global row order* that :func:`shard` cuts."""
+    paths = files(source, split)
+    groups = []
+    for f, fragment in zip(paths, _dataset(paths).get_fragments(), strict=True):
+        meta = fragment.metadata
+        groups += [RowGroup(f, i, meta.row_group(i).num_rows) for i in range(meta.num_row_groups)]
+    return groups
+
+
+def shard(groups: Sequence[RowGroup], rank: int, world: int, equal: bool = True) -> list[Piece]:
+    """Rank ``rank`` of ``world``'s contiguous range of the global row order, as pieces of the
+    row groups it overlaps (in order; only those are read).
+
+    ``equal=True`` (training): every rank gets ``n = total // world`` rows, ``[rank*n,
+    (rank+1)*n)``, so DDP ranks take the same number of steps; the ``total % world`` (< world)
+    rows at the end of the order — the tail of the last file — are dropped. ``equal=False``: the
+    ranges ``[rank*total//world, (rank+1)*total//world)`` cover every row once (for statistics
+    that must see the whole split, computed a part per rank).
+    """
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} is not in [0, {world})")
+    total = sum(g.rows for g in groups)
+    if equal:
+        n = total // world
+        lo, hi = rank * n, (rank + 1) * n
+    else:
+        lo, hi = rank * total // world, (rank + 1) * total // world
+    pieces, offset = [], 0
+    for g in groups:
+        start, stop = max(lo, offset), min(hi, offset + g.rows)
+        if start < stop:
+            pieces.append(Piece(g, start - offset, stop - offset))
+        offset += g.rows
+        if offset >= hi:
+            break
+    return pieces
+
+
+def read_piece(piece: Piece, columns: list[str] | None = None) -> pa.Table:
+    """A piece's rows (its row group read, then sliced), local or gs://."""
+    import pyarrow.parquet as pq
+
+    fs, path = storage.pyarrow_fs(piece.group.file)
+    with fs.open_input_file(path) as f:
+        table = pq.ParquetFile(f).read_row_group(piece.group.index, columns=columns)
+    return table.slice(piece.start, piece.rows)
+
+
 def describe(source: str | os.PathLike) -> str:
     """One line for logs: what the source is."""
     ref = read_ref(source)
@@ -126,4 +199,4 @@ def describe(source: str | os.PathLike) -> str:
 
 
 __all__ = ["REF_KIND", "BATCH_ROWS", "write_ref", "read_ref", "files", "dataset", "count",
-           "batches", "read", "describe"]
+           "batches", "read", "describe", "RowGroup", "Piece", "row_groups", "shard", "read_piece"]

@@ -2,9 +2,13 @@
 
     torchrun --nproc_per_node 2 -m components.torch.train_app --train SPANS_DIR --out DIR ...
 
-gloo on CPU, NCCL on CUDA, the same code. Rank 0 fits the preprocessing on the train split and
-every rank derives the same result (deterministic), checkpoints are written every epoch
-(atomically, rank 0) and a restarted job (torchrun ``--max_restarts``) resumes from the last one.
+gloo on CPU, NCCL on CUDA, the same code. ``--train`` is any rows source of
+:mod:`components.common.rows` (a rows reference, spans, Parquet; local or gs://, read in place).
+No rank holds the split: each streams only its equal, contiguous shard of the split's Parquet row
+groups (:func:`components.common.rows.shard`), shuffled per epoch within a bounded buffer. The
+preprocessing statistics come from one streaming pass, a part of the split per rank, merged
+identically on every rank. Checkpoints are written every epoch (atomically, rank 0) and a
+restarted job (torchrun ``--max_restarts``) resumes from the last one.
 Outputs in ``--out``: ``model.pt`` (state dict), ``preprocessing.json``, ``train_metrics.json``,
 ``checkpoints/last.pt``. With ``TWINPIPE_REPLICA_REPORT_DIR`` set, every rank also writes its host
 and a digest of its final weights there (:mod:`components.common.replicas`).
@@ -20,47 +24,25 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pyarrow.dataset as ds
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import TensorDataset
-from torch.utils.data.distributed import DistributedSampler
 
-from components.common import storage
-from components.common.ingest import read_spans
+from components.common import rows, storage
 from components.common.replicas import report_dir, weights_digest, write_replica_report
-from components.torch.model import FlightsNet, Preprocessing, fit_preprocessing
+from components.torch.model import FlightsNet, Preprocessing, PreprocessingStats
 
 log = logging.getLogger("twinpipe.torch.train")
 
 CHECKPOINT = "checkpoints/last.pt"
 MODEL_FILES = ("model.pt", "preprocessing.json", "train_metrics.json")  # what load_model reads
-
-
-def read_split(path: str, split: str):
-    """One split's rows through a pyarrow dataset scan.
-
-    ``path`` is a spans folder (``span-*/<split>/*.parquet``), a folder of parquet files or a file.
-    """
-    p = Path(path)
-    if p.is_dir() and any(p.glob(f"span-*/{split}/*.parquet")):
-        return read_spans(p, split).to_pandas()
-    files = [str(p)] if p.is_file() else sorted(str(f) for f in p.glob("*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"no {split} parquet files under {path}")
-    return ds.dataset(files, format="parquet").to_table().to_pandas()
-
-
-def _local_input(path: str, scratch: Path | None) -> str:
-    """``path`` itself, or for an object URI a local copy of it (file or prefix) under
-    ``scratch``: pyarrow's dataset scan and the row count then read local files on every rank."""
-    if not storage.is_remote(path):
-        return path
-    return storage.download(path, scratch / "train" / storage.basename(path))
+# Rows a rank shuffles together: 2^18 (~16 MB encoded for the flights). At 1x a 2-rank shard
+# (~130k rows) fits whole, so its shuffle is a full permutation, as with the rows in memory.
+SHUFFLE_ROWS = 1 << 18
 
 
 def feature_list(text: str) -> list[str]:
@@ -69,17 +51,12 @@ def feature_list(text: str) -> list[str]:
 
 
 def count_rows(path: str, split: str = "train") -> int:
-    """The rows :func:`read_split` would read, from parquet metadata (no data read)."""
-    p = Path(path)
-    if p.is_dir() and any(p.glob(f"span-*/{split}/*.parquet")):
-        files = sorted(str(f) for f in p.glob(f"span-*/{split}/*.parquet"))
-    else:
-        files = [str(p)] if p.is_file() else sorted(str(f) for f in p.glob("*.parquet"))
-    return ds.dataset(files, format="parquet").count_rows() if files else 0
+    """The rows of ``split`` at ``path`` (any rows source), from Parquet metadata (no data read)."""
+    return rows.count(path, split)
 
 
 def check_shard(rows: int, world: int) -> None:
-    """Every rank needs at least one row: DistributedSampler(drop_last=True) gives each of the
+    """Every rank needs at least one row: :func:`components.common.rows.shard` gives each of the
     ``world`` ranks ``rows // world`` of them."""
     if rows // max(world, 1) == 0:
         raise ValueError(
@@ -91,18 +68,84 @@ def check_shard(rows: int, world: int) -> None:
 def shard_batch(shard: int, batch_size: int) -> int:
     """The per-rank batch: ``batch_size``, or the whole shard when the shard is smaller.
 
-    Shards are equal on every rank (drop_last=True), so every rank takes the same number of
-    steps (``shard // batch``, at least one): DDP's all-reduce needs each rank at every step.
+    Shards are equal on every rank (the < ``world`` rows left over are dropped), so every rank
+    takes the same number of steps (``shard // batch``, at least one): DDP's all-reduce needs each
+    rank at every step.
     """
     return max(1, min(batch_size, shard))
 
 
-def _batches(tensors, sampler, batch_size: int, device):
-    """Full batches of this rank's shard for the sampler's current epoch."""
-    idx = torch.tensor(list(iter(sampler)), dtype=torch.long, device=device)
-    for i in range(0, len(idx) - batch_size + 1, batch_size):
-        b = idx[i:i + batch_size]
-        yield tuple(t[b] for t in tensors)
+def part_stats(groups: list[rows.RowGroup], numeric: list[str], categorical: list[str], rank: int,
+               world: int) -> PreprocessingStats:
+    """Rank ``rank``'s part of the preprocessing statistics, streamed batch by batch: its range
+    of ``shard(equal=False)``, so the parts of all ranks cover every row once (the rows the
+    equal training shards drop too)."""
+    stats = PreprocessingStats(numeric, categorical)
+    for piece in rows.shard(groups, rank, world, equal=False):
+        stats.update(rows.read_piece(piece, numeric + categorical).to_pandas())
+    return stats
+
+
+def fit_stats(groups: list[rows.RowGroup], numeric: list[str], categorical: list[str], rank: int,
+              world: int, distributed: bool) -> Preprocessing:
+    """The preprocessing fitted on the whole train split in one streaming pass, a part per rank
+    (:func:`part_stats`); every rank merges all parts in rank order, so all derive the same
+    numbers (deterministic), each having read 1/world of the split."""
+    stats = part_stats(groups, numeric, categorical, rank, world)
+    if not distributed:
+        return stats.result()
+    parts: list = [None] * world
+    dist.all_gather_object(parts, stats)
+    merged = PreprocessingStats(numeric, categorical)
+    for part in parts:
+        merged.merge(part)
+    return merged.result()
+
+
+def shard_batches(pieces: list[rows.Piece], prep: Preprocessing, label: str, batch_size: int,
+                  rng: np.random.Generator, device, buffer_rows: int = SHUFFLE_ROWS
+                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """This rank's shard for one epoch as full batches ``(numeric, categorical, label)``.
+
+    The pieces (row groups) come in an order drawn from ``rng``; their encoded rows fill a
+    buffer of about ``buffer_rows`` that is shuffled and cut into batches by tensor slicing (a
+    DataLoader collating sample by sample is 3x slower here); the rows left over (< a batch) join
+    the next buffer. Exactly ``shard rows // batch_size`` batches: the same on every rank.
+    A plain generator rather than an IterableDataset: the rank already knows its shard, and there
+    are no DataLoader workers to split it between (the reads are a small part of a step's time).
+    """
+    columns = prep.numeric + prep.categorical + [label]
+    buffer_rows = max(buffer_rows, batch_size)
+    held: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    n_held = 0
+
+    def flush():
+        nonlocal held, n_held
+        num, cat, y = (np.concatenate(parts) for parts in zip(*held, strict=True))
+        order = rng.permutation(len(y))
+        full = len(y) - len(y) % batch_size
+        keep, rest = order[:full], order[full:]
+        held, n_held = ([(num[rest], cat[rest], y[rest])] if len(rest) else []), len(rest)
+        tensors = [torch.from_numpy(a[keep]).to(device) for a in (num, cat, y)]
+        for i in range(0, full, batch_size):
+            yield tuple(t[i:i + batch_size] for t in tensors)
+
+    for i in rng.permutation(len(pieces)):
+        frame = rows.read_piece(pieces[i], columns).to_pandas()
+        num, cat = prep.encode(frame)
+        held.append((num, cat, frame[label].to_numpy(dtype=np.float32)))
+        n_held += len(frame)
+        if n_held >= buffer_rows:
+            yield from flush()
+    if n_held >= batch_size:
+        yield from flush()  # what is left then (< a batch) is dropped
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak resident memory (what bounded streaming keeps small)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _save_atomic(obj, path: Path) -> None:
@@ -130,7 +173,8 @@ def init_process_group(backend: str, rank: int, world: int, timeout_s: int = 180
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--train", required=True,
-                   help="spans folder, folder of parquet files or a file; local or gs://")
+                   help="rows reference, spans folder, folder of parquet files or a file; local "
+                   "or gs:// (read in place, streamed)")
     p.add_argument("--out", required=True, help="output folder; local or gs:// (a cluster job's "
                    "pods share no filesystem with the launcher: they get object URIs)")
     p.add_argument("--numeric", required=True, help="comma-separated numeric feature columns")
@@ -141,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--learning-rate", type=float, default=2e-3)
     p.add_argument("--hidden-units", default="64,32")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shuffle-rows", type=int, default=SHUFFLE_ROWS,
+                   help="rows a rank shuffles together (its memory for rows; whole row groups "
+                   "of the shard, in a per-epoch random order, fill it)")
     p.add_argument("--fail-once-after-epoch", type=int, default=-1,
                    help="testing: crash once after this epoch to exercise restart + resume")
     args = p.parse_args(argv)
@@ -159,37 +206,39 @@ def main(argv: list[str] | None = None) -> int:
     if not numeric and not categorical:
         raise ValueError("[torch][train] no feature columns: --numeric and --categorical are "
                          "both empty.")
-    remote = storage.is_remote(args.train) or storage.is_remote(args.out)
-    scratch = Path(tempfile.mkdtemp(prefix="torch-train-")) if remote else None
-    train_path = _local_input(args.train, scratch)
+    # Rows are read in place (gs:// through pyarrow's filesystem); only the output is staged
+    # locally when it lives on object storage.
+    remote_out = args.out if storage.is_remote(args.out) else None
+    scratch = Path(tempfile.mkdtemp(prefix="torch-train-")) if remote_out else None
     # Before joining the group (parquet metadata only): every rank stops the same way, at once.
-    check_shard(count_rows(train_path), world)
+    groups = rows.row_groups(args.train)
+    total = sum(g.rows for g in groups)
+    check_shard(total, world)
     distributed = world > 1
     if distributed:
         init_process_group("nccl" if cuda else "gloo", rank, world)
     backend = dist.get_backend() if distributed else "none"
     # On object storage the app works in a local folder and uploads what it keeps (checkpoint
     # after each epoch, so a restarted pod resumes; the model at the end).
-    remote_out = args.out if storage.is_remote(args.out) else None
     out = scratch / "out" if remote_out else Path(args.out)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     tag = f"[torch][train][rank {rank}]"
     if remote_out and storage.exists(storage.join(remote_out, CHECKPOINT)):
         storage.download(storage.join(remote_out, CHECKPOINT), out / CHECKPOINT)
 
-    train = read_split(train_path, "train")
-    prep = fit_preprocessing(train, numeric, categorical)
-    x_num, x_cat = prep.encode(train)
-    y = train[args.label].to_numpy(dtype=np.float32)
-    # The whole split is a few MB: keep it as tensors on the device and slice batches out of them
-    # with this rank's shuffled shard of indices (DistributedSampler). A DataLoader would index and
-    # collate sample by sample in Python: 3x fewer samples/s on CPU for this small model.
-    tensors = [torch.from_numpy(a).to(device) for a in (x_num, x_cat, y)]
-    sampler = DistributedSampler(TensorDataset(*tensors), num_replicas=world, rank=rank,
-                                 shuffle=True, seed=args.seed, drop_last=True)
-    batch_size = shard_batch(len(sampler), args.batch_size)
+    t_prep = time.perf_counter()
+    prep = fit_stats(groups, numeric, categorical, rank, world, distributed)
+    prep_s = time.perf_counter() - t_prep
+    pieces = rows.shard(groups, rank, world)
+    shard = sum(piece.rows for piece in pieces)
+    batch_size = shard_batch(shard, args.batch_size)
+    steps_per_epoch = shard // batch_size  # from metadata: the same on every rank
+    log.info("%s %s: shard of %d rows in %d row group(s) (%d row(s) of %d dropped for equal "
+             "shards), %d steps per epoch; preprocessing fitted in %.1f s", tag,
+             rows.describe(args.train), shard, len(pieces), total - shard * world, total,
+             steps_per_epoch, prep_s)
     if batch_size < args.batch_size:
-        log.info("%s shard of %d rows < batch %d: the shard is one batch", tag, len(sampler),
+        log.info("%s shard of %d rows < batch %d: the shard is one batch", tag, shard,
                  args.batch_size)
 
     torch.manual_seed(args.seed)
@@ -211,9 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     loss_value = float("nan")
     loss = None
     for epoch in range(start_epoch, args.epochs):
-        sampler.set_epoch(epoch)
         ddp.train()
-        for xn, xc, yy in _batches(tensors, sampler, batch_size, device):
+        rng = np.random.default_rng([args.seed, epoch, rank])
+        for xn, xc, yy in shard_batches(pieces, prep, args.label, batch_size, rng, device,
+                                            args.shuffle_rows):
             optim.zero_grad(set_to_none=True)
             loss = loss_fn(ddp(xn, xc), yy)
             loss.backward()
@@ -241,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
                 sys.exit(3)
     t_end = time.perf_counter()
     global_batch = batch_size * world
+    log.info("%s peak RSS %.0f MiB", tag, _peak_rss_mib())
     steady = (steps - 1) * global_batch / (t_end - t_first) if steps > 1 and t_first else 0.0
 
     if report_dir() is not None:  # every rank, so replicas on different hosts can be compared
@@ -265,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
             "steps": steps,
             "samples": steps * global_batch,
             "train_wall_s": round(t_end - t0, 3),
+            "preprocessing_s": round(prep_s, 3),
+            "train_rows": total,
+            "shard_rows": shard,
+            "steps_per_epoch": steps_per_epoch,
             "samples_per_s": round(steady, 1),
             "final_loss": loss_value,
             "hidden_units": list(hidden),
