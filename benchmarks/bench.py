@@ -2,8 +2,8 @@
 curve over data scales.
 
 For each stack and each ``--scale K`` (the data multiplied K times by resampling real rows):
-  1. ``twinpipe run --stack S`` into ``OUT/S/scale-K`` (at the invocation's smallest scale with
-     the report and the 1-vs-N-worker scaling probe; at larger scales ``--no-report``, which
+  1. ``twinpipe run --stack S`` into ``OUT/S/scale-K`` (at 1x with the report and the
+     1-vs-N-worker scaling probe; at larger scales ``--no-report``, which
      skips the probe, the model measurements and the report: they re-read the whole eval split
      and re-train, costs that are not the pipeline's and would dominate a 30x bench);
   2. the hand-written single-process script (benchmarks/handwritten.py) on the same spans, as a
@@ -324,7 +324,7 @@ def main(argv=None) -> int:
     failed = False
     for stack in (("tfx", "torch") if args.stack == "both" else (args.stack,)):
         for k in scales:
-            entry, scan = bench_stack(args, stack, k, full=k == scales[0])
+            entry, scan = bench_stack(args, stack, k, full=k == 1)
             doc["runs"].setdefault(stack, {})[str(k)] = entry
             if scan:
                 doc["scan"][str(k)] = scan
