@@ -159,7 +159,9 @@ def _us(fit: dict | None) -> float | None:
 
 
 def _over(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 2) if a is not None and b else None
+    """a / b for marginal costs; None where either is missing or below zero (fit noise on a
+    stage whose cost does not grow: no meaningful ratio)."""
+    return round(a / b, 2) if a is not None and b is not None and a >= 0 and b > 0 else None
 
 
 def cost_curve(doc: dict) -> dict:
