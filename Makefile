@@ -38,9 +38,11 @@ test-slow: setup ## full-data end-to-end runs (minutes; not in CI)
 
 SCALES ?= 1
 BENCH_MONTHS ?= 1-12
-bench: setup ## each stack vs a hand-written script + pyarrow scan (SCALES="1 4 10", BENCH_MONTHS=1-12)
-	$(PY) -m benchmarks.bench --months $(BENCH_MONTHS) --workers $(WORKERS) \
-	  $(foreach k,$(SCALES),--scale $(k)) --out $(OUT)/bench
+BENCH_STACK ?= both
+BENCH_EPOCHS ?= 3
+bench: setup ## cost curve of each stack vs a hand-written script + pyarrow scan (SCALES="1 3 10 30", BENCH_STACK=torch; adds to $(OUT)/bench/bench.json)
+	$(PY) -m benchmarks.bench --months $(BENCH_MONTHS) --workers $(WORKERS) --stack $(BENCH_STACK) \
+	  --epochs $(BENCH_EPOCHS) $(foreach k,$(SCALES),--scale $(k)) --out $(OUT)/bench
 
 IMAGE_PREFIX ?= twinpipe
 TAG ?= dev

@@ -299,7 +299,7 @@ def cmd_report(args) -> int:
                             "object storage. `twinpipe run --out gs://...` already uploads its "
                             "report to OUT/report/; to rebuild one, copy the run folders down "
                             "first (gcloud storage cp -r).")
-    path = build_report(args.run_dirs, args.out)
+    path = build_report(args.run_dirs, args.out, bench=args.bench)
     print(f"report: {path.resolve()}")
     return 0
 
@@ -523,6 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="rebuild the side-by-side report from one or more runs")
     rp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="--out folders of runs")
     rp.add_argument("--out", default=None, help="report folder (default: FIRST_RUN_DIR/report)")
+    rp.add_argument("--bench", default=None, metavar="BENCH_JSON",
+                    help="a `make bench` bench.json: adds the Data scaling section (default: "
+                         "FIRST_RUN_DIR/../../bench.json when the runs are make bench's)")
     rp.set_defaults(func=cmd_report)
 
     pr = sub.add_parser("predict", help="score raw rows with a pushed model folder")

@@ -308,10 +308,69 @@ def run_checks(run: dict) -> dict:
     }
 
 
-def build_report_data(run_dirs: list[str | Path]) -> dict:
+def data_scaling(bench: dict) -> dict:
+    """The Data scaling section from a ``make bench`` result (its bench.json): per stack and
+    stage the points (rows, wall s, peak MiB), the fitted cost curve (benchmarks/bench.py's
+    ``cost_curve``, stored in bench.json) and one generated sentence per stack on where its
+    marginal cost goes."""
+    curve = bench["cost_curve"]
+    points = {}
+    for stack, by_scale in bench["runs"].items():
+        done = sorted((e for e in by_scale.values() if not e.get("failed")), key=lambda e: e["scale"])
+        points[stack] = {"scale": [e["scale"] for e in done], "rows": [e["rows"] for e in done],
+                         **{stage: {"wall_s": [e["stages"][stage]["wall_s"] for e in done],
+                                    "peak_rss_mb": [e["stages"][stage]["peak_rss_mb"] for e in done]}
+                            for stage in STAGES}}
+    return {"measured_at": bench.get("measured_at"), "months": bench.get("months"),
+            "workers": bench.get("workers"), "epochs": bench.get("epochs"),
+            "points": points, "cost_curve": curve, "sentences": marginal_sentences(curve)}
+
+
+def marginal_sentences(curve: dict) -> list[str]:
+    """Per stack: its marginal µs/row, the stage with the largest share of it, that stage's
+    ratio to the hand-written script's same stage, and the whole run's ratio to the script."""
+    out = []
+    for stack, c in curve["stacks"].items():
+        us = {s: (v["fit"] or {}).get("marginal_us_per_row") for s, v in c["stages"].items()}
+        if any(v is None for v in us.values()):
+            out.append(f"{STACK_NAMES.get(stack, stack)}: measured at one scale only "
+                       f"({', '.join(f'{k}x' for k in c['scales']) or 'none completed'}); a marginal "
+                       "cost needs two.")
+            continue
+        positive = sum(max(v, 0.0) for v in us.values())
+        top = max(us, key=us.get)
+        st = c["stages"][top]
+        total = c["total"]
+        script_total = (total["script_fit"] or {}).get("marginal_us_per_row")
+        out.append(
+            f"{STACK_NAMES.get(stack, stack)} costs {sum(us.values()):,.2f} µs per extra row over "
+            f"{', '.join(f'{k}x' for k in c['scales'])} "
+            f"({_f(total['ratio'], 2)}x the hand-written script's {_f(script_total, 2)} µs/row); "
+            f"{top} takes the largest share, {us[top]:,.2f} µs/row "
+            f"({us[top] / positive:.0%} of the stages' growth), {_f(st['ratio'], 1)}x the "
+            f"script's {top}.")
+    scan = (curve.get("scan") or {}).get("fit")
+    if scan:
+        out.append(f"A pyarrow scan of the same spans (read + column statistics) costs "
+                   f"{scan['marginal_us_per_row']:,.3f} µs/row: the bound for ingest + validate.")
+    return out
+
+
+def build_report_data(run_dirs: list[str | Path], bench: str | Path | None = None) -> dict:
+    """``bench``: a ``make bench`` bench.json for the Data scaling section (default: a bench.json
+    two folders above the first run, where ``make bench`` puts it: OUT/bench/STACK/scale-K)."""
     runs = [load_run(d) for d in run_dirs]
     loc = lines_of_code()
     checks = {r["dir"]: run_checks(r) for r in runs if set(r["stacks"]) == set(STACKS)}
+    if bench is None:  # only a make bench layout's own bench.json, and only one with a curve
+        first = Path(runs[0]["dir"])
+        guess = _read(first.parents[1] / "bench.json") if first.name.startswith("scale-") else None
+        bench_doc = guess if guess and "cost_curve" in guess else None
+    else:
+        bench_doc = _read(Path(bench))
+    if bench and (bench_doc is None or "cost_curve" not in bench_doc):
+        raise DataError(f"{bench}: not a bench.json with a cost curve; expected the OUT/bench/"
+                        "bench.json that `make bench` (python -m benchmarks.bench) writes.")
     return {
         "generated_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "runs": runs,
@@ -319,6 +378,7 @@ def build_report_data(run_dirs: list[str | Path]) -> dict:
         "checks": checks,
         "summary": summary_lines(runs, loc),
         "notes": {"scale_out": SCALE_OUT},
+        "data_scaling": data_scaling(bench_doc) if bench_doc else None,
     }
 
 
@@ -396,6 +456,70 @@ def _curves(runs, kind):
 
 # --- HTML ---------------------------------------------------------------------------------------
 
+def _loglog(points: dict, field: str, title: str, unit: str) -> str:
+    """``field`` per stage and stack against rows, log-log; one colour per stack, one marker
+    per stage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    markers = dict(zip(STAGES, "osD^v", strict=False))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for stack, p in points.items():
+        for stage in STAGES:
+            ys = p[stage][field]
+            xy = [(x, y) for x, y in zip(p["rows"], ys, strict=True) if y and y > 0]
+            if xy:
+                ax.plot(*zip(*xy, strict=True), marker=markers.get(stage, "o"),
+                        color=COLORS.get(stack, "#555"), label=f"{stack} {stage}", alpha=0.85)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("rows ingested")
+    ax.set_ylabel(unit)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3, which="both")
+    return _png(fig)
+
+
+def data_scaling_rows(ds: dict) -> list[list]:
+    """The fitted table's rows: stack, stage, fixed s, µs/row, script µs/row, × script, peak MiB
+    at each scale."""
+    curve = ds["cost_curve"]
+    rows = []
+    for stack, c in curve["stacks"].items():
+        for stage, s in [*c["stages"].items(), ("total", c["total"])]:
+            fit = s["fit"] or {}
+            rows.append([stack, stage, _f(fit.get("fixed_s"), 2), _f(fit.get("marginal_us_per_row"), 3),
+                         _f((s["script_fit"] or {}).get("marginal_us_per_row"), 3), _f(s["ratio"], 2),
+                         ", ".join(f"{k}x {p:,.0f}" for k, p in
+                                   zip(c["scales"], s["peak_rss_mb"], strict=True) if p is not None)])
+    scan = curve["scan"]["fit"] or {}
+    rows.append(["pyarrow scan", "read + statistics", _f(scan.get("fixed_s"), 2),
+                 _f(scan.get("marginal_us_per_row"), 3), "", "", ""])
+    return rows
+
+
+def _data_scaling_html(ds: dict) -> str:
+    parts = [f"<h2 id='data-scaling'>Data scaling</h2><p>From <code>make bench</code> (measured "
+             f"{html.escape(str(ds.get('measured_at')))}, months {html.escape(str(ds.get('months')))}, "
+             f"{ds.get('workers')} workers, {ds.get('epochs')} epochs; rows multiplied by "
+             "<code>--scale</code>). Fitted per stage by least squares over the scales run: wall = "
+             "fixed s + µs/row × rows ingested; the script is the hand-written single process on "
+             "the same spans.</p><ul>"
+             + "".join(f"<li>{html.escape(s)}</li>" for s in ds["sentences"]) + "</ul>",
+             _table(["stack", "stage", "fixed s", "µs/row", "script µs/row", "× script",
+                     "peak MiB per scale"], data_scaling_rows(ds))]
+    if any(p["rows"] for p in ds["points"].values()):
+        parts.append("<div class='row'>"
+                     + _img(_loglog(ds["points"], "wall_s", "Wall time per stage vs rows", "s"),
+                            "wall time vs rows")
+                     + _img(_loglog(ds["points"], "peak_rss_mb", "Peak memory per stage vs rows "
+                                    "(process tree RSS)", "MiB"), "peak memory vs rows") + "</div>")
+    return "".join(parts)
+
+
 def _table(headers, rows) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
@@ -471,6 +595,9 @@ def render_html(data: dict) -> str:
     if workers:
         add(_img(_grouped_bars(runs, workers, scaling_value, "Training samples/s by workers",
                                "samples/s", fmt="%.0f"), "scaling"))
+
+    if data.get("data_scaling"):
+        add(_data_scaling_html(data["data_scaling"]))
 
     # quality
     add("<h2 id='quality'>Model quality on the identical eval rows</h2>")
@@ -558,8 +685,9 @@ def render_html(data: dict) -> str:
         add(f"<h3>{html.escape(r['label'])}</h3>" + _table(["", ""], rows))
 
     nav = " · ".join(f"<a href='#{a}'>{a}</a>" for a in
-                     ("summary", "runs", "stages", "scaling", "quality", "artifacts", "serving",
-                      "code", "notes", "environment"))
+                     ("summary", "runs", "stages", "scaling",
+                      *(("data-scaling",) if data.get("data_scaling") else ()), "quality",
+                      "artifacts", "serving", "code", "notes", "environment"))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>twinpipe report: TFX vs PyTorch</title>
 <style>
@@ -587,9 +715,11 @@ window.addEventListener("load", () => {{
 """
 
 
-def build_report(run_dirs: list[str | Path], out_dir: str | Path | None = None) -> Path:
-    """Writes ``report.json`` and ``index.html`` into ``out_dir`` (default ``RUN_DIR/report``)."""
-    data = build_report_data(run_dirs)
+def build_report(run_dirs: list[str | Path], out_dir: str | Path | None = None,
+                 bench: str | Path | None = None) -> Path:
+    """Writes ``report.json`` and ``index.html`` into ``out_dir`` (default ``RUN_DIR/report``);
+    ``bench``: see :func:`build_report_data`."""
+    data = build_report_data(run_dirs, bench)
     out = Path(out_dir) if out_dir else Path(run_dirs[0]) / "report"
     out.mkdir(parents=True, exist_ok=True)
     for name, text in (("report.json", json.dumps(data, indent=2, default=str)),

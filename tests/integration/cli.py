@@ -8,11 +8,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def twinpipe_command(*args: str) -> tuple[list[str], dict]:
+    """The command line and environment of `python -m infra.cli ARGS` (run from ROOT)."""
+    return [sys.executable, "-m", "infra.cli", *args], dict(os.environ, PYTHONWARNINGS="ignore")
+
+
 def twinpipe(*args: str, check: bool = True, timeout: int = 1200) -> subprocess.CompletedProcess:
     """Runs `python -m infra.cli ARGS` in a subprocess; with ``check`` a failure shows stderr."""
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
-    proc = subprocess.run([sys.executable, "-m", "infra.cli", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    cmd, env = twinpipe_command(*args)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"twinpipe {' '.join(args)} failed:\n{proc.stderr[-4000:]}")
     return proc

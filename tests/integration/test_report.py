@@ -175,3 +175,29 @@ def test_report_on_a_folder_without_runs_is_a_clear_error(tmp_path):
     proc = twinpipe("report", str(tmp_path), check=False)
     assert proc.returncode == 1
     assert "no tfx/run.json or torch/run.json" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_data_scaling_section_from_a_bench_json(both, tmp_path):
+    """`make bench`'s bench.json adds the Data scaling section: passed explicitly, or found two
+    folders above a run laid out as make bench lays them (OUT/bench/STACK/scale-K)."""
+    from benchmarks import bench
+    from components.common.errors import DataError
+    from infra.report import build_report
+    from tests.unit.test_cost_curve import _doc
+
+    out, _, _ = both
+    run = tmp_path / "bench" / "torch" / "scale-1"
+    shutil.copytree(out, run, ignore=shutil.ignore_patterns("pipeline_root", "spans", ".spans", "report"))
+    assert build_report_data([run])["data_scaling"] is None  # no bench.json there yet
+    bench.write_outputs(tmp_path / "bench", _doc())
+    data = build_report_data([run])
+    ds = data["data_scaling"]
+    assert ds["sentences"][0].startswith("PyTorch") and "train takes the largest share" in ds["sentences"][0]
+    page = build_report([out], tmp_path / "explicit", bench=tmp_path / "bench" / "bench.json")
+    html = page.read_text()
+    assert "id='data-scaling'" in html and "train takes the largest share" in html
+    saved = json.loads(page.with_name("report.json").read_text())
+    assert saved["data_scaling"]["cost_curve"]["stacks"]["torch"]["stages"]["train"]["ratio"] == 2.25
+    (tmp_path / "not-bench.json").write_text("{}")
+    with pytest.raises(DataError, match="not a bench.json"):
+        build_report_data([out], tmp_path / "not-bench.json")
