@@ -587,27 +587,31 @@ def select_spans(spans_dir: str, span: str = "all") -> list[int]:
     return spans[-1:] if span == "latest" else spans
 
 
+def span_files(spans_dir: str | Path, split: str, spans: list[int] | None = None) -> list[str]:
+    """The Parquet files of one split of the written spans (``span-N/<split>/*.parquet``, in span
+    and file order; ``spans`` limits them to those span numbers), as paths or ``gs://`` URLs: the
+    one listing behind every reader of the spans (:func:`span_dataset`, :mod:`components.common.rows`)."""
+    from components.common import storage
+
+    numbers = span_numbers(spans_dir) if spans is None else list(spans)
+    return [f for s in numbers
+            for f in sorted(storage.glob(storage.join(spans_dir, f"span-{s}", split, "*.parquet")))]
+
+
 def span_dataset(spans_dir: str | Path, split: str, spans: list[int] | None = None):
-    """One split of the written spans (``span-N/<split>/*.parquet``, in span order) as a pyarrow
-    dataset, on the filesystem :mod:`components.common.storage` resolves (a folder or ``gs://``);
-    ``spans`` limits it to those span numbers. The one file listing behind :func:`read_spans`
-    and :func:`iter_spans`; ``count_rows()`` on it reads only the Parquet footers.
+    """One split of the written spans (:func:`span_files`) as a pyarrow dataset, on the filesystem
+    :mod:`components.common.storage` resolves (a folder or ``gs://``); ``count_rows()`` on it reads
+    only the Parquet footers.
 
     Raises:
         DataError: no such split in those spans (rule: volume).
     """
-    import pyarrow.dataset as ds
+    from components.common import rows
 
-    from components.common import storage
-
-    def matching(span: str) -> list[str]:
-        return storage.glob(storage.join(spans_dir, f"span-{span}", split, "*.parquet"))
-
-    files = matching("*") if spans is None else [f for s in spans for f in matching(str(s))]
+    files = span_files(spans_dir, split, spans)
     if not files:
         raise DataError(f"{spans_dir}: no {split} rows in spans {spans or 'span-*'} (rule: volume).")
-    fs, _ = storage.pyarrow_fs(spans_dir)
-    return ds.dataset([storage.pyarrow_fs(f)[1] for f in files], format="parquet", filesystem=fs)
+    return rows.open_files(files)
 
 
 def read_spans(spans_dir: str | Path, split: str, spans: list[int] | None = None) -> pa.Table:
@@ -621,10 +625,12 @@ def iter_spans(spans_dir: str | Path, split: str, spans: list[int] | None = None
     """One split of the written spans as a stream of record batches of at most ``batch_rows``
     rows, in span and file order (see :func:`span_dataset`): only ``columns`` (those of them the
     files hold; every column when None) are read, so memory holds one batch, not the split."""
+    from components.common import rows
+
     data = span_dataset(spans_dir, split, spans)
     if columns is not None:
         columns = [c for c in columns if c in data.schema.names]
-    yield from data.to_batches(columns=columns, batch_size=batch_rows)
+    yield from rows.stream(data, columns, batch_rows)
 
 
 def span_history(spans_dir: str | Path) -> dict[int, str]:

@@ -30,29 +30,21 @@ REF_KIND = "twinpipe.rows-ref/v1"
 BATCH_ROWS = 65_536  # rows per record batch a stage holds at a time (a few MB for the flights)
 
 
-def _spans_files(spans_dir: str, split: str, spans: list[int] | None) -> list[str]:
-    from components.common.ingest import span_numbers
-
-    numbers = span_numbers(spans_dir) if spans is None else list(spans)
-    return [f for s in numbers
-            for f in sorted(storage.glob(storage.join(spans_dir, f"span-{s}", split, "*.parquet")))]
-
-
 def write_ref(path: str | os.PathLike, spans_dir: str | os.PathLike, split: str,
               spans: list[int] | None = None) -> dict:
     """Writes the reference to ``split`` of ``spans`` (every span when None) of the current
     generation of ``spans_dir`` at ``path``; returns it (``rows`` counted from Parquet metadata)."""
-    from components.common.ingest import resolve_spans
+    from components.common.ingest import resolve_spans, span_files
 
     current = resolve_spans(spans_dir)
     if not storage.is_remote(current):
         current = os.path.realpath(current)
-    files = _spans_files(current, split, spans)
+    files = span_files(current, split, spans)
     if not files:
         raise DataError(f"{spans_dir}: no {split} rows in spans {spans or 'span-*'} (rule: volume).")
     doc = {"kind": REF_KIND, "spans_dir": str(current), "split": split,
            "spans": list(spans) if spans is not None else None, "files": files,
-           "rows": _dataset(files).count_rows()}
+           "rows": open_files(files).count_rows()}
     storage.write_json(path, doc)
     return doc
 
@@ -72,12 +64,14 @@ def read_ref(source: str | os.PathLike) -> dict | None:
 
 def files(source: str | os.PathLike, split: str = "train") -> list[str]:
     """The Parquet files holding ``source``'s rows of ``split`` (see the module docstring)."""
+    from components.common.ingest import span_files
+
     s = os.fspath(source)
     ref = read_ref(s)
     if ref is not None:
         return list(ref["files"])
     if storage.isdir(s):
-        spans = _spans_files(s, split, None)
+        spans = span_files(s, split)
         found = spans or sorted(storage.glob(storage.join(s, "*.parquet")))
     else:
         found = [s] if storage.exists(s) else []
@@ -86,14 +80,15 @@ def files(source: str | os.PathLike, split: str = "train") -> list[str]:
     return found
 
 
-def _dataset(paths: list[str]) -> ds.Dataset:
+def open_files(paths: list[str]) -> ds.Dataset:
+    """Parquet files (local or ``gs://``, not mixed) as one pyarrow dataset, nothing read yet."""
     fs, _ = storage.pyarrow_fs(paths[0])
     return ds.dataset([storage.pyarrow_fs(f)[1] for f in paths], format="parquet", filesystem=fs)
 
 
 def dataset(source: str | os.PathLike, split: str = "train") -> ds.Dataset:
     """``source``'s rows of ``split`` as a pyarrow dataset (nothing read yet)."""
-    return _dataset(files(source, split))
+    return open_files(files(source, split))
 
 
 def count(source: str | os.PathLike, split: str = "train") -> int:
@@ -105,9 +100,15 @@ def count(source: str | os.PathLike, split: str = "train") -> int:
 def batches(source: str | os.PathLike, split: str = "train", columns: list[str] | None = None,
             batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
     """The rows as record batches of at most ``batch_rows``, in file order, holding one at a time."""
-    # Read-ahead bounded too: pyarrow's defaults (16 batches, 4 files) would hold far more rows.
-    for batch in dataset(source, split).to_batches(columns=columns, batch_size=batch_rows,
-                                                   batch_readahead=2, fragment_readahead=2):
+    yield from stream(dataset(source, split), columns, batch_rows)
+
+
+def stream(data: ds.Dataset, columns: list[str] | None = None,
+           batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """``data``'s non-empty record batches, in file order. Read-ahead is bounded too: pyarrow's
+    defaults (16 batches, 4 files ahead) would hold far more rows than the one batch in use."""
+    for batch in data.to_batches(columns=columns, batch_size=batch_rows,
+                                 batch_readahead=2, fragment_readahead=2):
         if batch.num_rows:
             yield batch
 
@@ -144,7 +145,7 @@ def row_groups(source: str | os.PathLike, split: str = "train") -> list[RowGroup
     concatenation is the split's *global row order* that :func:`shard` cuts."""
     paths = files(source, split)
     groups = []
-    for f, fragment in zip(paths, _dataset(paths).get_fragments(), strict=True):
+    for f, fragment in zip(paths, open_files(paths).get_fragments(), strict=True):
         meta = fragment.metadata
         groups += [RowGroup(f, i, meta.row_group(i).num_rows) for i in range(meta.num_row_groups)]
     return groups
@@ -198,5 +199,6 @@ def describe(source: str | os.PathLike) -> str:
             f"({ref['rows']:,} rows, {len(ref['files'])} files, read in place)")
 
 
-__all__ = ["REF_KIND", "BATCH_ROWS", "write_ref", "read_ref", "files", "dataset", "count",
+__all__ = ["REF_KIND", "BATCH_ROWS", "write_ref", "read_ref", "files", "open_files", "dataset", "count",
+           "stream",
            "batches", "read", "describe", "RowGroup", "Piece", "row_groups", "shard", "read_piece"]
