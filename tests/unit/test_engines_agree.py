@@ -87,9 +87,9 @@ def test_gx_in_batches_finds_what_gx_on_the_whole_frame_finds(span_rows, case, t
 
     frame = CASES[case][0](span_rows)
     path = tmp_path / "rows.parquet"
-    frame.to_parquet(path, row_group_size=700)
+    frame.to_parquet(path, row_group_size=300)
     whole = validate.run_checkpoint(CONTRACT, {"rows": frame})
-    monkeypatch.setattr(validate, "GX_BATCH_ROWS", 700)  # 3000 rows: 5 batches
+    monkeypatch.setattr(validate, "GX_BATCH_ROWS", 700)  # 3000 rows: 4 runs of 3 row groups or fewer
     batched = validate.run_checkpoint(CONTRACT, {"rows": (str(path), "train")})
     counts = lambda r: [(f["expectation"], f["column"], f["unexpected_count"])  # noqa: E731
                         for f in r.failures]
