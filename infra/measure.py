@@ -217,7 +217,7 @@ def measure_model(stack: str, summary: dict, contract: Contract, out_dir: Path) 
     }
     _write(out_dir / stack / "measurements.json", doc)
     log.info("[%s][measure] auc %.4f on %d eval rows; batch-1 p50 %.3f ms", stack,
-             metrics["auc"], len(rows), doc["latency"]["1"]["p50_ms"])
+             metrics["auc"], len(labels), doc["latency"]["1"]["p50_ms"])
     return doc
 
 
