@@ -21,15 +21,16 @@ import os
 import platform
 import shutil
 import subprocess
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
+from components.common import rows
 from components.common.contract import Contract
-from components.common.ingest import read_spans
-from components.common.rowdigest import frame_digest
+from components.common.rowdigest import Digester
 
 log = logging.getLogger("twinpipe.measure")
 
@@ -176,22 +177,34 @@ def measure_model(stack: str, summary: dict, contract: Contract, out_dir: Path) 
     model_ref, which = model_under_test(stack, summary)
     # A push on object storage is measured from a local download (the runtimes read local files).
     model_dir = registry.local_copy(model_ref, out_dir / stack / MEASURED_COPY)
-    # The run's eval rows, in span order: what both stacks evaluate on.
-    rows = read_spans(out_dir / "spans", "eval", summary["spans"]).to_pandas()
-    labels = rows[contract.label.name].to_numpy()
-    scorer = _scorer(stack, model_dir, contract)
-    t0 = time.perf_counter()
-    probs = np.concatenate([scorer.score(scorer.encode(rows.iloc[i:i + 4096]))
-                            for i in range(0, len(rows), 4096)])
-    score_s = time.perf_counter() - t0
+    # The run's eval rows, in span order (what both stacks evaluate on), streamed by record
+    # batch: only labels, probabilities and row hashes are kept; the first batch also serves the
+    # latency benchmark (it uses the first rows of the table given).
+    with tempfile.TemporaryDirectory(prefix="measure-rows-") as tmp:
+        ref = f"{tmp}/eval.json"
+        rows.write_ref(ref, out_dir / "spans", "eval", summary["spans"])
+        scorer = _scorer(stack, model_dir, contract)
+        labels, probs, first = [], [], None
+        digester = Digester()
+        score_s = 0.0
+        for batch in rows.batches(ref, "eval"):
+            frame = batch.to_pandas()
+            first = frame if first is None else first
+            labels.append(frame[contract.label.name].to_numpy())
+            digester.update_frame(frame, contract.split.key)
+            t0 = time.perf_counter()
+            probs.extend(scorer.score(scorer.encode(frame.iloc[i:i + 4096]))
+                         for i in range(0, len(frame), 4096))
+            score_s += time.perf_counter() - t0
+    labels, probs = np.concatenate(labels), np.concatenate(probs)
     metrics = binary_metrics(labels, probs)
-    measured = frame_digest(rows, contract.split.key)
+    measured = digester.result()
     doc = {
         "stack": stack,
         "runtime": scorer.runtime,
         "model": str(model_ref),
         "model_is": which,
-        "eval_rows": len(rows),
+        "eval_rows": len(labels),
         "eval_rows_sha256": measured.sha256,
         "metrics": {k: round(v, 6) for k, v in metrics.items()},
         "pipeline_auc": summary["stages"]["evaluate"].get("auc"),
@@ -199,12 +212,12 @@ def measure_model(stack: str, summary: dict, contract: Contract, out_dir: Path) 
         "roc": roc_points(labels, probs),
         "calibration": calibration(labels, probs),
         "sizes_bytes": _sizes(stack, model_dir),
-        "latency": latency(scorer, rows, LATENCY_BATCHES),
+        "latency": latency(scorer, first, LATENCY_BATCHES),
         "threads": "runtime defaults",
     }
     _write(out_dir / stack / "measurements.json", doc)
     log.info("[%s][measure] auc %.4f on %d eval rows; batch-1 p50 %.3f ms", stack,
-             metrics["auc"], len(rows), doc["latency"]["1"]["p50_ms"])
+             metrics["auc"], len(labels), doc["latency"]["1"]["p50_ms"])
     return doc
 
 

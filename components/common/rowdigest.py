@@ -53,18 +53,42 @@ def row_hash(values: Sequence[object]) -> bytes:
     return hashlib.sha256(key_text(canonical(v) for v in values).encode("utf-8")).digest()
 
 
+class Digester:
+    """:func:`rows_digest` fed in parts (e.g. record batches of the eval split): keeps only each
+    row's 32-byte hash (a NumPy array per part, sorted once at the end), never the rows, and gives
+    the same digest as the rows all at once."""
+
+    def __init__(self) -> None:
+        self._parts: list[np.ndarray] = []
+
+    def update(self, rows: Iterable[Sequence[object]]) -> None:
+        hashes = [row_hash(r) for r in rows]
+        if hashes:
+            self._parts.append(np.array(hashes, dtype="S32"))
+
+    def update_frame(self, df: pd.DataFrame, key: Sequence[str]) -> None:
+        """Adds ``df``'s rows by their ``key`` columns (e.g. ``contract.split.key``)."""
+        missing = [c for c in key if c not in df.columns]
+        if missing:
+            raise KeyError(f"key column(s) {missing} not in the rows (columns: {list(df.columns)})")
+        self.update(df[list(key)].astype(object).itertuples(index=False, name=None))
+
+    def result(self) -> RowsDigest:
+        # Fixed-width S32 sorts as bytes do (memcmp over the 32 bytes), so this is the order of
+        # sorted(bytes) and the concatenation is the one rows_digest hashes.
+        hashes = np.sort(np.concatenate(self._parts)) if self._parts else np.zeros(0, "S32")
+        return RowsDigest(hashlib.sha256(hashes.tobytes()).hexdigest(), len(hashes))
+
+
 def rows_digest(rows: Iterable[Sequence[object]]) -> RowsDigest:
     """The digest of rows given as key-value tuples (in the contract's ``split.key`` order)."""
-    hashes = sorted(row_hash(r) for r in rows)
-    h = hashlib.sha256()
-    for rh in hashes:
-        h.update(rh)
-    return RowsDigest(h.hexdigest(), len(hashes))
+    d = Digester()
+    d.update(rows)
+    return d.result()
 
 
 def frame_digest(df: pd.DataFrame, key: Sequence[str]) -> RowsDigest:
     """:func:`rows_digest` of a DataFrame's ``key`` columns (e.g. ``contract.split.key``)."""
-    missing = [c for c in key if c not in df.columns]
-    if missing:
-        raise KeyError(f"key column(s) {missing} not in the rows (columns: {list(df.columns)})")
-    return rows_digest(df[list(key)].astype(object).itertuples(index=False, name=None))
+    d = Digester()
+    d.update_frame(df, key)
+    return d.result()

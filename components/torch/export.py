@@ -84,11 +84,14 @@ class OnnxScorer:
         numeric, cats = encoded
         return self.session.run(["probability"], {"numeric": numeric, "categorical": cats})[0]
 
+    def predict(self, table: pd.DataFrame, batch_size: int = 65536) -> np.ndarray:
+        """P for raw contract rows, encoded and scored ``batch_size`` rows at a time (one session
+        for every call: the evaluate stage calls this per record batch of the eval rows)."""
+        out = [self.score(self.encode(table.iloc[i:i + batch_size]))
+               for i in range(0, len(table), batch_size)]
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
 
 def predict_onnx(folder: str | Path, table: pd.DataFrame, batch_size: int = 65536) -> np.ndarray:
     """Scores raw contract rows with the pushed folder alone (onnxruntime)."""
-    scorer = OnnxScorer(folder)
-    numeric, cats = scorer.encode(table)
-    out = [scorer.score((numeric[i:i + batch_size], cats[i:i + batch_size]))
-           for i in range(0, len(table), batch_size)]
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+    return OnnxScorer(folder).predict(table, batch_size)

@@ -2,7 +2,10 @@
 
 Tasks exchange data as artifacts, never as host paths: the spans and the model registry come in
 as imported artifacts (``dsl.importer`` in the pipeline; a stage reads their ``.uri`` through the
-storage layer), rows and models as ``Dataset`` / ``Model`` artifacts under the pipeline root. Each
+storage layer), rows and models as ``Dataset`` / ``Model`` artifacts under the pipeline root. A
+rows artifact holds a rows reference (:mod:`components.common.rows`), not rows: it names the spans'
+files (gs:// ones when the spans are on object storage), which validate, train and evaluate read in
+place, so no task copies the spans to its disk and a cluster job reads the same files. Each
 task's figures (what ``torch/run.json`` is built from) go to its ``record`` artifact, a folder
 holding ``<stage>.json``; train and evaluate also log ``Metrics`` (auc, samples/s...), and the
 blessing decision is an artifact whose metadata says ``blessed``. The gate report is an artifact

@@ -6,28 +6,28 @@ the pipeline, the task's ``record`` output artifact), from which the local runne
 
 Inputs that live outside the task (the spans, the contract, the model registry) are URIs: a local
 path or ``gs://...``, read through :mod:`components.common.storage`. A task on a cluster shares no
-filesystem with the others; what it reads from object storage it copies to its own disk first.
+filesystem with the others: it reads object storage in place (the rows through
+:mod:`components.common.rows`, the gate through the storage layer), and copies to its own disk only
+what a runtime needs as local files (a baseline model for onnxruntime, the trained model back).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pandas as pd
+import numpy as np
 
-from components.common import registry, storage
+from components.common import registry, rows, storage
 from components.common.blessing import decide
 from components.common.contract import load_contract
 from components.common.ingest import resolve_spans, select_spans
 from components.common.metrics import binary_metrics
-from components.common.rowdigest import frame_digest
+from components.common.rowdigest import Digester
 
 log = logging.getLogger("twinpipe.torch")
 
@@ -43,42 +43,27 @@ def _contract(contract_path: str):
     return load_contract(contract_path or None)
 
 
-@contextlib.contextmanager
-def local_spans(spans_uri: str, stage: str) -> Iterator[str]:
-    """The current spans of ``spans_uri`` as a local folder: the folder itself, or for gs:// a
-    copy of the published generation (``CURRENT.json``) on this task's disk, removed afterwards.
-    The gate also reads the spans' history and quarantine, so the whole generation is copied."""
-    current = resolve_spans(spans_uri)
-    if not storage.is_remote(current):
-        yield current
-        return
-    with tempfile.TemporaryDirectory(prefix="torch-spans-") as tmp:
-        log.info("[torch][%s] copying spans %s to the task's disk", stage, current)
-        yield storage.download(current, Path(tmp) / "spans")
-
-
 def ingest_stage(spans_dir: str, train_path: str, eval_path: str, record_dir: str = "",
                  span: str = "all") -> int:
-    """Reads the run's monthly spans (pyarrow dataset scan) into one train and one eval file;
-    ``spans_dir`` is a local folder or a gs:// URI."""
-    import pyarrow.parquet as pq
-
-    from components.common.ingest import read_spans
-
+    """Writes a rows reference (:func:`components.common.rows.write_ref`) to the run's train and
+    eval spans at ``train_path`` / ``eval_path``: the spans are read in place by the later stages,
+    never copied (at 30x the flights a copy is gigabytes and over a minute per run). The current
+    generation is resolved here, once, so every stage reads the same files; ``spans_dir`` is a
+    local folder or a gs:// URI (the reference then names gs:// files). Row counts come from the
+    Parquet metadata."""
     t0 = time.time()
-    figures: dict = {}
-    with local_spans(spans_dir, "ingest") as spans:
-        figures["spans"] = select_spans(spans, span)
-        for split, path in (("train", train_path), ("eval", eval_path)):
-            table = read_spans(spans, split, figures["spans"])
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(table, path)
-            figures[f"{split}_rows"] = table.num_rows
+    figures: dict = {"spans": select_spans(resolve_spans(spans_dir), span)}
+    for split, path in (("train", train_path), ("eval", eval_path)):
+        ref = rows.write_ref(path, spans_dir, split, figures["spans"])
+        figures[f"{split}_rows"] = ref["rows"]
+        figures[f"{split}_files"] = len(ref["files"])
     figures["rows"] = figures["train_rows"] + figures["eval_rows"]
+    figures["spans_dir"] = ref["spans_dir"]
     figures["wall_s"] = round(time.time() - t0, 3)
     figures["rows_per_s"] = round(figures["rows"] / max(figures["wall_s"], 1e-9), 1)
     record(record_dir, "ingest", figures)
-    log.info("[torch][ingest] %d rows from spans %s", figures["rows"], figures["spans"])
+    log.info("[torch][ingest] %d rows from spans %s, referenced in place in %s", figures["rows"],
+             figures["spans"], figures["spans_dir"])
     return figures["rows"]
 
 
@@ -93,15 +78,15 @@ def validate_stage(train_path: str, eval_path: str, contract_path: str, source: 
 
     t0 = time.time()
     contract = _contract(contract_path)
-    splits = {"train": pd.read_parquet(train_path), "eval": pd.read_parquet(eval_path)}
-    result = run_checkpoint(contract, splits)
+    # Each split streamed through the checkpoint in batches (rows read in place, see validate.py).
+    result = run_checkpoint(contract, {"train": (train_path, "train"), "eval": (eval_path, "eval")})
     report_dir = Path(report_dir or Path(record_dir or ".") / "validation")
     report_dir.mkdir(parents=True, exist_ok=True)
     gx_path = report_dir / "gx_result.json"
     gx_path.write_text(json.dumps({"passed": result.passed, "evaluated": result.evaluated,
                                    "failures": result.failures}, indent=2, default=str))
-    with local_spans(spans_dir, "validate") as spans:
-        report = check_spans(contract, spans, select_spans(spans, span), source=source)
+    spans = resolve_spans(spans_dir)  # the gate reads gs:// through the storage layer itself
+    report = check_spans(contract, spans, select_spans(spans, span), source=source)
     merge_engine(report, gx_checks(result, contract),
                  {"engine": "great_expectations", "result": str(gx_path),
                   "expectations_evaluated": result.evaluated})
@@ -142,7 +127,7 @@ def train_stage(
     from components.common.errors import ContractError
     from components.torch import launch
     from components.torch.export import export, signature_doc
-    from components.torch.train_app import check_shard, count_rows, load_model
+    from components.torch.train_app import check_shard, load_model
 
     t0 = time.time()
     contract = _contract(contract_path)
@@ -155,7 +140,7 @@ def train_stage(
             "with the launcher task. Run the pipeline with pipeline_root on gs://.")
     if not train_job:
         # The app checks this too; here it stops before torchrun would restart a doomed job.
-        check_shard(count_rows(train_path), workers)
+        check_shard(rows.count(train_path), workers)
     app_args = [
         "--train", train_path, "--out", job_out if train_job else str(work),
         "--numeric", ",".join(c.name for c in contract.numeric_features),
@@ -190,21 +175,33 @@ def train_stage(
 
 def evaluate_stage(model_dir: str, eval_path: str, push_destination: str, contract_path: str,
                    blessing_path: str, record_dir: str = "") -> bool:
-    """Candidate and baseline (latest pushed) scored on the same eval rows through onnxruntime."""
-    from components.torch.export import predict_onnx
+    """Candidate and baseline (latest pushed) scored on the same eval rows through onnxruntime.
+
+    The eval rows (a rows reference or any rows source) stream by record batches: each batch is
+    scored by both models and digested, and only the labels and probabilities (floats) are kept
+    for the metrics, so memory does not grow with the rows' width."""
+    from components.torch.export import OnnxScorer
 
     t0 = time.time()
     contract = _contract(contract_path)
-    rows = pd.read_parquet(eval_path)
-    labels = rows[contract.label.name].to_numpy()
-    metrics = binary_metrics(labels, predict_onnx(Path(model_dir) / "serving", rows))
     baseline_dir = registry.latest(push_destination)
-    baseline_metrics = None
-    if baseline_dir:  # a gs:// version is downloaded for onnxruntime (via components.common.storage)
-        with tempfile.TemporaryDirectory(prefix="torch-baseline-") as tmp:
-            baseline_metrics = binary_metrics(
-                labels, predict_onnx(registry.local_copy(baseline_dir, tmp), rows))
-    scored = frame_digest(rows, contract.split.key)  # which rows: the report compares stacks
+    with tempfile.TemporaryDirectory(prefix="torch-baseline-") as tmp:
+        candidate = OnnxScorer(Path(model_dir) / "serving")
+        # a gs:// version is downloaded for onnxruntime (via components.common.storage)
+        baseline = OnnxScorer(registry.local_copy(baseline_dir, tmp)) if baseline_dir else None
+        labels, probs, base_probs = [], [], []
+        scored = Digester()  # which rows: the report compares the stacks' eval rows by this
+        for batch in rows.batches(eval_path, "eval"):
+            frame = batch.to_pandas()
+            labels.append(frame[contract.label.name].to_numpy())
+            probs.append(candidate.predict(frame))
+            if baseline is not None:
+                base_probs.append(baseline.predict(frame))
+            scored.update_frame(frame, contract.split.key)
+    labels_all = np.concatenate(labels)
+    metrics = binary_metrics(labels_all, np.concatenate(probs))
+    baseline_metrics = binary_metrics(labels_all, np.concatenate(base_probs)) if baseline else None
+    digest = scored.result()
     rule = contract.blessing
     decision = decide(rule, metrics[rule.metric],
                       baseline_metrics[rule.metric] if baseline_metrics else None)
@@ -212,9 +209,9 @@ def evaluate_stage(model_dir: str, eval_path: str, push_destination: str, contra
         "wall_s": round(time.time() - t0, 3),
         "metrics": {k: round(v, 6) for k, v in metrics.items()},
         "auc": metrics["auc"],
-        "eval_rows": len(rows),
-        "eval_rows_sha256": scored.sha256,
-        "eval_rows_hashed": scored.rows,
+        "eval_rows": len(labels_all),
+        "eval_rows_sha256": digest.sha256,
+        "eval_rows_hashed": digest.rows,
         "eval_rows_key": list(contract.split.key),
         "blessed": decision.blessed,
         "reasons": list(decision.reasons),
@@ -226,8 +223,9 @@ def evaluate_stage(model_dir: str, eval_path: str, push_destination: str, contra
     Path(blessing_path).parent.mkdir(parents=True, exist_ok=True)
     Path(blessing_path).write_text(json.dumps(figures, indent=2))
     record(record_dir, "evaluate", figures)
-    log.info("[torch][evaluate] auc %.4f baseline %s blessed %s", metrics["auc"],
-             figures["baseline_auc"], decision.blessed)
+    log.info("[torch][evaluate] auc %.4f baseline %s blessed %s on %d eval rows (%s)",
+             metrics["auc"], figures["baseline_auc"], decision.blessed, len(labels_all),
+             rows.describe(eval_path))
     return decision.blessed
 
 

@@ -4,15 +4,37 @@ The suite mirrors the TFDV schema the TFX stack imports (components/tfx/schema.p
 contract column present with its type, non-nullable columns without nulls, numeric ranges,
 categorical domains, the label in {0, 1}. No second hand-written rule list: both come from the
 contract.
+
+At scale the checkpoint runs batch by batch (:func:`run_checkpoint` over a rows source): GX's
+pandas engine over one DataFrame per split held the whole split plus GX's per-expectation copies
+(validate at 30x the flights, 9.8M rows: 173 s at 10.2 GB peak). Every expectation in the suite is
+per-row or per-column-type, so its verdict over a split is the verdicts over any partition of it:
+unexpected counts add up, and it passes only if every batch passes (a test holds batched and
+whole-frame results equal on corrupted real rows). Measured (GX alone, both splits, 2 shared
+cores; wall / peak RSS):
+
+    rows (both splits)     whole frame         1M-row batches      500k-row batches
+    3x   (0.98M rows)      18.2 s /  969 MB    17.0 s / 1041 MB    16.8 s /  880 MB
+    10x  (3.27M rows)      42.7 s / 2511 MB    39.7 s / 1835 MB    41.2 s / 1406 MB
+
+GX's time is per row, so the wall is the same; the whole frame's peak grows with the rows (10.2 GB
+at 30x in the stage), the batches' with the batch (a 3x split is under 1M rows: one batch). 500k
+rows per run is picked: the lowest peak, no slower.
+
+GX's Spark engine was not tried: pyspark is not in the lock (a JVM and ~300 MB more in the
+image) and the batched pandas path already bounds memory by the batch size, not the data.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from components.common.contract import Contract
+
+GX_BATCH_ROWS = 500_000  # rows per GX checkpoint run (see the module docstring for the measurement)
 
 _PANDAS_TYPES = {
     "int": ["int64", "Int64", "int32"],
@@ -87,8 +109,38 @@ class GateResult:
     failures: list[dict] = field(default_factory=list)
 
 
-def run_checkpoint(contract: Contract, splits: dict[str, pd.DataFrame]) -> GateResult:
-    """Runs one GX checkpoint over every split's rows; collects the failed expectations."""
+def _frames(rows) -> Iterator[pd.DataFrame]:
+    """A split's rows as DataFrames: one frame as it is, or a rows source (a rows reference, a
+    spans or Parquet folder or file: :mod:`components.common.rows`) as GX_BATCH_ROWS batches."""
+    from components.common import rows as rows_mod
+
+    if isinstance(rows, pd.DataFrame):
+        yield rows
+        return
+    import pyarrow as pa
+
+    # Record batches end at row groups and files (~64k-220k rows): gathered up to GX_BATCH_ROWS,
+    # so the checkpoint's fixed cost per run is paid per GX_BATCH_ROWS rows, not per row group.
+    source, split = rows
+    held: list = []
+    for batch in rows_mod.batches(source, split, batch_rows=GX_BATCH_ROWS):
+        held.append(batch)
+        if sum(b.num_rows for b in held) >= GX_BATCH_ROWS:
+            yield pa.Table.from_batches(held).to_pandas()
+            held = []
+    if held:
+        yield pa.Table.from_batches(held).to_pandas()
+
+
+def run_checkpoint(contract: Contract, splits: dict) -> GateResult:
+    """Runs the contract's GX checkpoint over every split's rows; collects the failed expectations.
+
+    ``splits`` maps a split name to a DataFrame or to ``(source, split)``, a rows source
+    (:mod:`components.common.rows`) read in batches of :data:`GX_BATCH_ROWS`. The context, suite
+    and checkpoint are built once; each batch re-runs the checkpoint with the batch as its
+    ``dataframe`` batch parameter. Per expectation, unexpected counts are summed over the batches,
+    examples kept from the first failing batches, and it passes only if every batch passes.
+    """
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -99,31 +151,33 @@ def run_checkpoint(contract: Contract, splits: dict[str, pd.DataFrame]) -> GateR
     # 2.2 s of a 7.8 s checkpoint on a year of flights).
     suite = context.suites.add(gx.ExpectationSuite(name=f"{contract.name}-contract",
                                                    expectations=expectations(contract)))
+    batch_def = source.add_dataframe_asset(name="rows").add_batch_definition_whole_dataframe("batch")
+    vd = context.validation_definitions.add(
+        gx.ValidationDefinition(name="contract", data=batch_def, suite=suite))
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(name="gate", validation_definitions=[vd],
+                      result_format={"result_format": "SUMMARY", "partial_unexpected_count": 3}))
     result = GateResult(passed=True, evaluated=0)
-    for split, frame in splits.items():
-        asset = source.add_dataframe_asset(name=split)
-        batch = asset.add_batch_definition_whole_dataframe(f"{split}-all")
-        vd = context.validation_definitions.add(
-            gx.ValidationDefinition(name=f"{split}-contract", data=batch, suite=suite)
-        )
-        checkpoint = context.checkpoints.add(
-            gx.Checkpoint(name=f"{split}-gate", validation_definitions=[vd],
-                          result_format={"result_format": "SUMMARY", "partial_unexpected_count": 3})
-        )
-        run = checkpoint.run(batch_parameters={"dataframe": frame})
-        for vr in run.run_results.values():
-            for r in vr.results:
-                result.evaluated += 1
+    for split, rows in splits.items():
+        failed: dict[int, dict] = {}  # expectation index in the suite -> its aggregated failure
+        evaluated = 0
+        for frame in _frames(rows):
+            run = checkpoint.run(batch_parameters={"dataframe": frame})
+            results = [r for vr in run.run_results.values() for r in vr.results]
+            evaluated = len(results)
+            for i, r in enumerate(results):
                 if r.success:
                     continue
-                cfg = r.expectation_config
                 res = r.result or {}
-                result.passed = False
-                result.failures.append({
-                    "split": split,
-                    "expectation": cfg.type,
-                    "column": cfg.kwargs.get("column"),
-                    "unexpected_count": res.get("unexpected_count"),
-                    "examples": res.get("partial_unexpected_list", [])[:3],
-                })
+                f = failed.setdefault(i, {
+                    "split": split, "expectation": r.expectation_config.type,
+                    "column": r.expectation_config.kwargs.get("column"),
+                    "unexpected_count": None, "examples": []})
+                if res.get("unexpected_count") is not None:
+                    f["unexpected_count"] = (f["unexpected_count"] or 0) + res["unexpected_count"]
+                f["examples"] += res.get("partial_unexpected_list", [])[:3 - len(f["examples"])]
+        result.evaluated += evaluated
+        for i in sorted(failed):
+            result.passed = False
+            result.failures.append(failed[i])
     return result

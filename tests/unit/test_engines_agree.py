@@ -75,3 +75,24 @@ def test_same_verdict_from_tfdv_gx_and_the_rules(span_rows, case):
     frame = corrupt(span_rows)
     verdicts = {"tfdv": _tfdv(frame), "gx": _gx(frame), "rules": _rules(frame)}
     assert verdicts == {k: expected for k in verdicts}, verdicts
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_gx_in_batches_finds_what_gx_on_the_whole_frame_finds(span_rows, case, tmp_path,
+                                                              monkeypatch):
+    """The validate stage runs the checkpoint batch by batch over the rows read in place: the same
+    failed expectations, with unexpected counts summed over the batches, as one run on the whole
+    frame (which the cases above hold to TFDV's and the rules' verdict)."""
+    from components.torch import validate
+
+    frame = CASES[case][0](span_rows)
+    path = tmp_path / "rows.parquet"
+    frame.to_parquet(path, row_group_size=300)
+    whole = validate.run_checkpoint(CONTRACT, {"rows": frame})
+    monkeypatch.setattr(validate, "GX_BATCH_ROWS", 700)  # 3000 rows: 4 runs of 3 row groups or fewer
+    batched = validate.run_checkpoint(CONTRACT, {"rows": (str(path), "train")})
+    counts = lambda r: [(f["expectation"], f["column"], f["unexpected_count"])  # noqa: E731
+                        for f in r.failures]
+    assert not whole.passed and not batched.passed
+    assert counts(batched) == counts(whole) and batched.evaluated == whole.evaluated
+    assert [len(f["examples"]) for f in batched.failures] == [len(f["examples"]) for f in whole.failures]

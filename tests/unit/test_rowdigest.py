@@ -109,3 +109,25 @@ def test_tfx_reader_digests_the_examples_as_the_frame(tmp_path):
         eval_rows_digest(str(uri), [*KEY, "no_such_column"])
     with pytest.raises(DataError, match="no Split-test files"):
         eval_rows_digest(str(uri), key, split="test")
+
+
+def test_fed_in_batches_it_is_the_same_digest_as_all_at_once(tmp_path):
+    """The evaluate stage digests the eval rows record batch by record batch (Digester): the value
+    the report compares across stacks must be the one of the whole frame, for any batch size."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from components.common import rows
+    from components.common.rowdigest import Digester
+
+    df = _rows(3000, seed=7)
+    df.loc[::7, "flight"] = None  # missing key values render as None in both paths
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.Table.from_pandas(df), path, row_group_size=500)
+    whole = frame_digest(df, KEY)
+    for batch_rows in (1, 333, 1024, 10_000):
+        d = Digester()
+        for batch in rows.batches(str(path), batch_rows=batch_rows):
+            d.update_frame(batch.to_pandas(), KEY)
+        assert d.result() == whole, batch_rows
+    assert Digester().result() == rows_digest([])

@@ -71,9 +71,12 @@ def test_binary_metrics():
     assert m["example_count"] == 4 and m["binary_crossentropy"] > 0
 
 
-def test_kfp_ingest_component_function_reads_the_spans(tmp_path):
+def test_kfp_ingest_component_writes_references_to_the_spans_read_in_place(tmp_path):
+    """Ingest copies no rows: each Dataset artifact is a rows reference naming the resolved spans
+    generation's Parquet files, with counts from metadata; validate and evaluate read through it."""
     from kfp import dsl
 
+    from components.common import rows
     from components.common.ingest import ingest, load_default_table
     from components.torch.kfp_components import ingest as ingest_component
 
@@ -81,17 +84,62 @@ def test_kfp_ingest_component_function_reads_the_spans(tmp_path):
     src = tmp_path / "in.parquet"
     table[table.month == 1].head(1500).to_parquet(src)
     res = ingest(CONTRACT, tmp_path / "spans", input_path=src)
-    train = dsl.Dataset(uri=str(tmp_path / "train.parquet"))
-    ev = dsl.Dataset(uri=str(tmp_path / "eval.parquet"))
+    train = dsl.Dataset(uri=str(tmp_path / "train_rows"))
+    ev = dsl.Dataset(uri=str(tmp_path / "eval_rows"))
     record = dsl.Artifact(uri=str(tmp_path / "record"))
-    rows = ingest_component.python_func(
+    n = ingest_component.python_func(
         spans=dsl.Dataset(uri=str(tmp_path / "spans")), train_rows=train, eval_rows=ev,
         record=record,
     )
-    assert rows == res.rows
+    assert n == res.rows
     assert json.loads((tmp_path / "record" / "ingest.json").read_text())["rows"] == res.rows
-    assert len(pd.read_parquet(train.path)) == res.spans[0].train_rows
-    assert len(pd.read_parquet(ev.path)) == res.spans[0].eval_rows
+    generation = (tmp_path / "spans").resolve()  # the symlink's target: one generation per run
+    for path, split, expected in ((train.path, "train", res.spans[0].train_rows),
+                                  (ev.path, "eval", res.spans[0].eval_rows)):
+        ref = rows.read_ref(path)
+        assert ref is not None and ref["spans_dir"] == str(generation) and ref["split"] == split
+        assert ref["files"] == [str(p) for p in sorted(generation.glob(f"span-*/{split}/*.parquet"))]
+        assert Path(path).stat().st_size < 4096  # a reference, not a copy of the rows
+        assert rows.count(path) == ref["rows"] == expected == len(rows.read(path))
+
+
+def test_validate_and_evaluate_stream_the_references(tmp_path):
+    """validate_stage and evaluate_stage on ingest's references: the GX checkpoint evaluates every
+    expectation on both splits, and evaluate scores exactly the referenced eval rows (count and
+    key digest those of the spans' eval files), candidate and baseline alike."""
+    import shutil
+
+    from components.common import registry, rows
+    from components.common.ingest import ingest
+    from components.common.rowdigest import frame_digest
+    from components.torch.export import export, signature_doc
+    from components.torch.stages import evaluate_stage, ingest_stage, validate_stage
+
+    res = ingest(CONTRACT, tmp_path / "spans", months=[1, 2], sample=2000)
+    train, ev = str(tmp_path / "train_rows"), str(tmp_path / "eval_rows")
+    ingest_stage(str(tmp_path / "spans"), train, ev, str(tmp_path / "rec"))
+    assert validate_stage(train, ev, "", "test", str(tmp_path / "rec"),
+                          spans_dir=str(tmp_path / "spans"))
+    rec = json.loads((tmp_path / "rec" / "validate.json").read_text())
+    assert rec["passed"] and rec["gx_passed"] and rec["expectations_evaluated"] == 2 * len(
+        expectations(CONTRACT))
+
+    # A model from the train rows (untrained weights: evaluate's plumbing is under test here).
+    frame = rows.read(train)
+    prep = fit_preprocessing(frame, [c.name for c in CONTRACT.numeric_features],
+                             [c.name for c in CONTRACT.categorical_features])
+    model_dir = tmp_path / "model"
+    export(FlightsNet(prep), prep, model_dir / "serving", signature_doc(prep, "flights", 1, "P"))
+    pushed = tmp_path / "pushed"
+    registry.push_atomic(str(pushed), lambda t: shutil.copytree(model_dir / "serving", t,
+                                                                dirs_exist_ok=True), {})
+    evaluate_stage(str(model_dir), ev, str(pushed), "", str(tmp_path / "blessing.json"),
+                   str(tmp_path / "rec"))
+    fig = json.loads((tmp_path / "rec" / "evaluate.json").read_text())
+    eval_rows = rows.read(tmp_path / "spans", "eval")
+    assert fig["eval_rows"] == fig["eval_rows_hashed"] == sum(s.eval_rows for s in res.spans)
+    assert fig["eval_rows_sha256"] == frame_digest(eval_rows, CONTRACT.split.key).sha256
+    assert fig["baseline_auc"] == pytest.approx(fig["auc"])  # the same weights, the same rows
 
 
 def test_select_spans_all_or_newest(tmp_path):
