@@ -30,7 +30,6 @@ import numpy as np
 
 from components.common import rows
 from components.common.contract import Contract
-from components.common.rowdigest import Digester
 
 log = logging.getLogger("twinpipe.measure")
 
@@ -184,21 +183,21 @@ def measure_model(stack: str, summary: dict, contract: Contract, out_dir: Path) 
         ref = f"{tmp}/eval.json"
         rows.write_ref(ref, out_dir / "spans", "eval", summary["spans"])
         scorer = _scorer(stack, model_dir, contract)
-        labels, probs, first = [], [], None
-        digester = Digester()
         score_s = 0.0
-        for batch in rows.batches(ref, "eval"):
-            frame = batch.to_pandas()
-            first = frame if first is None else first
-            labels.append(frame[contract.label.name].to_numpy())
-            digester.update_frame(frame, contract.split.key)
+
+        def timed(frame):
+            nonlocal score_s
             t0 = time.perf_counter()
-            probs.extend(scorer.score(scorer.encode(frame.iloc[i:i + 4096]))
-                         for i in range(0, len(frame), 4096))
+            out = np.concatenate([scorer.score(scorer.encode(frame.iloc[i:i + 4096]))
+                                  for i in range(0, len(frame), 4096)])
             score_s += time.perf_counter() - t0
-    labels, probs = np.concatenate(labels), np.concatenate(probs)
+            return out
+
+        scored = rows.score(ref, "eval", contract.label.name, list(contract.split.key),
+                            {"model": timed})
+    labels, probs, first = scored.labels, scored.probs["model"], scored.first
     metrics = binary_metrics(labels, probs)
-    measured = digester.result()
+    measured = scored.digest
     doc = {
         "stack": stack,
         "runtime": scorer.runtime,

@@ -27,9 +27,9 @@ on the object store (``OUT = gs://...``)  how it gets there
 =======================================  ===========================================================
 
 On local scratch (a temporary folder, removed at the end): the TFX pipeline root and MLMD, the
-kfp.local pipeline root, the torch train/eval Parquet handoff the DDP ranks read, and a copy of
-the spans the stages read (staged from what ingest wrote; Beam's Parquet reader and the torch
-ingest read them locally). Drift needs the previous spans' profiles: ``history/`` of the current
+kfp.local pipeline root (with the torch stack's rows references, which name the spans' files),
+and the spans the stages read (what ingest wrote, read there in place; Beam's Parquet reader reads
+them locally). Drift needs the previous spans' profiles: ``history/`` of the current
 generation is downloaded before ingest. ``--input gs://...`` is downloaded to scratch first.
 Paths inside uploaded JSON documents that point into scratch are rewritten to their ``OUT`` URL.
 """
@@ -109,7 +109,8 @@ class ObjectStoreRun:
 
     def _publish_spans(self) -> None:
         """``spans/gen-*`` uploaded whole, then ``spans/CURRENT.json`` (one object, written last)
-        switches readers to it; older generations are removed afterwards (under the run lock)."""
+        switches readers to it; generations older than the one it replaced are removed afterwards
+        (``stale_generations``: a pipeline still reading the replaced one in place keeps it)."""
         local = self.work / "spans"
         if not local.is_symlink() and not (local / "history").exists():
             return  # ingest never wrote spans (stopped before)
@@ -119,9 +120,10 @@ class ObjectStoreRun:
         storage.upload(src, storage.join(spans, gen))
         storage.write_json(storage.join(spans, SPANS_POINTER),
                            {"generation": gen, "published_at": time.time()})
-        for name in storage.listdir(spans):
-            if name.startswith("gen-") and name != gen:
-                storage.rm(storage.join(spans, name), recursive=True)
+        from components.common.ingest import stale_generations
+
+        for name in stale_generations(storage.listdir(spans), gen):
+            storage.rm(storage.join(spans, name), recursive=True)
 
     def close(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)

@@ -347,7 +347,8 @@ def marginal_sentences(curve: dict) -> list[str]:
             f"{', '.join(f'{k}x' for k in c['scales'])} "
             f"({_f(total['ratio'], 2)}x the hand-written script's {_f(script_total, 2)} µs/row); "
             f"{top} takes the largest share, {us[top]:,.2f} µs/row "
-            f"({us[top] / positive:.0%} of the stages' growth), {_f(st['ratio'], 1)}x the "
+            f"({f'{us[top] / positive:.0%}' if positive > 0 else 'n/a'} of the stages' growth), "
+            f"{_f(st['ratio'], 1)}x the "
             f"script's {top}.")
     scan = (curve.get("scan") or {}).get("fit")
     if scan:

@@ -610,8 +610,13 @@ def span_dataset(spans_dir: str | Path, split: str, spans: list[int] | None = No
 
     files = span_files(spans_dir, split, spans)
     if not files:
-        raise DataError(f"{spans_dir}: no {split} rows in spans {spans or 'span-*'} (rule: volume).")
+        raise no_split_rows(spans_dir, split, spans)
     return rows.open_files(files)
+
+
+def no_split_rows(spans_dir: str | Path, split: str, spans: list[int] | None) -> DataError:
+    """The error of a split with no rows in the spans read (rule: volume)."""
+    return DataError(f"{spans_dir}: no {split} rows in spans {spans or 'span-*'} (rule: volume).")
 
 
 def read_spans(spans_dir: str | Path, split: str, spans: list[int] | None = None) -> pa.Table:
@@ -662,34 +667,51 @@ def _generations(spans_dir: Path) -> Path:
     return spans_dir.parent / f".{spans_dir.name}"
 
 
+def stale_generations(names: list[str], current: str | None) -> list[str]:
+    """The ``gen-*`` names to remove when ``current`` is published: all but ``current`` and the
+    newest generation published before it — newer ones are leftovers of a killed ingest. The one
+    before is kept because a run reads the spans in place (:mod:`components.common.rows`
+    references name a generation) and must survive one publish made while it reads. Names sort by
+    their ``time_ns`` stamp."""
+    gens = sorted(n for n in names if n.startswith("gen-"))
+    if current is None:
+        return gens
+    keep = {current, *[n for n in gens if n < current][-1:]}
+    return [n for n in gens if n not in keep]
+
+
 def remove_leftovers(spans_dir: str | Path) -> list[str]:
-    """Removes what a killed ingest left: unpublished generations, temporary links, and the
-    ``.span-*`` folders of the older in-place layout. Call it holding the run lock."""
+    """Removes what a killed ingest left: unpublished generations, generations older than the one
+    before the current one, temporary links, and the ``.span-*`` folders of the older in-place
+    layout. Call it holding the run lock."""
     spans_dir = Path(spans_dir)
-    current = spans_dir.resolve() if spans_dir.is_symlink() else None
+    current = spans_dir.resolve().name if spans_dir.is_symlink() else None
     gone = []
     root = _generations(spans_dir)
-    for p in list(root.glob("gen-*")) + list(spans_dir.parent.glob(f".{spans_dir.name}.link-*")):
-        if current is None or p.resolve() != current:
-            if p.is_symlink() or p.is_file():
-                p.unlink(missing_ok=True)
-            else:
-                shutil.rmtree(p, ignore_errors=True)
-            gone.append(str(p))
+    names = [p.name for p in root.glob("gen-*")]
+    stale = [root / n for n in stale_generations(names, current)]
+    for p in stale + list(spans_dir.parent.glob(f".{spans_dir.name}.link-*")):
+        if p.is_symlink() or p.is_file():
+            p.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(p, ignore_errors=True)
+        gone.append(str(p))
     if spans_dir.is_dir() and not spans_dir.is_symlink():
         for p in spans_dir.glob(".span-*"):
             shutil.rmtree(p, ignore_errors=True)
             gone.append(str(p))
     if gone:
-        log.info("[ingest] removed leftovers of an interrupted run: %s", ", ".join(gone))
+        log.info("[ingest] removed leftovers and old generations: %s", ", ".join(gone))
     return gone
 
 
 def publish_spans(spans_dir: str | Path, fill) -> Path:
     """Writes a new generation of the spans folder with ``fill(folder)`` and publishes it with one
     atomic rename of the ``spans_dir`` symlink: readers see the old spans or the new ones, never a
-    mix, and a failure inside ``fill`` leaves the old ones untouched. Older generations are removed
-    afterwards; a real folder from the older in-place layout is replaced the same way."""
+    mix, and a failure inside ``fill`` leaves the old ones untouched. Afterwards generations older
+    than the one just replaced are removed (:func:`stale_generations`: a run still reading the
+    replaced one keeps its files); a real folder from the older in-place layout is replaced the
+    same way and removed."""
     spans_dir = Path(spans_dir)
     spans_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(spans_dir)
@@ -706,8 +728,9 @@ def publish_spans(spans_dir: str | Path, fill) -> Path:
     except BaseException:
         shutil.rmtree(gen, ignore_errors=True)
         raise
+    stale = set(stale_generations([p.name for p in root.iterdir()], gen.name))
     for old in root.iterdir():
-        if old != gen:
+        if old.name in stale or not old.name.startswith("gen-"):
             shutil.rmtree(old, ignore_errors=True)
     return gen
 

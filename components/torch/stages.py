@@ -20,14 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from components.common import registry, rows, storage
 from components.common.blessing import decide
 from components.common.contract import load_contract
-from components.common.ingest import resolve_spans, select_spans
+from components.common.ingest import resolve_spans, select_spans, span_numbers
 from components.common.metrics import binary_metrics
-from components.common.rowdigest import Digester
 
 log = logging.getLogger("twinpipe.torch")
 
@@ -52,9 +49,10 @@ def ingest_stage(spans_dir: str, train_path: str, eval_path: str, record_dir: st
     local folder or a gs:// URI (the reference then names gs:// files). Row counts come from the
     Parquet metadata."""
     t0 = time.time()
-    figures: dict = {"spans": select_spans(resolve_spans(spans_dir), span)}
+    current = rows.generation(spans_dir)  # resolved once: both references name the same files
+    figures: dict = {"spans": select_spans(current, span)}
     for split, path in (("train", train_path), ("eval", eval_path)):
-        ref = rows.write_ref(path, spans_dir, split, figures["spans"])
+        ref = rows.write_ref(path, current, split, figures["spans"])
         figures[f"{split}_rows"] = ref["rows"]
         figures[f"{split}_files"] = len(ref["files"])
     figures["rows"] = figures["train_rows"] + figures["eval_rows"]
@@ -85,8 +83,17 @@ def validate_stage(train_path: str, eval_path: str, contract_path: str, source: 
     gx_path = report_dir / "gx_result.json"
     gx_path.write_text(json.dumps({"passed": result.passed, "evaluated": result.evaluated,
                                    "failures": result.failures}, indent=2, default=str))
-    spans = resolve_spans(spans_dir)  # the gate reads gs:// through the storage layer itself
-    report = check_spans(contract, spans, select_spans(spans, span), source=source)
+    # The gate checks the spans GX, train and evaluate read: the train reference's generation and
+    # span numbers (shown under the spans folder while that still points at them).
+    ref = rows.read_ref(train_path)
+    if ref is None:
+        spans = resolve_spans(spans_dir)
+        numbers = select_spans(spans, span)
+    else:
+        spans, numbers = ref["spans_dir"], ref["spans"] or span_numbers(ref["spans_dir"])
+        if spans_dir and rows.generation(spans_dir) == spans:
+            spans = resolve_spans(spans_dir)
+    report = check_spans(contract, spans, numbers, source=source)
     merge_engine(report, gx_checks(result, contract),
                  {"engine": "great_expectations", "result": str(gx_path),
                   "expectations_evaluated": result.evaluated})
@@ -138,6 +145,13 @@ def train_stage(
             f"[torch][train] a cluster train job (train_job) needs object URIs for its rows and "
             f"output, got {train_path!r} and {job_out!r}: the training pods share no filesystem "
             "with the launcher task. Run the pipeline with pipeline_root on gs://.")
+    if train_job:
+        local = [f for f in rows.files(train_path) if not storage.is_remote(f)]
+        if local:
+            raise ContractError(
+                f"[torch][train] the rows reference {train_path} names local files ({local[0]} and "
+                f"{len(local) - 1} more): the training pods cannot read them. Put the spans on "
+                "object storage (spans_uri gs://...).")
     if not train_job:
         # The app checks this too; here it stops before torchrun would restart a doomed job.
         check_shard(rows.count(train_path), workers)
@@ -189,19 +203,15 @@ def evaluate_stage(model_dir: str, eval_path: str, push_destination: str, contra
         candidate = OnnxScorer(Path(model_dir) / "serving")
         # a gs:// version is downloaded for onnxruntime (via components.common.storage)
         baseline = OnnxScorer(registry.local_copy(baseline_dir, tmp)) if baseline_dir else None
-        labels, probs, base_probs = [], [], []
-        scored = Digester()  # which rows: the report compares the stacks' eval rows by this
-        for batch in rows.batches(eval_path, "eval"):
-            frame = batch.to_pandas()
-            labels.append(frame[contract.label.name].to_numpy())
-            probs.append(candidate.predict(frame))
-            if baseline is not None:
-                base_probs.append(baseline.predict(frame))
-            scored.update_frame(frame, contract.split.key)
-    labels_all = np.concatenate(labels)
-    metrics = binary_metrics(labels_all, np.concatenate(probs))
-    baseline_metrics = binary_metrics(labels_all, np.concatenate(base_probs)) if baseline else None
-    digest = scored.result()
+        scorers = {"candidate": candidate.predict}
+        if baseline is not None:
+            scorers["baseline"] = baseline.predict
+        scored = rows.score(eval_path, "eval", contract.label.name, list(contract.split.key),
+                            scorers)  # the digest: which rows (the report compares the stacks')
+    metrics = binary_metrics(scored.labels, scored.probs["candidate"])
+    baseline_metrics = (binary_metrics(scored.labels, scored.probs["baseline"]) if baseline
+                        else None)
+    digest = scored.digest
     rule = contract.blessing
     decision = decide(rule, metrics[rule.metric],
                       baseline_metrics[rule.metric] if baseline_metrics else None)
@@ -209,7 +219,7 @@ def evaluate_stage(model_dir: str, eval_path: str, push_destination: str, contra
         "wall_s": round(time.time() - t0, 3),
         "metrics": {k: round(v, 6) for k, v in metrics.items()},
         "auc": metrics["auc"],
-        "eval_rows": len(labels_all),
+        "eval_rows": len(scored.labels),
         "eval_rows_sha256": digest.sha256,
         "eval_rows_hashed": digest.rows,
         "eval_rows_key": list(contract.split.key),
@@ -224,7 +234,7 @@ def evaluate_stage(model_dir: str, eval_path: str, push_destination: str, contra
     Path(blessing_path).write_text(json.dumps(figures, indent=2))
     record(record_dir, "evaluate", figures)
     log.info("[torch][evaluate] auc %.4f baseline %s blessed %s on %d eval rows (%s)",
-             metrics["auc"], figures["baseline_auc"], decision.blessed, len(labels_all),
+             metrics["auc"], figures["baseline_auc"], decision.blessed, len(scored.labels),
              rows.describe(eval_path))
     return decision.blessed
 

@@ -249,10 +249,16 @@ def test_a_killed_ingest_leaves_nothing_the_next_run_keeps(flights, tmp_path):
     assert child.stdout.readline().strip() == "writing"
     child.send_signal(signal.SIGKILL)
     child.wait()
-    assert len(list((tmp_path / ".spans").iterdir())) == 2  # the killed run's generation
+    first = (tmp_path / "spans").resolve()
+    killed = {p for p in (tmp_path / ".spans").iterdir()} - {first}
+    assert len(killed) == 1  # the killed run's generation
     assert not (tmp_path / "spans" / "span-209901").exists()  # never visible to readers
     ingest(CONTRACT, tmp_path / "spans", input_path=src)
-    assert len(list((tmp_path / ".spans").iterdir())) == 1
+    # the killed generation is gone; the one just replaced stays for runs still reading it
+    assert set((tmp_path / ".spans").iterdir()) == {(tmp_path / "spans").resolve(), first}
+    ingest(CONTRACT, tmp_path / "spans", input_path=src)
+    assert first not in set((tmp_path / ".spans").iterdir())  # two publishes later: removed
+    assert len(list((tmp_path / ".spans").iterdir())) == 2
     assert [p.name for p in (tmp_path / "spans").glob("span-*")] == ["span-201301"]
 
 
