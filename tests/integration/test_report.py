@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from components.common import rows
 from components.common.config import STAGES
 from components.common.contract import load_contract
 from components.common.rowdigest import frame_digest
@@ -112,7 +113,7 @@ def test_eval_rows_check_is_false_when_a_stack_scored_other_rows(report, tmp_pat
 
     out, runs, _, _ = report
     train = runs["torch"]["stages"]["train"]
-    scored = pd.read_parquet(Path(train["train_path"]).with_name("eval_rows"))
+    scored = rows.read(Path(train["train_path"]).with_name("eval_rows"), "eval")  # a rows reference
     fewer = tmp_path / "eval_rows"
     scored.drop(index=scored.index[len(scored) // 2]).to_parquet(fewer)
     evaluate_stage(str(Path(train["model_dir"]).parent), str(fewer), str(tmp_path / "no-registry"),
