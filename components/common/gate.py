@@ -39,6 +39,7 @@ from components.common.errors import DataError, GateError
 from components.common.ingest import iter_spans, span_dataset, span_history, span_numbers
 from components.common.profile import (
     ProfileAccumulator,
+    bins_of,
     categorical_profile,
     js_vs,
     linf_vs,
@@ -124,8 +125,7 @@ def _own_bins(contract: Contract, spans_dir: str, span: int, profile: dict | Non
     edges of the first batch of its train split, else of its eval split — a sample of at most
     one row group, so the skew is measured on approximate bins rather than by reading twice."""
     if profile is not None:
-        bins = {k: p.get("edges", []) if p["kind"] == "numeric" else None
-                for k, p in profile.get("columns", {}).items()}
+        bins = bins_of(profile)
         if all(c.name in bins for c in contract.features):
             return bins
     first = next(_batches(spans_dir, span, "train", [c.name for c in contract.features]), None)

@@ -45,6 +45,12 @@ def _categories(values: pd.Series) -> pd.Series:
     return values.dropna().astype(str)
 
 
+def bins_of(profile: dict) -> dict[str, list[float] | None]:
+    """A profile's bins per column: its numeric edges, None for a categorical column."""
+    return {k: p.get("edges", []) if p["kind"] == "numeric" else None
+            for k, p in profile.get("columns", {}).items()}
+
+
 class ProfileAccumulator:
     """Counts towards a profile, added batch by batch (:meth:`add`) and mergeable (:meth:`merge`):
     per column the rows, nulls, and either category counts or a histogram on fixed ``edges`` (plus
@@ -64,8 +70,7 @@ class ProfileAccumulator:
     @classmethod
     def binned_like(cls, profile: dict) -> ProfileAccumulator:
         """An accumulator on a profile's own bins (and kinds), to compare rows against it."""
-        return cls({k: p.get("edges", []) if p["kind"] == "numeric" else None
-                    for k, p in profile.get("columns", {}).items()})
+        return cls(bins_of(profile))
 
     def add(self, rows: pd.DataFrame, times: np.ndarray | None = None) -> None:
         """Counts ``rows`` in; ``times[i]`` (whole numbers) counts row i that many times: rows
