@@ -205,7 +205,7 @@ def _run(args, cfg, contract, mirror=None) -> int:
         from infra.report import build_report
 
         measure_run(cfg.out_dir, cfg, contract, ingested, summaries,
-                    scaling_probe=args.scaling_probe)
+                    scaling_probe=args.scaling_probe, extras=args.measure)
         path = build_report([cfg.out_dir])
         shown = mirror.url if mirror is not None else str  # OUT URLs once uploaded
         print(f"report: {shown(path.resolve())}")
@@ -473,6 +473,20 @@ def _bounded(kind, lo, hi=None):
     return parse
 
 
+def _measure_names(text: str) -> tuple[str, ...] | None:
+    """``--measure``: ``all`` (None), ``none`` (empty) or names from EXTRA_MEASUREMENTS."""
+    from infra.measure import EXTRA_MEASUREMENTS
+
+    if text == "all":
+        return None
+    names = tuple(n for n in text.split(",") if n and n != "none")
+    unknown = [n for n in names if n not in EXTRA_MEASUREMENTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown measurement(s) {', '.join(unknown)}; known: "
+                                         f"{', '.join(EXTRA_MEASUREMENTS) or 'none'}, all, none")
+    return names
+
+
 def _window_flags(p, months_default=None) -> None:
     p.add_argument("--months", default=months_default,
                    help="month numbers in any year, e.g. 1-3 or 1,4 (default: every month present)")
@@ -508,6 +522,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after the run: measure models + serving, write OUT/report/index.html")
     r.add_argument("--scaling-probe", action=argparse.BooleanOptionalAction, default=True,
                    help="for the report: also train at 1 worker (N>1) or 2 workers (N=1)")
+    r.add_argument("--measure", type=_measure_names, default=None, metavar="NAME,NAME|all|none",
+                   help="for the report: which extra measurements to run besides the models and "
+                        "scaling (default all; names: infra.measure.EXTRA_MEASUREMENTS)")
     _alert_flags(r)
     r.set_defaults(func=cmd_run)
 

@@ -220,14 +220,29 @@ def measure_model(stack: str, summary: dict, contract: Contract, out_dir: Path) 
     return doc
 
 
+# The measurements beyond the core ones, by the name `twinpipe run --measure` selects them by:
+# name -> "module:function", called as f(out_dir, cfg, contract, ingested, summaries) after the
+# core measurements, in this order; each writes the JSON its report section (infra/sections/) reads.
+EXTRA_MEASUREMENTS: dict[str, str] = {}
+
+
 def measure_run(out_dir: str | Path, cfg, contract: Contract, ingested, summaries: dict[str, dict],
-                scaling_probe: bool = True) -> None:
-    """Everything the report reads besides run.json, for each stack that trained."""
+                scaling_probe: bool = True, extras: tuple[str, ...] | None = None) -> None:
+    """Everything the report reads besides run.json, for each stack that trained; ``extras``: the
+    names in :data:`EXTRA_MEASUREMENTS` to run as well (None: all of them)."""
+    import importlib
+
     out = Path(out_dir).resolve()
     _write(out / "environment.json", environment())
-    for stack, summary in summaries.items():
-        if summary["stages"]["train"].get("samples_per_s") is None:
-            continue
+    trained = {s: v for s, v in summaries.items()
+               if v["stages"]["train"].get("samples_per_s") is not None}
+    for stack, summary in trained.items():
         if scaling_probe:
             scaling(stack, cfg, contract, ingested, summary, out)
         measure_model(stack, summary, contract, out)
+    for name, target in EXTRA_MEASUREMENTS.items():
+        if extras is not None and name not in extras:
+            continue
+        module, func = target.split(":")
+        log.info("[measure] %s", name)
+        getattr(importlib.import_module(module), func)(out, cfg, contract, ingested, trained)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from components.common.config import STAGES
 from components.common.errors import DataError
+from infra.sections import anchor, sections
 
 STACKS = ("tfx", "torch")
 STACK_NAMES = {"tfx": "TFX (TensorFlow)", "torch": "PyTorch (KFP + TorchX)"}
@@ -372,7 +373,7 @@ def build_report_data(run_dirs: list[str | Path], bench: str | Path | None = Non
     if bench and (bench_doc is None or "cost_curve" not in bench_doc):
         raise DataError(f"{bench}: not a bench.json with a cost curve; expected the OUT/bench/"
                         "bench.json that `make bench` (python -m benchmarks.bench) writes.")
-    return {
+    data = {
         "generated_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "runs": runs,
         "lines_of_code": loc,
@@ -381,6 +382,9 @@ def build_report_data(run_dirs: list[str | Path], bench: str | Path | None = Non
         "notes": {"scale_out": SCALE_OUT},
         "data_scaling": data_scaling(bench_doc) if bench_doc else None,
     }
+    for section in sections():  # each sees the core keys and the sections before it
+        data[section.KEY] = section.collect(runs, data)
+    return data
 
 
 # --- plots --------------------------------------------------------------------------------------
@@ -656,6 +660,10 @@ def render_html(data: dict) -> str:
                                   "batch=256 p95_ms"], lat_value, "Serving latency", "ms", log=True),
              "latency"))
 
+    extra = [(m, data[m.KEY]) for m in sections() if data.get(m.KEY)]
+    for m, doc in extra:
+        add(f"<h2 id='{anchor(m.KEY)}'>{html.escape(m.TITLE)}</h2>" + m.render(doc))
+
     # code
     loc = data["lines_of_code"]
     add("<h2 id='code'>Lines of code per stage</h2><p>Non-blank lines that are not comments or "
@@ -688,7 +696,8 @@ def render_html(data: dict) -> str:
     nav = " · ".join(f"<a href='#{a}'>{a}</a>" for a in
                      ("summary", "runs", "stages", "scaling",
                       *(("data-scaling",) if data.get("data_scaling") else ()), "quality",
-                      "artifacts", "serving", "code", "notes", "environment"))
+                      "artifacts", "serving", *(anchor(m.KEY) for m, _ in extra), "code", "notes",
+                      "environment"))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>twinpipe report: TFX vs PyTorch</title>
 <style>
