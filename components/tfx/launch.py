@@ -69,6 +69,7 @@ class ClusterJob:
     contract_uri: str = ""
     project: str = ""                        # Vertex only
     region: str = "us-central1"              # Vertex only
+    max_restarts: int = 3                    # whole-job relaunches after a worker failed
 
     @classmethod
     def from_dict(cls, doc: dict) -> ClusterJob:
@@ -90,6 +91,10 @@ class ClusterJob:
                                 "it must be a whole number of workers, at least 1.")
         if int(doc.get("gpu", 0)) > 0 and not doc.get("gpu_type"):
             raise ContractError("[tfx][train] cluster job config: gpu > 0 needs gpu_type.")
+        restarts = doc.get("max_restarts", 0)
+        if not isinstance(restarts, int) or restarts < 0:
+            raise ContractError(f"[tfx][train] cluster job config: max_restarts is {restarts!r}; "
+                                "it must be a whole number, 0 or more.")
         return cls(**doc)
 
 
@@ -114,8 +119,11 @@ def tfx_volcano_job(job: ClusterJob, name: str, spec_uri: str = SPEC_AT_RUN_TIME
     """The Volcano Job: one ``worker`` task of ``job.replicas`` pods, TF_CONFIG from the plugin.
 
     ``minAvailable`` = replicas (gang scheduling: MultiWorkerMirroredStrategy needs every worker
-    up, or the first collective waits forever); any pod failing fails the job (the collective
-    cannot continue without it) and the Trainer reports it.
+    up, or the first collective waits forever). A pod failing or evicted restarts the whole job
+    (``RestartJob``: the collective cannot continue without it, and every worker must rejoin
+    the new ring), at most ``job.max_restarts`` times (``maxRetry``); the new pods resume from
+    the ``BackupAndRestore`` backup in the model run folder on object storage. Past that the
+    job fails and the Trainer reports it.
     """
     resources: dict = {"requests": {"cpu": job.cpu, "memory": job.memory},
                        "limits": {"cpu": job.cpu, "memory": job.memory}}
@@ -151,10 +159,10 @@ def tfx_volcano_job(job: ClusterJob, name: str, spec_uri: str = SPEC_AT_RUN_TIME
             "schedulerName": "volcano",
             "queue": job.queue,
             "minAvailable": job.replicas,
-            "maxRetry": 0,
+            "maxRetry": job.max_restarts,
             "plugins": {"svc": [], "tensorflow": [f"--worker={TASK}", f"--port={TF_PORT}"]},
-            "policies": [{"event": "PodFailed", "action": "AbortJob"},
-                         {"event": "PodEvicted", "action": "AbortJob"}],
+            "policies": [{"event": "PodFailed", "action": "RestartJob"},
+                         {"event": "PodEvicted", "action": "RestartJob"}],
             "tasks": [{
                 "name": TASK,
                 "replicas": job.replicas,
@@ -171,7 +179,12 @@ def tfx_vertex_customjob(job: ClusterJob, name: str, spec_uri: str = SPEC_AT_RUN
     chief (1 replica), pool 1 the other ``replicas - 1`` workers; Vertex writes TF_CONFIG.
 
     Vertex has no Kubernetes Secrets: alert secrets reach Vertex jobs through the pipeline's own
-    settings, only the contract URI travels here."""
+    settings, only the contract URI travels here.
+
+    Fault tolerance: Vertex restarts a failed replica itself; ``restartJobOnWorkerRestart``
+    restarts every replica with it (MultiWorkerMirroredStrategy's ring needs them all anew), and
+    they resume from the ``BackupAndRestore`` backup on object storage. ``max_restarts`` 0 turns
+    Vertex's retries off (``disableRetries``); Vertex has no other bound on them."""
     machine: dict = {"machineType": job.machine_type}
     if job.gpu:
         machine.update(acceleratorType=job.gpu_type, acceleratorCount=job.gpu)
@@ -184,7 +197,10 @@ def tfx_vertex_customjob(job: ClusterJob, name: str, spec_uri: str = SPEC_AT_RUN
     if job.replicas > 1:
         pools.append({"machineSpec": dict(machine), "replicaCount": str(job.replicas - 1),
                       "containerSpec": dict(container)})
-    spec: dict = {"workerPoolSpecs": pools}
+    scheduling: dict = {"restartJobOnWorkerRestart": True}
+    if job.max_restarts == 0:
+        scheduling = {"disableRetries": True}
+    spec: dict = {"workerPoolSpecs": pools, "scheduling": scheduling}
     if job.service_account and "@" in job.service_account:  # a GCP SA; the KSA name means nothing
         spec["serviceAccount"] = job.service_account
     return {"displayName": name, "jobSpec": spec,

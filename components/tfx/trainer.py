@@ -26,6 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from components.common import fault
 from components.common.replicas import report_dir, weights_digest, write_replica_report
 
 log = logging.getLogger("twinpipe.tfx.train")
@@ -147,50 +148,156 @@ def stop(procs: list[subprocess.Popen], grace_s: float = WORKER_GRACE_S) -> None
             p.wait()
 
 
-def launch_local_workers(spec: dict, workers: int, grace_s: float = WORKER_GRACE_S) -> None:
-    """Runs ``workers`` training processes on localhost with a shared TF_CONFIG cluster.
+# How often the local launcher relaunches the workers after one failed (as torchrun's
+# --max_restarts for the torch stack): each relaunch resumes from the BackupAndRestore backup.
+WORKER_MAX_RESTARTS = 3
+BACKUP_PROGRESS = "progress.json"  # in the backup folder: the epochs it holds (for the logs)
 
-    When one worker fails the others are stopped (:func:`supervise`) and RuntimeError names it.
-    The spec file and the workers' scratch space live in one temporary folder, always removed.
-    """
+
+def backup_dir(spec: dict) -> str | None:
+    """Where :func:`fault_tolerance_callbacks` backs training up: ``backup/`` in the Trainer's
+    model run folder (object storage when the run is there, so relaunched pods on other nodes
+    find it), or the spec's own ``backup_dir``; None for a spec without a model run folder."""
+    from components.common import storage
+
+    if spec.get("backup_dir"):
+        return spec["backup_dir"]
+    return storage.join(spec["model_run_dir"], "backup") if spec.get("model_run_dir") else None
+
+
+def backed_up_epochs(spec: dict) -> int:
+    """The epochs the backup holds (0: none yet, training would start from scratch)."""
+    from components.common import storage
+
+    folder = backup_dir(spec)
+    marker = storage.join(folder, BACKUP_PROGRESS) if folder else None
+    if not marker or not storage.exists(marker):
+        return 0
+    return int(storage.read_json(marker)["epochs_done"])
+
+
+def _start_workers(spec_path: str, workers: int, attempt: int) -> tuple[list, list]:
+    """Starts ``workers`` training processes on fresh localhost ports (a relaunch must not meet
+    the previous attempt's sockets), each with its TF_CONFIG, their output streamed with a
+    ``[tfx][train][worker i]`` prefix."""
     import portpicker
 
     ports = [portpicker.pick_unused_port() for _ in range(workers)]
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
-    run_dir = tempfile.mkdtemp(prefix="tfx-train-")
+    threads_per_worker = max(1, (os.cpu_count() or 1) // workers)
     procs: list[subprocess.Popen] = []
     threads = []
+    for i in range(workers):
+        env = dict(os.environ)
+        env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
+        env["TWINPIPE_THREADS"] = str(threads_per_worker)
+        env[fault.ATTEMPT_ENV] = str(attempt)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "components.tfx.trainer", spec_path],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        procs.append(proc)
+        t = threading.Thread(target=_stream, args=(proc, f"[tfx][train][worker {i}]"), daemon=True)
+        t.start()
+        threads.append(t)
+    return procs, threads
+
+
+def launch_local_workers(spec: dict, workers: int, grace_s: float = WORKER_GRACE_S,
+                         max_restarts: int | None = None) -> None:
+    """Runs ``workers`` training processes on localhost with a shared TF_CONFIG cluster.
+
+    When one worker fails the others are stopped (:func:`supervise`): a MultiWorkerMirroredStrategy
+    job cannot go on without every worker. Then, as TF recommends for that strategy, the whole
+    job is relaunched, up to ``max_restarts`` times (``config["max_restarts"]``, default
+    :data:`WORKER_MAX_RESTARTS`), and resumes from the ``BackupAndRestore`` backup of the last
+    finished epoch. When the restarts are spent, RuntimeError names the failed worker.
+    The spec file and the workers' scratch space live in one temporary folder, always removed.
+    """
+    if max_restarts is None:
+        max_restarts = int(spec.get("config", {}).get("max_restarts", WORKER_MAX_RESTARTS))
+    attempts = max_restarts + 1
+    run_dir = tempfile.mkdtemp(prefix="tfx-train-")
     try:
         spec_path = os.path.join(run_dir, "spec.json")
         with open(spec_path, "w") as f:
             json.dump({**spec, "scratch_dir": run_dir}, f)
-        threads_per_worker = max(1, (os.cpu_count() or 1) // workers)
-        for i in range(workers):
-            env = dict(os.environ)
-            env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
-            env["TWINPIPE_THREADS"] = str(threads_per_worker)
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "components.tfx.trainer", spec_path],
-                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            )
-            procs.append(proc)
-            t = threading.Thread(target=_stream, args=(proc, f"[tfx][train][worker {i}]"), daemon=True)
-            t.start()
-            threads.append(t)
-        outcome = supervise(procs, grace_s)
+        for attempt in range(attempts):
+            procs, threads = [], []
+            try:
+                procs, threads = _start_workers(spec_path, workers, attempt)
+                outcome = supervise(procs, grace_s)
+            finally:
+                stop(procs, grace_s)  # an exception above (or Ctrl-C) leaves no worker running
+                for t in threads:
+                    t.join(timeout=5)
+            if outcome.failed is None:
+                return
+            what = f"worker {outcome.failed} {_describe(outcome.codes[outcome.failed])}"
+            fault.record("failed", stack="tfx", worker=outcome.failed, attempt=attempt,
+                         code=outcome.codes[outcome.failed])
+            if attempt + 1 < attempts:
+                epoch = backed_up_epochs(spec)
+                log.warning("[tfx][train] %s; relaunching attempt %d/%d (max_restarts %d), %s",
+                            what, attempt + 2, attempts, max_restarts,
+                            f"resuming from the backup at epoch {epoch}" if epoch
+                            else "no backup yet: from the start")
     finally:
-        stop(procs, grace_s)  # an exception above (or Ctrl-C) leaves no worker running
-        for t in threads:
-            t.join(timeout=5)
         shutil.rmtree(run_dir, ignore_errors=True)
-    if outcome.failed is not None:
-        stopped = (f"; stopped the other worker(s) {outcome.stopped}" if outcome.stopped else "")
-        raise RuntimeError(
-            f"[tfx][train] worker {outcome.failed} of {workers} "
-            f"{_describe(outcome.codes[outcome.failed])}: multi-worker training failed "
-            f"(exit codes {outcome.codes}{stopped}; see the [tfx][train][worker "
-            f"{outcome.failed}] lines above)"
-        )
+    stopped = (f"; stopped the other worker(s) {outcome.stopped}" if outcome.stopped else "")
+    raise RuntimeError(
+        f"[tfx][train] worker {outcome.failed} of {workers} "
+        f"{_describe(outcome.codes[outcome.failed])}: multi-worker training failed after "
+        f"{attempts} attempt(s) (max_restarts {max_restarts}; exit codes {outcome.codes}"
+        f"{stopped}; see the [tfx][train][worker {outcome.failed}] lines above)"
+    )
+
+
+def fault_tolerance_callbacks(spec: dict, chief: bool, index: int) -> list:
+    """``BackupAndRestore`` (TF's fault tolerance for MultiWorkerMirroredStrategy: a backup of
+    the model, optimizer and epoch after every epoch; a relaunched job restores it in
+    ``fit`` and goes on from the next epoch) and the progress it made, for the logs, the
+    launcher and :mod:`components.common.fault`'s events.
+
+    Every worker restores (and takes part in the backup's collectives); only the chief writes the
+    backup. After a successful fit the chief removes the backup folder."""
+    import tensorflow as tf
+
+    from components.common import storage
+
+    folder = backup_dir(spec)
+    if folder is None:
+        return []
+    attempt = int(os.environ.get(fault.ATTEMPT_ENV, "0"))
+
+    class _Progress(tf.keras.callbacks.Callback):
+        _supports_tf_logs = True
+        resumed_epoch = 0
+
+        def on_epoch_begin(self, epoch, logs=None):  # the first: after the restore
+            self.resumed_epoch = epoch
+            if epoch:
+                log.info("[tfx][train][worker %d] resuming from the backup at epoch %d (attempt "
+                         "%d)", index, epoch, attempt + 1)
+            fault.record("start", stack="tfx", rank=index, attempt=attempt, resumed_epoch=epoch)
+            self.on_epoch_begin = super().on_epoch_begin  # type: ignore[method-assign]
+
+        def on_train_batch_end(self, batch, logs=None):  # once: training is progressing
+            fault.record("step", stack="tfx", rank=index, attempt=attempt)
+            self.on_train_batch_end = super().on_train_batch_end  # type: ignore[method-assign]
+
+        def on_epoch_end(self, epoch, logs=None):  # after BackupAndRestore saved this epoch
+            if chief:
+                storage.write_json(storage.join(folder, BACKUP_PROGRESS), {"epochs_done": epoch + 1})
+                fault.record("epoch_end", stack="tfx", rank=index, attempt=attempt, epoch=epoch)
+
+        def on_train_end(self, logs=None):
+            if chief:
+                if tf.io.gfile.exists(folder):
+                    tf.io.gfile.rmtree(folder)
+                fault.record("end", stack="tfx", rank=index, attempt=attempt)
+
+    return [tf.keras.callbacks.BackupAndRestore(folder), _Progress()]
 
 
 def _dataset(patterns, feature_spec, label_key, batch_size, shuffle, seed=0):
@@ -339,13 +446,15 @@ def train(spec: dict) -> dict:
             self.t1 = time.perf_counter()
 
     clock = _Clock()
+    recovery = fault_tolerance_callbacks(spec, chief, index)
     t0 = time.perf_counter()
     history = model.fit(
-        train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=[clock],
+        train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=[*recovery, clock],
         verbose=2 if chief else 0,
     )
     wall = time.perf_counter() - t0
-    steps = steps_per_epoch * epochs
+    resumed_from = recovery[-1].resumed_epoch if recovery else 0
+    steps = steps_per_epoch * (epochs - resumed_from)  # this process's steps
     timed = steps - getattr(clock, "steps_at_t0", steps)
     samples_per_s = timed * global_batch / max(clock.t1 - clock.t0, 1e-9) if timed > 0 else 0.0
 
@@ -376,6 +485,7 @@ def train(spec: dict) -> dict:
         "global_batch": global_batch,
         "steps": steps,
         "epochs": epochs,
+        "resumed_from_epoch": resumed_from,
         "train_wall_s": round(wall, 3),
         "samples_per_s": round(samples_per_s, 1),
         "samples": steps * global_batch,

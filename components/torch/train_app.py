@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from components.common import rows, storage
+from components.common import fault, rows, storage
 from components.common.replicas import report_dir, weights_digest, write_replica_report
 from components.torch.model import FlightsNet, Preprocessing, PreprocessingStats
 
@@ -172,6 +172,13 @@ def init_process_group(backend: str, rank: int, world: int, timeout_s: int = 180
     dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=timeout)
 
 
+def progress(event: str, rank: int, **fields) -> None:
+    """A training progress event (:mod:`components.common.fault`: nothing unless the fault
+    tolerance test or measurement asked for them), tagged with torchrun's restart attempt."""
+    fault.record(event, stack="torch", rank=rank,
+                 attempt=int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")), **fields)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--train", required=True,
@@ -255,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         optim.load_state_dict(ckpt["optim"])
         start_epoch = ckpt["epoch"] + 1
         log.info("%s resumed from %s at epoch %d", tag, ckpt_path, start_epoch)
+    progress("start", rank, resumed_epoch=start_epoch)
     ddp = DistributedDataParallel(model) if distributed else model
     loss_fn = torch.nn.BCELoss()
 
@@ -273,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             steps += 1
             if t_first is None:
                 t_first = time.perf_counter()  # steady-state clock starts after step 1
+                progress("step", rank)
         if loss is not None:
             loss_value = float(loss.detach())
         if rank == 0:
@@ -280,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                          ckpt_path)
             if remote_out:
                 storage.upload(ckpt_path, storage.join(remote_out, CHECKPOINT))
+            progress("epoch_end", rank, epoch=epoch)
         log.info("%s epoch %d/%d loss %.4f", tag, epoch + 1, args.epochs, loss_value)
         if epoch == args.fail_once_after_epoch:
             marker = storage.join(args.out, "failed-once")
@@ -331,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in MODEL_FILES:
                 storage.upload(out / name, storage.join(remote_out, name))
         log.info("%s %.0f samples/s (%d workers, %s)", tag, steady, world, backend)
+        progress("end", rank)
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
