@@ -66,6 +66,11 @@ class Killer(threading.Thread):
         self.killed_pid: int | None = None
         self.detected_at: float | None = None
         self.error: str | None = None
+        self._cancel = threading.Event()
+
+    def cancel(self) -> None:
+        """Stops waiting (the training ended before the kill): nothing is killed after this."""
+        self._cancel.set()
 
     def run(self) -> None:
         try:
@@ -75,12 +80,13 @@ class Killer(threading.Thread):
 
     def _wait(self, until) -> object:
         deadline = time.monotonic() + self.timeout_s
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self._cancel.is_set():
             found = until(read_events(self.events))
             if found:
                 return found
             time.sleep(self.poll_s)
-        raise TimeoutError(f"no such event within {self.timeout_s:.0f} s in {self.events}")
+        raise TimeoutError("cancelled: training ended before the kill" if self._cancel.is_set()
+                           else f"no checkpoint event within {self.timeout_s:.0f} s in {self.events}")
 
     def _run(self) -> None:
         import psutil
@@ -89,7 +95,8 @@ class Killer(threading.Thread):
         events = read_events(self.events)
         steps = [e["t"] for e in events if e["event"] == "step" and e["t"] <= first_end["t"]]
         epoch_s = first_end["t"] - (min(steps) if steps else first_end["t"])
-        time.sleep(max(0.0, self.delay_fraction * epoch_s))
+        if self._cancel.wait(max(0.0, self.delay_fraction * epoch_s)):
+            raise TimeoutError("cancelled: training ended before the kill")
         starts = [e for e in read_events(self.events) if e["event"] == "start"]
         target = next(e for e in reversed(starts) if e["rank"] == self.rank)
         siblings = [e["pid"] for e in starts
@@ -109,6 +116,10 @@ class Killer(threading.Thread):
         self.detected_at = time.time()
 
     def result(self) -> dict:
+        """The kill's times, once the training it watched has ended (cancels a kill still
+        pending: then RuntimeError says the kill never happened)."""
+        if self.killed_at is None:
+            self.cancel()
         self.join(timeout=self.timeout_s)
         if self.error or self.killed_at is None:
             raise RuntimeError(f"[fault] the kill did not happen: {self.error or 'still waiting'}")

@@ -27,6 +27,9 @@ from components.common.cluster import (
 
 log = logging.getLogger("twinpipe.torch.train")
 
+# torchrun's --max_restarts: failed ranks are restarted (and resume from the checkpoint) this often.
+MAX_RESTARTS = 3
+
 
 def train_appdef(
     *app_args: str,
@@ -36,7 +39,7 @@ def train_appdef(
     cpu: int = 2,
     gpu: int = 0,
     memMB: int = 4096,  # noqa: N803 (TorchX's own parameter name)
-    max_restarts: int = 3,
+    max_restarts: int = MAX_RESTARTS,
     max_retries: int = 0,
     env: dict[str, str] | None = None,
 ) -> specs.AppDef:

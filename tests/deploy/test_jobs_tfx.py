@@ -49,6 +49,11 @@ def test_volcano_job_validates_and_carries_gpu_on_training_pods(compiled):
     # TF_CONFIG comes from Volcano's tensorflow plugin (per task), never from our env
     assert "--worker=worker" in job["spec"]["plugins"]["tensorflow"]
     assert "svc" in job["spec"]["plugins"]
+    # a failed or evicted pod restarts the whole job (every worker rejoins a new ring and
+    # resumes from the BackupAndRestore backup), at most max_restarts times
+    assert {p["event"]: p["action"] for p in job["spec"]["policies"]} == {
+        "PodFailed": "RestartJob", "PodEvicted": "RestartJob"}
+    assert job["spec"]["maxRetry"] == launch.ClusterJob.max_restarts == 3
     (container,) = _containers(job)
     assert "TF_CONFIG" not in {e["name"] for e in container["env"]}
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
@@ -84,6 +89,7 @@ def test_vertex_customjob_parses_strictly_with_chief_and_worker_pools(compiled):
     body = yaml.safe_load((compiled / "tfx-vertex.train-job.yaml").read_text())
     job = vertex_proto(body)  # json_format.ParseDict: unknown/mistyped fields raise
     chief, workers = job.job_spec.worker_pool_specs
+    assert job.job_spec.scheduling.restart_job_on_worker_restart  # all replicas restart together
     assert chief.replica_count == 1 and workers.replica_count == WORKERS - 1
     for pool in (chief, workers):
         assert pool.machine_spec.accelerator_type.name == "NVIDIA_L4"
@@ -113,6 +119,20 @@ def test_bad_cluster_job_config_is_one_paragraph():
         launch.ClusterJob.from_dict({"launcher": "volcano", "image": "i", "replicas": 0})
     with pytest.raises(ContractError, match=r"unknown key\(s\) \['gpus'\]"):
         launch.ClusterJob.from_dict({"launcher": "volcano", "image": "i", "replicas": 1, "gpus": 1})
+    with pytest.raises(ContractError, match="max_restarts is -1"):
+        launch.ClusterJob.from_dict({"launcher": "volcano", "image": "i", "replicas": 1,
+                                     "max_restarts": -1})
+
+
+def test_no_restarts_abort_on_volcano_and_disable_vertex_retries():
+    job = launch.ClusterJob.from_dict({"launcher": "volcano", "image": "i", "replicas": 2,
+                                       "max_restarts": 0})
+    volcano = launch.tfx_volcano_job(job, "j")
+    crds.validate(volcano)
+    assert volcano["spec"]["maxRetry"] == 0
+    vertex = vertex_proto(launch.tfx_vertex_customjob(job, "j"))
+    assert vertex.job_spec.scheduling.disable_retries
+    assert not vertex.job_spec.scheduling.restart_job_on_worker_restart
 
 
 def test_training_pods_read_their_spec_from_object_storage(gcs_bucket):

@@ -62,13 +62,16 @@ def test_launcher_removes_its_run_folder_when_it_fails_before_launching(monkeypa
     assert list(tmp.iterdir()) == []
 
 
-def test_launcher_names_the_failed_worker_and_cleans_up(monkeypatch, tmp_path):
+def test_launcher_names_the_failed_worker_and_cleans_up(monkeypatch, tmp_path, caplog):
     """Real worker processes on a spec they refuse (before importing TensorFlow): the launcher
-    names a failed worker and leaves no spec file or scratch folder behind."""
+    relaunches them up to max_restarts times, then names a failed worker and leaves no spec
+    file or scratch folder behind."""
     tmp = _isolated_tmp(monkeypatch, tmp_path)
     t0 = time.monotonic()
-    with pytest.raises(RuntimeError, match=r"\[tfx\]\[train\] worker [01] of 2 exited with code 1"):
-        launch_local_workers({"config": {"workers": 2}}, 2, grace_s=2.0)
+    with pytest.raises(RuntimeError, match=r"\[tfx\]\[train\] worker [01] of 2 exited with code 1"
+                       r": multi-worker training failed after 2 attempt\(s\) \(max_restarts 1"):
+        launch_local_workers({"config": {"workers": 2, "max_restarts": 1}}, 2, grace_s=2.0)
+    assert "relaunching attempt 2/2 (max_restarts 1), no backup yet" in caplog.text
     assert time.monotonic() - t0 < 60
     assert list(tmp.iterdir()) == []
 

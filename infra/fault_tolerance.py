@@ -1,0 +1,155 @@
+"""The ``fault_tolerance`` measurement: each stack's training with one worker SIGKILLed mid-run.
+
+For each stack that trained, on the run's own prepared data (TFX: the run's Transform output;
+torch: the run's ingested train rows, as ``probe_training`` reuses them), the stack's training
+runs with 2 workers (or the run's count when more) and the run's epochs (at least 2: one to
+checkpoint before the kill, one after), and worker/rank 1 is SIGKILLed from outside half an
+epoch after the first checkpoint (:class:`components.common.fault.Killer`). The stack recovers
+the way it does in production:
+
+* TFX: the Trainer's local launcher stops the other worker, relaunches the job (bounded by
+  ``max_restarts``) and Keras ``BackupAndRestore`` restores the last epoch's backup;
+* torch: torchrun (``--max_restarts`` in the TorchX job) restarts the ranks and the app resumes
+  from its per-epoch checkpoint.
+
+``OUT/<stack>/fault_tolerance.json`` holds the time to detect (kill -> the other workers
+stopped), the time to recover (kill -> the first training step after the relaunch), the work
+redone, the restarts used, and the recovered model's AUC on the run's eval rows against the
+run's own (undisturbed) model's AUC from ``<stack>/measurements.json``. A stack whose
+measurement fails gets ``{"error": ...}`` (one line in the log too) and the other still runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from components.common import fault, rows
+from components.common.metrics import binary_metrics
+
+log = logging.getLogger("twinpipe.measure")
+
+FILE = "fault_tolerance.json"
+KILLED_RANK = 1
+RECOVERY = {
+    "tfx": "local launcher relaunches the job; Keras BackupAndRestore resumes the last epoch",
+    "torch": "torchrun --max_restarts restarts the ranks; the app resumes its epoch checkpoint",
+}
+
+
+def measure(out_dir: Path, cfg, contract, ingested, summaries: dict[str, dict]) -> dict:
+    """Writes ``<stack>/fault_tolerance.json`` for each stack in ``summaries``."""
+    docs = {}
+    for stack, summary in summaries.items():
+        t0 = time.time()
+        try:
+            doc = measure_stack(stack, Path(out_dir), cfg, contract, ingested, summary)
+        except Exception as e:  # noqa: BLE001 — one stack's failure is recorded, not fatal
+            doc = {"stack": stack, "error": f"{type(e).__name__}: {e}"}
+            log.warning("[%s][fault] the fault tolerance measurement failed: %s", stack, doc["error"])
+        doc["measure_wall_s"] = round(time.time() - t0, 1)
+        path = Path(out_dir) / stack / FILE
+        path.write_text(json.dumps(doc, indent=2, default=str))
+        docs[stack] = doc
+    return docs
+
+
+def measure_stack(stack: str, out: Path, cfg, contract, ingested, summary: dict) -> dict:
+    workers = max(2, int(cfg.workers))
+    epochs = max(2, int(cfg.epochs))
+    train_rows = sum(s.train_rows for s in ingested.spans)
+    with tempfile.TemporaryDirectory(prefix=f"{stack}-fault-") as tmp:
+        events = Path(tmp) / "events.jsonl"
+        previous = os.environ.get(fault.EVENTS_ENV)
+        os.environ[fault.EVENTS_ENV] = str(events)  # the workers inherit it
+        try:
+            killer = fault.Killer(events, os.getpid(), rank=KILLED_RANK)
+            killer.start()
+            log.info("[%s][fault] training with %d workers, %d epochs; worker %d is SIGKILLed "
+                     "after the first checkpoint", stack, workers, epochs, KILLED_RANK)
+            try:
+                model_dir, max_restarts = _train(stack, tmp, cfg, contract, summary, workers,
+                                                 epochs, train_rows)
+            except BaseException:
+                killer.cancel()
+                raise
+            kill = killer.result()
+        finally:
+            if previous is None:
+                os.environ.pop(fault.EVENTS_ENV, None)
+            else:
+                os.environ[fault.EVENTS_ENV] = previous
+        result = fault.summarize(fault.read_events(events), kill, epochs, train_rows)
+        auc = _eval_auc(stack, model_dir, contract, out, summary)
+    reference = json.loads((out / stack / "measurements.json").read_text())["metrics"]["auc"] \
+        if (out / stack / "measurements.json").exists() else summary["stages"]["evaluate"].get("auc")
+    doc = {
+        "stack": stack,
+        "recovery": RECOVERY[stack],
+        "workers": workers,
+        "epochs": epochs,
+        "run_epochs": cfg.epochs,
+        "killed_worker": KILLED_RANK,
+        "signal": "SIGKILL",
+        "max_restarts": max_restarts,
+        **result,
+        "auc": round(auc, 6),
+        "undisturbed_auc": reference,
+        "undisturbed_is": "the run's own model (measurements.json)",
+        "auc_delta": round(auc - reference, 6) if reference is not None else None,
+    }
+    log.info("[%s][fault] detected in %s s, training again %s s after the kill, resumed at epoch "
+             "%s, %s epoch(s) redone; AUC %.4f (undisturbed %s)", stack, doc["detect_s"],
+             doc["recover_s"], doc["resumed_at_epoch"], doc["redone_epochs"], auc, reference)
+    return doc
+
+
+def _train(stack: str, tmp: str, cfg, contract, summary: dict, workers: int, epochs: int,
+           train_rows: int) -> tuple[str, int]:
+    """The stack's own training launcher on the run's prepared data; (model folder to score,
+    the launcher's max restarts)."""
+    tr = summary["stages"]["train"]
+    if stack == "tfx":
+        from components.tfx.trainer import WORKER_MAX_RESTARTS, launch_local_workers
+        from pipelines.tfx.local_runner import train_config
+
+        spec = {
+            "train_files": [f"{tr['transformed_examples_uri']}/Split-train/*"],
+            "eval_files": [f"{tr['transformed_examples_uri']}/Split-eval/*"],
+            "transform_output": tr["transform_graph_uri"],
+            "serving_model_dir": f"{tmp}/serving",
+            "model_run_dir": f"{tmp}/run",
+            "config": {**train_config(cfg, contract, train_rows), "workers": workers,
+                       "epochs": epochs},
+        }
+        launch_local_workers(spec, workers)
+        return spec["serving_model_dir"], WORKER_MAX_RESTARTS
+    from components.torch.launch import MAX_RESTARTS
+    from components.torch.stages import train_stage
+
+    train_stage(tr["train_path"], f"{tmp}/model", cfg.contract_path or "", workers, epochs,
+                cfg.batch_size, cfg.learning_rate,
+                hidden_units=",".join(str(u) for u in cfg.hidden_units), record_dir=tmp)
+    return f"{tmp}/model", MAX_RESTARTS
+
+
+def _eval_auc(stack: str, model_dir: str, contract, out: Path, summary: dict) -> float:
+    """The model's AUC on the run's eval rows, scored by the stack's runtime as
+    ``infra.measure.measure_model`` scores the run's own model."""
+    from infra.measure import _scorer
+
+    scorer = _scorer(stack, Path(model_dir), contract)
+    with tempfile.TemporaryDirectory(prefix="fault-rows-") as tmp:
+        ref = f"{tmp}/eval.json"
+        rows.write_ref(ref, out / "spans", "eval", summary["spans"])
+        scored = rows.score(ref, "eval", contract.label.name, list(contract.split.key), {
+            "model": lambda frame: np.concatenate(
+                [scorer.score(scorer.encode(frame.iloc[i:i + 4096]))
+                 for i in range(0, len(frame), 4096)])})
+    return binary_metrics(scored.labels, scored.probs["model"])["auc"]
