@@ -136,7 +136,7 @@ def _train(stack: str, tmp: str, cfg, contract, summary: dict, workers: int, epo
     train_stage(tr["train_path"], f"{tmp}/model", cfg.contract_path or "", workers, epochs,
                 cfg.batch_size, cfg.learning_rate,
                 hidden_units=",".join(str(u) for u in cfg.hidden_units), record_dir=tmp)
-    return f"{tmp}/model", MAX_RESTARTS
+    return f"{tmp}/model/serving", MAX_RESTARTS
 
 
 def _eval_auc(stack: str, model_dir: str, contract, out: Path, summary: dict) -> float:

@@ -176,17 +176,17 @@ def backed_up_epochs(spec: dict) -> int:
     return int(storage.read_json(marker)["epochs_done"])
 
 
-def _start_workers(spec_path: str, workers: int, attempt: int) -> tuple[list, list]:
+def _start_workers(spec_path: str, workers: int, attempt: int, procs: list[subprocess.Popen],
+                   threads: list[threading.Thread]) -> None:
     """Starts ``workers`` training processes on fresh localhost ports (a relaunch must not meet
     the previous attempt's sockets), each with its TF_CONFIG, their output streamed with a
-    ``[tfx][train][worker i]`` prefix."""
+    ``[tfx][train][worker i]`` prefix; into ``procs``/``threads`` as they start, so that the
+    caller stops those already running if a later one fails to start."""
     import portpicker
 
     ports = [portpicker.pick_unused_port() for _ in range(workers)]
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
     threads_per_worker = max(1, (os.cpu_count() or 1) // workers)
-    procs: list[subprocess.Popen] = []
-    threads = []
     for i in range(workers):
         env = dict(os.environ)
         env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
@@ -200,7 +200,6 @@ def _start_workers(spec_path: str, workers: int, attempt: int) -> tuple[list, li
         t = threading.Thread(target=_stream, args=(proc, f"[tfx][train][worker {i}]"), daemon=True)
         t.start()
         threads.append(t)
-    return procs, threads
 
 
 def launch_local_workers(spec: dict, workers: int, grace_s: float = WORKER_GRACE_S,
@@ -223,9 +222,10 @@ def launch_local_workers(spec: dict, workers: int, grace_s: float = WORKER_GRACE
         with open(spec_path, "w") as f:
             json.dump({**spec, "scratch_dir": run_dir}, f)
         for attempt in range(attempts):
-            procs, threads = [], []
+            procs: list[subprocess.Popen] = []
+            threads: list[threading.Thread] = []
             try:
-                procs, threads = _start_workers(spec_path, workers, attempt)
+                _start_workers(spec_path, workers, attempt, procs, threads)
                 outcome = supervise(procs, grace_s)
             finally:
                 stop(procs, grace_s)  # an exception above (or Ctrl-C) leaves no worker running
