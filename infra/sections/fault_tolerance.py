@@ -47,11 +47,12 @@ def render(doc: dict) -> str:
             _v(row["detect_s"], 2, " s"), _v(row["recover_s"], 1, " s"),
             f"{row['resumed_at_epoch']} (checkpointed {row['epochs_checkpointed_before_kill']})",
             redone, f"{row['restarts']} of {row['max_restarts']}",
-            _v(row["auc"], 4), f"{_v(row['undisturbed_auc'], 4)} ({_v(row['auc_delta'], 4)})",
+            _v(row["auc"], 4), f"{_v(row['undisturbed_auc'], 4)} (Δ {row['auc_delta']:+.4f})"
+            if row.get("auc_delta") is not None else _v(row.get("undisturbed_auc"), 4),
         ])
     headers = ["stack", "recovery", "workers × epochs", "time to detect", "time to recover",
                "resumed at epoch", "work redone", "restarts used", "AUC after the kill",
-               "undisturbed AUC (Δ)"]
+               "undisturbed AUC"]
     note = ("<p>Each stack trains again on the run's prepared data with worker/rank 1 killed "
             "by SIGKILL from outside its process, half an epoch after the first checkpoint "
             "(Keras <code>BackupAndRestore</code> backup for TFX, the app's epoch checkpoint "
