@@ -65,6 +65,47 @@ def _flex_ops(error: str) -> list[str]:
     return sorted({op.strip() for op in m.group(1).split(",")}) if m else []
 
 
+def freeze_asset_paths(model_dir: str | Path, target: str | Path) -> int:
+    """Copies the SavedModel to ``target`` with each asset file's path a constant; returns how
+    many reads of an asset path it replaced.
+
+    Why: a TF2 SavedModel hands its asset paths (Transform's vocabulary files) to the table
+    initializers through variables assigned at load time. TF 2.16's TFLite converter cannot freeze
+    those, and silently drops the initializers: the model converts, then fails at its first lookup
+    ("hashtable need to be initialized"). With the path a constant, the converter reads the
+    vocabulary at conversion time and keeps the table's initializer (a CALL_ONCE init subgraph).
+    Only the graph's path plumbing changes; the parity measurement checks the result against
+    ``serving_default`` on real rows."""
+    import shutil
+
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    model_dir, target = Path(model_dir), Path(target)
+    shutil.copytree(model_dir, target, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns(*EXTRA_FILES, "fingerprint.pb"))
+    sm = saved_model_pb2.SavedModel()
+    sm.ParseFromString((model_dir / "saved_model.pb").read_bytes())
+    mg = sm.meta_graphs[0]
+    placeholders = {a.tensor_info.name.split(":")[0]: a.filename for a in mg.asset_file_def}
+    asset_vars = {n.input[0].split(":")[0]: placeholders[n.input[1].split(":")[0]]
+                  for n in mg.graph_def.node
+                  if n.op == "AssignVariableOp" and n.input[1].split(":")[0] in placeholders}
+    replaced = 0
+    for node in mg.graph_def.node:
+        if node.op == "ReadVariableOp" and node.input[0].split(":")[0] in asset_vars:
+            path = str(target / "assets" / asset_vars[node.input[0].split(":")[0]])
+            tensor = tf.make_tensor_proto(path, tf.string)
+            node.op = "Const"
+            node.ClearField("attr")
+            del node.input[:]
+            node.attr["dtype"].type = tensor.dtype
+            node.attr["value"].tensor.CopyFrom(tensor)
+            replaced += 1
+    (target / "saved_model.pb").write_bytes(sm.SerializeToString())
+    return replaced
+
+
 def convert_tflite(model_dir: str | Path, signature: str, target: str | Path) -> dict:
     """Converts SavedModel signature ``signature`` to ``target``; returns the export's record."""
     import tensorflow as tf
@@ -72,14 +113,19 @@ def convert_tflite(model_dir: str | Path, signature: str, target: str | Path) ->
     t0 = time.perf_counter()
     record: dict = {"select_tf_ops": False}
 
+    work = tempfile.TemporaryDirectory(prefix="tflite-convert-")
+    source = Path(work.name) / "saved_model"
+
     def convert(select: bool) -> bytes:
-        conv = tf.lite.TFLiteConverter.from_saved_model(str(model_dir), signature_keys=[signature])
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(source), signature_keys=[signature])
         if select:
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
                                               tf.lite.OpsSet.SELECT_TF_OPS]
         return conv.convert()
 
     try:
+        if frozen := freeze_asset_paths(model_dir, source):
+            record["asset_paths_frozen"] = frozen
         try:
             with _quiet_stderr():  # its MLIR error lines are in the exception too
                 flat = convert(select=False)
@@ -95,7 +141,10 @@ def convert_tflite(model_dir: str | Path, signature: str, target: str | Path) ->
         record.update(converted=True, error=None)
     except Exception as e:  # noqa: BLE001 — recorded in signature.json, the push goes on
         record.update(converted=False, error=short_error(e))
+        Path(target).unlink(missing_ok=True)  # no model.tflite that does not run
         log.warning("[tfx][push] TFLite conversion failed: %s", record["error"])
+    finally:
+        work.cleanup()
     record["convert_s"] = round(time.perf_counter() - t0, 3)
     return record
 

@@ -301,7 +301,12 @@ def _raw_serving_fn(model, tft_output, feature_names):
     What tf.io.parse_example would give the Transform layer is rebuilt from the dense inputs: a
     required feature becomes [N, 1], a nullable one a SparseTensor [N, 1] holding only the present
     values (NaN / "" = absent, :func:`raw_input_dtype`). TFLite converts from this signature: no
-    string parsing of protos inside."""
+    string parsing of protos inside.
+
+    The batch gets one padding row, whose probability is dropped: the TFLite runtime (TF 2.16)
+    fails on a batch of one row whose nullable numeric feature is missing (an empty SparseTensor
+    there loses its rank before the model's Concatenate); the pad row's numbers are present (0),
+    its strings a copy of row 0's. The TF runtime gives the same probabilities either way."""
     import tensorflow as tf
 
     if not hasattr(model, "tft_layer"):
@@ -324,11 +329,16 @@ def _raw_serving_fn(model, tft_output, feature_names):
         return tf.SparseTensor(tf.concat([rows, tf.zeros_like(rows)], axis=1), values,
                                tf.stack([tf.shape(x, out_type=tf.int64)[0], 1]))
 
+    def padded(x):  # one more row (see the docstring)
+        if x.dtype == tf.string:  # a copy of row 0: TFLite's builtin Gather takes strings, Concat not
+            return tf.gather(x, tf.concat([tf.range(tf.shape(x)[0]), [0]], axis=0))
+        return tf.concat([x, tf.zeros([1], x.dtype)], axis=0)  # 0: a present value
+
     @tf.function(input_signature=specs)
     def serve(*tensors):
-        parsed = {n: as_parsed(n, x) for n, x in zip(names, tensors, strict=True)}
+        parsed = {n: as_parsed(n, padded(x)) for n, x in zip(names, tensors, strict=True)}
         transformed = model.tft_layer(parsed)
-        return {"probability": tf.squeeze(model(transformed), axis=1)}
+        return {"probability": tf.squeeze(model(transformed), axis=1)[:-1]}
 
     return serve
 
