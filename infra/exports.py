@@ -140,8 +140,8 @@ def measure_stack(stack: str, summary: dict, contract: Contract, out_dir: Path,
         row = {"export": name, "format": entry.get("format"), "file": entry.get("file"),
                "converted": bool(entry.get("converted")), "error": entry.get("error"),
                "reference": name == ref_name, "tolerance": TOLERANCE.get(name)}
-        for extra in ("exporter", "opset", "select_tf_ops", "flex_ops", "warnings",
-                      "dynamo_error"):
+        for extra in ("signature", "exporter", "opset", "select_tf_ops", "flex_ops",
+                      "asset_paths_frozen", "warnings", "dynamo_error"):
             if entry.get(extra) is not None:
                 row[extra] = entry[extra]
         if row["converted"]:

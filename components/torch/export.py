@@ -174,6 +174,7 @@ def export(model: FlightsNet, prep: Preprocessing, folder: str | Path, signature
 
     torch.save({"state_dict": model.state_dict(), "preprocessing": prep.to_json(),
                 "hidden_units": _hidden_units(model)}, folder / REFERENCE_FILE)
+    exports = {k: exports[k] for k in ("onnx", "pt2", "torchscript")}  # the report's order
     doc = {**signature,
            "files": {k: FILES[k] for k in ("onnx", "torchscript") if exports[k]["converted"]},
            "reference": {"file": REFERENCE_FILE, "format": "torch state dict (FlightsNet, eager)",

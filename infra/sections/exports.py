@@ -43,15 +43,23 @@ def _met(row: dict) -> str:
     if "within_tolerance" not in row:
         return "–"
     tol = row.get("tolerance")
-    return f"{'yes' if row['within_tolerance'] else 'NO'} (≤ {tol:g})" if tol is not None else "no tolerance"
+    if tol is None:
+        return "no tolerance"
+    return f"{'yes' if row['within_tolerance'] else 'NO'} (≤ {tol:.0e})"
 
 
 def _notes(row: dict) -> str:
     parts = []
+    if row.get("signature"):
+        parts.append(f"signature {row['signature']}"
+                     + (" (same SavedModel)" if row.get("file") == "." and not row.get("reference")
+                        else ""))
     if row.get("exporter"):
         parts.append(row["exporter"])
     if row.get("select_tf_ops"):
         parts.append("TF Select ops: " + ", ".join(row.get("flex_ops") or ["?"]))
+    if row.get("asset_paths_frozen"):
+        parts.append("vocabulary paths made constants for the converter")
     for w in row.get("warnings") or []:
         parts.append(w)
     for key in ("error", "run_error", "dynamo_error"):
