@@ -35,7 +35,8 @@ log = logging.getLogger("twinpipe.measure")
 
 PACKAGES = ("tfx", "tensorflow", "apache-beam", "tensorflow-data-validation",
             "tensorflow-transform", "tensorflow-model-analysis", "ml-metadata", "torch", "torchx",
-            "kfp", "great-expectations", "onnx", "onnxruntime", "scikit-learn", "pyarrow", "pandas")
+            "kfp", "great-expectations", "onnx", "onnxruntime", "onnxscript", "scikit-learn",
+            "pyarrow", "pandas")
 LATENCY_BATCHES = (1, 256)
 
 
@@ -127,10 +128,6 @@ def scaling(stack: str, cfg, contract: Contract, ingested, summary: dict, out_di
 
 # --- models -------------------------------------------------------------------------------------
 
-def _dir_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
-
-
 MEASURED_COPY = ".measured-model"  # where a gs:// push is downloaded to be measured
 
 
@@ -160,11 +157,13 @@ def _scorer(stack: str, model_dir: Path, contract: Contract):
 
 
 def _sizes(stack: str, model_dir: Path) -> dict:
-    if stack == "tfx":
-        return {"SavedModel": _dir_bytes(model_dir)}
+    if stack == "tfx":  # the SavedModel alone: push puts model.tflite beside it
+        from components.tfx.exports import saved_model_bytes
+
+        return {"SavedModel": saved_model_bytes(model_dir)}
     files = json.loads((model_dir / "signature.json").read_text())["files"]
-    return {"TorchScript": (model_dir / files["torchscript"]).stat().st_size,
-            "ONNX": (model_dir / files["onnx"]).stat().st_size}
+    names = {"torchscript": "TorchScript", "onnx": "ONNX"}  # a failed export has no file
+    return {names[k]: (model_dir / f).stat().st_size for k, f in files.items() if k in names}
 
 
 def measure_model(stack: str, summary: dict, contract: Contract, out_dir: Path) -> dict:
@@ -223,7 +222,7 @@ def measure_model(stack: str, summary: dict, contract: Contract, out_dir: Path) 
 # The measurements beyond the core ones, by the name `twinpipe run --measure` selects them by:
 # name -> "module:function", called as f(out_dir, cfg, contract, ingested, summaries) after the
 # core measurements, in this order; each writes the JSON its report section (infra/sections/) reads.
-EXTRA_MEASUREMENTS: dict[str, str] = {}
+EXTRA_MEASUREMENTS: dict[str, str] = {"exports": "infra.exports:measure_exports"}
 
 
 def measure_run(out_dir: str | Path, cfg, contract: Contract, ingested, summaries: dict[str, dict],

@@ -31,6 +31,8 @@ from components.common.replicas import report_dir, weights_digest, write_replica
 log = logging.getLogger("twinpipe.tfx.train")
 
 SERVING_SIGNATURE = "serving_default"
+RAW_SIGNATURE = "serving_raw"  # raw feature tensors in, the Transform layer inside (issue 15)
+RAW_SIGNATURE_ERROR = "serving_raw.error.txt"  # under assets.extra/ when serving_raw failed
 TRAIN_METRICS = "train_metrics.json"
 # Train steps Keras runs inside one tf.function call: a small MLP's step is ~1 ms of math, so one
 # Python round trip (and callback dispatch) per step was a large share of the loop. Batch-level
@@ -256,6 +258,7 @@ def build_model(tft_output, config: dict):
 
 
 def _serving_fn(model, tft_output, feature_names):
+    """``serving_default``: serialized tf.Examples -> parse -> the Transform layer -> P."""
     import tensorflow as tf
 
     model.tft_layer = tft_output.transform_features_layer()
@@ -268,6 +271,105 @@ def _serving_fn(model, tft_output, feature_names):
         return {"probability": tf.squeeze(model(transformed), axis=1)}
 
     return serve
+
+
+def raw_input_dtype(feature) -> str:
+    """The raw-tensor signature's dtype for one raw feature spec (tf.io FixedLen/VarLenFeature).
+
+    Each input is a 1-D tensor, one value per row. A missing value (a VarLen feature: nullable in
+    the contract) is NaN for floats and ``""`` for strings (the Transform's own default for an
+    absent string); a nullable int arrives as float64 with NaN, since int64 has no missing value.
+    """
+    import tensorflow as tf
+
+    if feature.dtype == tf.string:
+        return "string"
+    if feature.dtype == tf.int64:
+        return "float64" if _is_varlen(feature) else "int64"
+    return "float32"
+
+
+def _is_varlen(feature) -> bool:
+    import tensorflow as tf
+
+    return isinstance(feature, tf.io.VarLenFeature)
+
+
+def _raw_serving_fn(model, tft_output, feature_names):
+    """``serving_raw``: one 1-D tensor per raw feature (no tf.Example) -> the Transform layer -> P.
+
+    What tf.io.parse_example would give the Transform layer is rebuilt from the dense inputs: a
+    required feature becomes [N, 1], a nullable one a SparseTensor [N, 1] holding only the present
+    values (NaN / "" = absent, :func:`raw_input_dtype`). TFLite converts from this signature: no
+    string parsing of protos inside.
+
+    The batch gets one padding row, whose probability is dropped: the TFLite runtime (TF 2.16)
+    fails on a batch of one row whose nullable numeric feature is missing (an empty SparseTensor
+    there loses its rank before the model's Concatenate); the pad row's numbers are present (0),
+    its strings a copy of row 0's. The TF runtime gives the same probabilities either way."""
+    import tensorflow as tf
+
+    if not hasattr(model, "tft_layer"):
+        model.tft_layer = tft_output.transform_features_layer()
+    raw_spec = {k: v for k, v in sorted(tft_output.raw_feature_spec().items()) if k in feature_names}
+    names = list(raw_spec)
+    specs = [tf.TensorSpec([None], tf.dtypes.as_dtype(raw_input_dtype(raw_spec[n])), name=n)
+             for n in names]
+
+    def as_parsed(name, x):
+        feature = raw_spec[name]
+        if not _is_varlen(feature):
+            return tf.expand_dims(x, 1)
+        present = (tf.strings.length(x) > 0 if x.dtype == tf.string
+                   else tf.logical_not(tf.math.is_nan(x)))
+        rows = tf.where(present)
+        values = tf.boolean_mask(x, present)
+        if feature.dtype == tf.int64:
+            values = tf.cast(values, tf.int64)
+        return tf.SparseTensor(tf.concat([rows, tf.zeros_like(rows)], axis=1), values,
+                               tf.stack([tf.shape(x, out_type=tf.int64)[0], 1]))
+
+    def padded(x):  # one more row (see the docstring)
+        if x.dtype == tf.string:  # a copy of row 0: TFLite's builtin Gather takes strings, Concat not
+            return tf.gather(x, tf.concat([tf.range(tf.shape(x)[0]), [0]], axis=0))
+        return tf.concat([x, tf.zeros([1], x.dtype)], axis=0)  # 0: a present value
+
+    @tf.function(input_signature=specs)
+    def serve(*tensors):
+        parsed = {n: as_parsed(n, padded(x)) for n, x in zip(names, tensors, strict=True)}
+        transformed = model.tft_layer(parsed)
+        return {"probability": tf.squeeze(model(transformed), axis=1)[:-1]}
+
+    return serve
+
+
+def serving_signatures(model, tft_output, feature_names) -> dict:
+    """The SavedModel's signatures: ``serving_default`` (tf.Examples) and, unless it cannot be
+    traced, ``serving_raw`` (raw feature tensors). A ``serving_raw`` failure never fails training:
+    its error goes to ``assets.extra/`` (:data:`RAW_SIGNATURE_ERROR`), which push records."""
+    signatures = {SERVING_SIGNATURE: _serving_fn(model, tft_output, feature_names)}
+    try:
+        raw = _raw_serving_fn(model, tft_output, feature_names)
+        raw.get_concrete_function()  # traces now: an error surfaces here, not inside model.save
+        signatures[RAW_SIGNATURE] = raw
+    except Exception as e:  # noqa: BLE001 — recorded, see the docstring
+        log.warning("[tfx][train] no %s signature: %s", RAW_SIGNATURE, e)
+        signatures[RAW_SIGNATURE_ERROR] = f"{type(e).__name__}: {e}"
+    return signatures
+
+
+def _save_serving_model(model, target: str, signatures: dict) -> None:
+    """model.save with the signatures of :func:`serving_signatures` (and the raw signature's
+    error, if any, as ``assets.extra/`` text)."""
+    import tensorflow as tf
+
+    signatures = dict(signatures)
+    error = signatures.pop(RAW_SIGNATURE_ERROR, None)
+    model.save(target, save_format="tf", signatures=signatures)
+    if error is not None:
+        tf.io.gfile.makedirs(f"{target}/assets.extra")
+        with tf.io.gfile.GFile(f"{target}/assets.extra/{RAW_SIGNATURE_ERROR}", "w") as f:
+            f.write(error)
 
 
 def cluster_role(tf_config: dict) -> tuple[int, int, bool]:
@@ -357,14 +459,14 @@ def train(spec: dict) -> dict:
             strategy=strategy_name, replicas=replicas, steps=steps)
 
     feature_names = set(cfg["numeric"]) | set(cfg["categorical"])
-    signatures = {SERVING_SIGNATURE: _serving_fn(model, tft_output, feature_names)}
+    signatures = serving_signatures(model, tft_output, feature_names)
     # Every MultiWorkerMirroredStrategy worker must save (the save runs collectives); only the
     # chief's copy is the model, the others write to scratch space.
     # The launcher's run folder holds the scratch copies and removes them, even after a crash.
     target = (spec["serving_model_dir"] if chief
               else tempfile.mkdtemp(prefix=f"worker{index}-", dir=spec.get("scratch_dir")))
     try:
-        model.save(target, save_format="tf", signatures=signatures)
+        _save_serving_model(model, target, signatures)
     finally:
         if not chief:
             shutil.rmtree(target, ignore_errors=True)
