@@ -151,13 +151,57 @@ def ev_artifact_size(data):
                tfx_bytes=size["tfx"], torch_bytes=size["torch"])
 
 
+def _section_stacks(data: dict, key: str) -> dict[str, dict]:
+    """A per-stack section's documents of the first run (``{"stacks": [{"stack": ..}, ..]}``)."""
+    sec = data.get(key) or {}
+    first = data["runs"][0]["label"] if data.get("runs") else None
+    return {d["stack"]: d for d in sec.get("stacks", []) if d.get("run", first) == first}
+
+
+def ev_exports(data):
+    ex = _section_stacks(data, "exports")
+    if len(ex) < 2:
+        return None
+    ok, total = {}, {}
+    for stack, d in ex.items():
+        rows = [r for r in d["exports"] if not r.get("reference")]
+        total[stack] = len(rows)
+        ok[stack] = sum(1 for r in rows if r.get("within_tolerance"))
+    frac = {s: ok[s] / total[s] if total[s] else 0.0 for s in ex}
+    lean = "matched" if frac["tfx"] == frac["torch"] else max(frac, key=frac.get)
+    names = {s: ", ".join(r["export"] for r in ex[s]["exports"] if r.get("within_tolerance"))
+             for s in ex}
+    return _ev(f"Exports produced by push that load in their own runtime and match the reference "
+               f"model on the eval rows: TFX {ok['tfx']}/{total['tfx']} ({names['tfx']}), PyTorch "
+               f"{ok['torch']}/{total['torch']} ({names['torch']}).", "exports", lean,
+               tfx_ok=ok["tfx"], tfx_total=total["tfx"], torch_ok=ok["torch"],
+               torch_total=total["torch"])
+
+
+def ev_mobile(data):
+    ex = _section_stacks(data, "exports")
+    tfx = next((r for r in (ex.get("tfx") or {}).get("exports", []) if r["export"] == "tflite"),
+               None)
+    if tfx is None:
+        return None
+    good = bool(tfx.get("within_tolerance"))
+    select = " with TF Select ops (" + ", ".join(tfx.get("flex_ops") or ["?"]) + \
+        ", which need the larger Flex runtime on device)" if tfx.get("select_tf_ops") else ""
+    size = tfx.get("size_bytes")
+    state = "converted and matched the reference" if good else "did not convert or match"
+    return _ev(f"Mobile/edge: the TFLite model {state}{select}{f', {size / 1024:,.0f} KiB' if size else ''}; the PyTorch stack's "
+               "on-device counterpart (an ExecuTorch program) is not produced here, its .pt2 is "
+               "the input to it.", "exports", "tfx" if good else "torch",
+               tflite_ok=good, tflite_bytes=size)
+
+
 # --- the claims ----------------------------------------------------------------------------------
 
 # (key, the claim as usually made, which stack it favours or "matched", evidence functions,
 #  what of the claim this report cannot measure)
 CLAIMS = [
     ("deployment_maturity", "TensorFlow is the more production-ready, deployment-mature ecosystem.",
-     "tfx", [ev_serving_latency, ev_artifact_size],
+     "tfx", [ev_exports, ev_serving_latency, ev_artifact_size],
      "ecosystem maturity itself (support, ops tooling) is not measured here"),
     ("speed", "The two are closely matched in speed.", "matched",
      [ev_end_to_end, ev_train_speed, ev_serving_latency, ev_marginal_cost], ""),
@@ -166,7 +210,8 @@ CLAIMS = [
     ("development", "PyTorch gives faster development and an easier learning curve.", "torch",
      [ev_lines_of_code], "the learning curve of people is not measured here"),
     ("serving_mobile_web", "TensorFlow's serving, mobile and web deployment is more mature.", "tfx",
-     [ev_serving_latency, ev_artifact_size], "web deployment (TensorFlow.js) is not measured here"),
+     [ev_mobile, ev_exports, ev_serving_latency],
+     "web deployment (TensorFlow.js) is not measured here"),
 ]
 
 
