@@ -189,7 +189,8 @@ def ev_mobile(data):
         ", which need the larger Flex runtime on device)" if tfx.get("select_tf_ops") else ""
     size = tfx.get("size_bytes")
     state = "converted and matched the reference" if good else "did not convert or match"
-    return _ev(f"Mobile/edge: the TFLite model {state}{select}{f', {size / 1024:,.0f} KiB' if size else ''}; the PyTorch stack's "
+    kib = f", {size / 1024:,.0f} KiB" if size else ""
+    return _ev(f"Mobile/edge: the TFLite model {state}{select}{kib}; the PyTorch stack's "
                "on-device counterpart (an ExecuTorch program) is not produced here, its .pt2 is "
                "the input to it.", "exports", "tfx" if good else "torch",
                tflite_ok=good, tflite_bytes=size)
