@@ -154,7 +154,7 @@ def ev_artifact_size(data):
 def _section_stacks(data: dict, key: str) -> dict[str, dict]:
     """A per-stack section's documents of the first run (``{"stacks": [{"stack": ..}, ..]}``)."""
     sec = data.get(key) or {}
-    first = data["runs"][0]["label"] if data.get("runs") else None
+    first = data["runs"][0].get("label") if data.get("runs") else None
     return {d["stack"]: d for d in sec.get("stacks", []) if d.get("run", first) == first}
 
 
