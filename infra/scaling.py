@@ -190,7 +190,8 @@ def _split_bars(series: list[tuple[str, str, dict]]) -> str:
     compute = [s["compute_ms"] for _, s in parts]
     comm = [s["comm_ms"] for _, s in parts]
     other = [s["other_ms"] for _, s in parts]
-    ax.bar(x, compute, color=[COLORS.get(st, "#555") for st, _ in parts], label="compute")
+    ax.bar(x, compute, color=[COLORS.get(st, "#555") for st, _ in parts],
+           label="compute (stack colour)")
     ax.bar(x, comm, bottom=compute, color="#5f6368", label="all-reduce")
     ax.bar(x, other, bottom=[a + b for a, b in zip(compute, comm, strict=True)], color="#dadce0",
            label="other")
@@ -226,17 +227,17 @@ def render(runs: list[dict]) -> str:
             s = p["split"]
             rows.append([label, p["workers"], p["threads"], p["scaling"], p["per_worker_batch"],
                          p["global_batch"], _f(p["samples_per_s"], 0), _f(p["step_ms"], 3),
-                         _f(s["compute_ms"], 3), _f(s["comm_ms"], 3), _f(s["other_ms"], 3),
+                         *(_f(s[k], 3) for k in ("step_ms", "compute_ms", "comm_ms", "other_ms")),
                          eff.get(p["scaling"], "–")])
         pt = sc.get("pipeline_train") or {}
         rows.append([label, pt.get("workers"), pt.get("threads"), "pipeline train stage", "",
-                     pt.get("global_batch"), _f(pt.get("samples_per_s"), 0), "", "", "", "", ""])
+                     pt.get("global_batch"), _f(pt.get("samples_per_s"), 0), *[""] * 6])
     for label, _, sc in found:
         if not sc or "layout" not in sc:
-            rows.append([label, "–", "–", "no fixed-thread probe in this run", *["–"] * 8])
+            rows.append([label, "–", "–", "no fixed-thread probe in this run", *["–"] * 9])
     parts.append(_table(["stack", "workers", "threads / worker", "point", "batch / worker",
-                         "global batch", "samples/s", "step ms", "compute ms", "all-reduce ms",
-                         "other ms", "speedup / efficiency"], rows))
+                         "global batch", "samples/s", "step ms", "un-overlapped step ms",
+                         "compute ms", "all-reduce ms", "other ms", "speedup / efficiency"], rows))
     if series:
         kinds = ["baseline", "weak", "strong"]
 

@@ -11,11 +11,12 @@ does not pin), and for each per-worker batch in ``probe.batches`` runs two timed
   per call; under MultiWorkerMirroredStrategy the optimizer all-reduces the gradients inside the
   step): samples/s and mean step time;
 * ``split``: the same step as three separately called ``tf.function``\\ s under the strategy —
-  gradients (forward + backward), their all-reduce (the replica context's ``all_reduce``, the
-  collective the optimizer would run), the optimizer update without aggregation — each timed from
-  Python; compute = gradients + update, comm = the all-reduce, which also holds the wait for the
-  slower worker. Each call is a Python round trip the fused loop does not make, so the split step
-  is slower than the fused one; the parts are what the comparison is about.
+  gradients (forward + backward; made dense, as torch's are), their all-reduce (the replica
+  context's ``all_reduce``, the collective the optimizer would run), the optimizer update
+  without aggregation — each timed from Python; compute = gradients + update, comm = the
+  all-reduce, which also holds the wait for the slower worker. Each call is a Python round trip
+  the fused loop does not make, so the split step is slower than the fused one; the parts are
+  what the comparison is about.
 
 Every worker writes its figures to ``probe.out_dir/worker-<index>.json``.
 """
@@ -65,7 +66,8 @@ def split(strategy, model, iterator, global_batch: int, steps: int, warmup: int)
             per_example = tf.keras.losses.binary_crossentropy(
                 tf.reshape(tf.cast(y, tf.float32), (-1, 1)), pred)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-        return tape.gradient(loss, variables)
+        # Dense, as torch's are: the embeddings' IndexedSlices would be all-gathered instead.
+        return [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
 
     @tf.function
     def compute(batch):
