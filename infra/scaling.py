@@ -39,8 +39,9 @@ PROBE_WARMUP = 16
 # How each stack's compute/communication split is measured, and its caveat (the report shows it).
 SPLIT_METHOD = {
     "tfx": "Keras' train function for samples/s; for the split, the step as three tf.functions "
-           "called in turn under the strategy (gradients; the replica context's all_reduce of "
-           "them; the optimizer update without aggregation), timed from Python. In training the "
+           "called in turn under the strategy (gradients, made dense as torch's are; the replica "
+           "context's all_reduce of them; the optimizer update without aggregation), timed from "
+           "Python. In training the "
            "optimizer runs the all-reduce inside one step function (steps_per_execution steps a "
            "call), so the split step also pays two Python round trips the real step does not.",
     "torch": "DDP for samples/s; for the split, the bare module: forward + backward, one gloo/NCCL "
