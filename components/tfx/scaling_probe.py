@@ -73,10 +73,15 @@ def split(strategy, model, iterator, global_batch: int, steps: int, warmup: int)
     def compute(batch):
         return strategy.run(grads_of, args=batch)
 
+    def reduce_replica(grads):
+        # identity: placed on this replica's device (strategy.run's scope); the function's own
+        # inputs carry no device, from which the collective would take its destinations.
+        return tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.SUM, [tf.identity(g) for g in grads])
+
     @tf.function
     def all_reduce(grads):
-        return strategy.run(lambda g: tf.distribute.get_replica_context().all_reduce(
-            tf.distribute.ReduceOp.SUM, g), args=(grads,))
+        return strategy.run(reduce_replica, args=(grads,))
 
     @tf.function
     def update(grads):
