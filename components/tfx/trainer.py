@@ -149,9 +149,9 @@ def stop(procs: list[subprocess.Popen], grace_s: float = WORKER_GRACE_S) -> None
 
 
 def launch_local_workers(spec: dict, workers: int, grace_s: float = WORKER_GRACE_S,
-                         threads: int | None = None) -> None:
+                         worker_threads: int | None = None) -> None:
     """Runs ``workers`` training processes on localhost with a shared TF_CONFIG cluster, each
-    pinned to ``threads`` intra-op threads (default: :func:`threads_per_worker`).
+    pinned to ``worker_threads`` intra-op threads (default: :func:`threads_per_worker`).
 
     When one worker fails the others are stopped (:func:`supervise`) and RuntimeError names it.
     The spec file and the workers' scratch space live in one temporary folder, always removed.
@@ -167,7 +167,7 @@ def launch_local_workers(spec: dict, workers: int, grace_s: float = WORKER_GRACE
         spec_path = os.path.join(run_dir, "spec.json")
         with open(spec_path, "w") as f:
             json.dump({**spec, "scratch_dir": run_dir}, f)
-        pinned = threads_per_worker(workers, threads)
+        pinned = threads_per_worker(workers, worker_threads)
         for i in range(workers):
             env = dict(os.environ)
             env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})

@@ -365,6 +365,6 @@ def probe_scaling(cfg: RunConfig, contract: Contract, ingested: IngestResult, su
                       "warmup": warmup},
         }
         spec["config"]["workers"] = workers
-        launch_local_workers(spec, workers, threads=threads)
+        launch_local_workers(spec, workers, worker_threads=threads)
         return merge_workers([json.loads(p.read_text())
                               for p in sorted(Path(tmp, "probe").glob("worker-*.json"))])
