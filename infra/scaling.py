@@ -99,7 +99,7 @@ def scaling_doc(stack: str, lay: dict, batch: int, one: dict, many: dict | None,
         # The headline figures: N workers against one at the same threads and per-worker batch.
         doc["speedup"], doc["efficiency"] = doc["weak"]["speedup"], doc["weak"]["efficiency"]
     else:
-        doc["skipped"] = f"{n} worker(s): nothing to scale to"
+        doc.update(speedup=None, efficiency=None, skipped=f"{n} worker(s): nothing to scale to")
     doc.update(points=points, split_method=SPLIT_METHOD[stack], caveat=CAVEAT,
                pipeline_train=pipeline_train, probe_steps=PROBE_STEPS)
     return doc

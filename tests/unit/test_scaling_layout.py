@@ -49,3 +49,4 @@ def test_one_gpu_has_no_multi_worker_points():
     doc = scaling_doc("tfx", layout(1, 4), 256, one, None, {})
     assert [p["scaling"] for p in doc["points"]] == ["baseline"] and "weak" not in doc
     assert "nothing to scale to" in doc["skipped"] and sentence("TFX", doc) is None
+    assert doc["speedup"] is None and doc["efficiency"] is None  # keys kept (benchmarks read them)
