@@ -158,14 +158,16 @@ def sentence(stack_name: str, sc: dict) -> str | None:
         return None
     lay, weak, strong = sc["layout"], sc["weak"], sc["strong"]
     n, t = lay["workers"], lay["threads_per_worker"]
-    w = next(p for p in sc["points"] if p["scaling"] == "weak")["split"]
+    weak_point = next(p for p in sc["points"] if p["scaling"] == "weak")
+    w = weak_point["split"]
     share = w["comm_ms"] / w["step_ms"] if w["step_ms"] else 0.0
     return (f"{stack_name}: at {t} thread(s) per worker, {n} workers trained at "
             f"{weak['speedup']:.2f}x the samples/s of 1 worker with the same per-worker batch "
             f"(weak-scaling efficiency {weak['efficiency']:.0%}) and at {strong['speedup']:.2f}x "
             f"with the global batch split between them (strong {strong['efficiency']:.0%}); "
             f"un-overlapped, a step of {n} workers spends {w['compute_ms']:.2f} ms computing and "
-            f"{w['comm_ms']:.2f} ms in the gradient all-reduce ({share:.0%} of the step).")
+            f"{w['comm_ms']:.2f} ms in the gradient all-reduce ({share:.0%} of the step), "
+            f"against {weak_point['step_ms']:.2f} ms for the step as trained.")
 
 
 def _label(p: dict) -> str:
