@@ -181,14 +181,16 @@ def _split_bars(series: list[tuple[str, str, dict]]) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from infra.report import COLORS, _png
+    from infra.report import COLORS, STACK_NAMES, _png
 
     labels, parts = [], []
     for label, stack, sc in series:
         for p in sc["points"]:
-            labels.append(f"{label}\n{_label(p)}")
+            # the stack's short name on one run (a run's series label is long)
+            short = stack if label == STACK_NAMES.get(stack) else label
+            labels.append(f"{short}\n{_label(p)}")
             parts.append((stack, p["split"]))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(labels)), 3.4))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(labels)), 3.4))
     x = range(len(labels))
     compute = [s["compute_ms"] for _, s in parts]
     comm = [s["comm_ms"] for _, s in parts]
