@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 
 from components.common.replicas import report_dir, weights_digest, write_replica_report
+from components.common.threads import THREADS_ENV, threads_per_worker
 
 log = logging.getLogger("twinpipe.tfx.train")
 
@@ -149,8 +150,10 @@ def stop(procs: list[subprocess.Popen], grace_s: float = WORKER_GRACE_S) -> None
             p.wait()
 
 
-def launch_local_workers(spec: dict, workers: int, grace_s: float = WORKER_GRACE_S) -> None:
-    """Runs ``workers`` training processes on localhost with a shared TF_CONFIG cluster.
+def launch_local_workers(spec: dict, workers: int, grace_s: float = WORKER_GRACE_S,
+                         worker_threads: int | None = None) -> None:
+    """Runs ``workers`` training processes on localhost with a shared TF_CONFIG cluster, each
+    pinned to ``worker_threads`` intra-op threads (default: :func:`threads_per_worker`).
 
     When one worker fails the others are stopped (:func:`supervise`) and RuntimeError names it.
     The spec file and the workers' scratch space live in one temporary folder, always removed.
@@ -166,11 +169,11 @@ def launch_local_workers(spec: dict, workers: int, grace_s: float = WORKER_GRACE
         spec_path = os.path.join(run_dir, "spec.json")
         with open(spec_path, "w") as f:
             json.dump({**spec, "scratch_dir": run_dir}, f)
-        threads_per_worker = max(1, (os.cpu_count() or 1) // workers)
+        pinned = threads_per_worker(workers, worker_threads)
         for i in range(workers):
             env = dict(os.environ)
             env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
-            env["TWINPIPE_THREADS"] = str(threads_per_worker)
+            env[THREADS_ENV] = str(pinned)
             proc = subprocess.Popen(
                 [sys.executable, "-m", "components.tfx.trainer", spec_path],
                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -387,23 +390,30 @@ def cluster_role(tf_config: dict) -> tuple[int, int, bool]:
     return max(n, 1), chiefs + index, chiefs == 0 and index == 0
 
 
+def worker_strategy(n_workers: int):
+    """(strategy, its name) for a worker of ``n_workers``, after pinning this process's threads to
+    ``TWINPIPE_THREADS`` when set (before TensorFlow creates its thread pools, which the strategy's
+    creation does)."""
+    import tensorflow as tf
+
+    if threads := os.environ.get(THREADS_ENV):
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+    if n_workers > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy(), "MultiWorkerMirroredStrategy"
+    return tf.distribute.MirroredStrategy(), "MirroredStrategy"
+
+
 def train(spec: dict) -> dict:
     """Trains under the strategy TF_CONFIG implies and saves the serving model (chief only)."""
-    threads = os.environ.get("TWINPIPE_THREADS")
     import tensorflow as tf
     import tensorflow_transform as tft
 
     from components.tfx.transform import LABEL_KEY
 
-    if threads:
-        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
     tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
     n_workers, index, chief = cluster_role(tf_config)
-    if n_workers > 1:
-        strategy, strategy_name = tf.distribute.MultiWorkerMirroredStrategy(), "MultiWorkerMirroredStrategy"
-    else:
-        strategy, strategy_name = tf.distribute.MirroredStrategy(), "MirroredStrategy"
+    strategy, strategy_name = worker_strategy(n_workers)
     cfg = spec["config"]
     replicas = strategy.num_replicas_in_sync
     global_batch = int(cfg["batch_size"]) * replicas
@@ -503,7 +513,12 @@ def _main(argv: list[str]) -> int:
     missing = [k for k in SPEC_KEYS if k not in spec]
     if missing:  # before TensorFlow's import: a bad spec fails every worker within a second
         raise ValueError(f"[tfx][train] training spec {argv[1]} lacks {missing}")
-    train(spec)
+    if "probe" in spec:  # the report's scaling probe (infra.scaling), launched like training
+        from components.tfx.scaling_probe import probe_worker
+
+        probe_worker(spec)
+    else:
+        train(spec)
     return 0
 
 
