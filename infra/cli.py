@@ -521,7 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
                    help="after the run: measure models + serving, write OUT/report/index.html")
     r.add_argument("--scaling-probe", action=argparse.BooleanOptionalAction, default=True,
-                   help="for the report: also train at 1 worker (N>1) or 2 workers (N=1)")
+                   help="for the report: time training at 1 and N workers at fixed threads "
+                        "per worker, weak and strong, compute vs all-reduce (infra.scaling)")
     r.add_argument("--measure", type=_measure_names, default=None, metavar="NAME,NAME|all|none",
                    help="for the report: which extra measurements to run besides the models and "
                         "scaling (default all; names: infra.measure.EXTRA_MEASUREMENTS)")

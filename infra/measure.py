@@ -1,7 +1,7 @@
 """What the report needs beyond each stack's run.json, measured right after a run:
 
-* ``OUT/<stack>/scaling.json`` — training throughput at 1 and N workers (the run's own train stage
-  gives one point, a probe that re-runs the stack's training code outside the pipeline the other);
+* ``OUT/<stack>/scaling.json`` — training throughput at 1 and N workers at fixed threads per
+  worker, weak and strong, with each step's compute/all-reduce split (:mod:`infra.scaling`);
 * ``OUT/<stack>/measurements.json`` — the stack's model scored on the run's eval rows (the spans'
   eval split; ``eval_rows_sha256`` is their key digest, :mod:`components.common.rowdigest`, which
   the report checks against the rows each stack's evaluate stage scored) with one metrics
@@ -35,7 +35,8 @@ log = logging.getLogger("twinpipe.measure")
 
 PACKAGES = ("tfx", "tensorflow", "apache-beam", "tensorflow-data-validation",
             "tensorflow-transform", "tensorflow-model-analysis", "ml-metadata", "torch", "torchx",
-            "kfp", "great-expectations", "onnx", "onnxruntime", "scikit-learn", "pyarrow", "pandas")
+            "kfp", "great-expectations", "onnx", "onnxruntime", "onnxscript", "scikit-learn",
+            "pyarrow", "pandas")
 LATENCY_BATCHES = (1, 256)
 
 
@@ -88,48 +89,16 @@ def _write(path: Path, doc: dict) -> None:
     os.replace(tmp, path)
 
 
-# --- scaling ------------------------------------------------------------------------------------
-
-def probe_workers(run_workers: int) -> int:
-    """The other worker count to train at: 1 when the run used N > 1 workers, else 2."""
-    return 1 if run_workers > 1 else 2
-
+# --- scaling: infra.scaling (the fixed-threads probe) ---------------------------------------------
 
 def scaling(stack: str, cfg, contract: Contract, ingested, summary: dict, out_dir: Path) -> dict:
-    """Runs the stack's training probe and writes ``<stack>/scaling.json``."""
-    if stack == "tfx":
-        from pipelines.tfx.local_runner import probe_training
-    else:
-        from pipelines.torch.local_runner import probe_training
-    tr = summary["stages"]["train"]
-    other = probe_workers(cfg.workers)
-    log.info("[%s][scaling] training probe with %d worker(s)", stack, other)
-    t0 = time.time()
-    probe = probe_training(cfg, contract, ingested, summary, other)
-    points = {cfg.workers: {"samples_per_s": tr["samples_per_s"], "source": "pipeline train stage",
-                            "global_batch": tr.get("global_batch")},
-              other: {"samples_per_s": probe["samples_per_s"], "source": "probe",
-                      "global_batch": probe.get("global_batch")}}
-    one, n = min(points), max(points)
-    speedup = points[n]["samples_per_s"] / points[one]["samples_per_s"]
-    doc = {
-        "stack": stack,
-        "points": [{"workers": w, **points[w]} for w in sorted(points)],
-        "speedup": round(speedup, 3),
-        "efficiency": round(speedup / (n / one), 3),
-        "per_worker_batch": cfg.batch_size,
-        "probe_wall_s": round(time.time() - t0, 1),
-    }
-    _write(out_dir / stack / "scaling.json", doc)
-    log.info("[%s][scaling] %d->%d workers: %.2fx samples/s", stack, one, n, speedup)
-    return doc
+    """Writes ``<stack>/scaling.json``: :func:`infra.scaling.scaling`."""
+    from infra.scaling import scaling as probe
+
+    return probe(stack, cfg, contract, ingested, summary, out_dir)
 
 
 # --- models -------------------------------------------------------------------------------------
-
-def _dir_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
-
 
 MEASURED_COPY = ".measured-model"  # where a gs:// push is downloaded to be measured
 
@@ -160,11 +129,13 @@ def _scorer(stack: str, model_dir: Path, contract: Contract):
 
 
 def _sizes(stack: str, model_dir: Path) -> dict:
-    if stack == "tfx":
-        return {"SavedModel": _dir_bytes(model_dir)}
+    if stack == "tfx":  # the SavedModel alone: push puts model.tflite beside it
+        from components.tfx.exports import saved_model_bytes
+
+        return {"SavedModel": saved_model_bytes(model_dir)}
     files = json.loads((model_dir / "signature.json").read_text())["files"]
-    return {"TorchScript": (model_dir / files["torchscript"]).stat().st_size,
-            "ONNX": (model_dir / files["onnx"]).stat().st_size}
+    names = {"torchscript": "TorchScript", "onnx": "ONNX"}  # a failed export has no file
+    return {names[k]: (model_dir / f).stat().st_size for k, f in files.items() if k in names}
 
 
 def measure_model(stack: str, summary: dict, contract: Contract, out_dir: Path) -> dict:
@@ -224,6 +195,7 @@ def measure_model(stack: str, summary: dict, contract: Contract, out_dir: Path) 
 # name -> "module:function", called as f(out_dir, cfg, contract, ingested, summaries) after the
 # core measurements, in this order; each writes the JSON its report section (infra/sections/) reads.
 EXTRA_MEASUREMENTS: dict[str, str] = {
+    "exports": "infra.exports:measure_exports",
     "fault_tolerance": "infra.fault_tolerance:measure",
 }
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from components.common.config import STAGES
 from components.common.errors import DataError
+from infra.scaling import render as scaling_html
+from infra.scaling import sentence as scaling_sentence
 from infra.sections import anchor, sections
 
 STACKS = ("tfx", "torch")
@@ -225,17 +227,8 @@ def summary_lines(runs: list[dict], loc: dict) -> list[str]:
         lines.append(f"Peak memory (process tree, any stage): TFX {mem['tfx']:,.0f} MiB, "
                      f"PyTorch {mem['torch']:,.0f} MiB.")
     for stack, s in st.items():
-        sc = s.get("scaling")
-        if not sc:
-            continue
-        n = sc["points"][-1]["workers"]
-        text = (f"{STACK_NAMES[stack]}: {n} workers trained at {sc['speedup']:.2f}x the samples/s "
-                f"of 1 worker (scaling efficiency {sc['efficiency']:.0%})")
-        if sc["speedup"] < 1.6 and cores and cores <= n:
-            text += (f"; with {cores} cores, one worker already keeps them busy through intra-op "
-                     f"threads, so {n} processes add a cross-process all-reduce per step but no "
-                     "compute")
-        lines.append(text + ".")
+        if s.get("scaling") and (line := scaling_sentence(STACK_NAMES[stack], s["scaling"])):
+            lines.append(line)
     ms = {k: s["measurements"] for k, s in st.items() if s.get("measurements")}
     if len(ms) == 2:
         a = {k: m["metrics"]["auc"] for k, m in ms.items()}
@@ -576,30 +569,8 @@ def render_html(data: dict) -> str:
                            "(sum of RSS over the process tree)", "MiB", fmt="%.0f"),
              "peak memory per stage"))
 
-    # scaling
-    add("<h2 id='scaling'>Training scaling</h2>")
-    rows = []
-    for label, r, stack in _series(runs):
-        sc = r["stacks"][stack].get("scaling")
-        tr = r["stacks"][stack]["run"]["stages"]["train"]
-        if not sc:
-            rows.append([label, tr.get("workers"), _f(tr.get("samples_per_s"), 0), "–", "–", "–"])
-            continue
-        for p in sc["points"]:
-            rows.append([label, p["workers"], _f(p["samples_per_s"], 0), p.get("global_batch"),
-                         p["source"], f"{sc['speedup']:.2f}x / {sc['efficiency']:.0%}"])
-    add(_table(["stack", "workers", "samples/s (steady state)", "global batch", "measured by",
-                "speedup / efficiency"], rows))
-
-    def scaling_value(r, stack, w):
-        sc = r["stacks"][stack].get("scaling") or {"points": []}
-        return next((p["samples_per_s"] for p in sc["points"] if str(p["workers"]) == w), None)
-
-    workers = sorted({str(p["workers"]) for r in runs for s in r["stacks"].values()
-                      for p in (s.get("scaling") or {"points": []})["points"]})
-    if workers:
-        add(_img(_grouped_bars(runs, workers, scaling_value, "Training samples/s by workers",
-                               "samples/s", fmt="%.0f"), "scaling"))
+    # scaling: infra.scaling
+    add("<h2 id='scaling'>Training scaling</h2>" + scaling_html(runs))
 
     if data.get("data_scaling"):
         add(_data_scaling_html(data["data_scaling"]))

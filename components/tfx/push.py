@@ -1,4 +1,8 @@
-"""Push on the TFX stack: the blessed SavedModel into the versioned registry, atomically.
+"""Push on the TFX stack: the blessed SavedModel and its exports into the versioned registry,
+atomically.
+
+Beside the SavedModel, push converts ``model.tflite`` from its raw-tensor signature and describes
+every export in ``signature.json`` (:mod:`components.tfx.exports`).
 
 The model is copied (``tf.io.gfile``, from the Trainer's local artifact) into a local temporary
 folder, and :func:`components.common.registry.push_atomic` publishes it: a rename into a local
@@ -35,16 +39,19 @@ def AtomicPusher(  # noqa: N802 (TFX component naming)
         logging.getLogger("twinpipe.tfx.push").info("[tfx][push] model not blessed: not pushed")
         return
 
+    from components.tfx.exports import add_exports
+
     def fill(tmp):
         io_utils.copy_dir(path_utils.serving_model_path(model.uri), str(tmp))
+        # The raw-tensor signature and TFLite, each recorded converted or not (never raised).
+        doc = add_exports(tmp, json.loads(signature_json))
         with open(os.path.join(tmp, "signature.json"), "w") as f:
-            f.write(signature_json)
+            json.dump(doc, f, indent=2)
+        record["exports"] = {k: v["converted"] for k, v in doc["exports"].items()}
 
-    version = registry.push_atomic(
-        push_destination, fill,
-        {"stack": "tfx", "run": run_label, "model_uri": model.uri,
-         "signature": json.loads(signature_json)["signature"]},
-    )
+    record = {"stack": "tfx", "run": run_label, "model_uri": model.uri,
+              "signature": json.loads(signature_json)["signature"]}
+    version = registry.push_atomic(push_destination, fill, record)
     pushed_model.set_int_custom_property("pushed", 1)
     pushed_model.set_string_custom_property("pushed_destination", str(version))
     pushed_model.set_string_custom_property("pushed_version", storage.basename(version))

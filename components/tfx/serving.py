@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from components.common.contract import Contract
+from components.common.errors import DataError
 
 
 def signature_doc(contract: Contract) -> dict:
@@ -77,3 +78,75 @@ def predict_saved_model(model_dir: str, table: pd.DataFrame, batch_size: int = 4
     out = [scorer.score(scorer.encode(table.iloc[i:i + batch_size]))
            for i in range(0, len(table), batch_size)]
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def raw_arrays(inputs: dict, table: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Raw contract rows -> the raw-tensor signature's inputs (signature.json ``exports``
+    ``saved_model_raw.inputs``): one 1-D array per feature, a missing value as the entry's
+    ``missing`` marker (NaN for floats, ``b""`` for strings)."""
+    out = {}
+    for name, spec in inputs.items():
+        col = table[name]
+        if spec["dtype"] == "string":
+            text = col.astype(object).where(col.notna(), "").astype(str)
+            out[name] = text.str.encode("utf-8").to_numpy(dtype=object)
+        elif spec["dtype"].startswith("float"):
+            out[name] = col.astype("float64").to_numpy(dtype=spec["dtype"], na_value=np.nan)
+        else:  # int64: a required feature (a nullable int arrives as float64 with NaN)
+            missing = int(col.isna().sum())
+            if missing:
+                raise DataError(
+                    f"[tfx][serve] column {name}: {missing} row(s) without a value, but the "
+                    "raw-tensor signature takes it as a required int64 (rule: not nullable in "
+                    "the contract).")
+            out[name] = col.to_numpy(dtype="int64")
+    return out
+
+
+def _exports(model_dir: str) -> dict:
+    with open(f"{model_dir}/signature.json") as f:
+        return json.load(f)["exports"]
+
+
+class SavedModelRawScorer:
+    """The SavedModel's ``serving_raw`` signature: raw rows -> one tensor per feature -> P."""
+
+    runtime = "tensorflow-saved-model (serving_raw)"
+
+    def __init__(self, model_dir: str):
+        import tensorflow as tf
+
+        from components.tfx.trainer import RAW_SIGNATURE
+
+        self._tf = tf
+        self.inputs = _exports(model_dir)["saved_model_raw"]["inputs"]
+        self.fn = tf.saved_model.load(model_dir).signatures[RAW_SIGNATURE]
+
+    def encode(self, table: pd.DataFrame) -> dict:
+        return {k: self._tf.constant(v) for k, v in raw_arrays(self.inputs, table).items()}
+
+    def score(self, encoded: dict) -> np.ndarray:
+        return self.fn(**encoded)["probability"].numpy()
+
+
+class TFLiteScorer:
+    """``model.tflite`` in ``tf.lite.Interpreter`` (LiteRT; the Flex delegate loads by itself when
+    the model holds TF Select ops): raw rows -> one array per feature -> P."""
+
+    runtime = "tflite"
+
+    def __init__(self, model_dir: str):
+        import tensorflow as tf
+
+        from components.tfx.trainer import RAW_SIGNATURE
+
+        entry = _exports(model_dir)["tflite"]
+        self.inputs = entry["inputs"]
+        interpreter = tf.lite.Interpreter(model_path=f"{model_dir}/{entry['file']}")
+        self.runner = interpreter.get_signature_runner(RAW_SIGNATURE)
+
+    def encode(self, table: pd.DataFrame) -> dict:
+        return raw_arrays(self.inputs, table)
+
+    def score(self, encoded: dict) -> np.ndarray:
+        return self.runner(**encoded)["probability"]

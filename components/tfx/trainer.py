@@ -28,10 +28,13 @@ from dataclasses import dataclass, field
 
 from components.common import fault
 from components.common.replicas import report_dir, weights_digest, write_replica_report
+from components.common.threads import THREADS_ENV, threads_per_worker
 
 log = logging.getLogger("twinpipe.tfx.train")
 
 SERVING_SIGNATURE = "serving_default"
+RAW_SIGNATURE = "serving_raw"  # raw feature tensors in, the Transform layer inside (issue 15)
+RAW_SIGNATURE_ERROR = "serving_raw.error.txt"  # under assets.extra/ when serving_raw failed
 TRAIN_METRICS = "train_metrics.json"
 # Train steps Keras runs inside one tf.function call: a small MLP's step is ~1 ms of math, so one
 # Python round trip (and callback dispatch) per step was a large share of the loop. Batch-level
@@ -176,21 +179,21 @@ def backed_up_epochs(spec: dict) -> int:
     return int(storage.read_json(marker)["epochs_done"])
 
 
-def _start_workers(spec_path: str, workers: int, attempt: int, procs: list[subprocess.Popen],
-                   threads: list[threading.Thread]) -> None:
+def _start_workers(spec_path: str, workers: int, attempt: int, pinned: int,
+                   procs: list[subprocess.Popen], threads: list[threading.Thread]) -> None:
     """Starts ``workers`` training processes on fresh localhost ports (a relaunch must not meet
     the previous attempt's sockets), each with its TF_CONFIG, their output streamed with a
-    ``[tfx][train][worker i]`` prefix; into ``procs``/``threads`` as they start, so that the
+    ``[tfx][train][worker i]`` prefix, pinned to ``pinned`` threads; into ``procs``/``threads``
+    as they start, so that the
     caller stops those already running if a later one fails to start."""
     import portpicker
 
     ports = [portpicker.pick_unused_port() for _ in range(workers)]
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
-    threads_per_worker = max(1, (os.cpu_count() or 1) // workers)
     for i in range(workers):
         env = dict(os.environ)
         env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
-        env["TWINPIPE_THREADS"] = str(threads_per_worker)
+        env[THREADS_ENV] = str(pinned)
         env[fault.ATTEMPT_ENV] = str(attempt)
         proc = subprocess.Popen(
             [sys.executable, "-m", "components.tfx.trainer", spec_path],
@@ -203,8 +206,9 @@ def _start_workers(spec_path: str, workers: int, attempt: int, procs: list[subpr
 
 
 def launch_local_workers(spec: dict, workers: int, grace_s: float = WORKER_GRACE_S,
-                         max_restarts: int | None = None) -> None:
-    """Runs ``workers`` training processes on localhost with a shared TF_CONFIG cluster.
+                         worker_threads: int | None = None, max_restarts: int | None = None) -> None:
+    """Runs ``workers`` training processes on localhost with a shared TF_CONFIG cluster, each
+    pinned to ``worker_threads`` intra-op threads (default: :func:`threads_per_worker`).
 
     When one worker fails the others are stopped (:func:`supervise`): a MultiWorkerMirroredStrategy
     job cannot go on without every worker. Then, as TF recommends for that strategy, the whole
@@ -225,7 +229,8 @@ def launch_local_workers(spec: dict, workers: int, grace_s: float = WORKER_GRACE
             procs: list[subprocess.Popen] = []
             threads: list[threading.Thread] = []
             try:
-                _start_workers(spec_path, workers, attempt, procs, threads)
+                _start_workers(spec_path, workers, attempt,
+                               threads_per_worker(workers, worker_threads), procs, threads)
                 outcome = supervise(procs, grace_s)
             finally:
                 stop(procs, grace_s)  # an exception above (or Ctrl-C) leaves no worker running
@@ -363,6 +368,7 @@ def build_model(tft_output, config: dict):
 
 
 def _serving_fn(model, tft_output, feature_names):
+    """``serving_default``: serialized tf.Examples -> parse -> the Transform layer -> P."""
     import tensorflow as tf
 
     model.tft_layer = tft_output.transform_features_layer()
@@ -375,6 +381,105 @@ def _serving_fn(model, tft_output, feature_names):
         return {"probability": tf.squeeze(model(transformed), axis=1)}
 
     return serve
+
+
+def raw_input_dtype(feature) -> str:
+    """The raw-tensor signature's dtype for one raw feature spec (tf.io FixedLen/VarLenFeature).
+
+    Each input is a 1-D tensor, one value per row. A missing value (a VarLen feature: nullable in
+    the contract) is NaN for floats and ``""`` for strings (the Transform's own default for an
+    absent string); a nullable int arrives as float64 with NaN, since int64 has no missing value.
+    """
+    import tensorflow as tf
+
+    if feature.dtype == tf.string:
+        return "string"
+    if feature.dtype == tf.int64:
+        return "float64" if _is_varlen(feature) else "int64"
+    return "float32"
+
+
+def _is_varlen(feature) -> bool:
+    import tensorflow as tf
+
+    return isinstance(feature, tf.io.VarLenFeature)
+
+
+def _raw_serving_fn(model, tft_output, feature_names):
+    """``serving_raw``: one 1-D tensor per raw feature (no tf.Example) -> the Transform layer -> P.
+
+    What tf.io.parse_example would give the Transform layer is rebuilt from the dense inputs: a
+    required feature becomes [N, 1], a nullable one a SparseTensor [N, 1] holding only the present
+    values (NaN / "" = absent, :func:`raw_input_dtype`). TFLite converts from this signature: no
+    string parsing of protos inside.
+
+    The batch gets one padding row, whose probability is dropped: the TFLite runtime (TF 2.16)
+    fails on a batch of one row whose nullable numeric feature is missing (an empty SparseTensor
+    there loses its rank before the model's Concatenate); the pad row's numbers are present (0),
+    its strings a copy of row 0's. The TF runtime gives the same probabilities either way."""
+    import tensorflow as tf
+
+    if not hasattr(model, "tft_layer"):
+        model.tft_layer = tft_output.transform_features_layer()
+    raw_spec = {k: v for k, v in sorted(tft_output.raw_feature_spec().items()) if k in feature_names}
+    names = list(raw_spec)
+    specs = [tf.TensorSpec([None], tf.dtypes.as_dtype(raw_input_dtype(raw_spec[n])), name=n)
+             for n in names]
+
+    def as_parsed(name, x):
+        feature = raw_spec[name]
+        if not _is_varlen(feature):
+            return tf.expand_dims(x, 1)
+        present = (tf.strings.length(x) > 0 if x.dtype == tf.string
+                   else tf.logical_not(tf.math.is_nan(x)))
+        rows = tf.where(present)
+        values = tf.boolean_mask(x, present)
+        if feature.dtype == tf.int64:
+            values = tf.cast(values, tf.int64)
+        return tf.SparseTensor(tf.concat([rows, tf.zeros_like(rows)], axis=1), values,
+                               tf.stack([tf.shape(x, out_type=tf.int64)[0], 1]))
+
+    def padded(x):  # one more row (see the docstring)
+        if x.dtype == tf.string:  # a copy of row 0: TFLite's builtin Gather takes strings, Concat not
+            return tf.gather(x, tf.concat([tf.range(tf.shape(x)[0]), [0]], axis=0))
+        return tf.concat([x, tf.zeros([1], x.dtype)], axis=0)  # 0: a present value
+
+    @tf.function(input_signature=specs)
+    def serve(*tensors):
+        parsed = {n: as_parsed(n, padded(x)) for n, x in zip(names, tensors, strict=True)}
+        transformed = model.tft_layer(parsed)
+        return {"probability": tf.squeeze(model(transformed), axis=1)[:-1]}
+
+    return serve
+
+
+def serving_signatures(model, tft_output, feature_names) -> dict:
+    """The SavedModel's signatures: ``serving_default`` (tf.Examples) and, unless it cannot be
+    traced, ``serving_raw`` (raw feature tensors). A ``serving_raw`` failure never fails training:
+    its error goes to ``assets.extra/`` (:data:`RAW_SIGNATURE_ERROR`), which push records."""
+    signatures = {SERVING_SIGNATURE: _serving_fn(model, tft_output, feature_names)}
+    try:
+        raw = _raw_serving_fn(model, tft_output, feature_names)
+        raw.get_concrete_function()  # traces now: an error surfaces here, not inside model.save
+        signatures[RAW_SIGNATURE] = raw
+    except Exception as e:  # noqa: BLE001 — recorded, see the docstring
+        log.warning("[tfx][train] no %s signature: %s", RAW_SIGNATURE, e)
+        signatures[RAW_SIGNATURE_ERROR] = f"{type(e).__name__}: {e}"
+    return signatures
+
+
+def _save_serving_model(model, target: str, signatures: dict) -> None:
+    """model.save with the signatures of :func:`serving_signatures` (and the raw signature's
+    error, if any, as ``assets.extra/`` text)."""
+    import tensorflow as tf
+
+    signatures = dict(signatures)
+    error = signatures.pop(RAW_SIGNATURE_ERROR, None)
+    model.save(target, save_format="tf", signatures=signatures)
+    if error is not None:
+        tf.io.gfile.makedirs(f"{target}/assets.extra")
+        with tf.io.gfile.GFile(f"{target}/assets.extra/{RAW_SIGNATURE_ERROR}", "w") as f:
+            f.write(error)
 
 
 def cluster_role(tf_config: dict) -> tuple[int, int, bool]:
@@ -392,23 +497,30 @@ def cluster_role(tf_config: dict) -> tuple[int, int, bool]:
     return max(n, 1), chiefs + index, chiefs == 0 and index == 0
 
 
+def worker_strategy(n_workers: int):
+    """(strategy, its name) for a worker of ``n_workers``, after pinning this process's threads to
+    ``TWINPIPE_THREADS`` when set (before TensorFlow creates its thread pools, which the strategy's
+    creation does)."""
+    import tensorflow as tf
+
+    if threads := os.environ.get(THREADS_ENV):
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+    if n_workers > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy(), "MultiWorkerMirroredStrategy"
+    return tf.distribute.MirroredStrategy(), "MirroredStrategy"
+
+
 def train(spec: dict) -> dict:
     """Trains under the strategy TF_CONFIG implies and saves the serving model (chief only)."""
-    threads = os.environ.get("TWINPIPE_THREADS")
     import tensorflow as tf
     import tensorflow_transform as tft
 
     from components.tfx.transform import LABEL_KEY
 
-    if threads:
-        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
     tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
     n_workers, index, chief = cluster_role(tf_config)
-    if n_workers > 1:
-        strategy, strategy_name = tf.distribute.MultiWorkerMirroredStrategy(), "MultiWorkerMirroredStrategy"
-    else:
-        strategy, strategy_name = tf.distribute.MirroredStrategy(), "MirroredStrategy"
+    strategy, strategy_name = worker_strategy(n_workers)
     cfg = spec["config"]
     replicas = strategy.num_replicas_in_sync
     global_batch = int(cfg["batch_size"]) * replicas
@@ -466,14 +578,14 @@ def train(spec: dict) -> dict:
             strategy=strategy_name, replicas=replicas, steps=steps)
 
     feature_names = set(cfg["numeric"]) | set(cfg["categorical"])
-    signatures = {SERVING_SIGNATURE: _serving_fn(model, tft_output, feature_names)}
+    signatures = serving_signatures(model, tft_output, feature_names)
     # Every MultiWorkerMirroredStrategy worker must save (the save runs collectives); only the
     # chief's copy is the model, the others write to scratch space.
     # The launcher's run folder holds the scratch copies and removes them, even after a crash.
     target = (spec["serving_model_dir"] if chief
               else tempfile.mkdtemp(prefix=f"worker{index}-", dir=spec.get("scratch_dir")))
     try:
-        model.save(target, save_format="tf", signatures=signatures)
+        _save_serving_model(model, target, signatures)
     finally:
         if not chief:
             shutil.rmtree(target, ignore_errors=True)
@@ -511,7 +623,12 @@ def _main(argv: list[str]) -> int:
     missing = [k for k in SPEC_KEYS if k not in spec]
     if missing:  # before TensorFlow's import: a bad spec fails every worker within a second
         raise ValueError(f"[tfx][train] training spec {argv[1]} lacks {missing}")
-    train(spec)
+    if "probe" in spec:  # the report's scaling probe (infra.scaling), launched like training
+        from components.tfx.scaling_probe import probe_worker
+
+        probe_worker(spec)
+    else:
+        train(spec)
     return 0
 
 

@@ -42,6 +42,7 @@ def train_appdef(
     max_restarts: int = MAX_RESTARTS,
     max_retries: int = 0,
     env: dict[str, str] | None = None,
+    module: str = "components.torch.train_app",
 ) -> specs.AppDef:
     """``dist.ddp`` for ``components.torch.train_app``, plus torchrun's ``--max_restarts``.
 
@@ -51,9 +52,10 @@ def train_appdef(
         nnodes: nodes (replicas); >1 needs a multi-node scheduler such as kubernetes.
         max_restarts: how often torchrun restarts failed ranks (they resume from the checkpoint).
         max_retries: scheduler-level retries of the whole job.
+        module: the module torchrun runs on every rank (the scaling probe runs its own).
     """
     app = dist.ddp(
-        *app_args, m="components.torch.train_app", image=image, name="twinpipe-train",
+        *app_args, m=module, image=image, name="twinpipe-train",
         cpu=cpu, gpu=gpu, memMB=memMB, j=f"{nnodes}x{workers}", env=dict(env or {}),
         max_retries=max_retries,
     )

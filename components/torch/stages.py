@@ -121,7 +121,8 @@ def train_stage(
     scheduler: str = "local_cwd", fail_once_after_epoch: int = -1, record_dir: str = "",
     scheduler_options: str = "", train_job: str = "", job_out: str = "",
 ) -> float:
-    """Launches the DDP app, then exports TorchScript + ONNX into ``model_dir``.
+    """Launches the DDP app, then writes the exports (ONNX, .pt2, TorchScript; see
+    :mod:`components.torch.export`) into ``model_dir``.
 
     With ``train_job`` empty the app runs through TorchX ``scheduler`` (``local_cwd`` here) on
     ``train_path`` and writes into ``model_dir/train``. ``scheduler_options`` are TorchX scheduler
@@ -176,10 +177,11 @@ def train_stage(
     model, prep, metrics = load_model(work)
     t_export = time.time()
     label = contract.label
-    export(model, prep, out / "serving",
-           signature_doc(prep, contract.name, contract.version,
-                         f"P({label.source} >= {label.threshold:g})"))
+    doc = export(model, prep, out / "serving",
+                 signature_doc(prep, contract.name, contract.version,
+                               f"P({label.source} >= {label.threshold:g})"))
     metrics["export_s"] = round(time.time() - t_export, 3)
+    metrics["exports"] = {name: e["converted"] for name, e in doc["exports"].items()}
     metrics["model_dir"] = str(out / "serving")
     metrics["train_path"] = train_path
     metrics["wall_s"] = round(time.time() - t0, 3)

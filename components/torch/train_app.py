@@ -34,6 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from components.common import fault, rows, storage
 from components.common.replicas import report_dir, weights_digest, write_replica_report
+from components.common.threads import threads_per_worker
 from components.torch.model import FlightsNet, Preprocessing, PreprocessingStats
 
 log = logging.getLogger("twinpipe.torch.train")
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     if cuda:
         torch.cuda.set_device(device)
     else:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(world, 1)))
+        torch.set_num_threads(threads_per_worker(world))  # TWINPIPE_THREADS, else cores / ranks
     numeric, categorical = feature_list(args.numeric), feature_list(args.categorical)
     if not numeric and not categorical:
         raise ValueError("[torch][train] no feature columns: --numeric and --categorical are "

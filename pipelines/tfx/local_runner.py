@@ -342,13 +342,15 @@ def collect_run(paths, contract, ingested: IngestResult, ingest_s: float, wall: 
     return summary
 
 
-def probe_training(cfg: RunConfig, contract: Contract, ingested: IngestResult, summary: dict,
-                   workers: int) -> dict:
-    """Trains again on the run's Transform output with ``workers`` processes (the Trainer's own
-    code, outside the pipeline) and returns its train metrics: the scaling probe of the report."""
+def probe_scaling(cfg: RunConfig, contract: Contract, ingested: IngestResult, summary: dict,
+                  workers: int, threads: int, batches: list[int], steps: int, warmup: int) -> dict:
+    """The scaling probe (:mod:`components.tfx.scaling_probe`) on the run's Transform output:
+    ``workers`` processes launched as the Trainer launches them, each pinned to ``threads``,
+    timed at each per-worker batch of ``batches``; the workers' figures merged."""
     import tempfile
 
-    from components.tfx.trainer import TRAIN_METRICS, launch_local_workers
+    from components.tfx.scaling_probe import merge_workers
+    from components.tfx.trainer import launch_local_workers
 
     tr = summary["stages"]["train"]
     with tempfile.TemporaryDirectory(prefix="tfx-probe-") as tmp:
@@ -359,7 +361,10 @@ def probe_training(cfg: RunConfig, contract: Contract, ingested: IngestResult, s
             "serving_model_dir": f"{tmp}/serving",
             "model_run_dir": f"{tmp}/run",
             "config": train_config(cfg, contract, sum(s.train_rows for s in ingested.spans)),
+            "probe": {"out_dir": f"{tmp}/probe", "batches": list(batches), "steps": steps,
+                      "warmup": warmup},
         }
         spec["config"]["workers"] = workers
-        launch_local_workers(spec, workers)
-        return json.loads((Path(tmp) / "run" / TRAIN_METRICS).read_text())
+        launch_local_workers(spec, workers, worker_threads=threads)
+        return merge_workers([json.loads(p.read_text())
+                              for p in sorted(Path(tmp, "probe").glob("worker-*.json"))])

@@ -204,17 +204,30 @@ def collect_run(paths, contract: Contract, ingested: IngestResult, ingest_s: flo
     )
 
 
-def probe_training(cfg: RunConfig, contract: Contract, ingested: IngestResult, summary: dict,
-                   workers: int) -> dict:
-    """Trains again on the run's ingested train rows with ``workers`` DDP processes through the
-    same train stage (TorchX dist.ddp), outside the pipeline: the scaling probe of the report."""
+def probe_scaling(cfg: RunConfig, contract: Contract, ingested: IngestResult, summary: dict,
+                  workers: int, threads: int, batches: list[int], steps: int, warmup: int) -> dict:
+    """The scaling probe (:mod:`components.torch.scaling_probe`) on the run's train rows:
+    ``workers`` DDP ranks through TorchX dist.ddp + torchrun as the train stage launches them,
+    each pinned to ``threads`` (``TWINPIPE_THREADS``), timed at each per-rank batch of
+    ``batches``."""
     import tempfile
 
-    from components.torch.stages import train_stage
+    from components.common.threads import THREADS_ENV
+    from components.torch import launch
 
     tr = summary["stages"]["train"]
     with tempfile.TemporaryDirectory(prefix="torch-probe-") as tmp:
-        train_stage(tr["train_path"], f"{tmp}/model", cfg.contract_path or "", workers, cfg.epochs,
-                    cfg.batch_size, cfg.learning_rate,
-                    hidden_units=",".join(str(u) for u in cfg.hidden_units), record_dir=tmp)
-        return json.loads((Path(tmp) / "train.json").read_text())
+        app_args = [
+            "--train", tr["train_path"], "--out", f"{tmp}/probe.json",
+            "--numeric", ",".join(c.name for c in contract.numeric_features),
+            "--categorical", ",".join(c.name for c in contract.categorical_features),
+            "--label", contract.label.name, "--batches", ",".join(map(str, batches)),
+            "--steps", str(steps), "--warmup", str(warmup),
+            "--learning-rate", str(cfg.learning_rate),
+            "--hidden-units", ",".join(str(u) for u in cfg.hidden_units),
+        ]
+        app = launch.train_appdef(*app_args, workers=workers, max_restarts=0,
+                                  env={THREADS_ENV: str(threads)},
+                                  module="components.torch.scaling_probe")
+        launch.run_training(app, "local_cwd", {"log_dir": f"{tmp}/torchx"})
+        return json.loads((Path(tmp) / "probe.json").read_text())

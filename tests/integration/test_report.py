@@ -48,8 +48,9 @@ def test_every_section_is_filled_for_both_stacks(report):
             assert st["wall_s"] is not None and st["cpu_s"] is not None, (stack, stage)
             assert st["peak_rss_mb"] > 50, (stack, stage)  # a Python process at least
         assert s["run"]["stages"]["train"]["cpu_s"] > 1.0
-        workers = [p["workers"] for p in s["scaling"]["points"]]
-        assert workers == [1, 2] and all(p["samples_per_s"] > 0 for p in s["scaling"]["points"])
+        points = [(p["scaling"], p["workers"]) for p in s["scaling"]["points"]]
+        assert points == [("baseline", 1), ("weak", 2), ("strong", 2)], stack
+        assert all(p["samples_per_s"] > 0 for p in s["scaling"]["points"])
         m = s["measurements"]
         assert set(m["latency"]) == {"1", "256"}
         assert all(v["p50_ms"] > 0 and v["p95_ms"] >= v["p50_ms"] for v in m["latency"].values())
@@ -141,7 +142,8 @@ def test_html_renders_in_headless_chromium_with_a_screenshot(report, tmp_path):
     for section in ("summary", "runs", "stages", "scaling", "quality", "artifacts", "serving",
                     "code", "notes", "environment"):
         assert f"id='{section}'" in html
-    assert html.count("<img ") == 7  # stage wall, CPU, memory; scaling; ROC, calibration; latency
+    # stage wall, CPU, memory; scaling samples/s, step split; ROC, calibration; latency
+    assert html.count("<img ") == 8
     dom = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'p1'}",
                           "--virtual-time-budget=10000", "--dump-dom", page],
                          capture_output=True, text=True, timeout=120)

@@ -1,0 +1,257 @@
+"""The TFX stack's exports, produced at push and described in signature.json's ``exports``.
+
+* ``saved_model``: the SavedModel's ``serving_default`` over serialized tf.Examples (the
+  reference: what TFMA evaluated and ``twinpipe predict`` serves);
+* ``saved_model_raw``: the same SavedModel's ``serving_raw`` signature over one raw tensor per
+  feature, Transform layer inside (saved by the Trainer, :func:`components.tfx.trainer.serving_signatures`);
+* ``tflite``: ``model.tflite``, converted from ``serving_raw`` by ``tf.lite.TFLiteConverter``.
+  Builtin TFLite ops are tried first; only when they cannot express the graph is the conversion
+  redone with ``SELECT_TF_OPS`` (the Flex delegate: TF kernels inside the TFLite runtime), and the
+  entry names the ops that needed it with the builtin-only error.
+
+A conversion that fails is recorded (``converted: false`` and the error), never raised: the push
+goes on with the exports that did convert.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+log = logging.getLogger("twinpipe.tfx.push")
+
+TFLITE_FILE = "model.tflite"
+REFERENCE = "saved_model"
+# Files push adds beside the SavedModel; not part of the SavedModel's own size.
+EXTRA_FILES = (TFLITE_FILE, "signature.json")
+ERROR_CHARS = 2000  # converter errors run to pages of MLIR locations; the head says what failed
+
+
+def short_error(e: BaseException | str) -> str:
+    """One exception as recorded in signature.json: type, message, at most ERROR_CHARS."""
+    text = e if isinstance(e, str) else f"{type(e).__name__}: {e}"
+    text = text.strip()
+    return text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS] + " [...]"
+
+
+def _signature_inputs(model_dir: str | Path, key: str) -> dict | None:
+    """{input name: dtype name} of signature ``key``, read from saved_model.pb without loading
+    the graph (None when the SavedModel has no such signature)."""
+    import tensorflow as tf
+    from tensorflow.python.saved_model import loader_impl
+
+    sigs = loader_impl.parse_saved_model(str(model_dir)).meta_graphs[0].signature_def
+    if key not in sigs:
+        return None
+    return {name: tf.dtypes.as_dtype(info.dtype).name for name, info in sorted(sigs[key].inputs.items())}
+
+
+def raw_inputs_doc(dtypes: dict[str, str]) -> dict:
+    """signature.json's description of the raw-tensor inputs: one 1-D tensor per feature and what
+    stands for a missing value (see :func:`components.tfx.trainer.raw_input_dtype`)."""
+    missing = {"float32": "NaN", "float64": "NaN", "string": '""'}
+    return {name: {"dtype": dtype, "shape": [None], "missing": missing.get(dtype)}
+            for name, dtype in dtypes.items()}
+
+
+def _flex_ops(error: str) -> list[str]:
+    """The ops the converter listed as needing TF Select (``TF Select ops: A, B``)."""
+    m = re.search(r"TF Select ops: ([^\n]+)", error)
+    return sorted({op.strip() for op in m.group(1).split(",")}) if m else []
+
+
+def freeze_asset_paths(model_dir: str | Path, target: str | Path) -> int:
+    """Copies the SavedModel to ``target`` with each asset file's path a constant; returns how
+    many reads of an asset path it replaced.
+
+    Why: a TF2 SavedModel hands its asset paths (Transform's vocabulary files) to the table
+    initializers through variables assigned at load time. TF 2.16's TFLite converter cannot freeze
+    those, and silently drops the initializers: the model converts, then fails at its first lookup
+    ("hashtable need to be initialized"). With the path a constant, the converter reads the
+    vocabulary at conversion time and keeps the table's initializer (a CALL_ONCE init subgraph).
+    Only the graph's path plumbing changes; the parity measurement checks the result against
+    ``serving_default`` on real rows."""
+    import shutil
+
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    model_dir, target = Path(model_dir), Path(target)
+    shutil.copytree(model_dir, target, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns(*EXTRA_FILES, "fingerprint.pb"))
+    sm = saved_model_pb2.SavedModel()
+    sm.ParseFromString((model_dir / "saved_model.pb").read_bytes())
+    mg = sm.meta_graphs[0]
+    placeholders = {a.tensor_info.name.split(":")[0]: a.filename for a in mg.asset_file_def}
+    asset_vars = {n.input[0].split(":")[0]: placeholders[n.input[1].split(":")[0]]
+                  for n in mg.graph_def.node
+                  if n.op == "AssignVariableOp" and n.input[1].split(":")[0] in placeholders}
+    replaced = 0
+    for node in mg.graph_def.node:
+        if node.op == "ReadVariableOp" and node.input[0].split(":")[0] in asset_vars:
+            path = str(target / "assets" / asset_vars[node.input[0].split(":")[0]])
+            tensor = tf.make_tensor_proto(path, tf.string)
+            node.op = "Const"
+            node.ClearField("attr")
+            del node.input[:]
+            node.attr["dtype"].type = tensor.dtype
+            node.attr["value"].tensor.CopyFrom(tensor)
+            replaced += 1
+    (target / "saved_model.pb").write_bytes(sm.SerializeToString())
+    return replaced
+
+
+def convert_tflite(model_dir: str | Path, signature: str, target: str | Path) -> dict:
+    """Converts SavedModel signature ``signature`` to ``target``; returns the export's record."""
+    import tensorflow as tf
+
+    t0 = time.perf_counter()
+    record: dict = {"select_tf_ops": False}
+
+    work = tempfile.TemporaryDirectory(prefix="tflite-convert-")
+    source = Path(work.name) / "saved_model"
+
+    def convert(select: bool) -> bytes:
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(source), signature_keys=[signature])
+        if select:
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
+                                              tf.lite.OpsSet.SELECT_TF_OPS]
+        return conv.convert()
+
+    try:
+        if frozen := freeze_asset_paths(model_dir, source):
+            record["asset_paths_frozen"] = frozen
+        try:
+            with _quiet_stderr():  # its MLIR error lines are in the exception too
+                flat = convert(select=False)
+        except Exception as e:  # noqa: BLE001 — builtins could not express it: try TF Select
+            text = str(e)
+            if "ERROR_NEEDS_FLEX_OPS" not in text and "TF Select ops" not in text:
+                raise
+            record.update(select_tf_ops=True, flex_ops=_flex_ops(text),
+                          builtin_only_error=short_error(_converter_summary(text)))
+            flat = convert(select=True)
+        Path(target).write_bytes(flat)
+        _smoke_run(target, signature)
+        record.update(converted=True, error=None)
+    except Exception as e:  # noqa: BLE001 — recorded in signature.json, the push goes on
+        record.update(converted=False, error=short_error(e))
+        Path(target).unlink(missing_ok=True)  # no model.tflite that does not run
+        log.warning("[tfx][push] TFLite conversion failed: %s", record["error"])
+    finally:
+        work.cleanup()
+    record["convert_s"] = round(time.perf_counter() - t0, 3)
+    return record
+
+
+def _smoke_run(path: str | Path, signature: str) -> None:
+    """Runs the converted model once on one all-missing row: a conversion can succeed and still
+    give a model the interpreter cannot run (e.g. a lookup table whose initializer it dropped)."""
+    import numpy as np
+    import tensorflow as tf
+
+    runner = tf.lite.Interpreter(model_path=str(path)).get_signature_runner(signature)
+    row = {}
+    for name, detail in runner.get_input_details().items():
+        dtype = detail["dtype"]
+        row[name] = (np.array([b""], dtype=object) if dtype in (np.bytes_, np.object_)
+                     else np.array([np.nan if np.issubdtype(dtype, np.floating) else 0], dtype))
+    try:
+        runner(**row)
+    except Exception as e:
+        why = (" (the converter dropped the initializers of lookup tables read from vocabulary "
+               "files, Transform's compute_and_apply_vocabulary: it keeps only tables initialized "
+               "from tensors)" if "hashtable need to be initialized" in str(e) else "")
+        raise RuntimeError(f"converted, but tf.lite.Interpreter cannot run it: {e}{why}") from e
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silences file descriptor 2 (the converter's C++ code writes there, below Python's
+    sys.stderr): a builtin-only attempt that fails would print pages of MLIR errors into the push
+    log for what is recorded, not an error."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _converter_summary(text: str) -> str:
+    """The converter error's readable part (from "Some ops are not supported"), else its end."""
+    i = text.find("Some ops are not supported")
+    return text[i:] if i >= 0 else text[-ERROR_CHARS:]
+
+
+def add_exports(folder: str | Path, signature: dict) -> dict:
+    """Produces the exports beside the SavedModel in ``folder`` (the version being pushed) and
+    returns ``signature`` with its ``exports`` and ``reference`` filled in."""
+    from components.tfx.trainer import RAW_SIGNATURE, RAW_SIGNATURE_ERROR, SERVING_SIGNATURE
+
+    folder = Path(folder)
+    outputs = signature.get("outputs", {})
+    exports = {
+        "saved_model": {
+            "file": ".", "format": "tf-saved-model", "signature": SERVING_SIGNATURE,
+            "runtime": "tensorflow (tf.saved_model.load)",
+            "inputs": {"examples": {"dtype": "string", "shape": [None],
+                                    "encoding": "serialized tf.train.Example (see inputs)"}},
+            "outputs": outputs, "converted": True, "error": None,
+        },
+    }
+    raw = _signature_inputs(folder, RAW_SIGNATURE)
+    raw_entry = {"file": ".", "format": "tf-saved-model", "signature": RAW_SIGNATURE,
+                 "runtime": "tensorflow (tf.saved_model.load)",
+                 "inputs": raw_inputs_doc(raw) if raw else None, "outputs": outputs}
+    if raw is None:
+        err_file = folder / "assets.extra" / RAW_SIGNATURE_ERROR
+        error = (err_file.read_text() if err_file.exists()
+                 else f"the SavedModel has no {RAW_SIGNATURE} signature (trained before it existed?)")
+        exports["saved_model_raw"] = {**raw_entry, "converted": False, "error": short_error(error)}
+    else:
+        exports["saved_model_raw"] = {**raw_entry, "converted": True, "error": None}
+    tflite = {"file": TFLITE_FILE, "format": "tflite", "signature": RAW_SIGNATURE,
+              "converted_from": "saved_model_raw", "runtime": "tf.lite.Interpreter (LiteRT)",
+              "inputs": raw_entry["inputs"], "outputs": outputs}
+    if raw is None:
+        tflite.update(converted=False, error=f"no {RAW_SIGNATURE} signature to convert from")
+    else:
+        tflite.update(convert_tflite(folder, RAW_SIGNATURE, folder / TFLITE_FILE))
+    exports["tflite"] = tflite
+    for name, entry in exports.items():
+        if entry["converted"]:
+            log.info("[tfx][push] export %s: %s%s", name, entry["file"],
+                     " (TF Select ops: " + ", ".join(entry.get("flex_ops") or ["?"]) + ")"
+                     if entry.get("select_tf_ops") else "")
+    return {**signature, "reference": REFERENCE, "exports": exports}
+
+
+def saved_model_bytes(folder: str | Path) -> int:
+    """The SavedModel's own size: every file in ``folder`` but the other exports beside it."""
+    folder = Path(folder)
+    extra = {folder / f for f in EXTRA_FILES}
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and p not in extra)
+
+
+def export_bytes(folder: str | Path, entry: dict) -> int | None:
+    """The size of one export's file (the SavedModel's for ``file: .``); None when absent."""
+    path = Path(folder) / entry["file"]
+    if entry["file"] == ".":
+        return saved_model_bytes(folder)
+    return path.stat().st_size if path.is_file() else None
+
+
+__all__ = ["TFLITE_FILE", "REFERENCE", "add_exports", "convert_tflite", "raw_inputs_doc",
+           "saved_model_bytes", "export_bytes", "short_error"]

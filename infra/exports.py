@@ -1,0 +1,207 @@
+"""The Exports measurement (issue 15): every export a stack's push produced, each in its own
+runtime, on the same eval rows as the stack's reference model.
+
+For each stack that trained, the model under test (the pushed version, else the candidate; see
+:func:`infra.measure.model_under_test`) is read with its ``signature.json``. Every export it
+describes gets: converted or not (with the error), its size, latency p50/p95 at batch 1 and 256
+in its own runtime (:func:`components.common.serving_bench.latency`: the runtime's call alone on
+an encoded batch), and the largest |Δprobability| against the stack's reference model on the
+identical eval rows — the first :data:`SAMPLE_ROWS` eval rows of the run's spans, in span order,
+whose key digest is recorded (``eval_rows_sha256``).
+
+References: TFX — the SavedModel's ``serving_default`` over serialized tf.Examples (what TFMA
+evaluated and ``twinpipe predict`` serves); PyTorch — the trained FlightsNet in eager PyTorch,
+rebuilt from the state dict push keeps beside the exports.
+
+Writes ``OUT/<stack>/exports.json``; the report's Exports section (:mod:`infra.sections.exports`)
+reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from components.common import rows
+from components.common.contract import Contract
+
+log = logging.getLogger("twinpipe.measure")
+
+SAMPLE_ROWS = 20_000  # eval rows every export scores (bounded: the measurement runs in make demo)
+LATENCY_BATCHES = (1, 256)
+LATENCY_MIN_S = 0.5  # timed seconds per batch size and export (at least 20 calls each)
+SCORE_CHUNK = 4096
+
+# Largest |Δprobability| accepted against the reference, by export. Why these:
+# * saved_model_raw: the same SavedModel, graph and TF kernels as serving_default; only the input
+#   path differs (raw tensors instead of tf.Example parsing): identical up to float32 rounding.
+# * onnx / pt2 / torchscript: float32 everywhere; pt2 and TorchScript run the same ATen kernels as
+#   eager, onnxruntime its own GEMMs, whose different summation order moves a probability by a few
+#   float32 ulps (~1e-7): 1e-5 leaves two orders of magnitude and still catches a wrong op,
+#   a lost imputation or a wrong vocabulary index (differences of 1e-2 and up).
+# * tflite: its own kernels (XNNPack/ruy fully-connected, Flex for TF Select ops) with other
+#   accumulation orders and fused activations through a 3-layer MLP: 1e-4, ten times the others,
+#   still far below any threshold or calibration bin (0.1 wide) the evaluation uses.
+TOLERANCE = {"saved_model": 0.0, "saved_model_raw": 1e-6, "tflite": 1e-4,
+             "eager": 0.0, "onnx": 1e-5, "pt2": 1e-5, "torchscript": 1e-5}
+REFERENCE = {"tfx": "saved_model", "torch": "eager"}
+
+
+def scorer_for(stack: str, name: str, folder: Path, contract: Contract):
+    """The scorer (``encode``/``score``) of export ``name`` in its own runtime."""
+    if stack == "tfx":
+        from components.tfx.serving import SavedModelRawScorer, SavedModelScorer, TFLiteScorer
+
+        if name == "saved_model":
+            return SavedModelScorer(str(folder), [c.name for c in contract.features])
+        return {"saved_model_raw": SavedModelRawScorer, "tflite": TFLiteScorer}[name](str(folder))
+    from components.torch.export import (
+        EagerScorer,
+        ExportedProgramScorer,
+        OnnxScorer,
+        TorchScriptScorer,
+    )
+
+    return {"eager": EagerScorer, "onnx": OnnxScorer, "pt2": ExportedProgramScorer,
+            "torchscript": TorchScriptScorer}[name](folder)
+
+
+def described_exports(stack: str, signature: dict) -> dict[str, dict]:
+    """signature.json's exports, the reference first (torch keeps its reference outside
+    ``exports``: it is the trained model, not an export of it)."""
+    exports = dict(signature.get("exports") or {})
+    if stack == "torch" and signature.get("reference"):
+        ref = signature["reference"]
+        exports = {"eager": {"file": ref["file"], "format": ref["format"],
+                             "runtime": "torch (eager)", "converted": True, "error": None},
+                   **exports}
+    ref_name = REFERENCE[stack]
+    if ref_name in exports:
+        exports = {ref_name: exports[ref_name], **exports}
+    return exports
+
+
+def eval_sample(out_dir: Path, summary: dict, contract: Contract, limit: int = SAMPLE_ROWS):
+    """The first ``limit`` eval rows of the run's spans (span order) and their key digest."""
+    from components.common.rowdigest import frame_digest
+
+    with tempfile.TemporaryDirectory(prefix="exports-rows-") as tmp:
+        ref = f"{tmp}/eval.json"
+        rows.write_ref(ref, out_dir / "spans", "eval", summary["spans"])
+        total = rows.count(ref)
+        frames, held = [], 0
+        for batch in rows.batches(ref, "eval"):
+            frames.append(batch.to_pandas())
+            held += len(frames[-1])
+            if held >= limit:
+                break
+    frame = pd.concat(frames, ignore_index=True).iloc[:limit]
+    return frame, frame_digest(frame, list(contract.split.key)), total
+
+
+def _probs(scorer, frame: pd.DataFrame) -> np.ndarray:
+    return np.concatenate([np.asarray(scorer.score(scorer.encode(frame.iloc[i:i + SCORE_CHUNK])),
+                                      dtype=np.float64).reshape(-1)
+                           for i in range(0, len(frame), SCORE_CHUNK)])
+
+
+def _size(stack: str, folder: Path, entry: dict) -> int | None:
+    if stack == "tfx":
+        from components.tfx.exports import export_bytes
+
+        return export_bytes(folder, entry)
+    path = folder / entry["file"]
+    return path.stat().st_size if path.is_file() else None
+
+
+def measure_stack(stack: str, summary: dict, contract: Contract, out_dir: Path,
+                  sample_rows: int = SAMPLE_ROWS, latency_s: float = LATENCY_MIN_S) -> dict:
+    """Every export of ``stack``'s model under test: converted, size, latency, max |Δp|."""
+    from components.common import registry
+    from components.common.serving_bench import latency
+    from infra.measure import MEASURED_COPY, model_under_test
+
+    t0 = time.perf_counter()
+    model_ref, which = model_under_test(stack, summary)
+    folder = Path(registry.local_copy(model_ref, out_dir / stack / MEASURED_COPY))
+    signature = json.loads((folder / "signature.json").read_text())
+    frame, digest, total = eval_sample(out_dir, summary, contract, sample_rows)
+    exports = described_exports(stack, signature)
+    ref_name = REFERENCE[stack]
+    reference = None
+    results = []
+    for name, entry in exports.items():
+        row = {"export": name, "format": entry.get("format"), "file": entry.get("file"),
+               "converted": bool(entry.get("converted")), "error": entry.get("error"),
+               "reference": name == ref_name, "tolerance": TOLERANCE.get(name)}
+        for extra in ("signature", "exporter", "opset", "select_tf_ops", "flex_ops",
+                      "asset_paths_frozen", "warnings", "dynamo_error"):
+            if entry.get(extra) is not None:
+                row[extra] = entry[extra]
+        if row["converted"]:
+            row["size_bytes"] = _size(stack, folder, entry)
+            try:
+                scorer = scorer_for(stack, name, folder, contract)
+                probs = _probs(scorer, frame)
+                if name == ref_name:
+                    reference = probs
+                row["runtime"] = scorer.runtime
+                row["latency"] = latency(scorer, frame, LATENCY_BATCHES, min_seconds=latency_s)
+                if reference is not None:
+                    row["max_abs_dp"] = float(np.max(np.abs(probs - reference)))
+                    row["within_tolerance"] = (row["tolerance"] is not None
+                                               and row["max_abs_dp"] <= row["tolerance"])
+            except Exception as e:  # noqa: BLE001 — an export that does not run is a finding
+                from components.tfx.exports import short_error
+
+                row["run_error"] = short_error(e)
+                row["within_tolerance"] = False
+                log.warning("[%s][exports] %s does not run: %s", stack, name, row["run_error"])
+        results.append(row)
+    doc = {
+        "stack": stack,
+        "model": str(model_ref),
+        "model_is": which,
+        "reference": ref_name,
+        "reference_available": reference is not None,
+        "eval_rows": len(frame),
+        "eval_rows_total": total,
+        "eval_rows_sample": f"the first {len(frame):,} of {total:,} eval rows, in span order",
+        "eval_rows_sha256": digest.sha256,
+        "latency_batches": list(LATENCY_BATCHES),
+        "latency_min_s": latency_s,
+        "exports": results,
+        "wall_s": round(time.perf_counter() - t0, 2),
+    }
+    if not signature.get("exports"):
+        doc["note"] = ("the model's signature.json describes no exports (pushed before the "
+                       "exports existed): only the reference is measured")
+    return doc
+
+
+def _write(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=str))
+    tmp.replace(path)
+
+
+def measure_exports(out_dir, cfg, contract: Contract, ingested, summaries: dict[str, dict]) -> dict:
+    """``infra.measure.EXTRA_MEASUREMENTS["exports"]``: writes ``OUT/<stack>/exports.json``."""
+    out = Path(out_dir)
+    docs = {}
+    for stack, summary in summaries.items():
+        doc = measure_stack(stack, summary, contract, out)
+        _write(out / stack / "exports.json", doc)
+        ok = sum(1 for r in doc["exports"] if r.get("within_tolerance"))
+        log.info("[%s][exports] %d export(s), %d within tolerance of %s on %d eval rows (%.1fs)",
+                 stack, len(doc["exports"]), ok, doc["reference"], doc["eval_rows"],
+                 doc["wall_s"])
+        docs[stack] = doc
+    return docs

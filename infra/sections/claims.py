@@ -1,0 +1,260 @@
+"""Claims checked: what is usually said when choosing between TensorFlow and PyTorch, and what
+this run measured for or against each.
+
+Nothing here is prose about the frameworks: each claim is a list of *evidence* functions, each
+reading one measured figure from the report data and returning a sentence with the numbers, the
+section they come from, and which way the figure leans. A claim's verdict is derived from those
+leanings only; a claim no evidence function could read anything for says "not measured here".
+"""
+
+from __future__ import annotations
+
+import html
+
+KEY = "claims"
+TITLE = "Claims checked"
+
+# "Closely matched": within this factor of each other (stated in every speed sentence).
+MATCHED_WITHIN = 1.5
+NAMES = {"tfx": "TFX", "torch": "PyTorch"}
+
+
+def _stack_docs(data: dict, key: str) -> dict[str, dict]:
+    """The first run's per-stack ``key`` documents (``scaling``, ``measurements``, ``run``)."""
+    if not data.get("runs"):
+        return {}
+    return {s: v[key] for s, v in data["runs"][0]["stacks"].items() if v.get(key)}
+
+
+def _ratio_lean(values: dict[str, float], higher_is_better: bool) -> tuple[str, float]:
+    """(the better stack, how many times better) for one figure measured on both stacks."""
+    a, b = values["tfx"], values["torch"]
+    if higher_is_better:
+        a, b = b, a  # compare as "lower is better"
+    if a <= 0 or b <= 0:
+        return "neither", 1.0
+    better = "tfx" if a < b else "torch"
+    return better, max(a, b) / min(a, b)
+
+
+def _ev(text: str, section: str, lean: str, **numbers) -> dict:
+    return {"text": text, "section": section, "lean": lean, "numbers": numbers}
+
+
+# --- evidence: each returns one finding or None (not measured in this report) ------------------
+
+def ev_end_to_end(data):
+    runs = _stack_docs(data, "run")
+    if len(runs) < 2:
+        return None
+    t = {s: r["total_wall_s"] for s, r in runs.items()}
+    better, x = _ratio_lean(t, higher_is_better=False)
+    lean = "matched" if x <= MATCHED_WITHIN else better
+    return _ev(f"End to end on the same rows: TFX {t['tfx']:.1f} s, PyTorch {t['torch']:.1f} s "
+               f"({x:.1f}x; matched means within {MATCHED_WITHIN}x).", "stages", lean,
+               tfx_s=t["tfx"], torch_s=t["torch"], ratio=round(x, 2))
+
+
+def ev_train_speed(data):
+    runs = _stack_docs(data, "run")
+    if len(runs) < 2:
+        return None
+    sps = {s: r["stages"]["train"].get("samples_per_s") for s, r in runs.items()}
+    if None in sps.values():
+        return None
+    better, x = _ratio_lean(sps, higher_is_better=True)
+    lean = "matched" if x <= MATCHED_WITHIN else better
+    workers = {s: r["stages"]["train"].get("workers") for s, r in runs.items()}
+    return _ev(f"Steady-state training: TFX {sps['tfx']:,.0f} samples/s ({workers['tfx']} "
+               f"worker(s)), PyTorch {sps['torch']:,.0f} samples/s ({workers['torch']} worker(s)); "
+               f"{x:.1f}x.", "stages", lean, tfx=sps["tfx"], torch=sps["torch"], ratio=round(x, 2))
+
+
+def ev_serving_latency(data):
+    ms = _stack_docs(data, "measurements")
+    if len(ms) < 2:
+        return None
+    p50 = {s: m["latency"]["1"]["p50_ms"] for s, m in ms.items()}
+    better, x = _ratio_lean(p50, higher_is_better=False)
+    lean = "matched" if x <= MATCHED_WITHIN else better
+    return _ev(f"In-process serving call, batch 1 p50: TFX {p50['tfx']:.3f} ms "
+               f"({ms['tfx']['runtime']}), PyTorch {p50['torch']:.3f} ms ({ms['torch']['runtime']}); "
+               f"{x:.1f}x.", "serving", lean, tfx_ms=p50["tfx"], torch_ms=p50["torch"],
+               ratio=round(x, 2))
+
+
+def ev_marginal_cost(data):
+    ds = data.get("data_scaling")
+    if not ds:
+        return None
+    us = {}
+    for stack, c in ds["cost_curve"]["stacks"].items():
+        fit = (c["total"].get("fit") or {}).get("marginal_us_per_row")
+        if fit is not None:
+            us[stack] = fit
+    if len(us) < 2:
+        return None
+    better, x = _ratio_lean(us, higher_is_better=False)
+    return _ev(f"Cost of each extra row as the data grows (make bench, {ds.get('months')}): TFX "
+               f"{us['tfx']:,.1f} µs/row, PyTorch {us['torch']:,.1f} µs/row ({x:.1f}x).",
+               "data-scaling", "matched" if x <= MATCHED_WITHIN else better,
+               tfx_us_per_row=us["tfx"], torch_us_per_row=us["torch"], ratio=round(x, 2))
+
+
+def ev_scaling_efficiency(data):
+    sc = _stack_docs(data, "scaling")
+    if len(sc) < 2:
+        return None
+    eff = {s: d["efficiency"] for s, d in sc.items()}
+    better, x = _ratio_lean(eff, higher_is_better=True)
+    n = {s: d["points"][-1]["workers"] for s, d in sc.items()}
+    return _ev(f"Multi-worker training efficiency: TFX {eff['tfx']:.0%} at {n['tfx']} workers, "
+               f"PyTorch {eff['torch']:.0%} at {n['torch']} workers.", "scaling",
+               "matched" if x <= 1.1 else better, tfx=eff["tfx"], torch=eff["torch"])
+
+
+def ev_peak_memory(data):
+    runs = _stack_docs(data, "run")
+    if len(runs) < 2:
+        return None
+    mem = {s: max((st.get("peak_rss_mb") or 0) for st in r["stages"].values())
+           for s, r in runs.items()}
+    better, x = _ratio_lean(mem, higher_is_better=False)
+    return _ev(f"Peak memory of a stage's process tree: TFX {mem['tfx']:,.0f} MiB, PyTorch "
+               f"{mem['torch']:,.0f} MiB ({x:.1f}x).", "stages",
+               "matched" if x <= 1.1 else better, tfx_mib=mem["tfx"], torch_mib=mem["torch"])
+
+
+def ev_lines_of_code(data):
+    loc = data.get("lines_of_code")
+    if not loc:
+        return None
+    own = {s: sum(v[s] for v in loc.values()) for s in ("tfx", "torch")}
+    better, x = _ratio_lean(own, higher_is_better=False)
+    return _ev(f"Stack-specific code for the same five stages: TFX {own['tfx']} lines, PyTorch "
+               f"{own['torch']} lines ({x:.2f}x; lines are a proxy for development effort, not a "
+               "measure of learning curve).", "code", "matched" if x <= 1.1 else better,
+               tfx_lines=own["tfx"], torch_lines=own["torch"])
+
+
+def ev_artifact_size(data):
+    ms = _stack_docs(data, "measurements")
+    if len(ms) < 2:
+        return None
+    size = {"tfx": ms["tfx"]["sizes_bytes"].get("SavedModel"),
+            "torch": ms["torch"]["sizes_bytes"].get("ONNX")}
+    if None in size.values():
+        return None
+    better, x = _ratio_lean(size, higher_is_better=False)
+    return _ev(f"Serving artifact: SavedModel {size['tfx'] / 1024:,.0f} KiB vs ONNX "
+               f"{size['torch'] / 1024:,.0f} KiB ({x:.0f}x).", "artifacts", better,
+               tfx_bytes=size["tfx"], torch_bytes=size["torch"])
+
+
+def _section_stacks(data: dict, key: str) -> dict[str, dict]:
+    """A per-stack section's documents of the first run (``{"stacks": [{"stack": ..}, ..]}``)."""
+    sec = data.get(key) or {}
+    first = data["runs"][0].get("label") if data.get("runs") else None
+    return {d["stack"]: d for d in sec.get("stacks", []) if d.get("run", first) == first}
+
+
+def ev_exports(data):
+    ex = _section_stacks(data, "exports")
+    if len(ex) < 2:
+        return None
+    ok, total = {}, {}
+    for stack, d in ex.items():
+        rows = [r for r in d["exports"] if not r.get("reference")]
+        total[stack] = len(rows)
+        ok[stack] = sum(1 for r in rows if r.get("within_tolerance"))
+    frac = {s: ok[s] / total[s] if total[s] else 0.0 for s in ex}
+    lean = "matched" if frac["tfx"] == frac["torch"] else max(frac, key=frac.get)
+    names = {s: ", ".join(r["export"] for r in ex[s]["exports"] if r.get("within_tolerance"))
+             for s in ex}
+    return _ev(f"Exports produced by push that load in their own runtime and match the reference "
+               f"model on the eval rows: TFX {ok['tfx']}/{total['tfx']} ({names['tfx']}), PyTorch "
+               f"{ok['torch']}/{total['torch']} ({names['torch']}).", "exports", lean,
+               tfx_ok=ok["tfx"], tfx_total=total["tfx"], torch_ok=ok["torch"],
+               torch_total=total["torch"])
+
+
+def ev_mobile(data):
+    ex = _section_stacks(data, "exports")
+    tfx = next((r for r in (ex.get("tfx") or {}).get("exports", []) if r["export"] == "tflite"),
+               None)
+    if tfx is None:
+        return None
+    good = bool(tfx.get("within_tolerance"))
+    select = " with TF Select ops (" + ", ".join(tfx.get("flex_ops") or ["?"]) + \
+        ", which need the larger Flex runtime on device)" if tfx.get("select_tf_ops") else ""
+    size = tfx.get("size_bytes")
+    state = "converted and matched the reference" if good else "did not convert or match"
+    kib = f", {size / 1024:,.0f} KiB" if size else ""
+    return _ev(f"Mobile/edge: the TFLite model {state}{select}{kib}; the PyTorch stack's "
+               "on-device counterpart (an ExecuTorch program) is not produced here, its .pt2 is "
+               "the input to it.", "exports", "tfx" if good else "torch",
+               tflite_ok=good, tflite_bytes=size)
+
+
+# --- the claims ----------------------------------------------------------------------------------
+
+# (key, the claim as usually made, which stack it favours or "matched", evidence functions,
+#  what of the claim this report cannot measure)
+CLAIMS = [
+    ("deployment_maturity", "TensorFlow is the more production-ready, deployment-mature ecosystem.",
+     "tfx", [ev_exports, ev_serving_latency, ev_artifact_size],
+     "ecosystem maturity itself (support, ops tooling) is not measured here"),
+    ("speed", "The two are closely matched in speed.", "matched",
+     [ev_end_to_end, ev_train_speed, ev_serving_latency, ev_marginal_cost], ""),
+    ("scaling_tools", "TensorFlow has better tools for scaling large projects.", "tfx",
+     [ev_scaling_efficiency, ev_marginal_cost, ev_peak_memory], ""),
+    ("development", "PyTorch gives faster development and an easier learning curve.", "torch",
+     [ev_lines_of_code], "the learning curve of people is not measured here"),
+    ("serving_mobile_web", "TensorFlow's serving, mobile and web deployment is more mature.", "tfx",
+     [ev_mobile, ev_exports, ev_serving_latency],
+     "web deployment (TensorFlow.js) is not measured here"),
+]
+
+
+def verdict(favours: str, leans: list[str]) -> str:
+    """supported / contradicted / mixed from the evidence's leanings; "not measured here" with none.
+
+    A claim favouring a stack is supported by evidence leaning to it, contradicted by evidence
+    leaning to the other; "matched" evidence contradicts it. A "matched" claim is supported by
+    matched evidence and contradicted by evidence that leans either way."""
+    if not leans:
+        return "not measured here"
+    pro = sum(1 for x in leans if x == favours)
+    con = sum(1 for x in leans if x != favours and x != "neither")
+    if pro and not con:
+        return "supported"
+    if con and not pro:
+        return "contradicted"
+    return "mixed" if pro and con else "inconclusive"
+
+
+def collect(runs: list[dict], data: dict) -> dict | None:
+    out = []
+    for key, claim, favours, evidence, unmeasured in CLAIMS:
+        found = [e for f in evidence if (e := f(data)) is not None]
+        out.append({"key": key, "claim": claim, "favours": favours,
+                    "verdict": verdict(favours, [e["lean"] for e in found]),
+                    "evidence": found, "not_measured": unmeasured})
+    return {"claims": out, "matched_within": MATCHED_WITHIN}
+
+
+def render(doc: dict) -> str:
+    rows = []
+    for c in doc["claims"]:
+        ev = "".join(
+            f"<li>{html.escape(e['text'])} <a href='#{e['section']}'>→ {e['section']}</a> "
+            f"<i>(leans: {NAMES.get(e['lean'], e['lean'])})</i></li>" for e in c["evidence"])
+        ev = f"<ul>{ev}</ul>" if ev else "<p>not measured here</p>"
+        if c["not_measured"]:
+            ev += f"<p><i>Not measured: {html.escape(c['not_measured'])}.</i></p>"
+        rows.append(f"<tr><td>{html.escape(c['claim'])}</td><td><b>{c['verdict']}</b></td>"
+                    f"<td style='text-align:left'>{ev}</td></tr>")
+    return ("<p>Each verdict is derived from the measurements listed beside it (generated, not "
+            f"written): speed figures count as matched within {doc['matched_within']}x. A claim "
+            "no measurement here speaks to says so.</p><table><tr><th>claim</th><th>verdict</th>"
+            "<th>what this run measured</th></tr>" + "".join(rows) + "</table>")
