@@ -196,18 +196,46 @@ def ev_mobile(data):
                tflite_ok=good, tflite_bytes=size)
 
 
+def ev_fault_tolerance(data):
+    sec = data.get("fault_tolerance") or {}
+    first = data["runs"][0].get("label") if data.get("runs") else None
+    rows = {r["stack"]: r for r in sec.get("rows", [])
+            if r.get("run", first) == first and not r.get("error")}
+    if len(rows) < 2:
+        return None
+    ok = {s: bool(r.get("finished")) and (r.get("resumed_at_epoch") or 0) > 0
+          for s, r in rows.items()}
+    rec = {s: r.get("recover_s") or 0.0 for s, r in rows.items()}
+    if ok["tfx"] != ok["torch"]:
+        lean = "tfx" if ok["tfx"] else "torch"
+    else:
+        better, x = _ratio_lean(rec, higher_is_better=False)
+        lean = "matched" if x <= MATCHED_WITHIN or not ok["tfx"] else better
+
+    def said(s):
+        r = rows[s]
+        if not ok[s]:
+            return f"{NAMES[s]} did not resume"
+        return (f"{NAMES[s]} resumed at epoch {r['resumed_at_epoch']} and was training again "
+                f"{r['recover_s']:.1f} s after the kill (AUC {r['auc']:.4f})")
+
+    return _ev(f"A training worker SIGKILLed after the first checkpoint: {said('tfx')}; "
+               f"{said('torch')}.", "fault-tolerance", lean,
+               tfx_recover_s=rec["tfx"], torch_recover_s=rec["torch"])
+
+
 # --- the claims ----------------------------------------------------------------------------------
 
 # (key, the claim as usually made, which stack it favours or "matched", evidence functions,
 #  what of the claim this report cannot measure)
 CLAIMS = [
     ("deployment_maturity", "TensorFlow is the more production-ready, deployment-mature ecosystem.",
-     "tfx", [ev_exports, ev_serving_latency, ev_artifact_size],
+     "tfx", [ev_exports, ev_fault_tolerance, ev_serving_latency, ev_artifact_size],
      "ecosystem maturity itself (support, ops tooling) is not measured here"),
     ("speed", "The two are closely matched in speed.", "matched",
      [ev_end_to_end, ev_train_speed, ev_serving_latency, ev_marginal_cost], ""),
     ("scaling_tools", "TensorFlow has better tools for scaling large projects.", "tfx",
-     [ev_scaling_efficiency, ev_marginal_cost, ev_peak_memory], ""),
+     [ev_scaling_efficiency, ev_fault_tolerance, ev_marginal_cost, ev_peak_memory], ""),
     ("development", "PyTorch gives faster development and an easier learning curve.", "torch",
      [ev_lines_of_code], "the learning curve of people is not measured here"),
     ("serving_mobile_web", "TensorFlow's serving, mobile and web deployment is more mature.", "tfx",
