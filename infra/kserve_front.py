@@ -23,6 +23,7 @@ import logging
 import subprocess
 import sys
 import threading
+import warnings
 
 import kserve
 from kserve import InferOutput, InferRequest, InferResponse
@@ -63,7 +64,7 @@ class RuntimeModel(kserve.Model):
             except subprocess.TimeoutExpired:
                 self.proc.kill()
 
-    def _score(self, columns: dict[str, list]) -> tuple[list[float], str]:
+    def _score(self, columns: dict[str, list]) -> dict:
         if self.proc is None or self.proc.poll() is not None:
             raise InferenceError(f"[{self.stack}][serve] the model runtime is not running")
         with self._lock:
@@ -79,22 +80,24 @@ class RuntimeModel(kserve.Model):
         if doc["version"] != self.version:
             log.info("[%s][serve] answering with version %s", self.stack, doc["version"])
             self.version = doc["version"]
-        return doc["probability"], doc["version"]
+        return doc
 
     async def predict(self, payload, headers=None, response_headers=None):
         if isinstance(payload, InferRequest):
             columns = {inp.name: _values(inp) for inp in payload.inputs}
-            probs, version = await asyncio.to_thread(self._score, columns)
+            doc = await asyncio.to_thread(self._score, columns)
+            probs = doc["probability"]
             out = InferOutput(name="probability", shape=[len(probs)], datatype="FP32", data=probs)
             return InferResponse(response_id=payload.id or str(next(self._ids)),
-                                 model_name=self.name, infer_outputs=[out], model_version=version)
+                                 model_name=self.name, infer_outputs=[out],
+                                 model_version=doc["version"],
+                                 parameters={k: doc[k] for k in ("validate_ms", "score_ms")})
         instances = payload.get("instances") if isinstance(payload, dict) else None
         if not isinstance(instances, list) or not all(isinstance(r, dict) for r in instances):
             raise InvalidInput('V1 request: expected {"instances": [{COLUMN: value, ...}, ...]}')
         names = list(dict.fromkeys(k for r in instances for k in r))
-        probs, _ = await asyncio.to_thread(self._score,
-                                           {n: [r.get(n) for r in instances] for n in names})
-        return {"predictions": probs}
+        doc = await asyncio.to_thread(self._score, {n: [r.get(n) for r in instances] for n in names})
+        return {"predictions": doc["probability"]}
 
 
 def _values(inp) -> list:
@@ -107,6 +110,17 @@ def _values(inp) -> list:
     return list(data)
 
 
+def _one_line_for_bad_input(stack: str):
+    """kserve logs every handled error with its traceback; a client's bad rows are no bug."""
+    def keep(record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, InvalidInput):
+            record.msg, record.args, record.exc_info = f"[{stack}][serve] 400: %s", (exc,), None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+    return keep
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="kserve_front.py")
     p.add_argument("--stack", required=True)
@@ -116,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     cmd = args.runtime_cmd[1:] if args.runtime_cmd[:1] == ["--"] else args.runtime_cmd
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")  # kserve's responses
     model = RuntimeModel(args.stack, cmd)
     try:
         model.start_runtime()
@@ -125,8 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     log.info("[%s][serve] version %s on http://127.0.0.1:%d (V1 /v1/models/%s:predict, "
              "V2 /v2/models/%s/infer)", args.stack, model.version, args.port, args.stack, args.stack)
     try:
-        kserve.ModelServer(http_port=args.port, enable_grpc=False, workers=1,
-                           enable_latency_logging=False).start([model])
+        server = kserve.ModelServer(http_port=args.port, enable_grpc=False, workers=1,
+                                    enable_latency_logging=False)
+        # after kserve configured its loggers: not two timing lines per request, and a request
+        # that breaks the contract is one line (the client has the 400 and the message)
+        logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+        logging.getLogger("kserve").addFilter(_one_line_for_bad_input(args.stack))
+        server.start([model])
     finally:
         model.stop_runtime()
     return 0

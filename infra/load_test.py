@@ -92,11 +92,12 @@ def run_level(port: int, path: str, payloads: list[bytes], clients: int, max_req
     deadline = time.monotonic() + max_seconds
     lat: list[float] = []
     errors: list[str] = []
+    server_ms: list[tuple[float, float]] = []  # (validate_ms, score_ms) the runtime reported
     lock = threading.Lock()
 
     def client() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        mine, bad = [], []
+        mine, bad, split = [], [], []
         while time.monotonic() < deadline:
             n = next(tickets)
             if n >= max_requests:
@@ -117,10 +118,13 @@ def run_level(port: int, path: str, payloads: list[bytes], clients: int, max_req
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
             if ok:
                 mine.append(time.perf_counter() - t0)
+                params = json.loads(body).get("parameters") or {}
+                split.append((params.get("validate_ms", np.nan), params.get("score_ms", np.nan)))
         conn.close()
         with lock:
             lat.extend(mine)
             errors.extend(bad)
+            server_ms.extend(split)
 
     sampler = _Sampler(server_pid)
     sampler.start()
@@ -145,10 +149,18 @@ def run_level(port: int, path: str, payloads: list[bytes], clients: int, max_req
         "rows_per_s": round(len(lat) * rows_per_request / wall, 1) if wall else None,
         "p50_ms": round(float(np.percentile(ms, 50)), 3) if len(ms) else None,
         "p99_ms": round(float(np.percentile(ms, 99)), 3) if len(ms) else None,
+        "server_validate_ms_p50": _median(server_ms, 0),
+        "server_score_ms_p50": _median(server_ms, 1),
         "server_cpu_cores": round(cpu_s / wall, 3) if wall else None,
         "server_peak_rss_mb": round(peak_rss / 2**20, 1),
         "stopped_by": "requests" if sent >= max_requests else "time",
     }
+
+
+def _median(pairs: list[tuple[float, float]], i: int) -> float | None:
+    vals = np.array([p[i] for p in pairs], dtype=float)
+    vals = vals[~np.isnan(vals)]
+    return round(float(np.median(vals)), 3) if len(vals) else None
 
 
 def load_test(stack: str, model: str, table, clients=CLIENTS, max_requests: int = MAX_REQUESTS,

@@ -12,7 +12,8 @@ KEY = "serving_load"
 TITLE = "Serving under load"
 
 COLUMNS = ("clients", "requests", "errors", "error_rate", "throughput_rps", "rows_per_s", "p50_ms",
-           "p99_ms", "server_cpu_cores", "server_peak_rss_mb", "stopped_by")
+           "p99_ms", "server_validate_ms_p50", "server_score_ms_p50", "server_cpu_cores",
+           "server_peak_rss_mb", "stopped_by")
 
 
 def collect(runs: list[dict], data: dict) -> dict | None:
@@ -75,8 +76,10 @@ def render(doc: dict) -> str:
         intro += (f" One request = {first['rows_per_request']} real eval row(s), cycling through "
                   f"{first['distinct_rows']}; each level stops at {first['bounds']['max_requests']} "
                   f"requests or {first['bounds']['max_seconds']:g} s. Latency is the client's "
-                  "(request sent to answer read); server CPU (cores busy) and peak RSS cover the "
-                  "front and the runtime process.")
+                  "(request sent to answer read); server_validate_ms / server_score_ms are the "
+                  "runtime's own medians for the contract check of the request's rows (the same "
+                  "check as <code>twinpipe predict</code>) and the model call; server CPU (cores "
+                  "busy) and peak RSS cover the front and the runtime process.")
     intro += "</p>"
     parts = [intro, _table(("stack", *COLUMNS), rows(doc))]
     if first:

@@ -14,6 +14,7 @@ import pytest
 
 from components.common import registry, storage
 from components.common.contract import load_contract
+from infra.cli import main
 from infra.load_test import eval_features
 from infra.serve import Server, post_json, v2_request
 from tests.integration.cli import twinpipe
@@ -41,8 +42,9 @@ def test_v2_infer_answers_what_twinpipe_predict_answers(both, stack, tmp_path):
     version = registry.serving_uri(dest)
     table = _rows(both, stack, 300)
     table.to_csv(tmp_path / "rows.csv", index=False)  # NaN -> empty cell = missing
-    twinpipe("predict", "--model", version, "--input", str(tmp_path / "rows.csv"),
-             "--output", str(tmp_path / "scored.csv"))
+    # `twinpipe predict`'s own code path, in this process (a subprocess would import TF again)
+    assert main(["predict", "--model", version, "--input", str(tmp_path / "rows.csv"),
+                 "--output", str(tmp_path / "scored.csv")]) == 0
     expected = pd.read_csv(tmp_path / "scored.csv")["probability"].to_numpy(np.float32)
 
     with Server(stack, dest, log_path=tmp_path / "serve.log") as srv:
@@ -52,6 +54,7 @@ def test_v2_infer_answers_what_twinpipe_predict_answers(both, stack, tmp_path):
         (out,) = v2["outputs"]
         assert out["name"] == "probability" and out["shape"] == [len(table)]
         assert v2["model_version"] == storage.basename(version)
+        assert v2["parameters"]["validate_ms"] > 0 and v2["parameters"]["score_ms"] > 0
         np.testing.assert_array_equal(np.array(out["data"], np.float32), expected)
         # V1 on the same rows, row-wise
         head = table.head(5).astype(object)
@@ -141,6 +144,7 @@ def test_the_runs_small_load_test_has_its_figures_and_no_error(both):
             assert lv["requests"] > 0 and lv["errors"] == 0 and lv["error_rate"] == 0, (stack, lv)
             assert lv["throughput_rps"] > 0 and 0 < lv["p50_ms"] <= lv["p99_ms"], (stack, lv)
             assert lv["server_cpu_cores"] > 0 and lv["server_peak_rss_mb"] > 50, (stack, lv)
+            assert lv["server_validate_ms_p50"] > 0 and lv["server_score_ms_p50"] > 0, (stack, lv)
         current = storage.read_json(storage.join(_dest(both, stack), registry.CURRENT))
         assert doc["model_version"] == str(current["version"]), stack
     html = (out / "report" / "index.html").read_text()
