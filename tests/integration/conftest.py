@@ -14,12 +14,8 @@ def both(tmp_path_factory):
     tmp_path (copying what it needs), so no test sees another test's files or depends on order."""
     out = tmp_path_factory.mktemp("both") / "out"
     t0 = time.monotonic()
-    with pytest.MonkeyPatch.context() as env:
-        # the report's serving_load measurement as a small load test: ~1 s or 40 requests a level
-        env.setenv("TWINPIPE_SERVING_LOAD_S", "1")
-        env.setenv("TWINPIPE_SERVING_LOAD_REQUESTS", "40")
-        proc = twinpipe("run", "--stack", "both", "--months", "1-2", "--sample", "8000", "--workers", "2",
-                        "--epochs", "4", "--batch-size", "256", "--out", str(out))
+    proc = twinpipe("run", "--stack", "both", "--months", "1-2", "--sample", "8000", "--workers", "2",
+                    "--epochs", "4", "--batch-size", "256", "--out", str(out))
     proc.wall_s = time.monotonic() - t0  # a clock independent of the run's own figures
     runs = {s: json.loads((out / s / "run.json").read_text()) for s in ("tfx", "torch")}
     return out, runs, proc

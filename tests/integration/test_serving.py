@@ -130,7 +130,7 @@ def test_serve_on_a_bad_path_is_one_paragraph_and_exit_1(both, tmp_path):
 
 
 def test_the_runs_small_load_test_has_its_figures_and_no_error(both):
-    """The `both` run's report measured serving_load with short levels (conftest sets the bounds):
+    """The `both` run's report measured serving_load with short levels (tests/conftest.py sets them):
     every level sent requests, none failed, and the figures are there for both stacks."""
     import json
 
