@@ -55,8 +55,11 @@ def _plot(doc: dict) -> str:
         color = COLORS.get(d["stack"])
         a.plot(x, [lv["throughput_rps"] or 0 for lv in levels], "o-", color=color, label=label)
         b.plot(x, [lv["p99_ms"] or 0 for lv in levels], "o-", color=color, label=label)
+    clients = sorted({lv["clients"] for d in doc["runs"].values() for lv in d.get("levels") or []})
     for ax, title, unit in ((a, "Throughput", "requests/s"), (b, "p99 latency", "ms")):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(clients, [str(c) for c in clients])
+        ax.set_ylim(bottom=0)
         ax.set_xlabel("concurrent clients")
         ax.set_ylabel(unit)
         ax.set_title(title, fontsize=10)
