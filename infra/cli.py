@@ -356,6 +356,12 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from infra.serve import serve
+
+    return serve(args.stack, args.model, args.port, args.contract, args.poll_s)
+
+
 def cmd_compile(args) -> int:
     from infra.compile import compile_pipelines
 
@@ -552,6 +558,18 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--output", required=True)
     pr.add_argument("--contract", default=None)
     pr.set_defaults(func=cmd_predict)
+
+    sv = sub.add_parser("serve", help="KServe model server (V1 + V2 REST) on a push destination, "
+                                      "reloading each newer push")
+    sv.add_argument("--stack", choices=STACKS, required=True)
+    sv.add_argument("--model", required=True, metavar="PUSH_DESTINATION",
+                    help="where the stack pushes (OUT/<stack>/pushed, local or gs://), or one "
+                         "pushed version folder (served as is)")
+    sv.add_argument("--port", type=_bounded(int, 1, 65535), default=8080)
+    sv.add_argument("--contract", default=None, help="contract YAML (default: packaged flights)")
+    sv.add_argument("--poll-s", type=_bounded(float, 0.0, 3600.0), default=2.0,
+                    help="how often current.json is checked for a newer push (0: never)")
+    sv.set_defaults(func=cmd_serve)
 
     c = sub.add_parser("compile", help="write KFP v2 pipeline specs",
                        epilog="Terraform's compile_flags output (terraform output -raw "

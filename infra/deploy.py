@@ -126,13 +126,14 @@ def kustomize(overlay: str | Path) -> list[dict]:
 
 
 def serving_manifests(docs: list[dict], data_root: str | None = None) -> list[dict]:
-    """``docs`` with each InferenceService's ``storageUri`` set to the newest complete version in
-    its push destination (:func:`components.common.registry.serving_uri`, by push.json).
+    """``docs`` with each InferenceService's server (``twinpipe serve``, its predictor container)
+    pointed at its push destination, checked to hold a complete version.
 
-    KServe's storage initializer copies whatever lies under a prefix and cannot follow
-    ``current.json``; a version folder is complete and immutable once its push.json exists, so
-    pointing at it serves a whole model, never one mid-upload. ``data_root`` (``--data-root``)
-    replaces the overlay's bucket: the destination is then ``<data_root>/<stack>/pushed``.
+    The server follows ``DEST/current.json`` itself (a newer push is loaded without a restart), so
+    it gets the destination, not a version; the newest complete version at deploy time
+    (:func:`components.common.registry.serving_uri`, by push.json) is recorded as the
+    ``twinpipe.io/served-version`` annotation. ``data_root`` (``--data-root``) replaces the
+    overlay's bucket: the destination is then ``<data_root>/<stack>/pushed``.
     """
     import copy
 
@@ -159,9 +160,26 @@ def serving_manifests(docs: list[dict], data_root: str | None = None) -> list[di
                                 "blessed and pushed, then deploy again.")
         meta.setdefault("annotations", {}).update(
             {PUSH_DESTINATION: dest, SERVED_VERSION: storage.basename(uri)})
-        doc["spec"]["predictor"]["model"]["storageUri"] = uri
+        _set_flag(_serve_container(doc), "--model", dest)
         out.append(doc)
     return out
+
+
+def _serve_container(isvc: dict) -> dict:
+    """The predictor container that runs ``twinpipe serve`` (k8s/base/inferenceservices.yaml)."""
+    for c in isvc["spec"]["predictor"].get("containers") or []:
+        if c.get("args", [])[:1] == ["serve"]:
+            return c
+    raise ContractError(f"InferenceService {isvc['metadata']['name']}: no predictor container "
+                        "running `twinpipe serve`.")
+
+
+def _set_flag(container: dict, flag: str, value: str) -> None:
+    args = container.setdefault("args", [])
+    if flag in args[:-1]:
+        args[args.index(flag) + 1] = value
+    else:
+        args += [flag, value]
 
 
 def deploy_serving(overlay: str | Path, data_root: str | None = None, apply: bool = False) -> str:

@@ -197,6 +197,7 @@ def measure_model(stack: str, summary: dict, contract: Contract, out_dir: Path) 
 EXTRA_MEASUREMENTS: dict[str, str] = {
     "exports": "infra.exports:measure_exports",
     "fault_tolerance": "infra.fault_tolerance:measure",
+    "serving_load": "infra.load_test:measure_serving_load",
 }
 
 

@@ -3,6 +3,10 @@ import os
 # TF 2.16 + TFX 1.16 need tf.keras 2; must be set before TensorFlow is imported anywhere.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Every `twinpipe run` with a report measures serving_load (infra/load_test.py): in tests, as a
+# small load test (about 1 s or 40 requests per level) -- the figures, not the demo's duration.
+os.environ.setdefault("TWINPIPE_SERVING_LOAD_S", "1")
+os.environ.setdefault("TWINPIPE_SERVING_LOAD_REQUESTS", "40")
 
 import itertools  # noqa: E402
 import uuid  # noqa: E402

@@ -7,7 +7,7 @@ Layout (a local folder or an object-store prefix, ``gs://bucket/run/torch/pushed
         ...model files...
         push.json      what was pushed, when, from which run, with which metrics
       current.json     {"version", "uri"}: the newest complete version, rewritten after each push
-                       (what a serving deployment points at: KServe's storageUri, ``serving_uri``)
+                       (what `twinpipe serve` follows: a newer push is loaded without a restart)
       .tmp-*/          local only: in-flight pushes; never visible as versions
 
 A version counts only once its ``push.json`` exists, on both kinds of storage, and every reader
@@ -74,8 +74,8 @@ def serving_uri(dest: str | Path) -> str | None:
     """The URI a model server loads: the newest complete version (None before the first push).
 
     Computed from the versions themselves (by push.json), so it is right even while a push is in
-    flight; ``DEST/current.json`` holds the same URI for readers that cannot list (a KServe
-    storage initializer, ``twinpipe deploy``)."""
+    flight; ``DEST/current.json`` holds the same URI for readers that cannot list (``twinpipe
+    serve`` polls it)."""
     v = latest(dest)
     return str(v) if v is not None else None
 

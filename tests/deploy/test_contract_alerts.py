@@ -5,7 +5,8 @@ JSON-API emulator and the real kustomize build.
   specs name that URI; the stages read it back through the storage layer;
 * alert sinks come from Secret twinpipe-alerts (secretKeyRef in the training jobs), whose Pub/Sub
   key each overlay sets to the topic Terraform creates;
-* `twinpipe deploy` points each InferenceService at the newest complete pushed version.
+* `twinpipe deploy` points each InferenceService's `twinpipe serve` container at its push destination
+  (checked to hold a complete version, recorded as the served version).
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ def _push(dest: str, files: dict[str, bytes], run: str) -> str:
     return registry.push_atomic(dest, fill, {"stack": "tfx", "run": run})
 
 
-def test_deploy_points_inference_services_at_the_newest_complete_push(gcs_bucket):
+def test_deploy_points_inference_services_at_a_destination_with_a_complete_push(gcs_bucket):
     data_root = storage.join(gcs_bucket, "data")
     docs = kustomize(ROOT / "k8s" / "overlays" / "dev")
     with pytest.raises(ContractError, match="nothing pushed to .*tfx/pushed yet"):
@@ -151,16 +152,21 @@ def test_deploy_points_inference_services_at_the_newest_complete_push(gcs_bucket
     resolved = serving_manifests(docs, data_root)
     isvc = next(d for d in resolved if d["metadata"]["name"] == "flights-tfx")
     crds.validate(isvc)  # the KServe InferenceService CRD, strictly
-    uri = isvc["spec"]["predictor"]["model"]["storageUri"]
-    assert uri == v2 and isvc["metadata"]["annotations"][SERVED_VERSION] == storage.basename(v2)
-    # what KServe's storage initializer would copy: the whole pushed model and its record
+    (container,) = isvc["spec"]["predictor"]["containers"]
+    args = container["args"]
+    assert args[:3] == ["serve", "--stack", "tfx"] and args[args.index("--model") + 1] == dest
+    assert isvc["metadata"]["annotations"][SERVED_VERSION] == storage.basename(v2)
+    # what `twinpipe serve` loads from that destination: the whole newest complete version
+    uri = registry.serving_uri(dest)
+    assert uri == v2
     listed = sorted(storage.basename(f) for f in storage.find(uri))
     assert [f for f in listed if not f.startswith(".")] == [  # .claim: the registry's name claim
         "push.json", "saved_model.pb", "signature.json", "variables.index"]
     assert storage.read_json(storage.join(uri, "push.json"))["run"] == "r2"
     torch = next(d for d in resolved if d["metadata"]["name"] == "flights-torch")
-    assert storage.exists(storage.join(torch["spec"]["predictor"]["model"]["storageUri"],
-                                       "model.onnx"))
+    torch_dest = storage.join(data_root, "torch", "pushed")
+    assert torch["spec"]["predictor"]["containers"][0]["args"][4] == torch_dest
+    assert storage.exists(storage.join(registry.serving_uri(torch_dest), "model.onnx"))
     # the CLI prints the same manifests
     assert main(["deploy", "--overlay", str(ROOT / "k8s/overlays/dev"),
                  "--data-root", data_root]) == 0

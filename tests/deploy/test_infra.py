@@ -82,8 +82,8 @@ def test_kustomize_builds_and_core_objects_validate_strictly(overlay, tools, tmp
 
 def test_custom_resources_reject_unknown_fields():
     isvc = next(d for d in _build("dev") if d["kind"] == "InferenceService")
-    isvc["spec"]["predictor"]["model"]["storageUrl"] = "typo"
-    with pytest.raises(crds.CrdError, match=r"spec\.predictor\.model.*storageUrl"):
+    isvc["spec"]["predictor"]["containers"][0]["imagePullPolcy"] = "typo"
+    with pytest.raises(crds.CrdError, match=r"spec\.predictor\.containers\[0\].*imagePullPolcy"):
         crds.validate(isvc)
 
 
