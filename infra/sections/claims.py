@@ -224,22 +224,46 @@ def ev_fault_tolerance(data):
                tfx_recover_s=rec["tfx"], torch_recover_s=rec["torch"])
 
 
+def ev_serving_load(data):
+    sec = (data.get("serving_load") or {}).get("runs") or {}
+    docs = {d["stack"]: d for label, d in sec.items() if label == d["stack"] and d.get("levels")}
+    if len(docs) < 2:
+        return None
+    top = {s: max(d["levels"], key=lambda lv: lv["clients"]) for s, d in docs.items()}
+    rps = {s: lv["throughput_rps"] or 0.0 for s, lv in top.items()}
+    errors = {s: lv.get("error_rate") or 0.0 for s, lv in top.items()}
+    better, x = _ratio_lean(rps, higher_is_better=True)
+    lean = "matched" if x <= MATCHED_WITHIN else better
+    n = top["tfx"]["clients"]
+
+    def said(s):
+        lv = top[s]
+        return (f"{NAMES[s]} {rps[s]:,.0f} requests/s, p99 {lv['p99_ms']:,.0f} ms, "
+                f"{errors[s]:.1%} errors, server peak {lv.get('server_peak_rss_mb') or 0:,.0f} MB")
+
+    return _ev(f"Behind the same KServe ModelServer at {n} concurrent clients: {said('tfx')}; "
+               f"{said('torch')} ({x:.1f}x).", "serving-load", lean,
+               tfx_rps=rps["tfx"], torch_rps=rps["torch"], ratio=round(x, 2))
+
+
 # --- the claims ----------------------------------------------------------------------------------
 
 # (key, the claim as usually made, which stack it favours or "matched", evidence functions,
 #  what of the claim this report cannot measure)
 CLAIMS = [
     ("deployment_maturity", "TensorFlow is the more production-ready, deployment-mature ecosystem.",
-     "tfx", [ev_exports, ev_fault_tolerance, ev_serving_latency, ev_artifact_size],
+     "tfx", [ev_exports, ev_serving_load, ev_fault_tolerance, ev_serving_latency,
+             ev_artifact_size],
      "ecosystem maturity itself (support, ops tooling) is not measured here"),
     ("speed", "The two are closely matched in speed.", "matched",
-     [ev_end_to_end, ev_train_speed, ev_serving_latency, ev_marginal_cost], ""),
+     [ev_end_to_end, ev_train_speed, ev_serving_load, ev_serving_latency, ev_marginal_cost],
+     ""),
     ("scaling_tools", "TensorFlow has better tools for scaling large projects.", "tfx",
      [ev_scaling_efficiency, ev_fault_tolerance, ev_marginal_cost, ev_peak_memory], ""),
     ("development", "PyTorch gives faster development and an easier learning curve.", "torch",
      [ev_lines_of_code], "the learning curve of people is not measured here"),
     ("serving_mobile_web", "TensorFlow's serving, mobile and web deployment is more mature.", "tfx",
-     [ev_mobile, ev_exports, ev_serving_latency],
+     [ev_mobile, ev_exports, ev_serving_load, ev_serving_latency],
      "web deployment (TensorFlow.js) is not measured here"),
 ]
 
