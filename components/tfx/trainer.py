@@ -63,7 +63,9 @@ def run_fn(fn_args) -> None:
     cluster_job = spec["config"].get("cluster_job")
     if cluster_job and "TF_CONFIG" not in os.environ:
         launch_cluster_job(spec, cluster_job)
-    elif workers > 1 and "TF_CONFIG" not in os.environ:
+    elif (workers > 1 or spec["config"].get("threads")) and "TF_CONFIG" not in os.environ:
+        # A set thread count (tuning) needs a fresh process: in the pipeline's process TF is
+        # already initialised and its thread pools can no longer change.
         launch_local_workers(spec, workers)
     else:
         train(spec)
@@ -164,7 +166,8 @@ def launch_local_workers(spec: dict, workers: int, grace_s: float = WORKER_GRACE
         spec_path = os.path.join(run_dir, "spec.json")
         with open(spec_path, "w") as f:
             json.dump({**spec, "scratch_dir": run_dir}, f)
-        threads_per_worker = max(1, (os.cpu_count() or 1) // workers)
+        threads_per_worker = int(spec["config"].get("threads")
+                                 or max(1, (os.cpu_count() or 1) // workers))
         for i in range(workers):
             env = dict(os.environ)
             env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})

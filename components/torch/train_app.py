@@ -203,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     if cuda:
         torch.cuda.set_device(device)
     else:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(world, 1)))
+        # TWINPIPE_THREADS: a thread count chosen by tuning; else the cores shared by the ranks.
+        torch.set_num_threads(int(os.environ.get("TWINPIPE_THREADS")
+                                  or max(1, (os.cpu_count() or 1) // max(world, 1))))
     numeric, categorical = feature_list(args.numeric), feature_list(args.categorical)
     if not numeric and not categorical:
         raise ValueError("[torch][train] no feature columns: --numeric and --categorical are "
