@@ -142,10 +142,13 @@ def slice_epochs(train_rows: int) -> int:
 
 def sweep_torch(contract: Contract, base: RunConfig, slice_dir: Path, work: Path,
                 epochs: int) -> list[dict]:
-    """Every torch point: the DDP training app under torchrun (as the TorchX stage runs it) on the
-    slice, ``TWINPIPE_THREADS`` threads per rank; AUC of the trained module on the eval slice."""
+    """Every torch point: the training app on the slice with ``TWINPIPE_THREADS`` threads per
+    rank — multi-worker points as DDP ranks under torchrun (as the TorchX stage runs them),
+    single-worker ones in this process (the same ``main``; torchrun would only add a process
+    start, outside the steady-state clock) — and the AUC of the trained module on the eval slice."""
     import torch
 
+    from components.torch import train_app
     from components.torch.stages import train_app_args
     from components.torch.train_app import load_model
 
@@ -155,11 +158,20 @@ def sweep_torch(contract: Contract, base: RunConfig, slice_dir: Path, work: Path
         args = train_app_args(contract, str(slice_dir / "train.parquet"), str(out), epochs,
                               p["batch_size"], p["learning_rate"],
                               ",".join(map(str, base.hidden_units)))
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={p['workers']}", "-m", "components.torch.train_app", *args]
-        env = dict(os.environ, TWINPIPE_THREADS=str(p["threads"]))
         t0 = time.time()
-        _check(subprocess.run(cmd, env=env, capture_output=True, text=True), "torch", p)
+        if p["workers"] == 1:
+            threads_before = torch.get_num_threads()
+            os.environ["TWINPIPE_THREADS"] = str(p["threads"])
+            try:
+                train_app.main(args)
+            finally:  # this process's own threads and environment as they were
+                os.environ.pop("TWINPIPE_THREADS")
+                torch.set_num_threads(threads_before)
+        else:
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   f"--nproc_per_node={p['workers']}", "-m", "components.torch.train_app", *args]
+            env = dict(os.environ, TWINPIPE_THREADS=str(p["threads"]))
+            _check(subprocess.run(cmd, env=env, capture_output=True, text=True), "torch", p)
         model, prep, metrics = load_model(out)
 
         def predict(frame, model=model, prep=prep):
@@ -185,6 +197,7 @@ def transform_slice(contract: Contract, slice_dir: Path, out: Path) -> dict:
     import tensorflow_transform as tft
     import tensorflow_transform.beam as tft_beam
     from apache_beam.options.pipeline_options import PipelineOptions
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
     from tfx_bsl.public import tfxio
 
     from components.tfx.example_gen import table_to_examples
@@ -196,8 +209,8 @@ def transform_slice(contract: Contract, slice_dir: Path, out: Path) -> dict:
               "categorical": [c.name for c in contract.categorical_features],
               "label": contract.label.name}
     examples = table_to_examples(rows.dataset(str(slice_dir / "train.parquet")).to_table())
-    source = tfxio.TFExampleBeamRecord(physical_format="tfrecord",
-                                       schema=contract_to_schema(contract),
+    schema = contract_to_schema(contract)
+    source = tfxio.TFExampleBeamRecord(physical_format="tfrecord", schema=schema,
                                        telemetry_descriptors=["twinpipe", "tune"])
     options = PipelineOptions(tuned_mode("in_memory", len(examples)).args())
     with beam.Pipeline(options=options) as p, tft_beam.Context(temp_dir=str(out / "tmp")):
@@ -211,6 +224,9 @@ def transform_slice(contract: Contract, slice_dir: Path, out: Path) -> dict:
              | beam.io.WriteToTFRecord(str(out / "train" / "part"), file_name_suffix=".gz",
                                        compression_type=beam.io.filesystem.CompressionTypes.GZIP))
         _ = transform_fn | tft_beam.WriteTransformFn(str(out / "transform"))
+    # The raw schema beside it, as TFX's Transform writes it: the serving signature parses with it.
+    metadata_io.write_metadata(dataset_metadata.DatasetMetadata(schema),
+                               str(out / "transform" / tft.TFTransformOutput.RAW_METADATA_DIR))
     return {"train_files": [str(out / "train" / "*")], "transform_output": str(out / "transform"),
             "train_rows": len(examples)}
 
