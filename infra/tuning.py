@@ -258,12 +258,15 @@ def sweep_tfx(contract: Contract, base: RunConfig, slice_dir: Path, work: Path,
     points = candidates("tfx", base)
     specs = []
     for i, p in enumerate(points):
-        cfg = dataclasses.replace(base, epochs=epochs, **p)
+        # The slice's epochs as one Keras epoch over the repeated slice (the Trainer's dataset
+        # repeats): the same samples, without Keras's per-epoch overhead, which would weigh on
+        # the short epochs of large batches on the slice and not in the run.
+        cfg = dataclasses.replace(base, epochs=1, **p)
         specs.append({"train_files": prepared["train_files"], "eval_files": [],
                       "transform_output": prepared["transform_output"],
                       "serving_model_dir": str(work / f"tfx-{i}" / "serving"),
                       "model_run_dir": str(work / f"tfx-{i}" / "run"),
-                      "config": train_config(cfg, contract, prepared["train_rows"])})
+                      "config": train_config(cfg, contract, prepared["train_rows"] * epochs)})
     walls: dict[int, float] = {}
     for threads in sorted({p["threads"] for p in points if p["workers"] == 1}):
         group = [i for i, p in enumerate(points) if p["workers"] == 1 and p["threads"] == threads]
