@@ -57,7 +57,7 @@ def collect(runs: list[dict], data: dict) -> dict | None:
 
 def _cfg(c: dict) -> str:
     parts = [f"{c['workers']}w x {c['threads']}t", f"batch {c['batch_size']}",
-             f"lr {c['learning_rate']:g}"]
+             f"lr {c['learning_rate']:.3g}"]
     if "steps_per_execution" in c:
         parts.append(f"spe {c['steps_per_execution']}")
     return ", ".join(parts)
@@ -77,7 +77,8 @@ def render(doc: dict) -> str:
         for stack, e in d["stacks"].items():
             rows = []
             for i, p in enumerate(e["points"]):
-                mark = "chosen" if i == e["chosen_index"] else ("reference" if i == 0 else "")
+                mark = ", ".join(m for m, on in (("reference", i == 0),
+                                                 ("chosen", i == e["chosen_index"])) if on)
                 floor = e["points"][0]["auc"] - d["rule"]["auc_tolerance"]
                 rows.append([_cfg(p["config"]), f"{p['samples_per_s']:,.0f}", f"{p['auc']:.4f}",
                              "yes" if i == 0 or p["auc"] >= floor else "no (AUC)", mark])
@@ -86,8 +87,8 @@ def render(doc: dict) -> str:
                                  "admissible", ""], rows))
             if e.get("beam"):
                 b = e["beam"]
-                parts.append(_table(["Beam mode", f"seconds ({html.escape(b['stage'])}, "
-                                                  f"{b['rows']:,} rows)", ""],
+                parts.append(_table(["Beam mode", f"seconds ({b['stage']}, {b['rows']:,} rows)",
+                                     ""],
                                     [[m, f"{s:.1f}", "chosen" if m == b["chosen"] else ""]
                                      for m, s in b["seconds"].items()]))
             ran = d["ran_with"].get(stack)

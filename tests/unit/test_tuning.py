@@ -119,3 +119,36 @@ def test_a_file_that_is_not_a_tuning_says_so(tmp_path):
         tuning.load(bad)
     with pytest.raises(ContractError, match="cannot read a tuning file"):
         tuning.load(tmp_path / "missing.json")
+
+
+def test_auto_reuses_a_matching_sweep_and_a_path_is_kept_for_the_report(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(tuning, "cores", lambda: 2)
+    contract = load_contract(None)
+    ingested = SimpleNamespace(rows=1234, span_numbers=[201301])
+    doc = {**_doc({"workers": 1, "threads": 2, "batch_size": 1024, "learning_rate": 0.0028},
+                  {"workers": 1, "threads": 1, "batch_size": 512, "learning_rate": 0.002}, 2),
+           "contract": contract.name, "rows": 1234, "spans": [201301]}
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "tuning.json").write_text(json.dumps(doc))
+    cfg = RunConfig(out_dir=str(out))
+
+    def no_sweep(*a, **k):
+        raise AssertionError("a matching tuning.json must be reused, not swept again")
+
+    monkeypatch.setattr(tuning, "tune", no_sweep)
+    tuned = tuning.resolve("auto", cfg, contract, ingested, ("tfx", "torch"), set())
+    assert tuned.for_stack("tfx").batch_size == 1024 and tuned.for_stack("torch").threads == 1
+    assert tuning.resolve("none", cfg, contract, ingested, ("tfx",), set()) is cfg
+    # another machine's or another window's sweep is not reused by auto
+    assert not tuning.matches({**doc, "cores": 16}, contract, ingested, ("tfx",))
+    assert not tuning.matches({**doc, "rows": 99}, contract, ingested, ("tfx",))
+    # a file elsewhere is applied as given and copied into OUT for the report
+    other = tmp_path / "elsewhere.json"
+    other.write_text(json.dumps({**doc, "cores": 16}))
+    (out / "tuning.json").unlink()
+    tuned = tuning.resolve(str(other), cfg, contract, ingested, ("torch",), set())
+    assert tuned.for_stack("torch").threads == 1
+    assert json.loads((out / "tuning.json").read_text())["cores"] == 16
