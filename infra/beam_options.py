@@ -153,6 +153,15 @@ def direct_mode(rows: int | None, n_cores: int | None = None) -> DirectMode:
     return DirectMode("multi_processing", n, rows)
 
 
+def tuned_mode(running_mode: str, rows: int | None, n_cores: int | None = None) -> DirectMode:
+    """A running mode chosen by measurement (``twinpipe tune``) rather than by rows:
+    multi-processing with one SDK worker per core, in-memory with one."""
+    if running_mode not in ("in_memory", "multi_processing"):
+        raise ValueError(f"unknown Beam running mode {running_mode!r}")
+    n = n_cores or cores()
+    return DirectMode(running_mode, n if running_mode == "multi_processing" else 1, rows)
+
+
 def direct_beam_args(rows: int | None, overrides: list[str] | tuple[str, ...] = (),
                      n_cores: int | None = None) -> list[str]:
     """The local Beam options for ``rows`` of data, then ``--beam-arg`` overrides by name."""

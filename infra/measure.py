@@ -212,8 +212,8 @@ def measure_run(out_dir: str | Path, cfg, contract: Contract, ingested, summarie
     trained = {s: v for s, v in summaries.items()
                if v["stages"]["train"].get("samples_per_s") is not None}
     for stack, summary in trained.items():
-        if scaling_probe:
-            scaling(stack, cfg, contract, ingested, summary, out)
+        if scaling_probe:  # at the stack's own settings (per-stack tuning, infra/tuning.py)
+            scaling(stack, cfg.for_stack(stack), contract, ingested, summary, out)
         measure_model(stack, summary, contract, out)
     for name, target in EXTRA_MEASUREMENTS.items():
         if extras is not None and name not in extras:

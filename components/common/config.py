@@ -49,6 +49,15 @@ def override_beam_args(base: list[str] | tuple[str, ...], overrides: list[str] |
     return [a for a in base if _option_key(a) not in keys] + list(overrides)
 
 
+# What a stack's settings may override of the run configuration (``--tuning``: the sweep's choice
+# per stack, infra/tuning.py). ``threads``: intra-op threads per training worker (None: the
+# stacks' own rule, cores // workers); ``steps_per_execution``: train steps per tf.function call
+# (TFX; None: the Trainer's default); ``beam_mode``: the TFX Beam stages' FnApiRunner running mode
+# (``in_memory`` | ``multi_processing``; None: sized by rows, infra.beam_options.direct_mode).
+STACK_SETTINGS = ("workers", "batch_size", "learning_rate", "threads", "steps_per_execution",
+                  "beam_mode")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     out_dir: str = "out"
@@ -70,3 +79,34 @@ class RunConfig:
     # Where the stacks push (``<push_root>/<stack>/pushed``) when it is not out_dir: the
     # object-store OUT of a ``--out gs://`` run, whose out_dir is local scratch (infra/objectstore).
     push_root: str | None = None
+    threads: int | None = None
+    steps_per_execution: int | None = None
+    beam_mode: str | None = None
+    # Per-stack overrides of the fields in STACK_SETTINGS: ((stack, ((field, value), ...)), ...)
+    # (tuples: the config stays hashable), and where they came from (the tuning file).
+    per_stack: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()
+    settings_source: str = ""
+
+    def for_stack(self, stack: str) -> RunConfig:
+        """This configuration as ``stack`` runs it: its per-stack settings applied (the rest of
+        the run, window and data included, is shared by both stacks)."""
+        import dataclasses
+
+        own = dict(dict(self.per_stack).get(stack, ()))
+        return dataclasses.replace(self, **own, per_stack=()) if own else self
+
+    def settings(self, stack: str) -> dict:
+        """What run.json records of the training configuration the stack ran with."""
+        import os
+
+        cfg = self.for_stack(stack)
+        doc = {"workers": cfg.workers, "batch_size": cfg.batch_size,
+               "learning_rate": cfg.learning_rate, "epochs": cfg.epochs,
+               "threads_per_worker": cfg.threads or max(1, (os.cpu_count() or 1) // cfg.workers),
+               "source": self.settings_source or "flags and defaults"}
+        if stack == "tfx":
+            from components.tfx.trainer import STEPS_PER_EXECUTION
+
+            doc.update(steps_per_execution=cfg.steps_per_execution or STEPS_PER_EXECUTION,
+                       beam_mode=cfg.beam_mode or "sized by rows")
+        return doc

@@ -45,6 +45,8 @@ def run_summary(*, stack: str, pipeline: str, orchestrator: str, contract: Contr
         "months": sorted({s % 100 for s in ingested.span_numbers}),
         "spans": ingested.span_numbers,
         "workers": cfg.workers,
+        # The training configuration it ran with and where it came from (flags, tuning file).
+        "settings": cfg.settings(stack),
         "total_wall_s": round(wall + ingest_s, 3),
         "orchestrator": orchestrator,
         **extra,

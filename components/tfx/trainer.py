@@ -67,7 +67,9 @@ def run_fn(fn_args) -> None:
     cluster_job = spec["config"].get("cluster_job")
     if cluster_job and "TF_CONFIG" not in os.environ:
         launch_cluster_job(spec, cluster_job)
-    elif workers > 1 and "TF_CONFIG" not in os.environ:
+    elif (workers > 1 or spec["config"].get("threads")) and "TF_CONFIG" not in os.environ:
+        # A set thread count (tuning) needs a fresh process: in the pipeline's process TF is
+        # already initialised and its thread pools can no longer change.
         launch_local_workers(spec, workers)
     else:
         train(spec)
@@ -208,7 +210,8 @@ def _start_workers(spec_path: str, workers: int, attempt: int, pinned: int,
 def launch_local_workers(spec: dict, workers: int, grace_s: float = WORKER_GRACE_S,
                          worker_threads: int | None = None, max_restarts: int | None = None) -> None:
     """Runs ``workers`` training processes on localhost with a shared TF_CONFIG cluster, each
-    pinned to ``worker_threads`` intra-op threads (default: :func:`threads_per_worker`).
+    pinned to ``worker_threads`` intra-op threads (default: the tuned ``config["threads"]``, else
+    :func:`threads_per_worker`).
 
     When one worker fails the others are stopped (:func:`supervise`): a MultiWorkerMirroredStrategy
     job cannot go on without every worker. Then, as TF recommends for that strategy, the whole
@@ -229,8 +232,8 @@ def launch_local_workers(spec: dict, workers: int, grace_s: float = WORKER_GRACE
             procs: list[subprocess.Popen] = []
             threads: list[threading.Thread] = []
             try:
-                _start_workers(spec_path, workers, attempt,
-                               threads_per_worker(workers, worker_threads), procs, threads)
+                _start_workers(spec_path, workers, attempt, threads_per_worker(
+                    workers, worker_threads or spec.get("config", {}).get("threads")), procs, threads)
                 outcome = supervise(procs, grace_s)
             finally:
                 stop(procs, grace_s)  # an exception above (or Ctrl-C) leaves no worker running

@@ -115,6 +115,21 @@ def validate_stage(train_path: str, eval_path: str, contract_path: str, source: 
     return True
 
 
+def train_app_args(contract, train_path: str, out: str, epochs: int, batch_size: int,
+                   learning_rate: float, hidden_units: str = "64,32",
+                   fail_once_after_epoch: int = -1) -> list[str]:
+    """The training app's arguments (``components.torch.train_app``) for ``contract``'s columns:
+    the train stage's, and the tuning sweep's (infra/tuning.py), which runs the app directly."""
+    return [
+        "--train", train_path, "--out", out,
+        "--numeric", ",".join(c.name for c in contract.numeric_features),
+        "--categorical", ",".join(c.name for c in contract.categorical_features),
+        "--label", contract.label.name, "--epochs", str(epochs), "--batch-size", str(batch_size),
+        "--learning-rate", str(learning_rate), "--hidden-units", hidden_units,
+        "--fail-once-after-epoch", str(fail_once_after_epoch),
+    ]
+
+
 def train_stage(
     train_path: str, model_dir: str, contract_path: str, workers: int, epochs: int,
     batch_size: int, learning_rate: float, hidden_units: str = "64,32",
@@ -156,14 +171,8 @@ def train_stage(
     if not train_job:
         # The app checks this too; here it stops before torchrun would restart a doomed job.
         check_shard(rows.count(train_path), workers)
-    app_args = [
-        "--train", train_path, "--out", job_out if train_job else str(work),
-        "--numeric", ",".join(c.name for c in contract.numeric_features),
-        "--categorical", ",".join(c.name for c in contract.categorical_features),
-        "--label", contract.label.name, "--epochs", str(epochs), "--batch-size", str(batch_size),
-        "--learning-rate", str(learning_rate), "--hidden-units", hidden_units,
-        "--fail-once-after-epoch", str(fail_once_after_epoch),
-    ]
+    app_args = train_app_args(contract, train_path, job_out if train_job else str(work), epochs,
+                              batch_size, learning_rate, hidden_units, fail_once_after_epoch)
     if train_job:
         launch.submit_training(app_args, workers=workers, train_job=train_job,
                                log_dir=str(out / "job_logs"))

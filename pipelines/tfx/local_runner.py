@@ -59,6 +59,9 @@ def train_config(cfg: RunConfig, contract: Contract, train_rows: int) -> dict:
         "learning_rate": cfg.learning_rate,
         "hidden_units": list(cfg.hidden_units),
         "train_rows": train_rows,
+        # Tuned settings (``--tuning``), only when set: the Trainer's own defaults otherwise.
+        **({"steps_per_execution": cfg.steps_per_execution} if cfg.steps_per_execution else {}),
+        **({"threads": cfg.threads} if cfg.threads else {}),
     }
 
 
@@ -66,11 +69,13 @@ def local_beam_args(cfg: RunConfig, rows: int) -> tuple[list[str], dict | None]:
     """The Beam options of this run and what run.json records of their mode: the defaults are
     sized by ``rows`` (``infra.beam_options.direct_mode``), the ``--beam-arg`` overrides applied
     over them; Beam options a caller set in ``cfg.beam_args`` itself are kept as given."""
-    from infra.beam_options import direct_mode
+    from infra.beam_options import direct_mode, tuned_mode
 
     if tuple(cfg.beam_args) != tuple(override_beam_args(default_beam_args(), cfg.beam_overrides)):
         return list(cfg.beam_args), None
     mode = direct_mode(rows)
+    if cfg.beam_mode:  # the tuning's choice, measured on this machine (infra/tuning.py)
+        mode = tuned_mode(cfg.beam_mode, rows)
     return override_beam_args(mode.args(), cfg.beam_overrides), mode.record()
 
 

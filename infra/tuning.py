@@ -1,0 +1,507 @@
+"""Each stack's best configuration on this machine, chosen by a small measured sweep.
+
+`twinpipe tune` (and `twinpipe run --tuning auto`) measures, per stack, on the run's hardware:
+
+* **training points** — worker count x threads per worker, batch size and (TFX)
+  ``steps_per_execution`` — each trained by the stack's own training code on one prepared slice of
+  the run's rows (:data:`SLICE_TRAIN_ROWS` train rows for as many epochs as make
+  :data:`SLICE_SAMPLES` samples, the same for every point): steady-state samples/s from the
+  trainer's own clock, and the AUC of the trained model on :data:`SLICE_EVAL_ROWS` eval rows.
+  TFX: the Trainer's ``train()`` on a Transform output of the slice (TF Transform on Beam, the
+  stack's ``preprocessing_fn``); torch: the DDP training app under torchrun, as the TorchX stage
+  runs it;
+* **the Beam mode** (TFX) — a Beam stage on *all* the run's rows (TFDV statistics, StatisticsGen's
+  engine) timed with FnApiRunner in-memory and multi-processing (one SDK worker per core): the
+  fixed start-up of multi-processing against its per-row gain is a matter of data size, so it is
+  measured on the run's data, not on the slice.
+
+**The rule** (:func:`choose`): the fastest point (samples/s) whose AUC is at least the reference
+point's AUC minus :data:`AUC_TOLERANCE`; the reference is the built-in configuration (1 worker,
+every core, the default batch and learning rate). A larger batch keeps the learning-rate/batch
+relation (Adam: lr x sqrt(batch / default batch)) and trains the same samples in fewer steps, as
+the real run would; on the slice it gets fewer steps than on the full data, so the AUC check is
+conservative (it may refuse a batch the full data would have tolerated, never the reverse).
+The Beam mode: the faster of the two.
+
+``OUT/tuning.json`` keeps every point; `twinpipe run --tuning auto|PATH` applies the chosen
+settings per stack (:func:`apply`), explicit ``--workers``/``--batch-size``/``--learning-rate``
+winning over them; the report's Tuning section (:mod:`infra.sections.tuning`) shows the sweep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from components.common import rows, storage
+from components.common.config import STACK_SETTINGS, RunConfig
+from components.common.contract import Contract
+
+log = logging.getLogger("twinpipe.tuning")
+
+KIND = "twinpipe.tuning/v1"
+TUNING_JSON = "tuning.json"
+AUC_TOLERANCE = 0.005  # about one standard error of AUC on the slice's eval rows
+# A point replaces the reference only when it is at least this much faster: repeated points on
+# this shared 2-core machine differ by a few percent, and some settings cost time the
+# steady-state clock does not see (a set thread count starts the TFX Trainer in its own process).
+MIN_GAIN = 0.05
+SLICE_TRAIN_ROWS = 65_536
+SLICE_EVAL_ROWS = 16_384
+# Samples every point trains (epochs over the slice, rounded up): 10 executions of 64 steps at
+# batch 512, so the steady-state clock (started after the first execution) has 9 to time.
+SLICE_SAMPLES = 327_680
+BATCH_FACTORS = (1, 2, 4)  # x the default batch size
+BEAM_MODES = ("in_memory", "multi_processing")
+RULE = (f"fastest point (steady-state train samples/s) whose AUC on the slice's eval rows is at "
+        f"least the reference point's minus {AUC_TOLERANCE}, provided it is at least "
+        f"{MIN_GAIN:.0%} faster than the reference (else the reference); reference: 1 worker on "
+        f"every core with the default batch and learning rate; a batch k x the default trains "
+        f"with lr x sqrt(k). Beam mode: the faster of in-memory and multi-processing on the run's "
+        f"rows.")
+
+
+def cores() -> int:
+    """The cores the stacks' thread rule divides (they use os.cpu_count())."""
+    return os.cpu_count() or 1
+
+
+# --- the points and the rule --------------------------------------------------------------------
+
+def candidates(stack: str, base: RunConfig, n_cores: int | None = None) -> list[dict]:
+    """The sweep's points for ``stack``: the reference first (1 worker, every core, the default
+    batch), then fewer threads, N = min(cores, 2) workers sharing the cores, (TFX) one step per
+    execution, and larger batches. Each point is a full set of settings (:data:`STACK_SETTINGS`)."""
+    from components.tfx.trainer import STEPS_PER_EXECUTION
+
+    n = n_cores or cores()
+    b, lr = base.batch_size, base.learning_rate
+
+    def point(workers: int, threads: int, factor: int = 1, spe: int = STEPS_PER_EXECUTION) -> dict:
+        p = {"workers": workers, "threads": threads, "batch_size": b * factor,
+             "learning_rate": float(f"{lr * math.sqrt(factor):.6g}")}
+        if stack == "tfx":
+            p["steps_per_execution"] = spe
+        return p
+
+    points = [point(1, n)]
+    if n > 1:
+        points += [point(1, 1), point(min(n, 2), max(1, n // min(n, 2)))]
+    if stack == "tfx":
+        points.append(point(1, n, spe=1))
+    points += [point(1, n, factor=k) for k in BATCH_FACTORS if k != 1]
+    return points
+
+
+def choose(points: list[dict], tolerance: float = AUC_TOLERANCE, reference: int = 0,
+           min_gain: float = MIN_GAIN) -> int:
+    """The index of the chosen point: the highest ``samples_per_s`` among the points whose
+    ``auc`` is >= the reference point's minus ``tolerance`` (the reference always qualifies),
+    when it beats the reference's samples/s by ``min_gain``; else the reference."""
+    floor = points[reference]["auc"] - tolerance
+    ok = [i for i, p in enumerate(points) if i == reference or p["auc"] >= floor]
+    best = max(ok, key=lambda i: points[i]["samples_per_s"])
+    gain = points[best]["samples_per_s"] / points[reference]["samples_per_s"] - 1
+    return best if gain >= min_gain else reference
+
+
+# --- the slice ----------------------------------------------------------------------------------
+
+def write_slice(spans_dir: str, out: Path, seed: int = 0) -> dict:
+    """A seeded random sample of the run's train and eval rows (every span represented) as
+    ``out/train.parquet`` and ``out/eval.parquet``; rows read by index, never the whole split."""
+    import pyarrow.parquet as pq
+
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    sizes = {}
+    for split, want in (("train", SLICE_TRAIN_ROWS), ("eval", SLICE_EVAL_ROWS)):
+        data = rows.dataset(spans_dir, split)
+        n = data.count_rows()
+        idx = np.sort(rng.choice(n, size=min(want, n), replace=False))
+        pq.write_table(data.take(idx), out / f"{split}.parquet")
+        sizes[split] = int(len(idx))
+    return sizes
+
+
+def _auc(contract: Contract, source: str, predict) -> float:
+    """AUC of ``predict(frame) -> probabilities`` on the slice's eval rows (the shared metrics)."""
+    from components.common.metrics import binary_metrics
+
+    scored = rows.score(source, "eval", contract.label.name, list(contract.split.key),
+                        {"m": predict})
+    return round(float(binary_metrics(scored.labels, scored.probs["m"])["auc"]), 6)
+
+
+# --- torch ----------------------------------------------------------------------------------------
+
+def slice_epochs(train_rows: int) -> int:
+    """Epochs over the slice that train :data:`SLICE_SAMPLES` samples (at least 1)."""
+    return max(1, math.ceil(SLICE_SAMPLES / max(train_rows, 1)))
+
+
+def sweep_torch(contract: Contract, base: RunConfig, slice_dir: Path, work: Path,
+                epochs: int) -> list[dict]:
+    """Every torch point: the training app on the slice with ``TWINPIPE_THREADS`` threads per
+    rank — multi-worker points as DDP ranks under torchrun (as the TorchX stage runs them),
+    single-worker ones in this process (the same ``main``; torchrun would only add a process
+    start, outside the steady-state clock) — and the AUC of the trained module on the eval slice."""
+    import torch
+
+    from components.torch import train_app
+    from components.torch.stages import train_app_args
+    from components.torch.train_app import load_model
+
+    results = []
+    for i, p in enumerate(candidates("torch", base)):
+        out = work / f"torch-{i}"
+        args = train_app_args(contract, str(slice_dir / "train.parquet"), str(out), epochs,
+                              p["batch_size"], p["learning_rate"],
+                              ",".join(map(str, base.hidden_units)))
+        t0 = time.time()
+        if p["workers"] == 1:
+            threads_before = torch.get_num_threads()
+            os.environ["TWINPIPE_THREADS"] = str(p["threads"])
+            try:
+                train_app.main(args)
+            finally:  # this process's own threads and environment as they were
+                os.environ.pop("TWINPIPE_THREADS")
+                torch.set_num_threads(threads_before)
+        else:
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   f"--nproc_per_node={p['workers']}", "-m", "components.torch.train_app", *args]
+            env = dict(os.environ, TWINPIPE_THREADS=str(p["threads"]))
+            _check(subprocess.run(cmd, env=env, capture_output=True, text=True), "torch", p)
+        model, prep, metrics = load_model(out)
+
+        def predict(frame, model=model, prep=prep):
+            num, cat = prep.encode(frame)
+            with torch.no_grad():
+                return model(torch.from_numpy(num), torch.from_numpy(cat)).numpy().ravel()
+
+        results.append(_result(p, metrics, _auc(contract, str(slice_dir / "eval.parquet"),
+                                                 predict), time.time() - t0))
+        log.info("[torch][tune] %s", _line(results[-1]))
+    return results
+
+
+# --- TFX ------------------------------------------------------------------------------------------
+
+def transform_slice(contract: Contract, slice_dir: Path, out: Path) -> dict:
+    """The slice's train rows through the stack's ``preprocessing_fn`` (TF Transform on Beam,
+    in-memory): ``out/transform`` (the transform graph the Trainer reads) and
+    ``out/train/*.gz`` (transformed tf.Examples). Returns the Trainer's file patterns."""
+    import functools
+
+    import apache_beam as beam
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+    from tfx_bsl.public import tfxio
+
+    from components.tfx.example_gen import table_to_examples
+    from components.tfx.schema import contract_to_schema
+    from components.tfx.transform import preprocessing_fn
+    from infra.beam_options import tuned_mode
+
+    config = {"numeric": [c.name for c in contract.numeric_features],
+              "categorical": [c.name for c in contract.categorical_features],
+              "label": contract.label.name}
+    examples = table_to_examples(rows.dataset(str(slice_dir / "train.parquet")).to_table())
+    schema = contract_to_schema(contract)
+    source = tfxio.TFExampleBeamRecord(physical_format="tfrecord", schema=schema,
+                                       telemetry_descriptors=["twinpipe", "tune"])
+    options = PipelineOptions(tuned_mode("in_memory", len(examples)).args())
+    with beam.Pipeline(options=options) as p, tft_beam.Context(temp_dir=str(out / "tmp")):
+        raw = p | beam.Create(examples, reshuffle=False) | source.BeamSource()
+        (data, metadata), transform_fn = (
+            (raw, source.TensorAdapterConfig())
+            | tft_beam.AnalyzeAndTransformDataset(
+                functools.partial(preprocessing_fn, custom_config=config)))
+        coder = tft.coders.ExampleProtoCoder(metadata.schema)
+        _ = (data | beam.Map(coder.encode)
+             | beam.io.WriteToTFRecord(str(out / "train" / "part"), file_name_suffix=".gz",
+                                       compression_type=beam.io.filesystem.CompressionTypes.GZIP))
+        _ = transform_fn | tft_beam.WriteTransformFn(str(out / "transform"))
+    # The raw schema beside it, as TFX's Transform writes it: the serving signature parses with it.
+    metadata_io.write_metadata(dataset_metadata.DatasetMetadata(schema),
+                               str(out / "transform" / tft.TFTransformOutput.RAW_METADATA_DIR))
+    return {"train_files": [str(out / "train" / "*")], "transform_output": str(out / "transform"),
+            "train_rows": len(examples)}
+
+
+def sweep_tfx(contract: Contract, base: RunConfig, slice_dir: Path, work: Path,
+              epochs: int) -> list[dict]:
+    """Every TFX point: the Trainer's ``train()`` on the slice's Transform output — single-worker
+    points of one thread count in one process (TF's thread pools are fixed per process), multi-
+    worker points through the Trainer's own local launcher (MultiWorkerMirroredStrategy); AUC of
+    the saved serving model (its ``serving_default`` signature) on the raw eval slice."""
+    from components.tfx.serving import SavedModelScorer
+    from components.tfx.trainer import TRAIN_METRICS, launch_local_workers
+    from pipelines.tfx.local_runner import train_config
+
+    t0 = time.time()
+    prepared = transform_slice(contract, slice_dir, work / "tfx-slice")
+    log.info("[tfx][tune] Transform of the %d-row slice: %.1f s", prepared["train_rows"],
+             time.time() - t0)
+    points = candidates("tfx", base)
+    specs = []
+    for i, p in enumerate(points):
+        # The slice's epochs as one Keras epoch over the repeated slice (the Trainer's dataset
+        # repeats): the same samples, without Keras's per-epoch overhead, which would weigh on
+        # the short epochs of large batches on the slice and not in the run.
+        cfg = dataclasses.replace(base, epochs=1, **p)
+        specs.append({"train_files": prepared["train_files"], "eval_files": [],
+                      "transform_output": prepared["transform_output"],
+                      "serving_model_dir": str(work / f"tfx-{i}" / "serving"),
+                      "model_run_dir": str(work / f"tfx-{i}" / "run"),
+                      "config": train_config(cfg, contract, prepared["train_rows"] * epochs)})
+    walls: dict[int, float] = {}
+    for threads in sorted({p["threads"] for p in points if p["workers"] == 1}):
+        group = [i for i, p in enumerate(points) if p["workers"] == 1 and p["threads"] == threads]
+        spec_file = work / f"tfx-threads-{threads}.json"
+        spec_file.write_text(json.dumps([specs[i] for i in group]))
+        t0 = time.time()
+        _check(subprocess.run([sys.executable, "-m", "infra.tuning", str(spec_file)],
+                              env=dict(os.environ, TWINPIPE_THREADS=str(threads)),
+                              capture_output=True, text=True), "tfx", points[group[0]])
+        walls.update({i: (time.time() - t0) / len(group) for i in group})
+    for i, p in enumerate(points):
+        if p["workers"] > 1:
+            t0 = time.time()
+            launch_local_workers(specs[i], p["workers"])
+            walls[i] = time.time() - t0
+    features = [c.name for c in contract.features]
+    results = []
+    for i, p in enumerate(points):
+        metrics = json.loads((Path(specs[i]["model_run_dir"]) / TRAIN_METRICS).read_text())
+        scorer = SavedModelScorer(specs[i]["serving_model_dir"], features)
+        auc = _auc(contract, str(slice_dir / "eval.parquet"),
+                   lambda frame, s=scorer: s.score(s.encode(frame)))
+        results.append(_result(p, metrics, auc, walls[i]))
+        log.info("[tfx][tune] %s", _line(results[-1]))
+    return results
+
+
+def _train_specs(spec_file: str) -> int:
+    """The single-worker TFX points of one thread count, trained one after the other in this
+    process (``python -m infra.tuning SPECS.json``, with ``TWINPIPE_THREADS`` set)."""
+    import tensorflow as tf
+
+    from components.tfx.trainer import train
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    for spec in json.loads(Path(spec_file).read_text()):
+        train(spec)
+        tf.keras.backend.clear_session()
+    return 0
+
+
+def beam_stage_seconds(spans_dir: str, mode: str) -> float:
+    """Wall seconds of one Beam stage over every row of the run (train and eval splits): TFDV's
+    GenerateStatistics (StatisticsGen's engine), FnApiRunner in ``mode``, start-up included."""
+    import apache_beam as beam
+    import tensorflow_data_validation as tfdv
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from infra.beam_options import tuned_mode
+
+    files = rows.files(spans_dir, "train") + rows.files(spans_dir, "eval")
+    t0 = time.perf_counter()
+    with beam.Pipeline(options=PipelineOptions(tuned_mode(mode, None).args())) as p:
+        _ = (p | beam.Create(files) | beam.FlatMap(_record_batches)
+             | tfdv.GenerateStatistics(tfdv.StatsOptions()) | beam.Map(lambda _: None))
+    return round(time.perf_counter() - t0, 2)
+
+
+def _record_batches(path: str):
+    """One Parquet file's rows as the list-valued record batches ExampleGen's tf.Examples decode
+    to (what StatisticsGen reads)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from components.tfx.example_gen import _as_value_lists
+
+    with storage.open(path, "rb") as f:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=8192):
+            yield pa.RecordBatch.from_arrays([_as_value_lists(c) for c in batch.columns],
+                                             names=batch.schema.names)
+
+
+# --- shared -------------------------------------------------------------------------------------
+
+def _check(proc: subprocess.CompletedProcess, stack: str, point: dict) -> None:
+    if proc.returncode != 0:
+        raise RuntimeError(f"[{stack}][tune] training point {point} failed (exit "
+                           f"{proc.returncode}):\n{proc.stderr[-3000:]}")
+
+
+def _result(point: dict, metrics: dict, auc: float, wall_s: float) -> dict:
+    return {"config": point, "samples_per_s": float(metrics["samples_per_s"]), "auc": auc,
+            "global_batch": metrics.get("global_batch"), "steps": metrics.get("steps"),
+            "wall_s": round(wall_s, 1)}
+
+
+def _line(r: dict) -> str:
+    c = r["config"]
+    spe = f" spe {c['steps_per_execution']}" if "steps_per_execution" in c else ""
+    return (f"{c['workers']}w x {c['threads']}t batch {c['batch_size']}{spe}: "
+            f"{r['samples_per_s']:,.0f} samples/s, AUC {r['auc']:.4f} ({r['wall_s']:.0f} s)")
+
+
+def tune(out_dir: str | Path, cfg: RunConfig, contract: Contract, ingested,
+         stacks: tuple[str, ...]) -> dict:
+    """Runs the sweep for ``stacks`` on the run's ingested spans and writes ``OUT/tuning.json``."""
+    t_all = time.time()
+    doc = {"kind": KIND, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "cores": cores(),
+           "contract": contract.name, "rows": ingested.rows, "spans": ingested.span_numbers,
+           "base": {"batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate},
+           "rule": {"text": RULE, "auc_tolerance": AUC_TOLERANCE, "min_gain": MIN_GAIN,
+                    "reference": 0},
+           "slice": {}, "stacks": {}}
+    with tempfile.TemporaryDirectory(prefix="twinpipe-tune-") as tmp:
+        work = Path(tmp)
+        doc["slice"].update(write_slice(ingested.spans_dir, work / "slice"))
+        doc["slice"]["epochs"] = epochs = slice_epochs(doc["slice"]["train"])
+        for stack in stacks:
+            t0 = time.time()
+            sweep = sweep_tfx if stack == "tfx" else sweep_torch
+            points = sweep(contract, cfg, work / "slice", work, epochs)
+            best = choose(points)
+            entry = {"points": points, "chosen_index": best,
+                     "chosen": dict(points[best]["config"]), "why": why(points, best)}
+            if stack == "tfx":
+                seconds = {}
+                for mode in BEAM_MODES:
+                    seconds[mode] = beam_stage_seconds(ingested.spans_dir, mode)
+                    log.info("[tfx][tune] Beam %s: TFDV statistics over %d rows in %.1f s", mode,
+                             ingested.rows, seconds[mode])
+                mode = min(seconds, key=seconds.get)
+                entry["beam"] = {"stage": "TFDV GenerateStatistics over the run's rows "
+                                          "(StatisticsGen's engine), start-up included",
+                                 "rows": ingested.rows, "seconds": seconds, "chosen": mode}
+                entry["chosen"]["beam_mode"] = mode
+            entry["sweep_s"] = round(time.time() - t0, 1)
+            doc["stacks"][stack] = entry
+            log.info("[%s][tune] chosen: %s", stack, entry["why"])
+    doc["wall_s"] = round(time.time() - t_all, 1)
+    path = Path(out_dir) / TUNING_JSON
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2))
+    return doc
+
+
+def why(points: list[dict], best: int) -> str:
+    """One sentence: what was chosen over the reference and on what measured grounds."""
+    ref, b = points[0], points[best]
+    refused = [p for p in points if p["auc"] < ref["auc"] - AUC_TOLERANCE
+               and p["samples_per_s"] > b["samples_per_s"]]
+    text = (f"{b['samples_per_s'] / ref['samples_per_s']:.2f}x the reference's samples/s "
+            f"({b['samples_per_s']:,.0f} vs {ref['samples_per_s']:,.0f}), AUC {b['auc']:.4f} vs "
+            f"{ref['auc']:.4f}" if best else
+            f"no admissible point is {MIN_GAIN:.0%} faster than the reference "
+            f"({b['samples_per_s']:,.0f} samples/s, AUC {b['auc']:.4f})")
+    if refused:
+        text += (f"; {len(refused)} faster point(s) refused for AUC more than {AUC_TOLERANCE} "
+                 f"below the reference's")
+    return text
+
+
+# --- applying it ----------------------------------------------------------------------------------
+
+def load(path: str | Path) -> dict:
+    """A tuning.json, or one paragraph saying why it cannot be used."""
+    from components.common.errors import ContractError
+
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ContractError(f"--tuning {path}: cannot read a tuning file there ({e}); run "
+                            "`twinpipe tune --out DIR` to make one, or pass --tuning none.") from None
+    if not isinstance(doc, dict) or doc.get("kind") != KIND:
+        raise ContractError(f"--tuning {path}: not a twinpipe tuning file (kind {KIND!r} "
+                            "expected); run `twinpipe tune` to make one.")
+    return doc
+
+
+def matches(doc: dict, contract: Contract, ingested, stacks: tuple[str, ...]) -> bool:
+    """Whether ``doc`` was measured for this run: same cores, contract, rows and spans, and every
+    stack of the run swept."""
+    return (doc.get("cores") == cores() and doc.get("contract") == contract.name
+            and doc.get("rows") == ingested.rows and doc.get("spans") == ingested.span_numbers
+            and all(s in doc.get("stacks", {}) for s in stacks))
+
+
+def settings(doc: dict, stack: str, explicit: set[str]) -> dict:
+    """The stack's chosen settings, less what the user set explicitly: an explicit batch size
+    drops the tuned learning rate too (it was scaled for the tuned batch), explicit workers the
+    tuned threads (they were chosen for the tuned worker count). Threads equal to the stacks' own
+    rule (cores // workers) are left to it."""
+    chosen = dict(doc["stacks"][stack]["chosen"])
+    drop = set(explicit)
+    if "batch_size" in explicit:
+        drop.add("learning_rate")
+    if "workers" in explicit:
+        drop.add("threads")
+    out = {k: v for k, v in chosen.items() if k in STACK_SETTINGS and k not in drop}
+    workers = out.get("workers", 1)
+    if out.get("threads") == max(1, cores() // workers):
+        out.pop("threads")
+    return out
+
+
+def apply(cfg: RunConfig, doc: dict, source: str, stacks: tuple[str, ...],
+          explicit: set[str]) -> RunConfig:
+    """``cfg`` with each stack's tuned settings as its per-stack overrides."""
+    per_stack = tuple((s, tuple(sorted(settings(doc, s, explicit).items()))) for s in stacks
+                      if s in doc.get("stacks", {}))
+    kept = f"; explicit flags kept: {', '.join(sorted(explicit))}" if explicit else ""
+    return dataclasses.replace(cfg, per_stack=per_stack,
+                               settings_source=f"tuning {source}{kept}")
+
+
+def resolve(mode: str, cfg: RunConfig, contract: Contract, ingested, stacks: tuple[str, ...],
+            explicit: set[str]) -> RunConfig:
+    """``--tuning``: ``none`` leaves ``cfg`` as it is; ``auto`` reuses ``OUT/tuning.json`` when it
+    :func:`matches` this run, else sweeps now; a path applies that file (any machine's: its cores
+    are logged when they differ). The applied file is kept as ``OUT/tuning.json`` for the report."""
+    if mode == "none":
+        return cfg
+    path = Path(cfg.out_dir) / TUNING_JSON
+    if mode == "auto":
+        doc = load(path) if path.is_file() else None
+        if doc is not None and matches(doc, contract, ingested, stacks):
+            log.info("[tune] reusing %s (measured %s)", path, doc.get("measured_at"))
+        else:
+            log.info("[tune] sweeping %s on %d cores (~2-3 min on 2 cores)", " and ".join(stacks),
+                     cores())
+            doc = tune(cfg.out_dir, cfg, contract, ingested, stacks)
+        source = str(path)
+    else:
+        doc = load(mode)
+        if doc.get("cores") != cores():
+            log.info("[tune] %s was measured on %s cores, this machine has %d", mode,
+                     doc.get("cores"), cores())
+        if Path(mode).resolve() != path.resolve():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(doc, indent=2))
+        source = mode
+    missing = [s for s in stacks if s not in doc.get("stacks", {})]
+    if missing:
+        log.info("[tune] %s has no sweep for %s: built-in settings there", source, ", ".join(missing))
+    return apply(cfg, doc, source, stacks, explicit)
+
+
+if __name__ == "__main__":
+    sys.exit(_train_specs(sys.argv[1]))
