@@ -223,7 +223,9 @@ def measure_model(stack: str, summary: dict, contract: Contract, out_dir: Path) 
 # The measurements beyond the core ones, by the name `twinpipe run --measure` selects them by:
 # name -> "module:function", called as f(out_dir, cfg, contract, ingested, summaries) after the
 # core measurements, in this order; each writes the JSON its report section (infra/sections/) reads.
-EXTRA_MEASUREMENTS: dict[str, str] = {}
+EXTRA_MEASUREMENTS: dict[str, str] = {
+    "validation_engines": "infra.validation_engines:measure",
+}
 
 
 def measure_run(out_dir: str | Path, cfg, contract: Contract, ingested, summaries: dict[str, dict],
