@@ -48,7 +48,7 @@ log = logging.getLogger("twinpipe.validation_engines")
 
 ENGINE_ROWS = 20_000      # raw rows per corpus file: ~1 min for all engines on 2 cores
 ENGINES = ("tfdv", "gx", "rules")
-ENGINE_NAMES = {"tfdv": "TFDV", "gx": "Great Expectations", "rules": "shared rules"}
+ENGINE_NAMES = {"tfdv": "TFDV", "gx": "Great Expectations", "rules": "the shared gate"}
 CLEAN = "clean"           # the kind of the undamaged rows (the baseline every case is read against)
 RESULT = "validation_engines.json"
 REPO = Path(__file__).resolve().parents[1]

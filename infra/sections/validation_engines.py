@@ -19,6 +19,10 @@ def _pct(rate: float) -> str:
     return f"{rate:.1%}".replace(".0%", "%") if rate < 0.01 else f"{rate:.0%}"
 
 
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def _kinds(doc: dict) -> dict[str, list[dict]]:
     """The matrix's rows grouped by corruption kind, in corpus order, rates ascending."""
     out: dict[str, list[dict]] = {}
@@ -32,11 +36,6 @@ def first_rate(rows: list[dict], engine: str, verdicts=("fail", "warn")) -> floa
     return next((r["rate"] for r in rows if r[engine]["verdict"] in verdicts), None)
 
 
-def _who(engines: list[str]) -> str:
-    names = [ENGINE_NAMES.get(e, e) for e in engines]
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
 def sentences(doc: dict) -> list[str]:
     """What each engine contributes, from the matrix alone (no fixed prose about the results)."""
     engines = [e for e in doc["engines"] if "error" not in doc["figures"].get(e, {})]
@@ -47,7 +46,7 @@ def sentences(doc: dict) -> list[str]:
            f"engine before any screening."]
     for e in doc["engines"]:
         if e not in engines:
-            out.append(f"{ENGINE_NAMES.get(e, e)} could not run: {doc['figures'][e]['error']}.")
+            out.append(f"{_cap(ENGINE_NAMES.get(e, e))} could not run: {doc['figures'][e]['error']}.")
     caught: dict[str, list[str]] = {}
     for kind, rows in kinds.items():
         title = rows[0]["title"] + (f" ({rows[0]['column']})" if rows[0]["column"] else "")
@@ -64,7 +63,7 @@ def sentences(doc: dict) -> list[str]:
             else:
                 parts.append(f"{ENGINE_NAMES.get(e, e)} warns from {_pct(any_)}"
                              + (f" and stops the run from {_pct(fail)}" if fail is not None else ""))
-        out.append(f"{title}: " + ("; ".join(parts) if parts else "no engine reports it") + ".")
+        out.append(f"{_cap(title)}: " + ("; ".join(parts) if parts else "no engine reports it") + ".")
     by_one = {k: v[0] for k, v in caught.items() if len(v) == 1}
     for e in engines:
         only = [kinds[k][0]["title"] for k, who in by_one.items() if who == e]
@@ -78,16 +77,17 @@ def sentences(doc: dict) -> list[str]:
         stricter = sorted({r["rate"] for r in doc["matrix"] if r[e]["verdict"] == "fail"
                            and r["rules"]["verdict"] == "warn"})
         if stricter:
-            out.append(f"{ENGINE_NAMES.get(e, e)} on raw rows stops the run at "
-                       f"{', '.join(_pct(x) for x in stricter)} of bad rows where the rules "
-                       f"quarantine them and go on (max_bad_row_rate "
+            out.append(f"{_cap(ENGINE_NAMES.get(e, e))} on raw rows stops the run at "
+                       f"{', '.join(_pct(x) for x in stricter)} of bad rows where the shared gate "
+                       f"quarantines them and goes on (max_bad_row_rate "
                        f"{_pct(doc['pipeline']['max_bad_row_rate'])}): its check has no tolerated share.")
         renamed = sorted({(r["title"], f, g) for r in doc["matrix"]
                           for f in [", ".join(r[e]["findings"])] for g in [", ".join(r["rules"]["findings"])]
                           if r[e]["verdict"] != "-" and r["rules"]["verdict"] != "-"
                           and set(r[e]["findings"]) != set(r["rules"]["findings"])})
         for title, f, g in renamed[:2]:
-            out.append(f"{title}: {ENGINE_NAMES.get(e, e)} reports {f} where the rules report {g}.")
+            out.append(f"{_cap(title)}: {ENGINE_NAMES.get(e, e)} reports {f} where the shared gate "
+                       f"reports {g}.")
     figs = doc["figures"]
     if engines:
         fastest = min(engines, key=lambda e: figs[e]["per_case_s"])
@@ -148,7 +148,7 @@ def _heatmap(doc: dict) -> str:
     ax.set_yticks(range(len(kinds)), [rows[0]["title"] for rows in kinds.values()], fontsize=8)
     ax.set_xticks(range(len(cols)), [_pct(r) for _, r in cols], fontsize=7)
     for k, e in enumerate(engines):
-        ax.text(k * len(rates) + (len(rates) - 1) / 2, -0.9, ENGINE_NAMES.get(e, e),
+        ax.text(k * len(rates) + (len(rates) - 1) / 2, -0.9, _cap(ENGINE_NAMES.get(e, e)),
                 ha="center", fontsize=9)
         if k:
             ax.axvline(k * len(rates) - 0.5, color="black", lw=1)
@@ -175,12 +175,12 @@ def render(section: dict) -> str:
                         + [(_MARK[r[e]["verdict"]] + ": " + ", ".join(r[e]["findings"])).strip(": ")
                            or "—" for e in engines])
         parts.append(_table(["corruption", "column", "rows damaged"]
-                            + [ENGINE_NAMES.get(e, e) for e in engines], rows))
+                            + [_cap(ENGINE_NAMES.get(e, e)) for e in engines], rows))
         figs = doc["figures"]
         parts.append(_table(
             ["engine", "import s", "set-up s", "check s (all files)", "s per file", "rows/s",
              "RSS after import MiB", "peak RSS MiB", "process wall s"],
-            [[ENGINE_NAMES.get(e, e)] + ([figs[e]["error"]] + [""] * 7 if "error" in figs[e] else
+            [[_cap(ENGINE_NAMES.get(e, e))] + ([figs[e]["error"]] + [""] * 7 if "error" in figs[e] else
              [_f(figs[e]["import_s"], 2), _f(figs[e]["setup_s"], 2), _f(figs[e]["check_s"], 2),
               _f(figs[e]["per_case_s"], 3), _f(figs[e]["rows_per_s"], 0),
               _f(figs[e]["rss_after_import_mb"], 0), _f(figs[e]["peak_rss_mb"], 0),

@@ -127,10 +127,14 @@ def test_section_says_what_each_engine_contributes(measured, tmp_path):
     (tmp_path / ve.RESULT).write_text(json.dumps(doc, default=str))
     data = section.collect([{"dir": str(tmp_path), "label": "run"}], {})
     text = data["runs"][0]["sentences"]
-    assert any(s.startswith("Only shared rules catches: ") and "label source missing" in s
+    assert any(s.startswith(f"Only {ve.ENGINE_NAMES['rules']} catches: ") and "label source missing" in s
                for s in text), text
-    assert any(s.startswith("No engine catches: duplicated rows") for s in text), text
-    assert any("quarantine them and go on" in s for s in text), text
+    missed = [r["title"] for r in doc["matrix"] if all(r[e]["verdict"] == "-" for e in ve.ENGINES)
+              and not any(q["kind"] == r["kind"] and q[e]["verdict"] != "-"
+                          for q in doc["matrix"] for e in ve.ENGINES)]
+    (line,) = [s for s in text if s.startswith("No engine catches: ")]
+    assert "duplicated rows" in missed and all(t in line for t in missed), (missed, line)
+    assert any("quarantines them and goes on" in s for s in text), text
     page = section.render(data)
     assert page.count("<table>") == 2 and "data:image/png;base64," in page
     assert section.collect([{"dir": str(tmp_path / "none"), "label": "x"}], {}) is None
