@@ -326,11 +326,10 @@ def pipeline_design(contract: Contract) -> dict:
         "text": (
             "In a pipeline run TFDV (TFX) and the GX checkpoint (PyTorch) validate the spans that "
             "ingest wrote after its screen: quarantined rows never reach them, so on the pipeline's "
-            "path they can only repeat what the shared rules said. Kept that way: on raw rows "
+            "path they can only repeat what the shared gate said. Kept that way: on raw rows "
             "their schema and suite have no tolerated share of bad rows, so they would stop runs "
-            "the contract lets go on with the bad rows quarantined (at or below max_bad_row_rate), "
-            "and they check nothing the rules miss; each stays as its stack's native second "
-            "opinion on the written spans."),
+            "the contract lets go on with the bad rows quarantined (at or below max_bad_row_rate); "
+            "each stays as its stack's native second opinion on the written spans."),
     }
 
 

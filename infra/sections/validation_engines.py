@@ -69,6 +69,10 @@ def sentences(doc: dict) -> list[str]:
         only = [kinds[k][0]["title"] for k, who in by_one.items() if who == e]
         if only:
             out.append(f"Only {ENGINE_NAMES.get(e, e)} catches: {', '.join(only)}.")
+    if "rules" in engines:
+        beyond = [kinds[k][0]["title"] for k, who in caught.items() if "rules" not in who]
+        out.append("Caught by TFDV or GX and missed by the shared gate: "
+                   + (", ".join(beyond) if beyond else "nothing in this corpus") + ".")
     missed = [kinds[k][0]["title"] for k in kinds if k not in caught]
     if missed:
         out.append(f"No engine catches: {', '.join(missed)} (the contract has no rule for it).")
