@@ -21,7 +21,7 @@ TFDV and GX get the file as pandas reads it (``pd.read_csv`` with the contract's
 markers): a column holding one word among numbers is text, as in a notebook. A finding counts as
 a detection when the engine does not report the same (check, column) on the clean rows. Each
 engine runs in its own process (``python -m infra.validation_engines ENGINE CORPUS OUT``), so its
-import time, time per case and peak RSS (``ru_maxrss``: the exact high-water mark) are its own.
+import time, time per case and peak RSS (the kernel's exact high-water mark, ``VmHWM``) are its own.
 
 Writes ``OUT/validation_engines.json`` (run-level); the report's ``validation_engines`` section
 (:mod:`infra.sections.validation_engines`) reads it.
@@ -168,6 +168,19 @@ class Rules:
         return check_spans(self.contract, self.spans, ingested.span_numbers, source=str(path)).checks
 
 
+def _peak_rss() -> int:
+    """This process's peak resident memory in bytes: the kernel's high-water mark of its address
+    space (``VmHWM``, new at exec). Not ``ru_maxrss``: Linux carries the parent's peak at fork
+    into it, so a child of a big driver would report the driver's memory."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # elsewhere: KiB (Linux)
+
+
 def run_engine(engine: str, corpus_dir: str | Path) -> dict:
     """Runs ``engine`` over every case of the corpus in this process: findings per case, the
     engine's seconds per case (the CSV read timed apart for TFDV and GX; the rules read it
@@ -215,7 +228,7 @@ def run_engine(engine: str, corpus_dir: str | Path) -> dict:
                         "seconds": round(time.perf_counter() - t1, 3), "read_s": round(read_s, 3),
                         "findings": [{"check": c.check, "column": c.column, "policy": c.policy,
                                       "observed": str(c.observed)[:200]} for c in found]})
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    peak = _peak_rss()
     return {"engine": engine, "import_s": round(import_s, 2), "setup_s": round(setup_s, 2),
             "rss_after_import_mb": round(rss_after_import / 2**20, 1),
             "peak_rss_mb": round(peak / 2**20, 1),
