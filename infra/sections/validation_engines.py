@@ -157,7 +157,7 @@ def _heatmap(doc: dict) -> str:
         if k:
             ax.axvline(k * len(rates) - 0.5, color="black", lw=1)
     ax.set_title("Detection on raw rows (share of rows damaged; stop = fails the run, "
-                 "warn = reported, run goes on)", fontsize=9, pad=18)
+                 "warn = reported, run goes on)", fontsize=9, pad=26)
     return _png(fig)
 
 
