@@ -85,10 +85,12 @@ def sentences(doc: dict) -> list[str]:
                        f"{', '.join(_pct(x) for x in stricter)} of bad rows where the shared gate "
                        f"quarantines them and goes on (max_bad_row_rate "
                        f"{_pct(doc['pipeline']['max_bad_row_rate'])}): its check has no tolerated share.")
-        renamed = sorted({(r["title"], f, g) for r in doc["matrix"]
-                          for f in [", ".join(r[e]["findings"])] for g in [", ".join(r["rules"]["findings"])]
-                          if r[e]["verdict"] != "-" and r["rules"]["verdict"] != "-"
-                          and set(r[e]["findings"]) != set(r["rules"]["findings"])})
+        def named(r, engine):  # the findings on columns (a span's volume is a consequence)
+            return sorted(x for x in r[engine]["findings"] if not x.startswith("volume:"))
+
+        renamed = sorted({(r["title"], ", ".join(named(r, e)), ", ".join(named(r, "rules")))
+                          for r in doc["matrix"] if r[e]["verdict"] != "-"
+                          and r["rules"]["verdict"] != "-" and named(r, e) != named(r, "rules")})
         for title, f, g in renamed[:2]:
             out.append(f"{_cap(title)}: {ENGINE_NAMES.get(e, e)} reports {f} where the shared gate "
                        f"reports {g}.")
