@@ -195,6 +195,7 @@ def measure_model(stack: str, summary: dict, contract: Contract, out_dir: Path) 
 # name -> "module:function", called as f(out_dir, cfg, contract, ingested, summaries) after the
 # core measurements, in this order; each writes the JSON its report section (infra/sections/) reads.
 EXTRA_MEASUREMENTS: dict[str, str] = {
+    "validation_engines": "infra.validation_engines:measure",
     "exports": "infra.exports:measure_exports",
     "fault_tolerance": "infra.fault_tolerance:measure",
     "serving_load": "infra.load_test:measure_serving_load",

@@ -11,11 +11,12 @@ from components.common.contract import Contract
 TRAINING, SERVING = "TRAINING", "SERVING"
 
 
-def contract_to_schema(contract: Contract) -> schema_pb2.Schema:
+def contract_to_schema(contract: Contract, with_label: bool = True) -> schema_pb2.Schema:
     """Features, types, ranges, vocabularies and presence from the contract.
 
     Non-nullable columns are dense (shape [1]); nullable ones are optional (VarLen). Only the
-    model's feature columns exist in the SERVING environment.
+    model's feature columns exist in the SERVING environment. ``with_label=False``: the schema of
+    the raw input, before ingest derives the label (infra/validation_engines.py).
     """
     schema = schema_pb2.Schema()
     schema.default_environment.extend([TRAINING, SERVING])
@@ -46,6 +47,8 @@ def contract_to_schema(contract: Contract) -> schema_pb2.Schema:
             f.shape.dim.add(size=1)
         if not col.feature:
             f.not_in_environment.append(SERVING)
+    if not with_label:
+        return schema
     label = schema.feature.add(name=contract.label.name, type=schema_pb2.INT)
     label.int_domain.min, label.int_domain.max = 0, 1
     label.int_domain.is_categorical = True

@@ -43,8 +43,9 @@ _PANDAS_TYPES = {
 }
 
 
-def expectations(contract: Contract) -> list:
-    """The contract as a list of GX expectations."""
+def expectations(contract: Contract, with_label: bool = True) -> list:
+    """The contract as a list of GX expectations (``with_label=False``: of the raw input, before
+    ingest derives the label)."""
     import great_expectations as gx
 
     ex = gx.expectations
@@ -59,6 +60,8 @@ def expectations(contract: Contract) -> list:
                                                         max_value=col.max))
         if col.vocabulary:
             out.append(ex.ExpectColumnValuesToBeInSet(column=col.name, value_set=list(col.vocabulary)))
+    if not with_label:
+        return out
     label = contract.label.name
     out.append(ex.ExpectColumnToExist(column=label))
     out.append(ex.ExpectColumnValuesToNotBeNull(column=label))
@@ -132,15 +135,10 @@ def _frames(rows) -> Iterator[pd.DataFrame]:
         yield pa.Table.from_batches(held).to_pandas()
 
 
-def run_checkpoint(contract: Contract, splits: dict) -> GateResult:
-    """Runs the contract's GX checkpoint over every split's rows; collects the failed expectations.
-
-    ``splits`` maps a split name to a DataFrame or to ``(source, split)``, a rows source
-    (:mod:`components.common.rows`) read in batches of :data:`GX_BATCH_ROWS`. The context, suite
-    and checkpoint are built once; each batch re-runs the checkpoint with the batch as its
-    ``dataframe`` batch parameter. Per expectation, unexpected counts are summed over the batches,
-    examples kept from the first failing batches, and it passes only if every batch passes.
-    """
+def build_checkpoint(contract: Contract, with_label: bool = True):
+    """The contract's suite as a GX checkpoint over a pandas ``dataframe`` batch parameter, in an
+    ephemeral context: built once, run on as many frames as needed (:func:`run_checkpoint`).
+    ``with_label=False``: the suite of the raw input (no derived label column)."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -150,13 +148,28 @@ def run_checkpoint(contract: Contract, splits: dict) -> GateResult:
     # One store write for the whole suite (add_expectation one by one re-serialises it each time:
     # 2.2 s of a 7.8 s checkpoint on a year of flights).
     suite = context.suites.add(gx.ExpectationSuite(name=f"{contract.name}-contract",
-                                                   expectations=expectations(contract)))
+                                                   expectations=expectations(contract, with_label)))
     batch_def = source.add_dataframe_asset(name="rows").add_batch_definition_whole_dataframe("batch")
     vd = context.validation_definitions.add(
         gx.ValidationDefinition(name="contract", data=batch_def, suite=suite))
-    checkpoint = context.checkpoints.add(
+    return context.checkpoints.add(
         gx.Checkpoint(name="gate", validation_definitions=[vd],
                       result_format={"result_format": "SUMMARY", "partial_unexpected_count": 3}))
+
+
+def run_checkpoint(contract: Contract, splits: dict, with_label: bool = True,
+                   checkpoint=None) -> GateResult:
+    """Runs the contract's GX checkpoint over every split's rows; collects the failed expectations.
+
+    ``splits`` maps a split name to a DataFrame or to ``(source, split)``, a rows source
+    (:mod:`components.common.rows`) read in batches of :data:`GX_BATCH_ROWS`. The context, suite
+    and checkpoint are built once (or given: ``checkpoint``, from :func:`build_checkpoint`); each
+    batch re-runs the checkpoint with the batch as its ``dataframe`` batch parameter. Per
+    expectation, unexpected counts are summed over the batches, examples kept from the first
+    failing batches, and it passes only if every batch passes.
+    """
+    if checkpoint is None:
+        checkpoint = build_checkpoint(contract, with_label)
     result = GateResult(passed=True, evaluated=0)
     for split, rows in splits.items():
         failed: dict[int, dict] = {}  # expectation index in the suite -> its aggregated failure

@@ -19,7 +19,8 @@ from __future__ import annotations
 import importlib
 
 # Module names under infra.sections, in report order (claims last: it reads every other section).
-SECTION_NAMES: tuple[str, ...] = ("tuning", "fault_tolerance", "exports", "serving_load", "claims")
+SECTION_NAMES: tuple[str, ...] = ("tuning", "validation_engines", "fault_tolerance", "exports",
+                                  "serving_load", "claims")
 
 
 def sections() -> list:

@@ -1,6 +1,8 @@
 """Same data in -> same verdict: TFDV (the TFX stack's engine, against the contract's schema), the
 Great Expectations checkpoint (the PyTorch stack's engine, the contract's suite) and the contract's
-own row rules (ingest's screening) find the same (check, column) on each corrupted copy of real rows."""
+own row rules (ingest's screening) find the same (check, column) on each corrupted copy of real rows
+(the corruptions: components/common/corruptions.py, shared with the report's validation-engines
+matrix, which measures the same engines at several shares of damaged rows)."""
 
 import os
 
@@ -10,6 +12,7 @@ import pytest
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from components.common.contract import load_contract  # noqa: E402
+from components.common.corruptions import corpus, corrupt  # noqa: E402
 from components.common.ingest import ingest, screen  # noqa: E402
 
 CONTRACT = load_contract()
@@ -24,20 +27,15 @@ def span_rows(tmp_path_factory):
 
 
 def _tfdv(frame: pd.DataFrame) -> set:
-    import tensorflow_data_validation as tfdv
+    from infra.validation_engines import tfdv_findings
 
-    from components.tfx.schema import contract_to_schema
-    from components.tfx.validate import anomalies_to_checks
-
-    stats = tfdv.generate_statistics_from_dataframe(frame)
-    anomalies = tfdv.validate_statistics(stats, contract_to_schema(CONTRACT), environment="TRAINING")
-    return {(c.check, c.column) for c in anomalies_to_checks(anomalies, CONTRACT.validation.policies)}
+    return {(c.check, c.column) for c in tfdv_findings(frame, CONTRACT, with_label=True)}
 
 
 def _gx(frame: pd.DataFrame) -> set:
-    from components.torch.validate import gx_checks, run_checkpoint
+    from infra.validation_engines import gx_findings
 
-    return {(c.check, c.column) for c in gx_checks(run_checkpoint(CONTRACT, {"rows": frame}), CONTRACT)}
+    return {(c.check, c.column) for c in gx_findings(frame, CONTRACT, with_label=True)}
 
 
 def _rules(frame: pd.DataFrame) -> set:
@@ -47,22 +45,16 @@ def _rules(frame: pd.DataFrame) -> set:
     return found
 
 
-def _every(frame, column, value, step=25):
-    bad = frame.copy()
-    if value is not None and isinstance(value, str) and bad[column].dtype != object:
-        bad[column] = bad[column].astype(object)
-    bad.loc[bad.index[::step], column] = value
-    return bad
+# The shared corpus's corruptions (components/common/corruptions.py, which the report's
+# validation-engines matrix also applies) that every engine reports by the same (check, column),
+# each at the share of rows where they agree: any share for a row rule, the whole column for text
+# in a numeric column (below type_error_share the rules quarantine rows as malformed instead).
+CASES = {"dropped_column": 1.0, "text_in_numeric": 1.0, "above_range": 0.04, "below_range": 0.04,
+         "unseen_category": 0.04, "null_required": 0.04}
 
 
-CASES = {
-    "dropped column": (lambda f: f.drop(columns=["distance"]), {("schema", "distance")}),
-    "text column": (lambda f: f.assign(temp="warm"), {("schema", "temp")}),
-    "out of range": (lambda f: _every(f, "distance", 99_999), {("range", "distance")}),
-    "below range": (lambda f: _every(f, "humid", -5.0), {("range", "humid")}),
-    "unseen category": (lambda f: _every(f, "carrier", "ZZ"), {("unseen", "carrier")}),
-    "null in non-nullable": (lambda f: _every(f, "origin", None), {("not_null", "origin")}),
-}
+def _case(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
+    return corrupt(frame, kind, CASES[kind], CONTRACT)
 
 
 def test_clean_rows_pass_all_three(span_rows):
@@ -71,8 +63,8 @@ def test_clean_rows_pass_all_three(span_rows):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_same_verdict_from_tfdv_gx_and_the_rules(span_rows, case):
-    corrupt, expected = CASES[case]
-    frame = corrupt(span_rows)
+    expected = set(corpus(CONTRACT)[case].expect)
+    frame = _case(span_rows, case)
     verdicts = {"tfdv": _tfdv(frame), "gx": _gx(frame), "rules": _rules(frame)}
     assert verdicts == {k: expected for k in verdicts}, verdicts
 
@@ -85,7 +77,7 @@ def test_gx_in_batches_finds_what_gx_on_the_whole_frame_finds(span_rows, case, t
     frame (which the cases above hold to TFDV's and the rules' verdict)."""
     from components.torch import validate
 
-    frame = CASES[case][0](span_rows)
+    frame = _case(span_rows, case)
     path = tmp_path / "rows.parquet"
     frame.to_parquet(path, row_group_size=300)
     whole = validate.run_checkpoint(CONTRACT, {"rows": frame})
