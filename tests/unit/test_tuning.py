@@ -152,3 +152,13 @@ def test_auto_reuses_a_matching_sweep_and_a_path_is_kept_for_the_report(tmp_path
     tuned = tuning.resolve(str(other), cfg, contract, ingested, ("torch",), set())
     assert tuned.for_stack("torch").threads == 1
     assert json.loads((out / "tuning.json").read_text())["cores"] == 16
+
+
+def test_the_start_up_a_point_adds_counts_against_it():
+    # 10% faster in steady state, but its own process costs 5 s on a run of 1M samples
+    ref = {"config": {}, "samples_per_s": 250_000.0, "auc": 0.72, "fixed_s": 0.0}
+    own = {"config": {}, "samples_per_s": 275_000.0, "auc": 0.72, "fixed_s": 5.0}
+    assert tuning.choose([ref, own]) == 1                          # speed alone
+    assert tuning.choose([ref, own], run_samples=1_000_000) == 0   # 8.6 s vs 4.0 s
+    assert tuning.choose([ref, own], run_samples=10**9) == 1       # start-up amortised
+    assert "start-up" in tuning.why([ref, own], 1, run_samples=10**9)
