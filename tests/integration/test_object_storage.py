@@ -47,7 +47,7 @@ def _run_into_bucket(bucket: str, tmp: Path, monkeypatch, stack: str, *extra: st
     out = f"{bucket}/run1"
     proc = twinpipe("run", "--stack", stack, "--input", src, "--contract", str(contract),
                     "--months", "1-2", "--sample", "3000", "--epochs", "1", "--workers", "1",
-                    "--no-scaling-probe", "--out", out, *extra)
+                    "--no-scaling-probe", "--measure", "serving_load", "--out", out, *extra)
     assert f"{out}/" in proc.stdout  # summaries name the bucket, not the scratch folder
     assert not (tmp / "gs:").exists() and not (ROOT / "gs:").exists()
     return out
