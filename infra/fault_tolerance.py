@@ -49,7 +49,8 @@ def measure(out_dir: Path, cfg, contract, ingested, summaries: dict[str, dict]) 
     for stack, summary in summaries.items():
         t0 = time.time()
         try:
-            doc = measure_stack(stack, Path(out_dir), cfg, contract, ingested, summary)
+            doc = measure_stack(stack, Path(out_dir), cfg.for_stack(stack), contract, ingested,
+                                summary)
         except Exception as e:  # noqa: BLE001 — one stack's failure is recorded, not fatal
             doc = {"stack": stack, "error": f"{type(e).__name__}: {e}"}
             log.warning("[%s][fault] the fault tolerance measurement failed: %s", stack, doc["error"])
@@ -61,6 +62,11 @@ def measure(out_dir: Path, cfg, contract, ingested, summaries: dict[str, dict]) 
 
 
 def measure_stack(stack: str, out: Path, cfg, contract, ingested, summary: dict) -> dict:
+    from infra.measure import _gpus
+
+    gpus = len(_gpus())
+    if gpus == 1:  # two ranks cannot share one GPU: nothing to kill without a second worker
+        raise RuntimeError("one GPU: the measurement needs 2 workers, one per GPU")
     workers = max(2, int(cfg.workers))
     epochs = max(2, int(cfg.epochs))
     train_rows = sum(s.train_rows for s in ingested.spans)

@@ -242,6 +242,7 @@ def measure_serving_load(out_dir, cfg, contract, ingested, summaries: dict[str, 
         else:
             table = eval_features(out, summary["spans"], contract)
             doc = load_test(stack, storage.parent(pushed), table, max_requests=max_requests,
-                            max_seconds=max_seconds, log_path=out / stack / "serving_load.log")
+                            max_seconds=max_seconds, log_path=out / stack / "serving_load.log",
+                            contract=cfg.contract_path)  # the run's own contract checks the rows
         target.write_text(json.dumps(doc, indent=2))
         log.info("[%s][measure] serving load -> %s", stack, target)

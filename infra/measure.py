@@ -221,4 +221,8 @@ def measure_run(out_dir: str | Path, cfg, contract: Contract, ingested, summarie
             continue
         module, func = target.split(":")
         log.info("[measure] %s", name)
-        getattr(importlib.import_module(module), func)(out, cfg, contract, ingested, trained)
+        try:
+            getattr(importlib.import_module(module), func)(out, cfg, contract, ingested, trained)
+        except Exception as e:  # noqa: BLE001 — the run is done: its report must not be lost
+            log.warning("[measure] %s failed, its report section is left out: %s: %s", name,
+                        type(e).__name__, e)

@@ -136,7 +136,7 @@ def scaling(stack: str, cfg, contract, ingested, summary: dict, out_dir: Path,
         many = probe_scaling(cfg, contract, ingested, summary, n, t, batches, PROBE_STEPS,
                              PROBE_WARMUP)
     tr = summary["stages"]["train"]
-    pipeline_train = {"workers": cfg.workers, "threads": threads_per_worker(cfg.workers),
+    pipeline_train = {"workers": cfg.workers, "threads": threads_per_worker(cfg.workers, cfg.threads),
                       "samples_per_s": tr.get("samples_per_s"),
                       "global_batch": tr.get("global_batch"), "source": "pipeline train stage"}
     doc = scaling_doc(stack, lay, batch, one, many, pipeline_train)

@@ -44,7 +44,15 @@ def serve_python() -> str:
 
 def command(stack: str, model: str, port: int, contract: str | None = None,
             poll_s: float = DEFAULT_POLL_S) -> tuple[list[str], dict]:
-    """The front's command line (the runtime's after ``--``) and environment."""
+    """The front's command line (the runtime's after ``--``) and environment. Local paths are
+    made absolute: the runtime runs from the repository, not from the caller's folder."""
+    from components.common import storage
+
+    def where(path):
+        return path if storage.is_remote(str(path)) else str(Path(path).resolve())
+
+    model = where(model)
+    contract = where(contract) if contract else None
     runtime = [sys.executable, "-m", "infra.serve_runtime", "--stack", stack, "--model", str(model),
                "--poll-s", str(poll_s)]
     if contract:

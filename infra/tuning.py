@@ -98,9 +98,18 @@ def candidates(stack: str, base: RunConfig, n_cores: int | None = None) -> list[
             p["steps_per_execution"] = spe
         return p
 
+    from infra.measure import _gpus
+
     points = [point(1, n)]
+    gpus = len(_gpus())
     if n > 1:
-        points += [point(1, 1), point(min(n, 2), max(1, n // min(n, 2)))]
+        points.append(point(1, 1))
+    # Several workers: one per GPU when there are GPUs (none on a single GPU: two ranks cannot
+    # share it), else 2 sharing the cores.
+    if gpus > 1:
+        points.append(point(gpus, max(1, n // gpus)))
+    elif not gpus and n > 1:
+        points.append(point(min(n, 2), max(1, n // min(n, 2))))
     if stack == "tfx":
         points.append(point(1, n, spe=1))
     points += [point(1, n, factor=k) for k in BATCH_FACTORS if k != 1]
@@ -191,11 +200,15 @@ def sweep_torch(contract: Contract, base: RunConfig, slice_dir: Path, work: Path
         t0 = time.time()
         if p["workers"] == 1:
             threads_before = torch.get_num_threads()
+            env_before = os.environ.get("TWINPIPE_THREADS")
             os.environ["TWINPIPE_THREADS"] = str(p["threads"])
             try:
                 train_app.main(args)
             finally:  # this process's own threads and environment as they were
-                os.environ.pop("TWINPIPE_THREADS")
+                if env_before is None:
+                    os.environ.pop("TWINPIPE_THREADS")
+                else:
+                    os.environ["TWINPIPE_THREADS"] = env_before
                 torch.set_num_threads(threads_before)
         else:
             cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
@@ -300,7 +313,7 @@ def sweep_tfx(contract: Contract, base: RunConfig, slice_dir: Path, work: Path,
     for i, p in enumerate(points):
         if p["workers"] > 1:
             t0 = time.time()
-            launch_local_workers(specs[i], p["workers"])
+            launch_local_workers(specs[i], p["workers"], max_restarts=0)  # a point: no retry
             walls[i] = time.time() - t0
     features = [c.name for c in contract.features]
     results = []

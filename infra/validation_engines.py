@@ -244,9 +244,14 @@ def _in_subprocess(engine: str, corpus_dir: Path, timeout: float) -> dict:
     env.setdefault("TF_USE_LEGACY_KERAS", "1")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "infra.validation_engines", engine,
-                           str(corpus_dir), str(result)], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "infra.validation_engines", engine,
+                               str(corpus_dir), str(result)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log.warning("[measure][validation_engines] %s ran over %.0f s: stopped", engine, timeout)
+        return {"engine": engine, "error": f"ran over the {timeout:.0f} s limit",
+                "wall_s": round(time.perf_counter() - t0, 2)}
     wall = time.perf_counter() - t0
     if proc.returncode != 0 or not result.is_file():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
@@ -360,7 +365,8 @@ def measure(out_dir, cfg, contract: Contract, ingested, summaries) -> dict:
                    + last.quarantined_rows) or rows
     raw = raw_rows(contract, cfg.input_path, span, rows)
     with tempfile.TemporaryDirectory(prefix="engines-corpus-") as tmp:
-        write_corpus(Path(tmp), contract, raw, contract_path=cfg.contract_path)
+        write_corpus(Path(tmp), contract, raw, contract_path=(  # the engines run from the repo
+            str(Path(cfg.contract_path).resolve()) if cfg.contract_path else None))
         corpus_s = time.perf_counter() - t0
         doc = compare(Path(tmp))
     doc |= {"measured_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "cpu_count": os.cpu_count(),

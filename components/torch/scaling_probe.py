@@ -84,19 +84,20 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _slowest(seconds: float, distributed: bool) -> float:
-    """The largest of every rank's ``seconds`` (the job's pace is its slowest rank's)."""
+def _slowest(seconds: float, distributed: bool, device) -> float:
+    """The largest of every rank's ``seconds`` (the job's pace is its slowest rank's); the tensor
+    on the rank's device (NCCL reduces only CUDA tensors)."""
     if not distributed:
         return seconds
-    t = torch.tensor([seconds], dtype=torch.float64)
+    t = torch.tensor([seconds], dtype=torch.float64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return float(t.item())
 
 
-def _mean_over_ranks(values: list[float], distributed: bool) -> list[float]:
+def _mean_over_ranks(values: list[float], distributed: bool, device) -> list[float]:
     if not distributed:
         return values
-    t = torch.tensor(values, dtype=torch.float64)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return (t / dist.get_world_size()).tolist()
 
@@ -121,7 +122,7 @@ def fused(net, optim, batches: Batches, steps: int, warmup: int, device, distrib
     for i in range(warmup, warmup + steps):
         step(i)
     _sync(device)
-    wall = _slowest(time.perf_counter() - t0, distributed)
+    wall = _slowest(time.perf_counter() - t0, distributed, device)
     world = dist.get_world_size() if distributed else 1
     return {"steps": steps, "samples_per_s": round(steps * batches.size * world / wall, 1),
             "step_ms": round(1000 * wall / steps, 4)}
@@ -167,7 +168,8 @@ def split(model, optim, batches: Batches, steps: int, warmup: int, device, distr
         dist.barrier()
     for i in range(warmup, warmup + steps):
         totals += step(i)
-    step_ms, compute_ms, comm_ms = _mean_over_ranks(list(1000 * totals / steps), distributed)
+    step_ms, compute_ms, comm_ms = _mean_over_ranks(list(1000 * totals / steps), distributed,
+                                                    device)
     return {"steps": steps, "step_ms": round(step_ms, 4), "compute_ms": round(compute_ms, 4),
             "comm_ms": round(comm_ms, 4)}
 

@@ -370,6 +370,6 @@ def probe_scaling(cfg: RunConfig, contract: Contract, ingested: IngestResult, su
                       "warmup": warmup},
         }
         spec["config"]["workers"] = workers
-        launch_local_workers(spec, workers, worker_threads=threads)
+        launch_local_workers(spec, workers, worker_threads=threads, max_restarts=0)  # a probe
         return merge_workers([json.loads(p.read_text())
                               for p in sorted(Path(tmp, "probe").glob("worker-*.json"))])

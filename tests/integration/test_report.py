@@ -4,6 +4,7 @@ check true on the real run and false when a stack scored other rows, the HTML re
 Chromium (screenshot taken), runs combine."""
 
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -16,7 +17,9 @@ from components.common import rows
 from components.common.config import STAGES
 from components.common.contract import load_contract
 from components.common.rowdigest import frame_digest
+from infra.measure import _gpus
 from infra.report import build_report_data, render_html
+from infra.scaling import layout
 from tests.integration.cli import twinpipe
 
 pytestmark = pytest.mark.integration
@@ -49,7 +52,8 @@ def test_every_section_is_filled_for_both_stacks(report):
             assert st["peak_rss_mb"] > 50, (stack, stage)  # a Python process at least
         assert s["run"]["stages"]["train"]["cpu_s"] > 1.0
         points = [(p["scaling"], p["workers"]) for p in s["scaling"]["points"]]
-        assert points == [("baseline", 1), ("weak", 2), ("strong", 2)], stack
+        n = layout(len(_gpus()), os.cpu_count() or 1)["workers"]  # CPU (CI): 2
+        assert points == [("baseline", 1), ("weak", n), ("strong", n)], stack
         assert all(p["samples_per_s"] > 0 for p in s["scaling"]["points"])
         m = s["measurements"]
         assert set(m["latency"]) == {"1", "256"}

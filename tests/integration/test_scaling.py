@@ -3,8 +3,12 @@
 kept), with each step's compute and all-reduce timed apart; the report shows it."""
 
 import json
+import os
 
 import pytest
+
+from infra.measure import _gpus
+from infra.scaling import layout
 
 pytestmark = pytest.mark.integration
 
@@ -14,21 +18,25 @@ def test_probe_scales_at_fixed_threads_with_weak_strong_and_a_step_split(both, s
     out, runs, _ = both
     sc = json.loads((out / stack / "scaling.json").read_text())
     lay = sc["layout"]
-    assert (lay["gpus"], lay["workers"], lay["threads_per_worker"]) == (0, 2, 1)  # CI: no GPU
+    want = layout(len(_gpus()), os.cpu_count() or 1)  # CPU (CI): 2 workers x 1 thread
+    assert (lay["gpus"], lay["workers"], lay["threads_per_worker"]) == (
+        want["gpus"], want["workers"], want["threads_per_worker"])
     points = {p["scaling"]: p for p in sc["points"]}
+    n = want["workers"]
     assert [(p["scaling"], p["workers"]) for p in sc["points"]] == [
-        ("baseline", 1), ("weak", 2), ("strong", 2)]
+        ("baseline", 1), ("weak", n), ("strong", n)]
     # the thread count each worker's framework reported running with, not the one asked for
-    assert all(p["threads"] == 1 for p in sc["points"]), [p["threads"] for p in sc["points"]]
+    t = want["threads_per_worker"]
+    assert all(p["threads"] == t for p in sc["points"]), [p["threads"] for p in sc["points"]]
     batch = sc["per_worker_batch"]
     assert batch == runs[stack]["stages"]["train"]["global_batch"] // runs[stack]["workers"]
-    assert (points["weak"]["per_worker_batch"], points["weak"]["global_batch"]) == (batch, 2 * batch)
+    assert (points["weak"]["per_worker_batch"], points["weak"]["global_batch"]) == (batch, n * batch)
     assert points["strong"]["global_batch"] == points["baseline"]["global_batch"] == batch
     base = points["baseline"]["samples_per_s"]
     assert base > 0
     for kind in ("weak", "strong"):
         assert sc[kind]["efficiency"] == pytest.approx(
-            points[kind]["samples_per_s"] / (2 * base), rel=0.01), kind
+            points[kind]["samples_per_s"] / (n * base), rel=0.01), kind
         assert sc[kind]["efficiency"] > 0
     assert (sc["speedup"], sc["efficiency"]) == (sc["weak"]["speedup"], sc["weak"]["efficiency"])
     for kind in ("weak", "strong"):

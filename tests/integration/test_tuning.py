@@ -29,7 +29,7 @@ def test_tune_chooses_the_best_admissible_point_and_the_run_applies_it(tmp_path)
     best = max(admissible, key=lambda p: p["samples_per_s"])
     if best["samples_per_s"] < points[0]["samples_per_s"] * (1 + doc["rule"]["min_gain"]):
         best = points[0]  # not enough faster than the reference to count
-    assert entry["chosen"] == best["config"] and points[entry["chosen_index"]] is not None
+    assert entry["chosen"] == best["config"] == points[entry["chosen_index"]]["config"]
 
     out = tmp_path / "run"
     twinpipe("run", "--stack", "torch", "--months", "1", "--sample", "8000", "--epochs", "1",
