@@ -429,7 +429,7 @@ def cmd_predict(args) -> int:
 def cmd_serve(args) -> int:
     from infra.serve import serve
 
-    return serve(args.stack, args.model, args.port, args.contract, args.poll_s)
+    return serve(args.stack, args.model, args.port, args.contract, args.poll_s, args.host)
 
 
 def cmd_compile(args) -> int:
@@ -657,6 +657,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="where the stack pushes (OUT/<stack>/pushed, local or gs://), or one "
                          "pushed version folder (served as is)")
     sv.add_argument("--port", type=_bounded(int, 1, 65535), default=8080)
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="interface to listen on (default loopback; the k8s manifests: 0.0.0.0)")
     sv.add_argument("--contract", default=None, help="contract YAML (default: packaged flights)")
     sv.add_argument("--poll-s", type=_bounded(float, 0.0, 3600.0), default=2.0,
                     help="how often current.json is checked for a newer push (0: never)")

@@ -121,10 +121,26 @@ def _one_line_for_bad_input(stack: str):
     return keep
 
 
+def _listen_on(host: str) -> None:
+    """kserve 0.21 builds its uvicorn config with ``host="0.0.0.0"`` fixed (every interface); the
+    server here listens on ``host`` instead (loopback unless told otherwise)."""
+    import uvicorn
+
+    init = uvicorn.Config.__init__
+
+    def bound(self, *a, **kw):
+        kw["host"] = host
+        init(self, *a, **kw)
+
+    uvicorn.Config.__init__ = bound
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="kserve_front.py")
     p.add_argument("--stack", required=True)
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to listen on (default loopback; 0.0.0.0 in a pod)")
     p.add_argument("runtime_cmd", nargs=argparse.REMAINDER,
                    help="after --: the runtime's command line (infra.serve_runtime)")
     args = p.parse_args(argv)
@@ -137,8 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as e:
         print(f"[{args.stack}][serve] {e}", file=sys.stderr)
         return 1
-    log.info("[%s][serve] version %s on http://127.0.0.1:%d (V1 /v1/models/%s:predict, "
-             "V2 /v2/models/%s/infer)", args.stack, model.version, args.port, args.stack, args.stack)
+    log.info("[%s][serve] version %s on http://%s:%d (V1 /v1/models/%s:predict, "
+             "V2 /v2/models/%s/infer)", args.stack, model.version, args.host, args.port, args.stack,
+             args.stack)
+    _listen_on(args.host)
     try:
         server = kserve.ModelServer(http_port=args.port, enable_grpc=False, workers=1,
                                     enable_latency_logging=False)

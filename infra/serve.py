@@ -43,7 +43,7 @@ def serve_python() -> str:
 
 
 def command(stack: str, model: str, port: int, contract: str | None = None,
-            poll_s: float = DEFAULT_POLL_S) -> tuple[list[str], dict]:
+            poll_s: float = DEFAULT_POLL_S, host: str = "127.0.0.1") -> tuple[list[str], dict]:
     """The front's command line (the runtime's after ``--``) and environment. Local paths are
     made absolute: the runtime runs from the repository, not from the caller's folder."""
     from components.common import storage
@@ -64,7 +64,8 @@ def command(stack: str, model: str, port: int, contract: str | None = None,
     # it imports only the standard library and kserve, never the project venv's packages (in an
     # image the project is in that venv's site-packages). The runtime inherits cwd = ROOT.
     front = str(Path(__file__).with_name("kserve_front.py"))
-    return [serve_python(), "-P", front, "--stack", stack, "--port", str(port), "--", *runtime], env
+    return [serve_python(), "-P", front, "--stack", stack, "--port", str(port), "--host", host,
+            "--", *runtime], env
 
 
 def check_model(stack: str, model: str) -> str:
@@ -76,19 +77,17 @@ def check_model(stack: str, model: str) -> str:
 
 
 def serve(stack: str, model: str, port: int, contract: str | None = None,
-          poll_s: float = DEFAULT_POLL_S) -> int:
-    """Runs the server in the foreground until interrupted; its exit status."""
+          poll_s: float = DEFAULT_POLL_S, host: str = "127.0.0.1") -> int:
+    """Runs the server in the foreground: this process *becomes* the front (exec), so SIGTERM
+    (a pod's stop, PID 1 there) and Ctrl-C reach the server itself, which drains and stops the
+    runtime; nothing is left holding the port."""
     version = check_model(stack, model)
-    cmd, env = command(stack, model, port, contract, poll_s)
-    print(f"[{stack}][serve] {model}: version {version} -> http://127.0.0.1:{port} "
+    cmd, env = command(stack, model, port, contract, poll_s, host)
+    print(f"[{stack}][serve] {model}: version {version} -> http://{host}:{port} "
           f"(V2 /v2/models/{stack}/infer, V1 /v1/models/{stack}:predict; polls every {poll_s:g}s)",
           file=sys.stderr, flush=True)
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
-        return proc.wait()
+    os.chdir(ROOT)  # the runtime imports the project from here (paths above are absolute)
+    os.execve(cmd[0], cmd, env)
 
 
 def free_port() -> int:

@@ -23,6 +23,8 @@ import argparse
 import json
 import logging
 import os
+import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -125,8 +127,13 @@ class Runtime:
         runtime). Raises DataError for rows that break the contract."""
         import pandas as pd
 
+        from components.common.errors import DataError
         from components.common.ingest import conform
 
+        lengths = {k: len(v) if isinstance(v, list) else -1 for k, v in columns.items()}
+        if len(set(lengths.values())) > 1 or -1 in lengths.values():
+            raise DataError(f"request: every input must be a list of one value per row, of the "
+                            f"same length; got lengths {lengths}")
         model = self.current  # one reference for the whole request (a swap does not cut in)
         t0 = time.perf_counter()
         table = conform(pd.DataFrame(columns), self.contract, "request", features_only=True)
@@ -136,16 +143,24 @@ class Runtime:
         return {"probability": probs, "version": model.version,
                 "validate_ms": round((t1 - t0) * 1e3, 3), "score_ms": round((t2 - t1) * 1e3, 3)}
 
+    def close(self) -> None:
+        """Stops polling and removes the downloaded versions."""
+        self._stop.set()
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
     def poll_forever(self) -> None:
-        """Loads and swaps in each newer push; a failed poll or load keeps the model it has."""
+        """Loads and swaps in each newer push; a failed poll or load keeps the model it has (a
+        version that failed to load is not tried again until current.json names another)."""
+        failed = None
         while not self._stop.wait(self.poll_s):
             try:
                 version, uri = current_version(self.dest)
-                if version == self.current.version:
+                if version == self.current.version or (version, uri) == failed:
                     continue
+                failed = (version, uri)  # until the load below succeeds
                 t0 = time.perf_counter()
                 loaded = load(self.stack, version, uri, self._workdir)
-                old, self.current = self.current, loaded
+                old, self.current, failed = self.current, loaded, None
                 log.info("[%s][serve] now serving version %s (was %s; loaded in %.1fs)", self.stack,
                          version, old.version, time.perf_counter() - t0)
             except Exception as e:  # noqa: BLE001 -- keep serving the loaded model
@@ -162,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--contract", default=None)
     p.add_argument("--poll-s", type=float, default=2.0)
     args = p.parse_args(argv)
+    # Ctrl-C reaches the whole process group: the front shuts down and closes our stdin, which
+    # ends the loop below; the signal itself would only print a traceback here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stderr)
     for noisy in ("absl", "tensorflow"):
@@ -184,15 +202,18 @@ def main(argv: list[str] | None = None) -> int:
     answer({"ready": True, "version": rt.current.version, "uri": rt.current.uri})
     if args.poll_s > 0:
         threading.Thread(target=rt.poll_forever, daemon=True, name="poll").start()
-    for line in sys.stdin:
-        req = json.loads(line)
-        try:
-            answer({"id": req["id"], **rt.score(req["columns"])})
-        except TwinpipeError as e:
-            answer({"id": req["id"], "error": str(e), "kind": "input"})
-        except Exception as e:  # noqa: BLE001 -- one bad request must not stop the server
-            log.exception("[%s][serve] request %s failed", args.stack, req.get("id"))
-            answer({"id": req["id"], "error": f"{type(e).__name__}: {e}", "kind": "internal"})
+    try:
+        for line in sys.stdin:  # until the front closes the pipe
+            req = json.loads(line)
+            try:
+                answer({"id": req["id"], **rt.score(req["columns"])})
+            except TwinpipeError as e:
+                answer({"id": req["id"], "error": str(e), "kind": "input"})
+            except Exception as e:  # noqa: BLE001 -- one bad request must not stop the server
+                log.exception("[%s][serve] request %s failed", args.stack, req.get("id"))
+                answer({"id": req["id"], "error": f"{type(e).__name__}: {e}", "kind": "internal"})
+    finally:
+        rt.close()
     return 0
 
 
