@@ -486,6 +486,13 @@ def load(path: str | Path) -> dict:
     if not isinstance(doc, dict) or doc.get("kind") != KIND:
         raise ContractError(f"--tuning {path}: not a twinpipe tuning file (kind {KIND!r} "
                             "expected); run `twinpipe tune` to make one.")
+    stacks = doc.get("stacks")
+    bad = ([] if isinstance(stacks, dict) else ["stacks"]) or [
+        f"stacks.{s}.chosen" for s, e in stacks.items()
+        if not isinstance(e, dict) or not isinstance(e.get("chosen"), dict)]
+    if bad:
+        raise ContractError(f"--tuning {path}: a tuning file without {', '.join(bad)}; run "
+                            "`twinpipe tune` to make a new one.")
     return doc
 
 
