@@ -169,8 +169,8 @@ def ev_exports(data):
         ok[stack] = sum(1 for r in rows if r.get("within_tolerance"))
     frac = {s: ok[s] / total[s] if total[s] else 0.0 for s in ex}
     lean = "matched" if frac["tfx"] == frac["torch"] else max(frac, key=frac.get)
-    names = {s: ", ".join(r["export"] for r in ex[s]["exports"] if r.get("within_tolerance"))
-             for s in ex}
+    names = {s: ", ".join(r["export"] for r in ex[s]["exports"]
+                          if r.get("within_tolerance") and not r.get("reference")) for s in ex}
     return _ev(f"Exports produced by push that load in their own runtime and match the reference "
                f"model on the eval rows: TFX {ok['tfx']}/{total['tfx']} ({names['tfx']}), PyTorch "
                f"{ok['torch']}/{total['torch']} ({names['torch']}).", "exports", lean,
@@ -309,8 +309,9 @@ def verdict(favours: str, leans: list[str]) -> str:
     """supported / contradicted / mixed from the evidence's leanings; "not measured here" with none.
 
     A claim favouring a stack is supported by evidence leaning to it, contradicted by evidence
-    leaning to the other; "matched" evidence contradicts it. A "matched" claim is supported by
-    matched evidence and contradicted by evidence that leans either way."""
+    leaning to the other, and "not supported" when its evidence only shows the stacks matched. A
+    "matched" claim is supported by matched evidence and contradicted by evidence that leans either
+    way."""
     if not leans:
         return "not measured here"
     pro = sum(1 for x in leans if x == favours)
@@ -318,7 +319,8 @@ def verdict(favours: str, leans: list[str]) -> str:
     if pro and not con:
         return "supported"
     if con and not pro:
-        return "contradicted"
+        only_matched = favours != "matched" and all(x in ("matched", "neither") for x in leans)
+        return "not supported (matched)" if only_matched else "contradicted"
     return "mixed" if pro and con else "inconclusive"
 
 

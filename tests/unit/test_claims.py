@@ -33,6 +33,7 @@ def test_a_claim_without_measurements_says_so():
 def test_verdict_rules():
     assert claims.verdict("tfx", ["tfx", "tfx"]) == "supported"
     assert claims.verdict("tfx", ["torch", "matched"]) == "contradicted"
+    assert claims.verdict("torch", ["matched", "neither"]) == "not supported (matched)"
     assert claims.verdict("tfx", ["tfx", "torch"]) == "mixed"
     assert claims.verdict("matched", ["matched"]) == "supported"
     assert claims.verdict("torch", []) == "not measured here"
