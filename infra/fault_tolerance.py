@@ -123,17 +123,10 @@ def _train(stack: str, tmp: str, cfg, contract, summary: dict, workers: int, epo
     tr = summary["stages"]["train"]
     if stack == "tfx":
         from components.tfx.trainer import WORKER_MAX_RESTARTS, launch_local_workers
-        from pipelines.tfx.local_runner import train_config
+        from pipelines.tfx.local_runner import retrain_spec, train_config
 
-        spec = {
-            "train_files": [f"{tr['transformed_examples_uri']}/Split-train/*"],
-            "eval_files": [f"{tr['transformed_examples_uri']}/Split-eval/*"],
-            "transform_output": tr["transform_graph_uri"],
-            "serving_model_dir": f"{tmp}/serving",
-            "model_run_dir": f"{tmp}/run",
-            "config": {**train_config(cfg, contract, train_rows), "workers": workers,
-                       "epochs": epochs},
-        }
+        spec = retrain_spec(summary, tmp, {**train_config(cfg, contract, train_rows),
+                                           "workers": workers, "epochs": epochs})
         launch_local_workers(spec, workers)
         return spec["serving_model_dir"], WORKER_MAX_RESTARTS
     from components.torch.launch import MAX_RESTARTS

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -34,9 +33,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from components.common import rows
-from components.common.threads import threads_per_worker
 from components.torch.model import FlightsNet
-from components.torch.train_app import feature_list, fit_stats, init_process_group
+from components.torch.train_app import feature_list, fit_stats, init_process_group, rank_device
 
 log = logging.getLogger("twinpipe.torch.scaling")
 
@@ -189,14 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available()
-    device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-    torch.set_num_threads(threads_per_worker(world))
+    world, rank, device = rank_device()
+    cuda = device.type == "cuda"
     distributed = world > 1
     if distributed:
         init_process_group("nccl" if cuda else "gloo", rank, world)

@@ -180,6 +180,20 @@ def progress(event: str, rank: int, **fields) -> None:
                  attempt=int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")), **fields)
 
 
+def rank_device() -> tuple[int, int, torch.device]:
+    """(world size, rank, device) of this process as torchrun started it: its local GPU (made
+    current) when there is one, else the CPU; TWINPIPE_THREADS intra-op threads (default: the
+    cores shared by the ranks)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = torch.device("cpu")
+    if torch.cuda.is_available():
+        device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+        torch.cuda.set_device(device)
+    torch.set_num_threads(threads_per_worker(world))
+    return world, rank, device
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--train", required=True,
@@ -203,15 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available()
-    device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-    else:
-        torch.set_num_threads(threads_per_worker(world))  # TWINPIPE_THREADS, else cores / ranks
+    world, rank, device = rank_device()
+    cuda = device.type == "cuda"
     numeric, categorical = feature_list(args.numeric), feature_list(args.categorical)
     if not numeric and not categorical:
         raise ValueError("[torch][train] no feature columns: --numeric and --categorical are "
@@ -312,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         write_replica_report(
             "torch", rank, world,
             weights_digest((k, state[k].detach().cpu().numpy()) for k in sorted(state)),
-            node_rank=int(os.environ.get("GROUP_RANK", "0")), local_rank=local_rank,
+            node_rank=int(os.environ.get("GROUP_RANK", "0")),
+            local_rank=int(os.environ.get("LOCAL_RANK", "0")),
             master=f"{os.environ.get('MASTER_ADDR', '')}:{os.environ.get('MASTER_PORT', '')}",
             rdzv_run_id=os.environ.get("TORCHELASTIC_RUN_ID", ""), backend=backend, steps=steps)
     if rank == 0:

@@ -347,6 +347,20 @@ def collect_run(paths, contract, ingested: IngestResult, ingest_s: float, wall: 
     return summary
 
 
+def retrain_spec(summary: dict, work_dir: str, config: dict) -> dict:
+    """A Trainer spec that trains again on the run's Transform output (the scaling probe, the
+    fault-tolerance measurement), its serving model and run folder under ``work_dir``."""
+    tr = summary["stages"]["train"]
+    return {
+        "train_files": [f"{tr['transformed_examples_uri']}/Split-train/*"],
+        "eval_files": [f"{tr['transformed_examples_uri']}/Split-eval/*"],
+        "transform_output": tr["transform_graph_uri"],
+        "serving_model_dir": f"{work_dir}/serving",
+        "model_run_dir": f"{work_dir}/run",
+        "config": config,
+    }
+
+
 def probe_scaling(cfg: RunConfig, contract: Contract, ingested: IngestResult, summary: dict,
                   workers: int, threads: int, batches: list[int], steps: int, warmup: int) -> dict:
     """The scaling probe (:mod:`components.tfx.scaling_probe`) on the run's Transform output:
@@ -357,19 +371,11 @@ def probe_scaling(cfg: RunConfig, contract: Contract, ingested: IngestResult, su
     from components.tfx.scaling_probe import merge_workers
     from components.tfx.trainer import launch_local_workers
 
-    tr = summary["stages"]["train"]
     with tempfile.TemporaryDirectory(prefix="tfx-probe-") as tmp:
-        spec = {
-            "train_files": [f"{tr['transformed_examples_uri']}/Split-train/*"],
-            "eval_files": [f"{tr['transformed_examples_uri']}/Split-eval/*"],
-            "transform_output": tr["transform_graph_uri"],
-            "serving_model_dir": f"{tmp}/serving",
-            "model_run_dir": f"{tmp}/run",
-            "config": train_config(cfg, contract, sum(s.train_rows for s in ingested.spans)),
-            "probe": {"out_dir": f"{tmp}/probe", "batches": list(batches), "steps": steps,
-                      "warmup": warmup},
-        }
-        spec["config"]["workers"] = workers
+        config = train_config(cfg, contract, sum(s.train_rows for s in ingested.spans))
+        spec = {**retrain_spec(summary, tmp, {**config, "workers": workers}),
+                "probe": {"out_dir": f"{tmp}/probe", "batches": list(batches), "steps": steps,
+                          "warmup": warmup}}
         launch_local_workers(spec, workers, worker_threads=threads, max_restarts=0)  # a probe
         return merge_workers([json.loads(p.read_text())
                               for p in sorted(Path(tmp, "probe").glob("worker-*.json"))])
