@@ -51,6 +51,7 @@ def collect(runs: list[dict], data: dict) -> dict | None:
         docs.append({"run": r["label"], "cores": doc["cores"], "rows": doc["rows"],
                      "measured_at": doc.get("measured_at"), "wall_s": doc.get("wall_s"),
                      "rule": doc["rule"], "slice": doc["slice"], "stacks": doc["stacks"],
+                     "run_samples": doc.get("run_samples"),
                      "ran_with": ran})
     return {"runs": docs} if docs else None
 
@@ -65,6 +66,7 @@ def _cfg(c: dict) -> str:
 
 def render(doc: dict) -> str:
     from infra.report import _table
+    from infra.tuning import estimated_train_s
 
     parts = []
     for d in doc["runs"]:
@@ -80,11 +82,14 @@ def render(doc: dict) -> str:
                 mark = ", ".join(m for m, on in (("reference", i == 0),
                                                  ("chosen", i == e["chosen_index"])) if on)
                 floor = e["points"][0]["auc"] - d["rule"]["auc_tolerance"]
+                est = estimated_train_s(p, d.get("run_samples"))
                 rows.append([_cfg(p["config"]), f"{p['samples_per_s']:,.0f}", f"{p['auc']:.4f}",
+                             "–" if est is None else f"{est:.1f}"
+                             + (f" (+{p['fixed_s']:.1f} start-up)" if p.get("fixed_s") else ""),
                              "yes" if i == 0 or p["auc"] >= floor else "no (AUC)", mark])
             parts.append(f"<h3>{STACK_NAMES.get(stack, stack)}</h3>")
             parts.append(_table(["configuration", "train samples/s", "AUC (slice)",
-                                 "admissible", ""], rows))
+                                 "est. train stage s (run's samples)", "admissible", ""], rows))
             if e.get("beam"):
                 b = e["beam"]
                 parts.append(_table(["Beam mode", f"seconds ({b['stage']}, {b['rows']:,} rows)",
