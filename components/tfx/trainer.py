@@ -239,7 +239,12 @@ def launch_local_workers(spec: dict, workers: int, grace_s: float = WORKER_GRACE
                 stop(procs, grace_s)  # an exception above (or Ctrl-C) leaves no worker running
                 for t in threads:
                     t.join(timeout=5)
-            if outcome.failed is None:
+            if outcome.failed is None:  # every worker done: the backup has served
+                from components.common import storage
+
+                folder = backup_dir(spec)
+                if folder and storage.exists(folder):
+                    storage.rm(folder, recursive=True)
                 return
             what = f"worker {outcome.failed} {_describe(outcome.codes[outcome.failed])}"
             fault.record("failed", stack="tfx", worker=outcome.failed, attempt=attempt,
@@ -268,7 +273,7 @@ def fault_tolerance_callbacks(spec: dict, chief: bool, index: int) -> list:
     launcher and :mod:`components.common.fault`'s events.
 
     Every worker restores (and takes part in the backup's collectives); only the chief writes the
-    backup. After a successful fit the chief removes the backup folder."""
+    backup. The local launcher removes the backup folder once every worker has finished."""
     import tensorflow as tf
 
     from components.common import storage
@@ -300,9 +305,9 @@ def fault_tolerance_callbacks(spec: dict, chief: bool, index: int) -> list:
                 fault.record("epoch_end", stack="tfx", rank=index, attempt=attempt, epoch=epoch)
 
         def on_train_end(self, logs=None):
+            # The backup folder is not removed here: another worker may still be writing its
+            # last backup into it. The local launcher removes it once every worker has exited.
             if chief:
-                if tf.io.gfile.exists(folder):
-                    tf.io.gfile.rmtree(folder)
                 fault.record("end", stack="tfx", rank=index, attempt=attempt)
 
     return [tf.keras.callbacks.BackupAndRestore(folder), _Progress()]
@@ -538,9 +543,15 @@ def train(spec: dict) -> dict:
     log.info("[tfx][train] %s, %d worker(s), %d replica(s), global batch %d, %d steps x %d epochs",
              strategy_name, n_workers, replicas, global_batch, steps_per_epoch, epochs)
 
+    # One seed for the initial weights and the shuffle on every worker and every (re)launch: a run
+    # is reproducible, and a relaunch that resumes differs from an undisturbed run only by the
+    # kill (the torch app seeds the same way).
+    seed = int(cfg.get("seed", 0))
+    tf.keras.utils.set_random_seed(seed)
     tft_output = tft.TFTransformOutput(spec["transform_output"])
     feature_spec = tft_output.transformed_feature_spec()
-    train_ds = _dataset(spec["train_files"], feature_spec, LABEL_KEY, global_batch, shuffle=True)
+    train_ds = _dataset(spec["train_files"], feature_spec, LABEL_KEY, global_batch, shuffle=True,
+                        seed=seed)
     with strategy.scope():
         model = build_model(tft_output, cfg)
 

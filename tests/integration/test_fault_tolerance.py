@@ -70,7 +70,7 @@ def _assert_resumed(summary: dict) -> None:
 def test_tfx_worker_killed_relaunches_and_resumes_from_backup(flights, tmp_path, monkeypatch,
                                                               caplog):
     from components.tfx.serving import predict_saved_model
-    from components.tfx.trainer import TRAIN_METRICS, launch_local_workers, train
+    from components.tfx.trainer import TRAIN_METRICS, launch_local_workers
     from tests.tft_data import tfx_transform
 
     contract, spans, train_rows, eval_rows = flights
@@ -92,10 +92,9 @@ def test_tfx_worker_killed_relaunches_and_resumes_from_backup(flights, tmp_path,
     for name in ("undisturbed", "killed"):
         run = spec(name)
         if name == "undisturbed":
-            # In this process, one worker at the same global batch: the same optimisation
-            # (synchronous data parallelism averages the workers' gradients into one global
-            # batch's), without two more TensorFlow start-ups in CI.
-            train({**run, "config": {**config, "workers": 1, "batch_size": 32 * WORKERS}})
+            # The same launcher, workers, batch and seed (the Trainer seeds weights and shuffle):
+            # the two runs differ only by the kill and the resume.
+            launch_local_workers(run, WORKERS, max_restarts=0)
         else:
             with caplog.at_level(logging.WARNING, logger="twinpipe.tfx.train"):
                 summary = _killed(monkeypatch, tmp_path, lambda r=run: launch_local_workers(

@@ -146,8 +146,10 @@ def test_html_renders_in_headless_chromium_with_a_screenshot(report, tmp_path):
     for section in ("summary", "runs", "stages", "scaling", "quality", "artifacts", "serving",
                     "code", "notes", "environment"):
         assert f"id='{section}'" in html
-    # stage wall, CPU, memory; scaling samples/s, step split; ROC, calibration; latency
-    assert html.count("<img ") == 8
+    # stage wall, CPU, memory; scaling samples/s, step split; ROC, calibration; latency; and the
+    # throughput/p99 plot of Serving under load (the run measured exports and serving_load)
+    assert "id='exports'" in html and "id='serving-load'" in html
+    assert html.count("<img ") == 9
     dom = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'p1'}",
                           "--virtual-time-budget=10000", "--dump-dom", page],
                          capture_output=True, text=True, timeout=120)
