@@ -35,8 +35,9 @@ def test_probe_scales_at_fixed_threads_with_weak_strong_and_a_step_split(both, s
     base = points["baseline"]["samples_per_s"]
     assert base > 0
     for kind in ("weak", "strong"):
+        # the report keeps 3 decimals: rounding alone moves an efficiency by up to 5e-4
         assert sc[kind]["efficiency"] == pytest.approx(
-            points[kind]["samples_per_s"] / (n * base), rel=0.01), kind
+            points[kind]["samples_per_s"] / (n * base), rel=0.01, abs=5e-4), kind
         assert sc[kind]["efficiency"] > 0
     assert (sc["speedup"], sc["efficiency"]) == (sc["weak"]["speedup"], sc["weak"]["efficiency"])
     for kind in ("weak", "strong"):
