@@ -26,15 +26,19 @@ def _stack_docs(data: dict, key: str) -> dict[str, dict]:
     return {s: v[key] for s, v in data["runs"][0]["stacks"].items() if v.get(key)}
 
 
-def _ratio_lean(values: dict[str, float], higher_is_better: bool) -> tuple[str, float]:
-    """(the better stack, how many times better) for one figure measured on both stacks."""
+def _lean(values: dict[str, float], higher_is_better: bool,
+          within: float = MATCHED_WITHIN) -> tuple[str, float]:
+    """(which way one figure measured on both stacks leans, how many times better the better one).
+
+    The lean is "matched" when the two are within ``within`` of each other, else the better stack;
+    "neither" when a figure is not positive (nothing to compare)."""
     a, b = values["tfx"], values["torch"]
     if higher_is_better:
         a, b = b, a  # compare as "lower is better"
     if a <= 0 or b <= 0:
         return "neither", 1.0
-    better = "tfx" if a < b else "torch"
-    return better, max(a, b) / min(a, b)
+    x = max(a, b) / min(a, b)
+    return ("matched" if x <= within else "tfx" if a < b else "torch"), x
 
 
 def _ev(text: str, section: str, lean: str, **numbers) -> dict:
@@ -48,8 +52,7 @@ def ev_end_to_end(data):
     if len(runs) < 2:
         return None
     t = {s: r["total_wall_s"] for s, r in runs.items()}
-    better, x = _ratio_lean(t, higher_is_better=False)
-    lean = "matched" if x <= MATCHED_WITHIN else better
+    lean, x = _lean(t, higher_is_better=False)
     return _ev(f"End to end on the same rows: TFX {t['tfx']:.1f} s, PyTorch {t['torch']:.1f} s "
                f"({x:.1f}x; matched means within {MATCHED_WITHIN}x).", "stages", lean,
                tfx_s=t["tfx"], torch_s=t["torch"], ratio=round(x, 2))
@@ -62,8 +65,7 @@ def ev_train_speed(data):
     sps = {s: r["stages"]["train"].get("samples_per_s") for s, r in runs.items()}
     if None in sps.values():
         return None
-    better, x = _ratio_lean(sps, higher_is_better=True)
-    lean = "matched" if x <= MATCHED_WITHIN else better
+    lean, x = _lean(sps, higher_is_better=True)
     workers = {s: r["stages"]["train"].get("workers") for s, r in runs.items()}
     return _ev(f"Steady-state training: TFX {sps['tfx']:,.0f} samples/s ({workers['tfx']} "
                f"worker(s)), PyTorch {sps['torch']:,.0f} samples/s ({workers['torch']} worker(s)); "
@@ -75,8 +77,7 @@ def ev_serving_latency(data):
     if len(ms) < 2:
         return None
     p50 = {s: m["latency"]["1"]["p50_ms"] for s, m in ms.items()}
-    better, x = _ratio_lean(p50, higher_is_better=False)
-    lean = "matched" if x <= MATCHED_WITHIN else better
+    lean, x = _lean(p50, higher_is_better=False)
     return _ev(f"In-process serving call, batch 1 p50: TFX {p50['tfx']:.3f} ms "
                f"({ms['tfx']['runtime']}), PyTorch {p50['torch']:.3f} ms ({ms['torch']['runtime']}); "
                f"{x:.1f}x.", "serving", lean, tfx_ms=p50["tfx"], torch_ms=p50["torch"],
@@ -94,10 +95,10 @@ def ev_marginal_cost(data):
             us[stack] = fit
     if len(us) < 2:
         return None
-    better, x = _ratio_lean(us, higher_is_better=False)
+    lean, x = _lean(us, higher_is_better=False)
     return _ev(f"Cost of each extra row as the data grows (make bench, {ds.get('months')}): TFX "
                f"{us['tfx']:,.1f} µs/row, PyTorch {us['torch']:,.1f} µs/row ({x:.1f}x).",
-               "data-scaling", "matched" if x <= MATCHED_WITHIN else better,
+               "data-scaling", lean,
                tfx_us_per_row=us["tfx"], torch_us_per_row=us["torch"], ratio=round(x, 2))
 
 
@@ -106,11 +107,11 @@ def ev_scaling_efficiency(data):
     if len(sc) < 2:
         return None
     eff = {s: d["efficiency"] for s, d in sc.items()}
-    better, x = _ratio_lean(eff, higher_is_better=True)
+    lean, _ = _lean(eff, higher_is_better=True, within=1.1)
     n = {s: d["points"][-1]["workers"] for s, d in sc.items()}
     return _ev(f"Multi-worker training efficiency: TFX {eff['tfx']:.0%} at {n['tfx']} workers, "
                f"PyTorch {eff['torch']:.0%} at {n['torch']} workers.", "scaling",
-               "matched" if x <= 1.1 else better, tfx=eff["tfx"], torch=eff["torch"])
+               lean, tfx=eff["tfx"], torch=eff["torch"])
 
 
 def ev_peak_memory(data):
@@ -119,10 +120,10 @@ def ev_peak_memory(data):
         return None
     mem = {s: max((st.get("peak_rss_mb") or 0) for st in r["stages"].values())
            for s, r in runs.items()}
-    better, x = _ratio_lean(mem, higher_is_better=False)
+    lean, x = _lean(mem, higher_is_better=False, within=1.1)
     return _ev(f"Peak memory of a stage's process tree: TFX {mem['tfx']:,.0f} MiB, PyTorch "
                f"{mem['torch']:,.0f} MiB ({x:.1f}x).", "stages",
-               "matched" if x <= 1.1 else better, tfx_mib=mem["tfx"], torch_mib=mem["torch"])
+               lean, tfx_mib=mem["tfx"], torch_mib=mem["torch"])
 
 
 def ev_lines_of_code(data):
@@ -130,10 +131,10 @@ def ev_lines_of_code(data):
     if not loc:
         return None
     own = {s: sum(v[s] for v in loc.values()) for s in ("tfx", "torch")}
-    better, x = _ratio_lean(own, higher_is_better=False)
+    lean, x = _lean(own, higher_is_better=False, within=1.1)
     return _ev(f"Stack-specific code for the same five stages: TFX {own['tfx']} lines, PyTorch "
                f"{own['torch']} lines ({x:.2f}x; lines are a proxy for development effort, not a "
-               "measure of learning curve).", "code", "matched" if x <= 1.1 else better,
+               "measure of learning curve).", "code", lean,
                tfx_lines=own["tfx"], torch_lines=own["torch"])
 
 
@@ -145,9 +146,9 @@ def ev_artifact_size(data):
             "torch": ms["torch"]["sizes_bytes"].get("ONNX")}
     if None in size.values():
         return None
-    better, x = _ratio_lean(size, higher_is_better=False)
+    lean, x = _lean(size, higher_is_better=False, within=1.0)
     return _ev(f"Serving artifact: SavedModel {size['tfx'] / 1024:,.0f} KiB vs ONNX "
-               f"{size['torch'] / 1024:,.0f} KiB ({x:.0f}x).", "artifacts", better,
+               f"{size['torch'] / 1024:,.0f} KiB ({x:.0f}x).", "artifacts", lean,
                tfx_bytes=size["tfx"], torch_bytes=size["torch"])
 
 
@@ -209,8 +210,9 @@ def ev_fault_tolerance(data):
     if ok["tfx"] != ok["torch"]:
         lean = "tfx" if ok["tfx"] else "torch"
     else:
-        better, x = _ratio_lean(rec, higher_is_better=False)
-        lean = "matched" if x <= MATCHED_WITHIN or not ok["tfx"] else better
+        lean, _ = _lean(rec, higher_is_better=False)
+        if not ok["tfx"]:  # neither resumed: nothing to compare
+            lean = "matched"
 
     def said(s):
         r = rows[s]
@@ -232,8 +234,7 @@ def ev_serving_load(data):
     top = {s: max(d["levels"], key=lambda lv: lv["clients"]) for s, d in docs.items()}
     rps = {s: lv["throughput_rps"] or 0.0 for s, lv in top.items()}
     errors = {s: lv.get("error_rate") or 0.0 for s, lv in top.items()}
-    better, x = _ratio_lean(rps, higher_is_better=True)
-    lean = "matched" if x <= MATCHED_WITHIN else better
+    lean, x = _lean(rps, higher_is_better=True)
     n = top["tfx"]["clients"]
 
     def said(s):
