@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import pandas as pd
 
 from components.common import rows
 from components.common.contract import Contract
+from components.common.serving_bench import predict
 
 log = logging.getLogger("twinpipe.measure")
 
@@ -91,24 +91,14 @@ def eval_sample(out_dir: Path, summary: dict, contract: Contract, limit: int = S
     """The first ``limit`` eval rows of the run's spans (span order) and their key digest."""
     from components.common.rowdigest import frame_digest
 
-    with tempfile.TemporaryDirectory(prefix="exports-rows-") as tmp:
-        ref = f"{tmp}/eval.json"
-        rows.write_ref(ref, out_dir / "spans", "eval", summary["spans"])
+    with rows.split_ref(out_dir / "spans", "eval", summary["spans"]) as ref:
         total = rows.count(ref)
-        frames, held = [], 0
-        for batch in rows.batches(ref, "eval"):
-            frames.append(batch.to_pandas())
-            held += len(frames[-1])
-            if held >= limit:
-                break
-    frame = pd.concat(frames, ignore_index=True).iloc[:limit]
+        frame = rows.head(ref, "eval", limit)
     return frame, frame_digest(frame, list(contract.split.key)), total
 
 
 def _probs(scorer, frame: pd.DataFrame) -> np.ndarray:
-    return np.concatenate([np.asarray(scorer.score(scorer.encode(frame.iloc[i:i + SCORE_CHUNK])),
-                                      dtype=np.float64).reshape(-1)
-                           for i in range(0, len(frame), SCORE_CHUNK)])
+    return predict(scorer, frame, SCORE_CHUNK).astype(np.float64)
 
 
 def _size(stack: str, folder: Path, entry: dict) -> int | None:

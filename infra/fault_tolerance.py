@@ -28,8 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from components.common import fault, rows
 from components.common.metrics import binary_metrics
 
@@ -141,14 +139,11 @@ def _train(stack: str, tmp: str, cfg, contract, summary: dict, workers: int, epo
 def _eval_auc(stack: str, model_dir: str, contract, out: Path, summary: dict) -> float:
     """The model's AUC on the run's eval rows, scored by the stack's runtime as
     ``infra.measure.measure_model`` scores the run's own model."""
+    from components.common.serving_bench import predict
     from infra.measure import _scorer
 
     scorer = _scorer(stack, Path(model_dir), contract)
-    with tempfile.TemporaryDirectory(prefix="fault-rows-") as tmp:
-        ref = f"{tmp}/eval.json"
-        rows.write_ref(ref, out / "spans", "eval", summary["spans"])
-        scored = rows.score(ref, "eval", contract.label.name, list(contract.split.key), {
-            "model": lambda frame: np.concatenate(
-                [scorer.score(scorer.encode(frame.iloc[i:i + 4096]))
-                 for i in range(0, len(frame), 4096)])})
+    with rows.split_ref(out / "spans", "eval", summary["spans"]) as ref:
+        scored = rows.score(ref, "eval", contract.label.name, list(contract.split.key),
+                            {"model": lambda frame: predict(scorer, frame)})
     return binary_metrics(scored.labels, scored.probs["model"])["auc"]

@@ -20,7 +20,6 @@ import http.client
 import itertools
 import json
 import logging
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -214,12 +213,8 @@ def eval_features(out_dir: Path, spans: list[int], contract, n: int = ROWS):
     """The first ``n`` rows of the run's eval split (span order), feature columns only."""
     from components.common import rows
 
-    with tempfile.TemporaryDirectory(prefix="load-rows-") as tmp:
-        ref = f"{tmp}/eval.json"
-        rows.write_ref(ref, out_dir / "spans", "eval", spans)
-        names = [c.name for c in contract.features]
-        batch = next(rows.batches(ref, "eval", columns=names, batch_rows=n))
-    return batch.to_pandas().head(n)
+    with rows.split_ref(out_dir / "spans", "eval", spans) as ref:
+        return rows.head(ref, "eval", n, columns=[c.name for c in contract.features])
 
 
 def measure_serving_load(out_dir, cfg, contract, ingested, summaries: dict[str, dict]) -> None:

@@ -21,12 +21,9 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-
-import numpy as np
 
 from components.common import rows
 from components.common.contract import Contract
@@ -142,7 +139,7 @@ def measure_model(stack: str, summary: dict, contract: Contract, out_dir: Path) 
     """Scores the stack's model on the run's eval rows and times its serving runtime."""
     from components.common import registry
     from components.common.metrics import binary_metrics, calibration, roc_points
-    from components.common.serving_bench import latency
+    from components.common.serving_bench import latency, predict
 
     model_ref, which = model_under_test(stack, summary)
     # A push on object storage is measured from a local download (the runtimes read local files).
@@ -150,17 +147,14 @@ def measure_model(stack: str, summary: dict, contract: Contract, out_dir: Path) 
     # The run's eval rows, in span order (what both stacks evaluate on), streamed by record
     # batch: only labels, probabilities and row hashes are kept; the first batch also serves the
     # latency benchmark (it uses the first rows of the table given).
-    with tempfile.TemporaryDirectory(prefix="measure-rows-") as tmp:
-        ref = f"{tmp}/eval.json"
-        rows.write_ref(ref, out_dir / "spans", "eval", summary["spans"])
+    with rows.split_ref(out_dir / "spans", "eval", summary["spans"]) as ref:
         scorer = _scorer(stack, model_dir, contract)
         score_s = 0.0
 
         def timed(frame):
             nonlocal score_s
             t0 = time.perf_counter()
-            out = np.concatenate([scorer.score(scorer.encode(frame.iloc[i:i + 4096]))
-                                  for i in range(0, len(frame), 4096)])
+            out = predict(scorer, frame)
             score_s += time.perf_counter() - t0
             return out
 

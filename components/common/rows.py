@@ -60,6 +60,34 @@ def write_ref(path: str | os.PathLike, spans_dir: str | os.PathLike, split: str,
     return doc
 
 
+@contextlib.contextmanager
+def split_ref(spans_dir: str | os.PathLike, split: str, spans: list[int] | None = None):
+    """A rows reference to ``split`` of ``spans`` (see :func:`write_ref`) in a temporary folder,
+    for the length of the ``with`` block: the source a measurement reads a run's rows from."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix=f"{split}-rows-") as tmp:
+        ref = os.path.join(tmp, f"{split}.json")
+        write_ref(ref, spans_dir, split, spans)
+        yield ref
+
+
+def head(source: str | os.PathLike, split: str, n: int, columns: list[str] | None = None):
+    """The first ``n`` rows (file order) as a pandas DataFrame, reading no more batches than that."""
+    import pandas as pd
+
+    frames, held = [], 0
+    for batch in batches(source, split, columns, batch_rows=min(n, BATCH_ROWS) or 1):
+        frames.append(batch.to_pandas())
+        held += len(frames[-1])
+        if held >= n:
+            break
+    if not frames:
+        empty = dataset(source, split).schema.empty_table()
+        return (empty.select(columns) if columns else empty).to_pandas()
+    return pd.concat(frames, ignore_index=True).iloc[:n]
+
+
 def read_ref(source: str | os.PathLike) -> dict | None:
     """The reference at ``source``, or None when ``source`` is not one (rows, a folder)."""
     s = os.fspath(source)

@@ -13,6 +13,14 @@ import numpy as np
 import pandas as pd
 
 
+def predict(scorer, table: pd.DataFrame, batch_size: int = 4096) -> np.ndarray:
+    """P(label) for raw contract rows: ``table`` encoded and scored ``batch_size`` rows at a time
+    (float32, one per row; empty for no rows)."""
+    out = [np.asarray(scorer.score(scorer.encode(table.iloc[i:i + batch_size]))).reshape(-1)
+           for i in range(0, len(table), batch_size)]
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
 def latency(scorer, table: pd.DataFrame, batch_sizes=(1, 256), min_seconds: float = 1.0,
             min_calls: int = 20, max_calls: int = 2000, warmup: int = 5) -> dict:
     """{batch: {p50_ms, p95_ms, rows_per_s, calls, encode_ms}} for each batch size."""

@@ -70,14 +70,17 @@ class SavedModelScorer:
     def score(self, encoded) -> np.ndarray:
         return self.fn(examples=encoded)["probability"].numpy()
 
+    def predict(self, table: pd.DataFrame, batch_size: int = 4096) -> np.ndarray:
+        """P for raw contract rows, ``batch_size`` rows per serving_default call."""
+        from components.common.serving_bench import predict
+
+        return predict(self, table, batch_size)
+
 
 def predict_saved_model(model_dir: str, table: pd.DataFrame, batch_size: int = 4096,
                         feature_names: list[str] | None = None) -> np.ndarray:
     """Scores raw contract rows through the SavedModel's serving_default signature alone."""
-    scorer = SavedModelScorer(model_dir, feature_names)
-    out = [scorer.score(scorer.encode(table.iloc[i:i + batch_size]))
-           for i in range(0, len(table), batch_size)]
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+    return SavedModelScorer(model_dir, feature_names).predict(table, batch_size)
 
 
 def raw_arrays(inputs: dict, table: pd.DataFrame) -> dict[str, np.ndarray]:

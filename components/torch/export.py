@@ -224,9 +224,9 @@ class OnnxScorer:
     def predict(self, table: pd.DataFrame, batch_size: int = 65536) -> np.ndarray:
         """P for raw contract rows, encoded and scored ``batch_size`` rows at a time (one session
         for every call: the evaluate stage calls this per record batch of the eval rows)."""
-        out = [self.score(self.encode(table.iloc[i:i + batch_size]))
-               for i in range(0, len(table), batch_size)]
-        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+        from components.common.serving_bench import predict
+
+        return predict(self, table, batch_size)
 
 
 def predict_onnx(folder: str | Path, table: pd.DataFrame, batch_size: int = 65536) -> np.ndarray:

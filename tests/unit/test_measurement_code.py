@@ -127,3 +127,28 @@ def test_live_progress_opens_and_closes_one_line_per_stack_stage():
         assert len(done) == 2 and "transform" in done[0].description
     finally:
         h.close()
+
+
+class _Halves:
+    """A scorer (encode/score) that records each batch it scores."""
+
+    def __init__(self):
+        self.sizes = []
+
+    def encode(self, table):
+        return table["x"].to_numpy()
+
+    def score(self, encoded):
+        self.sizes.append(len(encoded))
+        return (encoded / 2).reshape(-1, 1)
+
+
+def test_predict_scores_in_batches_and_keeps_row_order():
+    from components.common.serving_bench import predict
+
+    s = _Halves()
+    table = pd.DataFrame({"x": np.arange(10, dtype=np.float32)})
+    got = predict(s, table, batch_size=4)
+    assert s.sizes == [4, 4, 2] and got.shape == (10,)
+    assert np.array_equal(got, np.arange(10) / 2)
+    assert predict(s, table.iloc[:0]).shape == (0,)

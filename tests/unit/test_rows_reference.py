@@ -2,6 +2,8 @@
 readable through one later publish, and what cannot be read any more is one DataError naming the
 file — never a pyarrow traceback."""
 
+import os
+
 import pytest
 
 from components.common import rows
@@ -38,3 +40,16 @@ def test_a_broken_reference_is_a_data_error(tmp_path):
     bad.write_text('{"kind": "twinpipe.rows-ref/v1", "files": [')
     with pytest.raises(DataError, match=r"train.json: not a rows reference.*line 1, column"):
         rows.count(bad)
+
+
+def test_a_split_reference_lives_for_its_block_and_head_reads_the_first_rows(tmp_path):
+    spans = tmp_path / "spans"
+    ingest(CONTRACT, spans, months=[1], sample=400)
+    with rows.split_ref(spans, "eval") as ref:
+        whole = rows.read(ref, "eval")
+        first = rows.head(ref, "eval", 7, columns=["origin", "distance"])
+        every = rows.head(ref, "eval", 10 * len(whole))
+    assert not os.path.exists(ref)  # the temporary reference is gone
+    assert list(first.columns) == ["origin", "distance"] and len(first) == 7
+    assert first.equals(whole[["origin", "distance"]].head(7))
+    assert len(every) == len(whole) > 7  # asking for more than there is gives all of it
