@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components.common import rows
+from components.common import rows, storage
 from components.common.contract import Contract
 from components.common.serving_bench import predict
 
@@ -175,20 +175,13 @@ def measure_stack(stack: str, summary: dict, contract: Contract, out_dir: Path,
     return doc
 
 
-def _write(path: Path, doc: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str))
-    tmp.replace(path)
-
-
 def measure_exports(out_dir, cfg, contract: Contract, ingested, summaries: dict[str, dict]) -> dict:
     """``infra.measure.EXTRA_MEASUREMENTS["exports"]``: writes ``OUT/<stack>/exports.json``."""
     out = Path(out_dir)
     docs = {}
     for stack, summary in summaries.items():
         doc = measure_stack(stack, summary, contract, out)
-        _write(out / stack / "exports.json", doc)
+        storage.write_json(out / stack / "exports.json", doc)
         ok = sum(1 for r in doc["exports"] if r.get("within_tolerance"))
         log.info("[%s][exports] %d export(s), %d within tolerance of %s on %d eval rows (%.1fs)",
                  stack, len(doc["exports"]), ok, doc["reference"], doc["eval_rows"],

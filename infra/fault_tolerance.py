@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from components.common import fault, rows
+from components.common import fault, rows, storage
 from components.common.metrics import binary_metrics
 
 log = logging.getLogger("twinpipe.measure")
@@ -54,7 +54,7 @@ def measure(out_dir: Path, cfg, contract, ingested, summaries: dict[str, dict]) 
             log.warning("[%s][fault] the fault tolerance measurement failed: %s", stack, doc["error"])
         doc["measure_wall_s"] = round(time.time() - t0, 1)
         path = Path(out_dir) / stack / FILE
-        path.write_text(json.dumps(doc, indent=2, default=str))
+        storage.write_json(path, doc)
         docs[stack] = doc
     return docs
 

@@ -239,5 +239,5 @@ def measure_serving_load(out_dir, cfg, contract, ingested, summaries: dict[str, 
             doc = load_test(stack, storage.parent(pushed), table, max_requests=max_requests,
                             max_seconds=max_seconds, log_path=out / stack / "serving_load.log",
                             contract=cfg.contract_path)  # the run's own contract checks the rows
-        target.write_text(json.dumps(doc, indent=2))
+        storage.write_json(target, doc)
         log.info("[%s][measure] serving load -> %s", stack, target)

@@ -25,7 +25,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from components.common import rows
+from components.common import rows, storage
 from components.common.contract import Contract
 
 log = logging.getLogger("twinpipe.measure")
@@ -80,12 +80,6 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
-def _write(path: Path, doc: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str))
-    os.replace(tmp, path)
-
-
 # --- scaling: infra.scaling (the fixed-threads probe) ---------------------------------------------
 
 def scaling(stack: str, cfg, contract: Contract, ingested, summary: dict, out_dir: Path) -> dict:
@@ -103,8 +97,6 @@ MEASURED_COPY = ".measured-model"  # where a gs:// push is downloaded to be meas
 def model_under_test(stack: str, summary: dict) -> tuple[Path | str, str]:
     """The pushed model when the run pushed one (a ``gs://`` URL when pushed to object storage),
     else the run's candidate."""
-    from components.common import storage
-
     push = summary["stages"]["push"]
     if push.get("pushed_path"):
         pushed = push["pushed_path"]
@@ -179,7 +171,7 @@ def measure_model(stack: str, summary: dict, contract: Contract, out_dir: Path) 
         "latency": latency(scorer, first, LATENCY_BATCHES),
         "threads": "runtime defaults",
     }
-    _write(out_dir / stack / "measurements.json", doc)
+    storage.write_json(out_dir / stack / "measurements.json", doc)
     log.info("[%s][measure] auc %.4f on %d eval rows; batch-1 p50 %.3f ms", stack,
              metrics["auc"], len(labels), doc["latency"]["1"]["p50_ms"])
     return doc
@@ -203,7 +195,7 @@ def measure_run(out_dir: str | Path, cfg, contract: Contract, ingested, summarie
     import importlib
 
     out = Path(out_dir).resolve()
-    _write(out / "environment.json", environment())
+    storage.write_json(out / "environment.json", environment())
     trained = {s: v for s, v in summaries.items()
                if v["stages"]["train"].get("samples_per_s") is not None}
     for stack, summary in trained.items():

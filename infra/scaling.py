@@ -22,7 +22,6 @@ kept beside them for reference, not used in the efficiencies.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -105,15 +104,10 @@ def scaling_doc(stack: str, lay: dict, batch: int, one: dict, many: dict | None,
     return doc
 
 
-def _write(path: Path, doc: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str))
-    os.replace(tmp, path)
-
-
 def scaling(stack: str, cfg, contract, ingested, summary: dict, out_dir: Path,
             gpus: int | None = None) -> dict:
     """Runs the stack's probe at 1 and N workers and writes ``<stack>/scaling.json``."""
+    from components.common import storage
     from components.common.threads import threads_per_worker
 
     if stack == "tfx":
@@ -141,7 +135,7 @@ def scaling(stack: str, cfg, contract, ingested, summary: dict, out_dir: Path,
                       "global_batch": tr.get("global_batch"), "source": "pipeline train stage"}
     doc = scaling_doc(stack, lay, batch, one, many, pipeline_train)
     doc["probe_wall_s"] = round(time.time() - t0, 1)
-    _write(out_dir / stack / "scaling.json", doc)
+    storage.write_json(out_dir / stack / "scaling.json", doc)
     if "weak" in doc:
         log.info("[%s][scaling] %d workers x %d thread(s): weak %.2fx (efficiency %.0f%%), strong "
                  "%.2fx (%.0f%%), probe %.0f s", stack, n, t, doc["weak"]["speedup"],

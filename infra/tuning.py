@@ -445,8 +445,7 @@ def tune(out_dir: str | Path, cfg: RunConfig, contract: Contract, ingested,
             log.info("[%s][tune] chosen: %s", stack, entry["why"])
     doc["wall_s"] = round(time.time() - t_all, 1)
     path = Path(out_dir) / TUNING_JSON
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2))
+    storage.write_json(path, doc)
     return doc
 
 
@@ -555,8 +554,7 @@ def resolve(mode: str, cfg: RunConfig, contract: Contract, ingested, stacks: tup
             log.info("[tune] %s was measured on %s cores, this machine has %d", mode,
                      doc.get("cores"), cores())
         if Path(mode).resolve() != path.resolve():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(doc, indent=2))
+            storage.write_json(path, doc)
         source = mode
     missing = [s for s in stacks if s not in doc.get("stacks", {})]
     if missing:

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from components.common import storage
 from components.common.contract import Contract, load_contract
 from components.common.corruptions import RATES, cases, corpus, corrupt
 
@@ -372,9 +373,7 @@ def measure(out_dir, cfg, contract: Contract, ingested, summaries) -> dict:
     doc |= {"measured_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "cpu_count": os.cpu_count(),
             "corpus_s": round(corpus_s, 2), "wall_s": round(time.perf_counter() - t0, 1),
             "pipeline": pipeline_design(contract)}
-    tmp_out = out_dir / (RESULT + ".tmp")
-    tmp_out.write_text(json.dumps(doc, indent=2, default=str))
-    os.replace(tmp_out, out_dir / RESULT)
+    storage.write_json(out_dir / RESULT, doc)
     log.info("[measure][validation_engines] %d cases x %d engines in %.1f s: %s", len(doc["matrix"]),
              len(doc["engines"]), doc["wall_s"], out_dir / RESULT)
     return doc
