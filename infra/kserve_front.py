@@ -20,6 +20,8 @@ import asyncio
 import itertools
 import json
 import logging
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -43,6 +45,8 @@ class RuntimeModel(kserve.Model):
         self.version: str | None = None
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
+        self._stopping = False
+        self.runtime_exit: int | None = None  # set when the runtime exited on its own
 
     def start_runtime(self) -> None:
         """Starts the runtime and waits for its first line (loaded, or why not). Plain pipes and a
@@ -56,7 +60,24 @@ class RuntimeModel(kserve.Model):
         self.version = doc["version"]
         self.ready = True
 
+    def watch_runtime(self) -> None:
+        """A runtime that exits on its own (a crash, an OOM kill) takes the server down with it:
+        the model turns not ready and the front stops (SIGTERM to itself: kserve drains) and
+        exits 1, so a pod's container is restarted instead of answering 500 while its probes say
+        ready."""
+        def wait() -> None:
+            code = self.proc.wait()
+            if self._stopping:
+                return
+            self.ready, self.runtime_exit = False, code
+            log.error("[%s][serve] the model runtime exited (code %s); stopping the server",
+                      self.stack, code)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=wait, name=f"{self.stack}-runtime-watch", daemon=True).start()
+
     def stop_runtime(self) -> None:
+        self._stopping = True
         if self.proc is not None and self.proc.poll() is None:
             self.proc.stdin.close()  # the runtime's loop ends at EOF
             try:
@@ -164,9 +185,14 @@ def main(argv: list[str] | None = None) -> int:
         # that breaks the contract is one line (the client has the 400 and the message)
         logging.getLogger("kserve.trace").setLevel(logging.WARNING)
         logging.getLogger("kserve").addFilter(_one_line_for_bad_input(args.stack))
+        model.watch_runtime()
         server.start([model])
     finally:
         model.stop_runtime()
+    if model.runtime_exit is not None:
+        print(f"[{args.stack}][serve] the model runtime exited (code {model.runtime_exit}); the "
+              "server stopped with it", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -4,7 +4,9 @@ without a failed request, a bad path is one paragraph and exit 1, and the small 
 the run's report measured has its figures and no error."""
 
 import http.client
+import os
 import shutil
+import signal
 import threading
 import time
 
@@ -114,6 +116,26 @@ def test_a_new_push_is_served_without_a_restart_or_a_failed_request(both, tmp_pa
     switch = versions.index(second.name)
     # 4 clients: a request that took the old model before the swap may answer just after it
     assert set(versions[switch + 4:]) == {second.name}, versions
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            kids += [int(k) for k in f.read().split()]
+    return kids
+
+
+def test_a_dead_runtime_stops_the_server_with_exit_1(both, tmp_path):
+    """The model runtime killed from outside (as an OOM kill would): the front does not go on
+    answering 500 while ready — it stops and exits 1, so a pod's container is restarted."""
+    log = tmp_path / "serve.log"
+    with Server("torch", _dest(both, "torch"), log_path=log) as srv:
+        (runtime,) = _children(srv.pid)
+        os.kill(runtime, signal.SIGKILL)
+        assert srv.proc.wait(60) == 1
+    text = log.read_text()
+    assert "the model runtime exited (code -9)" in text and "Traceback" not in text
 
 
 def test_serve_on_a_bad_path_is_one_paragraph_and_exit_1(both, tmp_path):
