@@ -22,3 +22,35 @@ def threads_per_worker(workers: int, threads: int | None = None) -> int:
     if os.environ.get(THREADS_ENV):
         return max(1, int(os.environ[THREADS_ENV]))
     return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` entries: that variable's list
+    when set (empty when set empty), else one index per GPU ``nvidia-smi`` lists (none without it)."""
+    import shutil
+    import subprocess
+
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        return [d.strip() for d in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20, check=True).stdout
+    except (subprocess.SubprocessError, OSError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def worker_gpu_env(index: int, workers: int, gpus: list[str]) -> dict[str, str]:
+    """Environment for local worker ``index`` of ``workers`` on a machine with ``gpus``: each
+    worker sees its own share of the GPUs (``CUDA_VISIBLE_DEVICES``), as a pod would be given its
+    own. Without the split every TF worker would take every GPU (and all their memory). More
+    workers than GPUs share them round-robin, with memory growth so that they fit side by side.
+    Nothing without GPUs."""
+    if not gpus:
+        return {}
+    if workers <= len(gpus):
+        k = len(gpus) // workers
+        return {"CUDA_VISIBLE_DEVICES": ",".join(gpus[index * k:(index + 1) * k])}
+    return {"CUDA_VISIBLE_DEVICES": gpus[index % len(gpus)], "TF_FORCE_GPU_ALLOW_GROWTH": "true"}

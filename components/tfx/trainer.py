@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from components.common import fault
 from components.common.replicas import report_dir, weights_digest, write_replica_report
-from components.common.threads import THREADS_ENV, threads_per_worker
+from components.common.threads import THREADS_ENV, threads_per_worker, visible_gpus, worker_gpu_env
 
 log = logging.getLogger("twinpipe.tfx.train")
 
@@ -185,15 +185,16 @@ def _start_workers(spec_path: str, workers: int, attempt: int, pinned: int,
                    procs: list[subprocess.Popen], threads: list[threading.Thread]) -> None:
     """Starts ``workers`` training processes on fresh localhost ports (a relaunch must not meet
     the previous attempt's sockets), each with its TF_CONFIG, their output streamed with a
-    ``[tfx][train][worker i]`` prefix, pinned to ``pinned`` threads; into ``procs``/``threads``
-    as they start, so that the
+    ``[tfx][train][worker i]`` prefix, pinned to ``pinned`` threads and given its own GPU(s) when
+    there are any (:func:`worker_gpu_env`); into ``procs``/``threads`` as they start, so that the
     caller stops those already running if a later one fails to start."""
     import portpicker
 
     ports = [portpicker.pick_unused_port() for _ in range(workers)]
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    gpus = visible_gpus() if workers > 1 else []
     for i in range(workers):
-        env = dict(os.environ)
+        env = dict(os.environ) | worker_gpu_env(i, workers, gpus)
         env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
         env[THREADS_ENV] = str(pinned)
         env[fault.ATTEMPT_ENV] = str(attempt)

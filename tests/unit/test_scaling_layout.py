@@ -50,3 +50,25 @@ def test_one_gpu_has_no_multi_worker_points():
     assert [p["scaling"] for p in doc["points"]] == ["baseline"] and "weak" not in doc
     assert "nothing to scale to" in doc["skipped"] and sentence("TFX", doc) is None
     assert doc["speedup"] is None and doc["efficiency"] is None  # keys kept (benchmarks read them)
+
+
+def test_each_local_tf_worker_gets_its_own_gpus():
+    from components.common.threads import worker_gpu_env
+
+    gpus = ["0", "1", "2", "3"]
+    assert [worker_gpu_env(i, 2, gpus) for i in range(2)] == [
+        {"CUDA_VISIBLE_DEVICES": "0,1"}, {"CUDA_VISIBLE_DEVICES": "2,3"}]
+    assert [worker_gpu_env(i, 4, gpus)["CUDA_VISIBLE_DEVICES"] for i in range(4)] == gpus
+    shared = [worker_gpu_env(i, 3, ["5", "7"]) for i in range(3)]  # more workers than GPUs
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in shared] == ["5", "7", "5"]
+    assert all(e["TF_FORCE_GPU_ALLOW_GROWTH"] == "true" for e in shared)
+    assert worker_gpu_env(0, 2, []) == {}  # CPU: the environment is left alone
+
+
+def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
+    from components.common.threads import visible_gpus
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 3")
+    assert visible_gpus() == ["2", "3"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert visible_gpus() == []
