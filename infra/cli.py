@@ -276,7 +276,7 @@ def cmd_tune(args) -> int:
         ingested = _ingest_gated(contract, cfg, Path(cfg.out_dir))
         doc = tuning.tune(cfg.out_dir, cfg, contract, ingested, stacks)
     print(f"tuning ({doc['cores']} cores, {doc['rows']:,} rows, {doc['wall_s']:.0f} s): "
-          f"{Path(cfg.out_dir) / tuning.TUNING_JSON}")
+          f"{tuning.tuning_path(cfg.out_dir)}")
     for stack, entry in doc["stacks"].items():
         chosen = ", ".join(f"{k} {v}" for k, v in entry["chosen"].items())
         print(f"  [{stack}] {chosen}: {entry['why']}")

@@ -444,8 +444,7 @@ def tune(out_dir: str | Path, cfg: RunConfig, contract: Contract, ingested,
             doc["stacks"][stack] = entry
             log.info("[%s][tune] chosen: %s", stack, entry["why"])
     doc["wall_s"] = round(time.time() - t_all, 1)
-    path = Path(out_dir) / TUNING_JSON
-    storage.write_json(path, doc)
+    storage.write_json(tuning_path(out_dir), doc)
     return doc
 
 
@@ -473,12 +472,17 @@ def why(points: list[dict], best: int, run_samples: int | None = None) -> str:
 
 # --- applying it ----------------------------------------------------------------------------------
 
+def tuning_path(out_dir: str | Path) -> str:
+    """``OUT/tuning.json`` (local or ``gs://``)."""
+    return storage.join(str(out_dir), TUNING_JSON)
+
+
 def load(path: str | Path) -> dict:
-    """A tuning.json, or one paragraph saying why it cannot be used."""
+    """A tuning.json (local or ``gs://``), or one paragraph saying why it cannot be used."""
     from components.common.errors import ContractError
 
     try:
-        doc = json.loads(Path(path).read_text())
+        doc = storage.read_json(str(path))
     except (OSError, ValueError) as e:
         raise ContractError(f"--tuning {path}: cannot read a tuning file there ({e}); run "
                             "`twinpipe tune --out DIR` to make one, or pass --tuning none.") from None
@@ -493,6 +497,12 @@ def load(path: str | Path) -> dict:
         raise ContractError(f"--tuning {path}: a tuning file without {', '.join(bad)}; run "
                             "`twinpipe tune` to make a new one.")
     return doc
+
+
+def _same_file(a: str, b: str) -> bool:
+    if storage.is_remote(a) or storage.is_remote(b):
+        return a.rstrip("/") == b.rstrip("/")
+    return Path(a).resolve() == Path(b).resolve()
 
 
 def matches(doc: dict, contract: Contract, ingested, stacks: tuple[str, ...]) -> bool:
@@ -538,22 +548,22 @@ def resolve(mode: str, cfg: RunConfig, contract: Contract, ingested, stacks: tup
     are logged when they differ). The applied file is kept as ``OUT/tuning.json`` for the report."""
     if mode == "none":
         return cfg
-    path = Path(cfg.out_dir) / TUNING_JSON
+    path = tuning_path(cfg.out_dir)
     if mode == "auto":
-        doc = load(path) if path.is_file() else None
+        doc = load(path) if storage.isfile(path) else None
         if doc is not None and matches(doc, contract, ingested, stacks):
             log.info("[tune] reusing %s (measured %s)", path, doc.get("measured_at"))
         else:
             log.info("[tune] sweeping %s on %d cores (~2-3 min on 2 cores)", " and ".join(stacks),
                      cores())
             doc = tune(cfg.out_dir, cfg, contract, ingested, stacks)
-        source = str(path)
+        source = path
     else:
         doc = load(mode)
         if doc.get("cores") != cores():
             log.info("[tune] %s was measured on %s cores, this machine has %d", mode,
                      doc.get("cores"), cores())
-        if Path(mode).resolve() != path.resolve():
+        if not _same_file(mode, path):
             storage.write_json(path, doc)
         source = mode
     missing = [s for s in stacks if s not in doc.get("stacks", {})]

@@ -154,6 +154,35 @@ def test_auto_reuses_a_matching_sweep_and_a_path_is_kept_for_the_report(tmp_path
     assert json.loads((out / "tuning.json").read_text())["cores"] == 16
 
 
+def test_auto_and_a_path_work_on_object_storage(tmp_path, monkeypatch, gcs_bucket):
+    """A run into gs:// reuses the bucket's OUT/tuning.json (not a local "gs:/" folder), and a
+    tuning file on gs:// is applied and kept in OUT for the report."""
+    from types import SimpleNamespace
+
+    from components.common import storage
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tuning, "cores", lambda: 2)
+    contract = load_contract(None)
+    ingested = SimpleNamespace(rows=1234, span_numbers=[201301])
+    doc = {**_doc({"workers": 1, "threads": 2, "batch_size": 1024, "learning_rate": 0.0028},
+                  {"workers": 1, "threads": 1, "batch_size": 512, "learning_rate": 0.002}, 2),
+           "contract": contract.name, "rows": 1234, "spans": [201301]}
+    out = f"{gcs_bucket}/runs/out"
+    storage.write_json(f"{out}/tuning.json", doc)
+    monkeypatch.setattr(tuning, "tune", lambda *a, **k: pytest.fail("swept again"))
+    cfg = RunConfig(out_dir=out)
+    tuned = tuning.resolve("auto", cfg, contract, ingested, ("tfx", "torch"), set())
+    assert tuned.for_stack("tfx").batch_size == 1024 and out in tuned.settings_source
+    storage.rm(f"{out}/tuning.json")
+    storage.write_json(f"{gcs_bucket}/elsewhere.json", {**doc, "cores": 16})
+    tuned = tuning.resolve(f"{gcs_bucket}/elsewhere.json", cfg, contract, ingested, ("torch",),
+                           set())
+    assert tuned.for_stack("torch").threads == 1
+    assert storage.read_json(f"{out}/tuning.json")["cores"] == 16
+    assert not (tmp_path / "gs:").exists()
+
+
 def test_the_start_up_a_point_adds_counts_against_it():
     # 10% faster in steady state, but its own process costs 5 s on a run of 1M samples
     ref = {"config": {}, "samples_per_s": 250_000.0, "auc": 0.72, "fixed_s": 0.0}
