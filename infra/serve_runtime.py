@@ -46,6 +46,7 @@ class Loaded:
     version: str
     uri: str
     scorer: object
+    local: str = ""  # the downloaded copy of a gs:// version ("" when served in place)
 
     def predict(self, table) -> np.ndarray:
         """As ``twinpipe predict`` scores: the scorer's own batching (SavedModel 4,096 rows per
@@ -99,10 +100,12 @@ def load(stack: str, version: str, uri: str, workdir: str) -> Loaded:
     if stack == "tfx":
         from components.tfx.serving import SavedModelScorer
 
-        return Loaded(version, uri, SavedModelScorer(str(local)))
-    from components.torch.export import OnnxScorer
+        scorer = SavedModelScorer(str(local))
+    else:
+        from components.torch.export import OnnxScorer
 
-    return Loaded(version, uri, OnnxScorer(local))
+        scorer = OnnxScorer(local)
+    return Loaded(version, uri, scorer, str(local) if str(local) != str(uri) else "")
 
 
 class Runtime:
@@ -160,6 +163,8 @@ class Runtime:
                 old, self.current, failed = self.current, loaded, None
                 log.info("[%s][serve] now serving version %s (was %s; loaded in %.1fs)", self.stack,
                          version, old.version, time.perf_counter() - t0)
+                if old.local:  # loaded models are in memory: the old download is not read again
+                    shutil.rmtree(old.local, ignore_errors=True)
             except Exception as e:  # noqa: BLE001 -- keep serving the loaded model
                 log.warning("[%s][serve] poll of %s failed, still serving %s: %s", self.stack,
                             self.dest, self.current.version, e)

@@ -118,6 +118,39 @@ def test_a_new_push_is_served_without_a_restart_or_a_failed_request(both, tmp_pa
     assert set(versions[switch + 4:]) == {second.name}, versions
 
 
+def test_a_push_on_object_storage_is_served_and_the_old_download_removed(
+        both, tmp_path, gcs_bucket, monkeypatch):
+    """A gs:// destination: the server downloads the version it serves, switches to a newer push
+    without a restart, and removes the download it no longer serves."""
+    src = registry.serving_uri(_dest(both, "torch"))
+    dest = f"{gcs_bucket}/torch/pushed"
+
+    def fill(tmp):
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+
+    first = storage.basename(str(registry.push_atomic(dest, fill, {"stack": "torch", "run": "1"})))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # where the server's runtime downloads to
+    request = v2_request(_rows(both, "torch", 3))
+    with Server("torch", dest, poll_s=0.2, log_path=tmp_path / "serve.log") as srv:
+        (workdir,) = tmp_path.glob("twinpipe-serve-torch-*")
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+        status, doc = post_json(conn, "/v2/models/torch/infer", request)
+        assert (status, doc["model_version"]) == (200, first)
+        second = storage.basename(str(registry.push_atomic(dest, fill,
+                                                           {"stack": "torch", "run": "2"})))
+        deadline = time.monotonic() + 60  # a bound, not an assertion on speed
+        while doc.get("model_version") != second and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status, doc = post_json(conn, "/v2/models/torch/infer", request)
+            assert status == 200, doc
+        assert doc["model_version"] == second
+        while len(list(workdir.iterdir())) > 1 and time.monotonic() < deadline:
+            time.sleep(0.1)  # the swap is answered with before the old copy is removed
+        held = sorted(p.name for p in workdir.iterdir())
+        assert len(held) == 1 and first not in held[0], held
+    assert not workdir.exists()  # the runtime removes its downloads at exit
+
+
 def _children(pid: int) -> list[int]:
     kids = []
     for task in os.listdir(f"/proc/{pid}/task"):
