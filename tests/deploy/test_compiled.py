@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from infra.compile import load_compiled, load_pipeline_spec
-from tests.integration.cli import twinpipe
+from tests.integration.cli import twinpipe_here
 
 STAGES = {"ingest", "validate", "train", "evaluate", "push"}
 # What `twinpipe compile --target vertex --project my-proj --image REG/twinpipe:1` must give the
@@ -38,9 +38,9 @@ KFP_BEAM_ARGS = ["--runner=FnApiRunner", "--direct_running_mode=in_memory",
 def compiled(tmp_path_factory):
     out = tmp_path_factory.mktemp("compiled")
     for target in ("kfp", "vertex"):
-        twinpipe("compile", "--stack", "both", "--target", target, "--out", str(out),
-                 "--gpu", "nvidia-l4", "--gpu-count", "2", "--image", "REG/twinpipe:1",
-                 "--project", "my-proj")
+        twinpipe_here("compile", "--stack", "both", "--target", target, "--out", str(out),
+                      "--gpu", "nvidia-l4", "--gpu-count", "2", "--image", "REG/twinpipe:1",
+                      "--project", "my-proj")
     return out
 
 

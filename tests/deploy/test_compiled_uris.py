@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from tests.integration.cli import ROOT, twinpipe
+from tests.integration.cli import ROOT, twinpipe_here
 
 DATA, PIPELINE_ROOT = "gs://tp-bucket/data", "gs://tp-bucket/root"
 TARGETS = ("kfp", "vertex")
@@ -24,9 +24,9 @@ TARGETS = ("kfp", "vertex")
 def compiled(tmp_path_factory):
     out = tmp_path_factory.mktemp("compiled-uris")
     for target in TARGETS:
-        twinpipe("compile", "--stack", "tfx", "--target", target, "--out", str(out),
-                 "--data-root", DATA, "--pipeline-root", PIPELINE_ROOT, "--project", "my-proj",
-                 "--image", "REG/twinpipe-tfx:1")
+        twinpipe_here("compile", "--stack", "tfx", "--target", target, "--out", str(out),
+                      "--data-root", DATA, "--pipeline-root", PIPELINE_ROOT, "--project", "my-proj",
+                      "--image", "REG/twinpipe-tfx:1")
     return out
 
 

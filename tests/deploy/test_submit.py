@@ -10,14 +10,14 @@ from google.auth.credentials import AnonymousCredentials
 
 from components.common.errors import ContractError
 from infra.deploy import load_spec, submit_kfp, submit_vertex
-from tests.integration.cli import twinpipe
+from tests.integration.cli import twinpipe_here
 
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     out = tmp_path_factory.mktemp("compiled")
     for target in ("kfp", "vertex"):
-        twinpipe("compile", "--stack", "torch", "--target", target, "--out", str(out))
+        twinpipe_here("compile", "--stack", "torch", "--target", target, "--out", str(out))
     return out
 
 

@@ -20,3 +20,13 @@ def twinpipe(*args: str, check: bool = True, timeout: int = 1200) -> subprocess.
     if check and proc.returncode != 0:
         raise AssertionError(f"twinpipe {' '.join(args)} failed:\n{proc.stderr[-4000:]}")
     return proc
+
+
+def twinpipe_here(*args: str) -> None:
+    """Runs `twinpipe ARGS` in this process (``infra.cli.main``), for commands that only write
+    files such as `compile`: a subprocess would spend ~15 s importing TFX again for each.
+    (test_compiled_runs and test_dataflow keep compiling through a subprocess.)"""
+    from infra.cli import main
+
+    rc = main(list(args))
+    assert rc == 0, f"twinpipe {' '.join(args)} exited {rc}"

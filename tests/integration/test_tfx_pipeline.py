@@ -13,7 +13,7 @@ from components.common.config import STAGES
 from components.common.contract import load_contract
 from components.common.ingest import load_default_table
 from components.common.rowdigest import frame_digest
-from tests.integration.cli import ROOT, twinpipe
+from tests.integration.cli import ROOT, twinpipe, twinpipe_here
 
 pytestmark = pytest.mark.integration
 
@@ -147,7 +147,7 @@ def test_predict_rejects_bad_rows_clearly(runs, tmp_path):
 def test_compiled_kfp_spec_has_the_stage_dag(tmp_path):
     from infra.compile import load_pipeline_spec
 
-    twinpipe("compile", "--stack", "tfx", "--target", "kfp", "--out", str(tmp_path))
+    twinpipe_here("compile", "--stack", "tfx", "--target", "kfp", "--out", str(tmp_path))
     spec = load_pipeline_spec(tmp_path / "tfx-kfp.json")
     tasks = spec.root.dag.tasks
     assert set(tasks) == {"ingest", "statistics", "schema", "anomalies", "validate_gate",

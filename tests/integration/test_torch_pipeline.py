@@ -10,7 +10,7 @@ import pytest
 
 from components.common import registry, rows
 from components.common.config import STAGES
-from tests.integration.cli import twinpipe
+from tests.integration.cli import twinpipe, twinpipe_here
 
 pytestmark = pytest.mark.integration
 
@@ -140,9 +140,9 @@ def test_train_restarts_and_resumes_from_checkpoint(both, tmp_path):
 def test_compiled_torch_spec_puts_the_gpu_on_the_training_job_not_the_launcher(tmp_path):
     from infra.compile import load_compiled, load_pipeline_spec
 
-    twinpipe("compile", "--stack", "torch", "--target", "kfp", "--out", str(tmp_path),
-             "--gpu", "nvidia-l4", "--gpu-count", "2", "--image", "reg/twinpipe-torch:1",
-             "--data-root", "gs://b/data", "--pipeline-root", "gs://b/root")
+    twinpipe_here("compile", "--stack", "torch", "--target", "kfp", "--out", str(tmp_path),
+                  "--gpu", "nvidia-l4", "--gpu-count", "2", "--image", "reg/twinpipe-torch:1",
+                  "--data-root", "gs://b/data", "--pipeline-root", "gs://b/root")
     path = tmp_path / "torch-kfp.yaml"
     spec = load_pipeline_spec(path)
     tasks = spec.root.dag.tasks
