@@ -86,7 +86,7 @@ def current_version(dest: str) -> tuple[str, str]:
 
 def load(stack: str, version: str, uri: str, workdir: str) -> Loaded:
     """Loads one pushed version with the stack's runtime (a gs:// version is downloaded first)."""
-    from components.common import registry
+    from components.common import registry, storage
     from components.common.errors import DataError
 
     local = registry.local_copy(uri, workdir)
@@ -105,7 +105,7 @@ def load(stack: str, version: str, uri: str, workdir: str) -> Loaded:
         from components.torch.export import OnnxScorer
 
         scorer = OnnxScorer(local)
-    return Loaded(version, uri, scorer, str(local) if str(local) != str(uri) else "")
+    return Loaded(version, uri, scorer, str(local) if storage.is_remote(uri) else "")
 
 
 class Runtime:
@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl-C reaches the whole process group: the front shuts down and closes our stdin, which
     # ends the loop below; the signal itself would only print a traceback here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the front owns shutdown (a group-wide stop)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stderr)
     for noisy in ("absl", "tensorflow"):

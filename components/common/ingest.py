@@ -387,7 +387,7 @@ def _clean_small(df: pd.DataFrame, contract: Contract) -> pd.DataFrame | None:
     work costs ~16 ms; this, well under one). None as soon as anything is not plainly clean —
     a number given as text, a bool, an infinity, a missing column, the date column, any rule
     broken — and :func:`screen` then decides and words the error. It only ever accepts inputs
-    :func:`screen` accepts, with the same values and dtypes (tests/unit/test_ingest.py)."""
+    :func:`screen` accepts, with the same values and dtypes (tests/unit/test_conform_small.py)."""
     if not df.columns.is_unique:
         return None
     markers = set(contract.missing_values)
@@ -406,9 +406,14 @@ def _clean_small(df: pd.DataFrame, contract: Contract) -> pd.DataFrame | None:
                 values.append(None)
                 continue
             if col.numeric:
-                if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number)):
+                # Python ints and floats (np.float64 is one) and NumPy ints only: a float32 or
+                # anything else would convert differently from the screen's text round trip
+                if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer)):
                     return None
-                x = float(v)
+                try:
+                    x = float(v)
+                except (OverflowError, ValueError, TypeError):
+                    return None
                 if not np.isfinite(x) or (col.type == "int" and not x.is_integer()):
                     return None
                 if (col.min is not None and x < col.min) or (col.max is not None and x > col.max):

@@ -15,7 +15,7 @@ import pandas as pd
 
 def predict(scorer, table: pd.DataFrame, batch_size: int = 4096) -> np.ndarray:
     """P(label) for raw contract rows: ``table`` encoded and scored ``batch_size`` rows at a time
-    (float32, one per row; empty for no rows)."""
+    (one per row, in the scorer's dtype; an empty float32 array for no rows)."""
     out = [np.asarray(scorer.score(scorer.encode(table.iloc[i:i + batch_size]))).reshape(-1)
            for i in range(0, len(table), batch_size)]
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)

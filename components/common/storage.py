@@ -200,6 +200,7 @@ def write_bytes(url: str | os.PathLike, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # as open() would make it, not mkstemp's 0600: other readers' uids
         os.replace(tmp, p)
     except BaseException:
         with _suppress():

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 
 THREADS_ENV = "TWINPIPE_THREADS"
+#: The TF workers' all-reduce implementation when set (``RING``): see :func:`worker_gpu_env`.
+COLLECTIVE_ENV = "TWINPIPE_TF_COLLECTIVE"
 
 
 def threads_per_worker(workers: int, threads: int | None = None) -> int:
@@ -46,11 +48,13 @@ def worker_gpu_env(index: int, workers: int, gpus: list[str]) -> dict[str, str]:
     """Environment for local worker ``index`` of ``workers`` on a machine with ``gpus``: each
     worker sees its own share of the GPUs (``CUDA_VISIBLE_DEVICES``), as a pod would be given its
     own. Without the split every TF worker would take every GPU (and all their memory). More
-    workers than GPUs share them round-robin, with memory growth so that they fit side by side.
-    Nothing without GPUs."""
+    workers than GPUs share them round-robin, with memory growth so that they fit side by side and
+    ring collectives (:data:`COLLECTIVE_ENV`: NCCL refuses two ranks on one device). Nothing without
+    GPUs."""
     if not gpus:
         return {}
     if workers <= len(gpus):
         k = len(gpus) // workers
         return {"CUDA_VISIBLE_DEVICES": ",".join(gpus[index * k:(index + 1) * k])}
-    return {"CUDA_VISIBLE_DEVICES": gpus[index % len(gpus)], "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+    return {"CUDA_VISIBLE_DEVICES": gpus[index % len(gpus)], "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+            COLLECTIVE_ENV: "RING"}

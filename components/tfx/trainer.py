@@ -28,7 +28,13 @@ from dataclasses import dataclass, field
 
 from components.common import fault
 from components.common.replicas import report_dir, weights_digest, write_replica_report
-from components.common.threads import THREADS_ENV, threads_per_worker, visible_gpus, worker_gpu_env
+from components.common.threads import (
+    COLLECTIVE_ENV,
+    THREADS_ENV,
+    threads_per_worker,
+    visible_gpus,
+    worker_gpu_env,
+)
 
 log = logging.getLogger("twinpipe.tfx.train")
 
@@ -516,7 +522,12 @@ def worker_strategy(n_workers: int):
         tf.config.threading.set_intra_op_parallelism_threads(int(threads))
         tf.config.threading.set_inter_op_parallelism_threads(int(threads))
     if n_workers > 1:
-        return tf.distribute.MultiWorkerMirroredStrategy(), "MultiWorkerMirroredStrategy"
+        options = None
+        if os.environ.get(COLLECTIVE_ENV) == "RING":  # workers sharing a GPU (no NCCL then)
+            options = tf.distribute.experimental.CommunicationOptions(
+                implementation=tf.distribute.experimental.CommunicationImplementation.RING)
+        return (tf.distribute.MultiWorkerMirroredStrategy(communication_options=options),
+                "MultiWorkerMirroredStrategy")
     return tf.distribute.MirroredStrategy(), "MirroredStrategy"
 
 

@@ -30,10 +30,13 @@ def _lean(values: dict[str, float], higher_is_better: bool,
           within: float = MATCHED_WITHIN) -> tuple[str, float]:
     """(which way one figure measured on both stacks leans, how many times better the better one).
 
-    The lean is "matched" when the two are within ``within`` of each other, else the better stack;
-    "neither" when a figure is not positive (nothing to compare)."""
+    The lean is "matched" when the two are within ``within`` of each other, else the better stack.
+    A figure that is not positive: where higher is better, the other stack leans (it did what this
+    one did not, e.g. served no request), else "neither" (nothing to compare)."""
     a, b = values["tfx"], values["torch"]
     if higher_is_better:
+        if (a > 0) != (b > 0):
+            return ("tfx" if a > 0 else "torch"), float("inf")
         a, b = b, a  # compare as "lower is better"
     if a <= 0 or b <= 0:
         return "neither", 1.0

@@ -26,7 +26,16 @@ def twinpipe_here(*args: str) -> None:
     """Runs `twinpipe ARGS` in this process (``infra.cli.main``), for commands that only write
     files such as `compile`: a subprocess would spend ~15 s importing TFX again for each.
     (test_compiled_runs and test_dataflow keep compiling through a subprocess.)"""
+    import contextlib
+    import io
+
     from infra.cli import main
 
-    rc = main(list(args))
-    assert rc == 0, f"twinpipe {' '.join(args)} exited {rc}"
+    saved, err = dict(os.environ), io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            rc = main(list(args))
+    finally:  # what the CLI sets for itself must not reach later tests' subprocesses
+        os.environ.clear()
+        os.environ.update(saved)
+    assert rc == 0, f"twinpipe {' '.join(args)} exited {rc}:\n{err.getvalue()[-4000:]}"

@@ -37,3 +37,13 @@ def test_verdict_rules():
     assert claims.verdict("tfx", ["tfx", "torch"]) == "mixed"
     assert claims.verdict("matched", ["matched"]) == "supported"
     assert claims.verdict("torch", []) == "not measured here"
+
+
+def test_a_figure_leans_by_its_ratio_and_a_missing_one_by_what_the_other_did():
+    assert claims._lean({"tfx": 10.0, "torch": 12.0}, higher_is_better=False)[0] == "matched"
+    assert claims._lean({"tfx": 10.0, "torch": 12.0}, False, within=1.1) == ("tfx", 1.2)
+    assert claims._lean({"tfx": 10.0, "torch": 30.0}, higher_is_better=True) == ("torch", 3.0)
+    # one stack served nothing: the other leans, where more is better
+    assert claims._lean({"tfx": 0.0, "torch": 50.0}, higher_is_better=True)[0] == "torch"
+    # a time that was not measured (0) compares with nothing
+    assert claims._lean({"tfx": 0.0, "torch": 5.0}, higher_is_better=False) == ("neither", 1.0)

@@ -40,7 +40,8 @@ def _full(df: pd.DataFrame):
 
 
 ODD = [None, np.nan, "", "NA", " NA ", "12", "1e3", " 7 ", True, False, np.inf, -np.inf, 0.5,
-       -1, 10**7, "JFK ", "jfk", "ZZZ", 5, "x"]
+       -1, 10**7, "JFK ", "jfk", "ZZZ", 5, "x", np.float32(0.1), 10**400, np.timedelta64(5, "ns"),
+       np.int64(7), np.float64(2.5), -0.0, pd.NA]
 
 
 @st.composite
@@ -69,13 +70,14 @@ def test_the_small_path_accepts_only_what_the_screen_accepts_with_equal_tables(d
     full = _full(df)
     if fast is not None:
         assert not isinstance(full, DataError), df.to_dict("records")
-        pd.testing.assert_frame_equal(fast, full)
+        pd.testing.assert_frame_equal(fast, full, check_exact=True)
     # whichever path conform takes, its answer is the screen's
     if isinstance(full, DataError):
         with pytest.raises(DataError):
             conform(df, CONTRACT, "request", features_only=True)
     else:
-        pd.testing.assert_frame_equal(conform(df, CONTRACT, "request", features_only=True), full)
+        pd.testing.assert_frame_equal(conform(df, CONTRACT, "request", features_only=True), full,
+                                      check_exact=True)
 
 
 @pytest.mark.parametrize("n", [1, 16, SMALL_ROWS])
@@ -84,11 +86,11 @@ def test_real_rows_take_the_small_path(n):
     assert n == 1 or df.isna().any().any()  # real rows carry missing values
     fast = _clean_small(df, CONTRACT)
     assert fast is not None
-    pd.testing.assert_frame_equal(fast, _full(df))
+    pd.testing.assert_frame_equal(fast, _full(df), check_exact=True)
     # and as a JSON request arrives (None for missing, object columns)
     obj = df.astype(object).where(df.notna(), None)
     pd.testing.assert_frame_equal(_clean_small(pd.DataFrame(obj.to_dict("list")), CONTRACT),
-                                  fast)
+                                  fast, check_exact=True)
 
 
 def test_the_property_cases_reach_both_paths():
