@@ -406,9 +406,11 @@ def _clean_small(df: pd.DataFrame, contract: Contract) -> pd.DataFrame | None:
                 values.append(None)
                 continue
             if col.numeric:
-                # Python ints and floats (np.float64 is one) and NumPy ints only: a float32 or
-                # anything else would convert differently from the screen's text round trip
-                if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer)):
+                # Python ints and floats (np.float64 is one) and NumPy ints only (timedelta64 is
+                # one to NumPy): a float32 or anything else would convert differently from the
+                # screen's text round trip
+                if (isinstance(v, (bool, np.bool_, np.timedelta64))
+                        or not isinstance(v, (int, float, np.integer))):
                     return None
                 try:
                     x = float(v)

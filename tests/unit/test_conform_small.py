@@ -54,7 +54,10 @@ def requests(draw):
         r, c = draw(st.integers(0, n - 1)), draw(st.sampled_from(FEATURES))
         df.iat[r, df.columns.get_loc(c)] = draw(st.sampled_from(ODD))
     if draw(st.booleans()):  # the dtypes a JSON request gives, not all-object
-        df = df.infer_objects()
+        try:
+            df = df.infer_objects()
+        except OverflowError:  # an int beyond float64 stays an object
+            pass
     if draw(st.integers(0, 9)) == 0:
         df = df.drop(columns=[draw(st.sampled_from(FEATURES))])
     if draw(st.integers(0, 9)) == 0:
