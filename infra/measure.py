@@ -19,8 +19,6 @@ import json
 import logging
 import os
 import platform
-import shutil
-import subprocess
 import time
 from importlib import metadata
 from pathlib import Path
@@ -38,14 +36,10 @@ LATENCY_BATCHES = (1, 256)
 
 
 def _gpus() -> list[str]:
-    if not shutil.which("nvidia-smi"):
-        return []
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20, check=True).stdout
-    except (subprocess.SubprocessError, OSError):
-        return []
-    return [line.strip() for line in out.splitlines() if line.strip()]
+    """The name and memory of each GPU on this machine (none without)."""
+    from components.common.threads import query_gpus
+
+    return query_gpus("name,memory.total")
 
 
 def environment() -> dict:

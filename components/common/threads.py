@@ -29,15 +29,21 @@ def threads_per_worker(workers: int, threads: int | None = None) -> int:
 def visible_gpus() -> list[str]:
     """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` entries: that variable's list
     when set (empty when set empty), else one index per GPU ``nvidia-smi`` lists (none without it)."""
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        return [d.strip() for d in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
+    return query_gpus("index")
+
+
+def query_gpus(fields: str) -> list[str]:
+    """One line per GPU of ``nvidia-smi --query-gpu=FIELDS`` (CSV, no header); none without
+    nvidia-smi or when it fails."""
     import shutil
     import subprocess
 
-    if "CUDA_VISIBLE_DEVICES" in os.environ:
-        return [d.strip() for d in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
     if not shutil.which("nvidia-smi"):
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader"],
                              capture_output=True, text=True, timeout=20, check=True).stdout
     except (subprocess.SubprocessError, OSError):
         return []

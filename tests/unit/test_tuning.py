@@ -121,7 +121,9 @@ def test_a_file_that_is_not_a_tuning_says_so(tmp_path):
         tuning.load(tmp_path / "missing.json")
 
 
-def test_auto_reuses_a_matching_sweep_and_a_path_is_kept_for_the_report(tmp_path, monkeypatch):
+def _matching_sweep(monkeypatch):
+    """(contract, ingested, tuning doc) for a 2-core run of 1,234 rows of span 201301 that the
+    doc was measured for."""
     from types import SimpleNamespace
 
     monkeypatch.setattr(tuning, "cores", lambda: 2)
@@ -130,6 +132,11 @@ def test_auto_reuses_a_matching_sweep_and_a_path_is_kept_for_the_report(tmp_path
     doc = {**_doc({"workers": 1, "threads": 2, "batch_size": 1024, "learning_rate": 0.0028},
                   {"workers": 1, "threads": 1, "batch_size": 512, "learning_rate": 0.002}, 2),
            "contract": contract.name, "rows": 1234, "spans": [201301]}
+    return contract, ingested, doc
+
+
+def test_auto_reuses_a_matching_sweep_and_a_path_is_kept_for_the_report(tmp_path, monkeypatch):
+    contract, ingested, doc = _matching_sweep(monkeypatch)
     out = tmp_path / "out"
     out.mkdir()
     (out / "tuning.json").write_text(json.dumps(doc))
@@ -157,17 +164,10 @@ def test_auto_reuses_a_matching_sweep_and_a_path_is_kept_for_the_report(tmp_path
 def test_auto_and_a_path_work_on_object_storage(tmp_path, monkeypatch, gcs_bucket):
     """A run into gs:// reuses the bucket's OUT/tuning.json (not a local "gs:/" folder), and a
     tuning file on gs:// is applied and kept in OUT for the report."""
-    from types import SimpleNamespace
-
     from components.common import storage
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(tuning, "cores", lambda: 2)
-    contract = load_contract(None)
-    ingested = SimpleNamespace(rows=1234, span_numbers=[201301])
-    doc = {**_doc({"workers": 1, "threads": 2, "batch_size": 1024, "learning_rate": 0.0028},
-                  {"workers": 1, "threads": 1, "batch_size": 512, "learning_rate": 0.002}, 2),
-           "contract": contract.name, "rows": 1234, "spans": [201301]}
+    contract, ingested, doc = _matching_sweep(monkeypatch)
     out = f"{gcs_bucket}/runs/out"
     storage.write_json(f"{out}/tuning.json", doc)
     monkeypatch.setattr(tuning, "tune", lambda *a, **k: pytest.fail("swept again"))
