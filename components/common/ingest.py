@@ -412,6 +412,8 @@ def _clean_small(df: pd.DataFrame, contract: Contract) -> pd.DataFrame | None:
                 if (isinstance(v, (bool, np.bool_, np.timedelta64))
                         or not isinstance(v, (int, float, np.integer))):
                     return None
+                if isinstance(v, (int, np.integer)) and abs(int(v)) > 2**53:
+                    return None  # not exact as a float; the screen may keep it exact as text
                 try:
                     x = float(v)
                 except (OverflowError, ValueError, TypeError):

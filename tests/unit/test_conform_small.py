@@ -41,7 +41,7 @@ def _full(df: pd.DataFrame):
 
 ODD = [None, np.nan, "", "NA", " NA ", "12", "1e3", " 7 ", True, False, np.inf, -np.inf, 0.5,
        -1, 10**7, "JFK ", "jfk", "ZZZ", 5, "x", np.float32(0.1), 10**400, np.timedelta64(5, "ns"),
-       np.int64(7), np.float64(2.5), -0.0, pd.NA]
+       np.int64(7), np.float64(2.5), -0.0, pd.NA, 2**53 + 1]
 
 
 @st.composite
