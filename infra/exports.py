@@ -148,7 +148,7 @@ def measure_stack(stack: str, summary: dict, contract: Contract, out_dir: Path,
                     row["within_tolerance"] = (row["tolerance"] is not None
                                                and row["max_abs_dp"] <= row["tolerance"])
             except Exception as e:  # noqa: BLE001 — an export that does not run is a finding
-                from components.tfx.exports import short_error
+                from components.common.errors import short_error
 
                 row["run_error"] = short_error(e)
                 row["within_tolerance"] = False

@@ -31,3 +31,14 @@ class GateError(DataError):
 
 class StageError(TwinpipeError):
     """A pipeline stage failed; names the stack and stage."""
+
+
+ERROR_CHARS = 2000  # converter errors run to pages of MLIR locations; the head says what failed
+
+
+def short_error(e: BaseException | str) -> str:
+    """One exception as a record keeps it (signature.json, exports.json): type, message, at most
+    ERROR_CHARS."""
+    text = e if isinstance(e, str) else f"{type(e).__name__}: {e}"
+    text = text.strip()
+    return text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS] + " [...]"

@@ -23,22 +23,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from components.common.errors import ERROR_CHARS, short_error
+
 log = logging.getLogger("twinpipe.tfx.push")
 
 TFLITE_FILE = "model.tflite"
 REFERENCE = "saved_model"
 # Files push adds beside the SavedModel; not part of the SavedModel's own size.
 EXTRA_FILES = (TFLITE_FILE, "signature.json")
-ERROR_CHARS = 2000  # converter errors run to pages of MLIR locations; the head says what failed
-
-
-def short_error(e: BaseException | str) -> str:
-    """One exception as recorded in signature.json: type, message, at most ERROR_CHARS."""
-    text = e if isinstance(e, str) else f"{type(e).__name__}: {e}"
-    text = text.strip()
-    return text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS] + " [...]"
-
-
 def _signature_inputs(model_dir: str | Path, key: str) -> dict | None:
     """{input name: dtype name} of signature ``key``, read from saved_model.pb without loading
     the graph (None when the SavedModel has no such signature)."""
@@ -254,4 +246,4 @@ def export_bytes(folder: str | Path, entry: dict) -> int | None:
 
 
 __all__ = ["TFLITE_FILE", "REFERENCE", "add_exports", "convert_tflite", "raw_inputs_doc",
-           "saved_model_bytes", "export_bytes", "short_error"]
+           "saved_model_bytes", "export_bytes"]

@@ -31,12 +31,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from components.common.errors import short_error
 from components.torch.model import FlightsNet, Preprocessing, encode_rows
 
 ONNX_OPSET = 17  # the legacy exporter's opset (the dynamo exporter picks its own, recorded)
 FILES = {"onnx": "model.onnx", "pt2": "model.pt2", "torchscript": "model.torchscript.pt"}
 REFERENCE_FILE = "model.eager.pt"
-ERROR_CHARS = 2000
 
 log = logging.getLogger("twinpipe.torch.train")
 
@@ -60,11 +60,6 @@ def signature_doc(prep: Preprocessing, contract_name: str, contract_version: int
     }
 
 
-def _short(e: BaseException) -> str:
-    text = f"{type(e).__name__}: {e}".strip()
-    return text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS] + " [...]"
-
-
 def _warned(caught: list) -> list[str]:
     """The distinct deprecation/future warnings an export raised (what the user would be told)."""
     seen: list[str] = []
@@ -86,7 +81,7 @@ def _attempt(name: str, fn, deprecation: bool = False) -> tuple[object, dict]:
         try:
             result, record = fn(), {"converted": True, "error": None}
         except Exception as e:  # noqa: BLE001 — recorded in signature.json, never raised
-            result, record = None, {"converted": False, "error": _short(e)}
+            result, record = None, {"converted": False, "error": short_error(e)}
             log.warning("[torch][train] export %s failed: %s", name, record["error"])
     record["export_s"] = round(time.perf_counter() - t0, 3)
     if deprecation and (deprecations := _warned(caught)):
