@@ -30,6 +30,7 @@ import pandas as pd
 from components.common import rows, storage
 from components.common.contract import Contract
 from components.common.serving_bench import predict
+from components.tfx.exports import export_bytes
 
 log = logging.getLogger("twinpipe.measure")
 
@@ -101,15 +102,6 @@ def _probs(scorer, frame: pd.DataFrame) -> np.ndarray:
     return predict(scorer, frame, SCORE_CHUNK).astype(np.float64)
 
 
-def _size(stack: str, folder: Path, entry: dict) -> int | None:
-    if stack == "tfx":
-        from components.tfx.exports import export_bytes
-
-        return export_bytes(folder, entry)
-    path = folder / entry["file"]
-    return path.stat().st_size if path.is_file() else None
-
-
 def measure_stack(stack: str, summary: dict, contract: Contract, out_dir: Path,
                   sample_rows: int = SAMPLE_ROWS, latency_s: float = LATENCY_MIN_S) -> dict:
     """Every export of ``stack``'s model under test: converted, size, latency, max |Δp|."""
@@ -135,7 +127,7 @@ def measure_stack(stack: str, summary: dict, contract: Contract, out_dir: Path,
             if entry.get(extra) is not None:
                 row[extra] = entry[extra]
         if row["converted"]:
-            row["size_bytes"] = _size(stack, folder, entry)
+            row["size_bytes"] = export_bytes(folder, entry)
             try:
                 scorer = scorer_for(stack, name, folder, contract)
                 probs = _probs(scorer, frame)

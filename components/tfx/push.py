@@ -41,16 +41,18 @@ def AtomicPusher(  # noqa: N802 (TFX component naming)
 
     from components.tfx.exports import add_exports
 
+    signature = json.loads(signature_json)
+
     def fill(tmp):
         io_utils.copy_dir(path_utils.serving_model_path(model.uri), str(tmp))
         # The raw-tensor signature and TFLite, each recorded converted or not (never raised).
-        doc = add_exports(tmp, json.loads(signature_json))
+        doc = add_exports(tmp, signature)
         with open(os.path.join(tmp, "signature.json"), "w") as f:
             json.dump(doc, f, indent=2)
         record["exports"] = {k: v["converted"] for k, v in doc["exports"].items()}
 
     record = {"stack": "tfx", "run": run_label, "model_uri": model.uri,
-              "signature": json.loads(signature_json)["signature"]}
+              "signature": signature["signature"]}
     version = registry.push_atomic(push_destination, fill, record)
     pushed_model.set_int_custom_property("pushed", 1)
     pushed_model.set_string_custom_property("pushed_destination", str(version))

@@ -187,18 +187,17 @@ def backed_up_epochs(spec: dict) -> int:
     return int(storage.read_json(marker)["epochs_done"])
 
 
-def _start_workers(spec_path: str, workers: int, attempt: int, pinned: int,
+def _start_workers(spec_path: str, workers: int, attempt: int, pinned: int, gpus: list[str],
                    procs: list[subprocess.Popen], threads: list[threading.Thread]) -> None:
     """Starts ``workers`` training processes on fresh localhost ports (a relaunch must not meet
     the previous attempt's sockets), each with its TF_CONFIG, their output streamed with a
-    ``[tfx][train][worker i]`` prefix, pinned to ``pinned`` threads and given its own GPU(s) when
-    there are any (:func:`worker_gpu_env`); into ``procs``/``threads`` as they start, so that the
-    caller stops those already running if a later one fails to start."""
+    ``[tfx][train][worker i]`` prefix, pinned to ``pinned`` threads and given its own share of
+    ``gpus`` when there are any (:func:`worker_gpu_env`); into ``procs``/``threads`` as they
+    start, so that the caller stops those already running if a later one fails to start."""
     import portpicker
 
     ports = [portpicker.pick_unused_port() for _ in range(workers)]
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
-    gpus = visible_gpus() if workers > 1 else []
     for i in range(workers):
         env = dict(os.environ) | worker_gpu_env(i, workers, gpus)
         env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
@@ -230,6 +229,9 @@ def launch_local_workers(spec: dict, workers: int, grace_s: float = WORKER_GRACE
     if max_restarts is None:
         max_restarts = int(spec.get("config", {}).get("max_restarts", WORKER_MAX_RESTARTS))
     attempts = max_restarts + 1
+    # what every attempt's workers get: the same threads and (when there are any) GPUs
+    pinned = threads_per_worker(workers, worker_threads or spec.get("config", {}).get("threads"))
+    gpus = visible_gpus() if workers > 1 else []
     run_dir = tempfile.mkdtemp(prefix="tfx-train-")
     try:
         spec_path = os.path.join(run_dir, "spec.json")
@@ -239,8 +241,7 @@ def launch_local_workers(spec: dict, workers: int, grace_s: float = WORKER_GRACE
             procs: list[subprocess.Popen] = []
             threads: list[threading.Thread] = []
             try:
-                _start_workers(spec_path, workers, attempt, threads_per_worker(
-                    workers, worker_threads or spec.get("config", {}).get("threads")), procs, threads)
+                _start_workers(spec_path, workers, attempt, pinned, gpus, procs, threads)
                 outcome = supervise(procs, grace_s)
             finally:
                 stop(procs, grace_s)  # an exception above (or Ctrl-C) leaves no worker running
@@ -468,10 +469,11 @@ def _raw_serving_fn(model, tft_output, feature_names):
     return serve
 
 
-def serving_signatures(model, tft_output, feature_names) -> dict:
+def serving_signatures(model, tft_output, feature_names) -> tuple[dict, str | None]:
     """The SavedModel's signatures: ``serving_default`` (tf.Examples) and, unless it cannot be
-    traced, ``serving_raw`` (raw feature tensors). A ``serving_raw`` failure never fails training:
-    its error goes to ``assets.extra/`` (:data:`RAW_SIGNATURE_ERROR`), which push records."""
+    traced, ``serving_raw`` (raw feature tensors); and that failure's error, else None. A
+    ``serving_raw`` failure never fails training: its error goes to ``assets.extra/``
+    (:data:`RAW_SIGNATURE_ERROR`), which push records."""
     signatures = {SERVING_SIGNATURE: _serving_fn(model, tft_output, feature_names)}
     try:
         raw = _raw_serving_fn(model, tft_output, feature_names)
@@ -479,17 +481,15 @@ def serving_signatures(model, tft_output, feature_names) -> dict:
         signatures[RAW_SIGNATURE] = raw
     except Exception as e:  # noqa: BLE001 — recorded, see the docstring
         log.warning("[tfx][train] no %s signature: %s", RAW_SIGNATURE, e)
-        signatures[RAW_SIGNATURE_ERROR] = f"{type(e).__name__}: {e}"
-    return signatures
+        return signatures, f"{type(e).__name__}: {e}"
+    return signatures, None
 
 
-def _save_serving_model(model, target: str, signatures: dict) -> None:
+def _save_serving_model(model, target: str, signatures: dict, error: str | None) -> None:
     """model.save with the signatures of :func:`serving_signatures` (and the raw signature's
     error, if any, as ``assets.extra/`` text)."""
     import tensorflow as tf
 
-    signatures = dict(signatures)
-    error = signatures.pop(RAW_SIGNATURE_ERROR, None)
     model.save(target, save_format="tf", signatures=signatures)
     if error is not None:
         tf.io.gfile.makedirs(f"{target}/assets.extra")
@@ -604,14 +604,14 @@ def train(spec: dict) -> dict:
             strategy=strategy_name, replicas=replicas, steps=steps)
 
     feature_names = set(cfg["numeric"]) | set(cfg["categorical"])
-    signatures = serving_signatures(model, tft_output, feature_names)
+    signatures, raw_error = serving_signatures(model, tft_output, feature_names)
     # Every MultiWorkerMirroredStrategy worker must save (the save runs collectives); only the
     # chief's copy is the model, the others write to scratch space.
     # The launcher's run folder holds the scratch copies and removes them, even after a crash.
     target = (spec["serving_model_dir"] if chief
               else tempfile.mkdtemp(prefix=f"worker{index}-", dir=spec.get("scratch_dir")))
     try:
-        _save_serving_model(model, target, signatures)
+        _save_serving_model(model, target, signatures, raw_error)
     finally:
         if not chief:
             shutil.rmtree(target, ignore_errors=True)

@@ -46,7 +46,6 @@ def signature_doc(prep: Preprocessing, contract_name: str, contract_version: int
     return {
         "stack": "torch",
         "runtime": "onnx",
-        "files": {"onnx": FILES["onnx"], "torchscript": FILES["torchscript"]},
         "contract": {"name": contract_name, "version": contract_version},
         "inputs": {
             "numeric": {"dtype": "float32", "shape": [None, len(prep.numeric)],
