@@ -45,7 +45,6 @@ class RuntimeModel(kserve.Model):
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._stopping = False
-        self.runtime_exit: int | None = None  # set when the runtime exited on its own
 
     def start_runtime(self) -> None:
         """Starts the runtime and waits for its first line (loaded, or why not). Plain pipes and a
@@ -68,7 +67,7 @@ class RuntimeModel(kserve.Model):
             code = self.proc.wait()
             if self._stopping:
                 return
-            self.ready, self.runtime_exit = False, code
+            self.ready = False
             print(f"[{self.stack}][serve] the model runtime exited (code {code}); the server "
                   "stops with it", file=sys.stderr, flush=True)
             os._exit(1)

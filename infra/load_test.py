@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from components.common.resources import tree_cpu_and_rss
+
 log = logging.getLogger("twinpipe")
 
 CLIENTS = (1, 8, 32)
@@ -45,43 +47,19 @@ class _Sampler(threading.Thread):
         self.root, self.every_s = psutil.Process(pid), every_s
         self.peak_rss = 0
         self._done = threading.Event()
-        self.cpu0 = self._cpu()
-
-    def _procs(self):
-        try:
-            return [self.root, *self.root.children(recursive=True)]
-        except Exception:  # noqa: BLE001 -- the server went away: no more samples
-            return []
-
-    def _cpu(self) -> float:
-        total = 0.0
-        for p in self._procs():
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except Exception:  # noqa: BLE001 -- a child that just exited
-                pass
-        return total
-
-    def _rss(self) -> int:
-        total = 0
-        for p in self._procs():
-            try:
-                total += p.memory_info().rss
-            except Exception:  # noqa: BLE001
-                pass
-        return total
+        self.cpu0, _ = tree_cpu_and_rss(self.root)
 
     def run(self) -> None:
         while not self._done.wait(self.every_s):
-            self.peak_rss = max(self.peak_rss, self._rss())
+            self.peak_rss = max(self.peak_rss, tree_cpu_and_rss(self.root)[1])
 
     def stop(self) -> tuple[float, int]:
         """(CPU seconds used since start, peak RSS bytes)."""
         self._done.set()
         self.join()
-        self.peak_rss = max(self.peak_rss, self._rss())
-        return self._cpu() - self.cpu0, self.peak_rss
+        cpu, rss = tree_cpu_and_rss(self.root)
+        self.peak_rss = max(self.peak_rss, rss)
+        return cpu - self.cpu0, self.peak_rss
 
 
 def run_level(port: int, path: str, payloads: list[bytes], clients: int, max_requests: int,

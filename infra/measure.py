@@ -101,14 +101,14 @@ def model_under_test(stack: str, summary: dict) -> tuple[Path | str, str]:
     return Path(tr["model_dir"]), "candidate (not pushed)"
 
 
+SERVED = {"tfx": "saved_model", "torch": "onnx"}  # the export each stack's server runs
+
+
 def _scorer(stack: str, model_dir: Path, contract: Contract):
-    if stack == "tfx":
-        from components.tfx.serving import SavedModelScorer
+    """The scorer of the model the stack serves (:data:`SERVED`), in its own runtime."""
+    from infra.exports import scorer_for
 
-        return SavedModelScorer(str(model_dir), [c.name for c in contract.features])
-    from components.torch.export import OnnxScorer
-
-    return OnnxScorer(model_dir)
+    return scorer_for(stack, SERVED[stack], model_dir, contract)
 
 
 def _sizes(stack: str, model_dir: Path) -> dict:

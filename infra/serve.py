@@ -57,9 +57,7 @@ def command(stack: str, model: str, port: int, contract: str | None = None,
                "--poll-s", str(poll_s)]
     if contract:
         runtime += ["--contract", str(contract)]
-    env = dict(os.environ)
-    env.setdefault("TF_USE_LEGACY_KERAS", "1")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env = dict(os.environ)  # the runtime sets TensorFlow's defaults itself (serve_runtime.main)
     # The front runs as a file with -P (its folder not on sys.path) and no PYTHONPATH of ours:
     # it imports only the standard library and kserve, never the project venv's packages (in an
     # image the project is in that venv's site-packages). The runtime inherits cwd = ROOT.
@@ -68,7 +66,7 @@ def command(stack: str, model: str, port: int, contract: str | None = None,
             "--", *runtime], env
 
 
-def check_model(stack: str, model: str) -> str:
+def check_model(model: str) -> str:
     """The version ``model`` serves now, or a DataError in one paragraph (before any server
     starts, so a wrong path fails fast with exit 1)."""
     from infra.serve_runtime import current_version
@@ -81,7 +79,7 @@ def serve(stack: str, model: str, port: int, contract: str | None = None,
     """Runs the server in the foreground: this process *becomes* the front (exec), so SIGTERM
     (a pod's stop, PID 1 there) and Ctrl-C reach the server itself, which drains and stops the
     runtime; nothing is left holding the port."""
-    version = check_model(stack, model)
+    version = check_model(model)
     cmd, env = command(stack, model, port, contract, poll_s, host)
     print(f"[{stack}][serve] {model}: version {version} -> http://{host}:{port} "
           f"(V2 /v2/models/{stack}/infer, V1 /v1/models/{stack}:predict; polls every {poll_s:g}s)",
@@ -138,12 +136,8 @@ class Server:
     def pid(self) -> int:
         return self.proc.pid
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def __enter__(self) -> Server:
-        check_model(self.stack, self.model)
+        check_model(self.model)
         cmd, env = command(self.stack, self.model, self.port, self.contract, self.poll_s)
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=self._log,

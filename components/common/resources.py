@@ -15,7 +15,9 @@ import threading
 import psutil
 
 
-def _tree_cpu_and_rss(root: psutil.Process) -> tuple[float, int]:
+def tree_cpu_and_rss(root: psutil.Process) -> tuple[float, int]:
+    """(CPU seconds, RSS bytes) of ``root`` and its live descendants (reaped children's CPU
+    included); a process that ended meanwhile counts as nothing."""
     cpu, rss = 0.0, 0
     try:
         procs = [root, *root.children(recursive=True)]
@@ -47,7 +49,7 @@ class ResourceMeter:
         self._peak: dict[str, int] = {}
 
     def __enter__(self) -> ResourceMeter:
-        self._cpu_at_enter, _ = _tree_cpu_and_rss(self._root)
+        self._cpu_at_enter, _ = tree_cpu_and_rss(self._root)
         self._thread = threading.Thread(target=self._loop, name="twinpipe-meter", daemon=True)
         self._thread.start()
         return self
@@ -60,14 +62,14 @@ class ResourceMeter:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            _, rss = _tree_cpu_and_rss(self._root)
+            _, rss = tree_cpu_and_rss(self._root)
             with self._lock:
                 if self._current is not None:
                     self._peak[self._current] = max(self._peak.get(self._current, 0), rss)
 
     def enter(self, stage: str | None) -> None:
         """From now on, the tree's CPU and memory count for ``stage`` (None: for no stage)."""
-        cpu, rss = _tree_cpu_and_rss(self._root)
+        cpu, rss = tree_cpu_and_rss(self._root)
         with self._lock:
             if self._current is not None:
                 self._cpu[self._current] = self._cpu.get(self._current, 0.0) + cpu - self._cpu_at_enter

@@ -38,6 +38,13 @@ def _rows(both, stack: str, n: int) -> pd.DataFrame:
     return eval_features(out, runs[stack]["spans"], load_contract(), n)
 
 
+def _copier(src):
+    """A push's ``fill`` that copies the version folder ``src``."""
+    def fill(tmp):
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+    return fill
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_v2_infer_answers_what_twinpipe_predict_answers(both, stack, tmp_path):
     dest = _dest(both, stack)
@@ -75,12 +82,8 @@ def test_v2_infer_answers_what_twinpipe_predict_answers(both, stack, tmp_path):
 def test_a_new_push_is_served_without_a_restart_or_a_failed_request(both, tmp_path):
     """Clients keep sending while a new version is pushed into the destination; every request
     succeeds and the answers move from the old version to the new one, never back."""
-    src = registry.serving_uri(_dest(both, "torch"))
+    fill = _copier(registry.serving_uri(_dest(both, "torch")))
     dest = tmp_path / "pushed"
-
-    def fill(tmp):
-        shutil.copytree(src, tmp, dirs_exist_ok=True)
-
     first = registry.push_atomic(dest, fill, {"stack": "torch", "run": "first"})
     request = v2_request(_rows(both, "torch", 3))
     seen: list[tuple[int, str | None]] = []
@@ -122,12 +125,8 @@ def test_a_push_on_object_storage_is_served_and_the_old_download_removed(
         both, tmp_path, gcs_bucket, monkeypatch):
     """A gs:// destination: the server downloads the version it serves, switches to a newer push
     without a restart, and removes the download it no longer serves."""
-    src = registry.serving_uri(_dest(both, "torch"))
+    fill = _copier(registry.serving_uri(_dest(both, "torch")))
     dest = f"{gcs_bucket}/torch/pushed"
-
-    def fill(tmp):
-        shutil.copytree(src, tmp, dirs_exist_ok=True)
-
     first = storage.basename(str(registry.push_atomic(dest, fill, {"stack": "torch", "run": "1"})))
     monkeypatch.setenv("TMPDIR", str(tmp_path))  # where the server's runtime downloads to
     request = v2_request(_rows(both, "torch", 3))
