@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -55,7 +54,7 @@ def _run_config(args):
     beam = override_beam_args(default_beam_args(), args.beam_arg)
     # --workers/--batch-size/--learning-rate default to None so that a tuning file (--tuning) can
     # tell them from the user's own choice, which always wins (_explicit).
-    given = {k: getattr(args, k) for k in EXPLICIT_FLAGS if getattr(args, k, None) is not None}
+    given = {k: getattr(args, k) for k in _explicit(args)}
     return RunConfig(
         out_dir=args.out,
         months=_tuple(parse_months(args.months)),
@@ -204,10 +203,12 @@ def _run(args, cfg, contract, mirror=None) -> int:
                 summary = run_tfx(own, contract, ingested, ingest_s, ingest_resources=shared)
                 _print_summary(summary, _shown(stack_paths(cfg.out_dir)["run_json"], mirror))
             elif stack == "torch":
+                from components.common.threads import threads_env
                 from pipelines.torch.local_runner import run_torch
                 from pipelines.torch.local_runner import stack_paths as torch_paths
 
-                with _threads_env(own.threads):
+                # TorchX/torchrun ranks inherit it; never left set for the in-process TFX Trainer
+                with threads_env(own.threads):
                     summary = run_torch(own, contract, ingested, ingest_s,
                                         ingest_resources=shared)
                 _print_summary(summary, _shown(torch_paths(cfg.out_dir)["run_json"], mirror))
@@ -234,25 +235,6 @@ def _run(args, cfg, contract, mirror=None) -> int:
 def _settings_line(settings: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in settings.items() if k != "source") + \
         f" ({settings['source']})"
-
-
-@contextlib.contextmanager
-def _threads_env(threads: int | None):
-    """``TWINPIPE_THREADS`` for the torch stack's processes (kfp.local tasks, TorchX, torchrun
-    ranks inherit it) while it runs, when its settings name a thread count; never left set for
-    the TFX stack, whose in-process Trainer would read it."""
-    if not threads:
-        yield
-        return
-    before = os.environ.get("TWINPIPE_THREADS")
-    os.environ["TWINPIPE_THREADS"] = str(threads)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("TWINPIPE_THREADS", None)
-        else:
-            os.environ["TWINPIPE_THREADS"] = before
 
 
 def cmd_tune(args) -> int:

@@ -60,9 +60,9 @@ def measure(out_dir: Path, cfg, contract, ingested, summaries: dict[str, dict]) 
 
 
 def measure_stack(stack: str, out: Path, cfg, contract, ingested, summary: dict) -> dict:
-    from infra.measure import _gpus
+    from components.common.threads import gpu_count
 
-    gpus = len(_gpus())
+    gpus = gpu_count()
     if gpus == 1:  # two ranks cannot share one GPU: nothing to kill without a second worker
         raise RuntimeError("one GPU: the measurement needs 2 workers, one per GPU")
     workers = max(2, int(cfg.workers))

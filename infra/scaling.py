@@ -115,9 +115,9 @@ def scaling(stack: str, cfg, contract, ingested, summary: dict, out_dir: Path,
     else:
         from pipelines.torch.local_runner import probe_scaling
     if gpus is None:
-        from infra.measure import _gpus
+        from components.common.threads import gpu_count
 
-        gpus = len(_gpus())
+        gpus = gpu_count()
     lay = layout(gpus, os.cpu_count() or 1)
     n, t, batch = lay["workers"], lay["threads_per_worker"], cfg.batch_size
     t0 = time.time()

@@ -48,6 +48,7 @@ import numpy as np
 from components.common import rows, storage
 from components.common.config import STACK_SETTINGS, RunConfig
 from components.common.contract import Contract
+from components.common.threads import THREADS_ENV, default_threads, gpu_count, threads_env
 
 log = logging.getLogger("twinpipe.tuning")
 
@@ -98,10 +99,8 @@ def candidates(stack: str, base: RunConfig, n_cores: int | None = None) -> list[
             p["steps_per_execution"] = spe
         return p
 
-    from infra.measure import _gpus
-
     points = [point(1, n)]
-    gpus = len(_gpus())
+    gpus = gpu_count()
     if n > 1:
         points.append(point(1, 1))
     # Several workers: one per GPU when there are GPUs (none on a single GPU: two ranks cannot
@@ -126,14 +125,21 @@ def estimated_train_s(point: dict, run_samples: int | None) -> float | None:
     return run_samples / point["samples_per_s"] + point.get("fixed_s", 0.0)
 
 
+def admissible(points: list[dict], tolerance: float = AUC_TOLERANCE,
+               reference: int = 0) -> list[int]:
+    """The indices of the points whose ``auc`` is >= the reference point's minus ``tolerance``
+    (the reference always qualifies)."""
+    floor = points[reference]["auc"] - tolerance
+    return [i for i, p in enumerate(points) if i == reference or p["auc"] >= floor]
+
+
 def choose(points: list[dict], tolerance: float = AUC_TOLERANCE, reference: int = 0,
            min_gain: float = MIN_GAIN, run_samples: int | None = None) -> int:
     """The index of the chosen point: among the points whose ``auc`` is >= the reference point's
     minus ``tolerance`` (the reference always qualifies), the one with the shortest
     :func:`estimated_train_s` on the run's samples (without ``run_samples``: the highest
     ``samples_per_s``), when it beats the reference by ``min_gain``; else the reference."""
-    floor = points[reference]["auc"] - tolerance
-    ok = [i for i, p in enumerate(points) if i == reference or p["auc"] >= floor]
+    ok = admissible(points, tolerance, reference)
 
     def speed(i):  # higher is better: samples/s, or the run's samples per estimated second
         est = estimated_train_s(points[i], run_samples)
@@ -200,20 +206,15 @@ def sweep_torch(contract: Contract, base: RunConfig, slice_dir: Path, work: Path
         t0 = time.time()
         if p["workers"] == 1:
             threads_before = torch.get_num_threads()
-            env_before = os.environ.get("TWINPIPE_THREADS")
-            os.environ["TWINPIPE_THREADS"] = str(p["threads"])
-            try:
-                train_app.main(args)
-            finally:  # this process's own threads and environment as they were
-                if env_before is None:
-                    os.environ.pop("TWINPIPE_THREADS")
-                else:
-                    os.environ["TWINPIPE_THREADS"] = env_before
-                torch.set_num_threads(threads_before)
+            with threads_env(p["threads"]):
+                try:
+                    train_app.main(args)
+                finally:  # this process's own threads as they were (the environment: threads_env)
+                    torch.set_num_threads(threads_before)
         else:
             cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                    f"--nproc_per_node={p['workers']}", "-m", "components.torch.train_app", *args]
-            env = dict(os.environ, TWINPIPE_THREADS=str(p["threads"]))
+            env = dict(os.environ, **{THREADS_ENV: str(p["threads"])})
             _check(subprocess.run(cmd, env=env, capture_output=True, text=True), "torch", p)
         model, prep, metrics = load_model(out)
 
@@ -307,7 +308,7 @@ def sweep_tfx(contract: Contract, base: RunConfig, slice_dir: Path, work: Path,
         spec_file.write_text(json.dumps([specs[i] for i in group]))
         t0 = time.time()
         _check(subprocess.run([sys.executable, "-m", "infra.tuning", str(spec_file)],
-                              env=dict(os.environ, TWINPIPE_THREADS=str(threads)),
+                              env=dict(os.environ, **{THREADS_ENV: str(threads)}),
                               capture_output=True, text=True), "tfx", points[group[0]])
         walls.update({i: (time.time() - t0) / len(group) for i in group})
     for i, p in enumerate(points):
@@ -452,8 +453,9 @@ def why(points: list[dict], best: int, run_samples: int | None = None) -> str:
     """One sentence: what was chosen over the reference and on what measured grounds."""
     ref, b = points[0], points[best]
     est = {i: estimated_train_s(points[i], run_samples) for i in (0, best)}
-    refused = [p for p in points if p["auc"] < ref["auc"] - AUC_TOLERANCE
-               and p["samples_per_s"] > b["samples_per_s"]]
+    ok = admissible(points)
+    refused = [p for i, p in enumerate(points)
+               if i not in ok and p["samples_per_s"] > b["samples_per_s"]]
     text = (f"{b['samples_per_s'] / ref['samples_per_s']:.2f}x the reference's samples/s "
             f"({b['samples_per_s']:,.0f} vs {ref['samples_per_s']:,.0f}), AUC {b['auc']:.4f} vs "
             f"{ref['auc']:.4f}" if best else
@@ -526,7 +528,7 @@ def settings(doc: dict, stack: str, explicit: set[str]) -> dict:
         drop.add("threads")
     out = {k: v for k, v in chosen.items() if k in STACK_SETTINGS and k not in drop}
     workers = out.get("workers", 1)
-    if out.get("threads") == max(1, cores() // workers):
+    if out.get("threads") == default_threads(workers, cores()):
         out.pop("threads")
     return out
 

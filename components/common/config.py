@@ -97,12 +97,12 @@ class RunConfig:
 
     def settings(self, stack: str) -> dict:
         """What run.json records of the training configuration the stack ran with."""
-        import os
+        from components.common.threads import default_threads
 
         cfg = self.for_stack(stack)
         doc = {"workers": cfg.workers, "batch_size": cfg.batch_size,
                "learning_rate": cfg.learning_rate, "epochs": cfg.epochs,
-               "threads_per_worker": cfg.threads or max(1, (os.cpu_count() or 1) // cfg.workers),
+               "threads_per_worker": cfg.threads or default_threads(cfg.workers),
                "source": self.settings_source or "flags and defaults"}
         if stack == "tfx":
             from components.tfx.trainer import STEPS_PER_EXECUTION

@@ -9,6 +9,7 @@ run at the same threads per worker (otherwise 1 worker x 2 threads would be comp
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 THREADS_ENV = "TWINPIPE_THREADS"
@@ -23,7 +24,36 @@ def threads_per_worker(workers: int, threads: int | None = None) -> int:
         return max(1, int(threads))
     if os.environ.get(THREADS_ENV):
         return max(1, int(os.environ[THREADS_ENV]))
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
+    return default_threads(workers)
+
+
+def default_threads(workers: int, cores: int | None = None) -> int:
+    """The stacks' own rule: the cores (this machine's unless given) shared out between
+    ``workers`` processes, at least 1 each."""
+    return max(1, (cores or os.cpu_count() or 1) // max(1, workers))
+
+
+@contextlib.contextmanager
+def threads_env(threads: int | None):
+    """``TWINPIPE_THREADS`` set to ``threads`` for the ``with`` block (nothing when None), and
+    restored as it was after it: for the processes started and the code run meanwhile."""
+    if not threads:
+        yield
+        return
+    before = os.environ.get(THREADS_ENV)
+    os.environ[THREADS_ENV] = str(threads)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(THREADS_ENV, None)
+        else:
+            os.environ[THREADS_ENV] = before
+
+
+def gpu_count() -> int:
+    """How many GPUs ``nvidia-smi`` lists on this machine (0 without it)."""
+    return len(query_gpus("index"))
 
 
 def visible_gpus() -> list[str]:

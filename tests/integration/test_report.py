@@ -17,7 +17,7 @@ from components.common import rows
 from components.common.config import STAGES
 from components.common.contract import load_contract
 from components.common.rowdigest import frame_digest
-from infra.measure import _gpus
+from components.common.threads import gpu_count
 from infra.report import build_report_data, render_html
 from infra.scaling import layout
 from tests.integration.cli import twinpipe
@@ -52,7 +52,7 @@ def test_every_section_is_filled_for_both_stacks(report):
             assert st["peak_rss_mb"] > 50, (stack, stage)  # a Python process at least
         assert s["run"]["stages"]["train"]["cpu_s"] > 1.0
         points = [(p["scaling"], p["workers"]) for p in s["scaling"]["points"]]
-        n = layout(len(_gpus()), os.cpu_count() or 1)["workers"]  # CPU (CI): 2
+        n = layout(gpu_count(), os.cpu_count() or 1)["workers"]  # CPU (CI): 2
         assert points == [("baseline", 1), ("weak", n), ("strong", n)], stack
         assert all(p["samples_per_s"] > 0 for p in s["scaling"]["points"])
         m = s["measurements"]

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from infra.measure import _gpus
+from components.common.threads import gpu_count
 from infra.scaling import layout
 
 pytestmark = pytest.mark.integration
@@ -18,7 +18,7 @@ def test_probe_scales_at_fixed_threads_with_weak_strong_and_a_step_split(both, s
     out, runs, _ = both
     sc = json.loads((out / stack / "scaling.json").read_text())
     lay = sc["layout"]
-    want = layout(len(_gpus()), os.cpu_count() or 1)  # CPU (CI): 2 workers x 1 thread
+    want = layout(gpu_count(), os.cpu_count() or 1)  # CPU (CI): 2 workers x 1 thread
     assert (lay["gpus"], lay["workers"], lay["threads_per_worker"]) == (
         want["gpus"], want["workers"], want["threads_per_worker"])
     points = {p["scaling"]: p for p in sc["points"]}
