@@ -17,6 +17,9 @@ A section reads only files; the measurement that writes them is registered in
 from __future__ import annotations
 
 import importlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
 
 # Module names under infra.sections, in report order (claims last: it reads every other section).
 SECTION_NAMES: tuple[str, ...] = ("tuning", "validation_engines", "fault_tolerance", "exports",
@@ -25,6 +28,20 @@ SECTION_NAMES: tuple[str, ...] = ("tuning", "validation_engines", "fault_toleran
 
 def sections() -> list:
     return [importlib.import_module(f"infra.sections.{name}") for name in SECTION_NAMES]
+
+
+# The stacks' names in sections' sentences and table headers.
+SHORT_NAMES = {"tfx": "TFX", "torch": "PyTorch"}
+
+
+def stack_files(runs: list[dict], name: str) -> Iterator[tuple[dict, str, dict]]:
+    """(run, stack, document) for every run's ``<stack>/<name>`` JSON that exists, in run and
+    stack order: what a per-stack measurement wrote."""
+    for r in runs:
+        for stack in r["stacks"]:
+            path = Path(r["dir"]) / stack / name
+            if path.is_file():
+                yield r, stack, json.loads(path.read_text())
 
 
 def anchor(key: str) -> str:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import html
 
+from infra.sections import SHORT_NAMES
+
 KEY = "claims"
 TITLE = "Claims checked"
 
 # "Closely matched": within this factor of each other (stated in every speed sentence).
 MATCHED_WITHIN = 1.5
-NAMES = {"tfx": "TFX", "torch": "PyTorch"}
 
 
 def _stack_docs(data: dict, key: str) -> dict[str, dict]:
@@ -220,8 +221,8 @@ def ev_fault_tolerance(data):
     def said(s):
         r = rows[s]
         if not ok[s]:
-            return f"{NAMES[s]} did not resume"
-        return (f"{NAMES[s]} resumed at epoch {r['resumed_at_epoch']} and was training again "
+            return f"{SHORT_NAMES[s]} did not resume"
+        return (f"{SHORT_NAMES[s]} resumed at epoch {r['resumed_at_epoch']} and was training again "
                 f"{r['recover_s']:.1f} s after the kill (AUC {r['auc']:.4f})")
 
     return _ev(f"A training worker SIGKILLed after the first checkpoint: {said('tfx')}; "
@@ -242,7 +243,7 @@ def ev_serving_load(data):
 
     def said(s):
         lv = top[s]
-        return (f"{NAMES[s]} {rps[s]:,.0f} requests/s, p99 {lv['p99_ms']:,.0f} ms, "
+        return (f"{SHORT_NAMES[s]} {rps[s]:,.0f} requests/s, p99 {lv['p99_ms']:,.0f} ms, "
                 f"{errors[s]:.1%} errors, server peak {lv.get('server_peak_rss_mb') or 0:,.0f} MB")
 
     return _ev(f"Behind the same KServe ModelServer at {n} concurrent clients: {said('tfx')}; "
@@ -343,7 +344,7 @@ def render(doc: dict) -> str:
     for c in doc["claims"]:
         ev = "".join(
             f"<li>{html.escape(e['text'])} <a href='#{e['section']}'>→ {e['section']}</a> "
-            f"<i>(leans: {NAMES.get(e['lean'], e['lean'])})</i></li>" for e in c["evidence"])
+            f"<i>(leans: {SHORT_NAMES.get(e['lean'], e['lean'])})</i></li>" for e in c["evidence"])
         ev = f"<ul>{ev}</ul>" if ev else "<p>not measured here</p>"
         if c["not_measured"]:
             ev += f"<p><i>Not measured: {html.escape(c['not_measured'])}.</i></p>"

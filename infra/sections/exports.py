@@ -7,23 +7,17 @@ Reads ``<run>/<stack>/exports.json`` (written by :mod:`infra.exports`)."""
 from __future__ import annotations
 
 import html
-import json
-from pathlib import Path
+
+from infra.sections import SHORT_NAMES, stack_files
 
 KEY = "exports"
 TITLE = "Exports"
 
-STACK_NAMES = {"tfx": "TFX", "torch": "PyTorch"}
 
 
 def collect(runs: list[dict], data: dict) -> dict | None:
-    found = []
-    for r in runs:
-        for stack in r["stacks"]:
-            path = Path(r["dir"]) / stack / "exports.json"
-            if path.is_file():
-                found.append({"run": r["label"], "stack": stack,
-                              **json.loads(path.read_text())})
+    found = [{"run": r["label"], "stack": stack, **doc}
+             for r, stack, doc in stack_files(runs, "exports.json")]
     return {"stacks": found} if found else None
 
 
@@ -93,7 +87,7 @@ def render(doc: dict) -> str:
              "call alone on an encoded batch (p50/p95). max |Δp|: the largest difference in "
              "probability from the reference on those rows.</p>"]
     for s in doc["stacks"]:
-        name = STACK_NAMES.get(s["stack"], s["stack"])
+        name = SHORT_NAMES.get(s["stack"], s["stack"])
         parts.append(f"<h3>{html.escape(name)} · {html.escape(s['run'])}</h3>"
                      f"<p>{html.escape(s['eval_rows_sample'])} (key digest "
                      f"<code>{html.escape(s['eval_rows_sha256'][:16])}</code>); model: "

@@ -4,8 +4,7 @@ Reads ``<stack>/fault_tolerance.json`` (:mod:`infra.fault_tolerance`) of every r
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from infra.sections import stack_files
 
 KEY = "fault_tolerance"
 TITLE = "Fault tolerance"
@@ -13,12 +12,7 @@ FILE = "fault_tolerance.json"
 
 
 def collect(runs: list[dict], data: dict) -> dict | None:
-    rows = []
-    for r in runs:
-        for stack in r["stacks"]:
-            path = Path(r["dir"]) / stack / FILE
-            if path.exists():
-                rows.append({"run": r["label"], **json.loads(path.read_text())})
+    rows = [{"run": r["label"], **doc} for r, _, doc in stack_files(runs, FILE)]
     return {"rows": rows} if rows else None
 
 

@@ -5,8 +5,8 @@
 from __future__ import annotations
 
 import html
-import json
-from pathlib import Path
+
+from infra.sections import stack_files
 
 KEY = "serving_load"
 TITLE = "Serving under load"
@@ -17,13 +17,8 @@ COLUMNS = ("clients", "requests", "errors", "error_rate", "throughput_rps", "row
 
 
 def collect(runs: list[dict], data: dict) -> dict | None:
-    found = {}
-    for r in runs:
-        for stack in r["stacks"]:
-            path = Path(r["dir"]) / stack / "serving_load.json"
-            if path.is_file():
-                label = stack if len(runs) == 1 else f"{stack} · {r['label']}"
-                found[label] = json.loads(path.read_text()) | {"stack": stack}
+    found = {(stack if len(runs) == 1 else f"{stack} · {r['label']}"): doc | {"stack": stack}
+             for r, stack, doc in stack_files(runs, "serving_load.json")}
     return {"runs": found} if found else None
 
 

@@ -11,9 +11,10 @@ import html
 import json
 from pathlib import Path
 
+from infra.sections import SHORT_NAMES
+
 KEY = "tuning"
 TITLE = "Tuning: each stack's best configuration on this machine"
-STACK_NAMES = {"tfx": "TFX", "torch": "PyTorch"}
 
 
 def config_text(run: dict) -> str:
@@ -66,7 +67,7 @@ def _cfg(c: dict) -> str:
 
 def render(doc: dict) -> str:
     from infra.report import _table
-    from infra.tuning import estimated_train_s
+    from infra.tuning import admissible, estimated_train_s
 
     parts = []
     for d in doc["runs"]:
@@ -78,16 +79,16 @@ def render(doc: dict) -> str:
             f"{html.escape(d['rule']['text'])}</p>")
         for stack, e in d["stacks"].items():
             rows = []
+            ok = admissible(e["points"], d["rule"]["auc_tolerance"])
             for i, p in enumerate(e["points"]):
                 mark = ", ".join(m for m, on in (("reference", i == 0),
                                                  ("chosen", i == e["chosen_index"])) if on)
-                floor = e["points"][0]["auc"] - d["rule"]["auc_tolerance"]
                 est = estimated_train_s(p, d.get("run_samples"))
                 rows.append([_cfg(p["config"]), f"{p['samples_per_s']:,.0f}", f"{p['auc']:.4f}",
                              "–" if est is None else f"{est:.1f}"
                              + (f" (+{p['fixed_s']:.1f} start-up)" if p.get("fixed_s") else ""),
-                             "yes" if i == 0 or p["auc"] >= floor else "no (AUC)", mark])
-            parts.append(f"<h3>{STACK_NAMES.get(stack, stack)}</h3>")
+                             "yes" if i in ok else "no (AUC)", mark])
+            parts.append(f"<h3>{SHORT_NAMES.get(stack, stack)}</h3>")
             parts.append(_table(["configuration", "train samples/s", "AUC (slice)",
                                  "est. train stage s (run's samples)", "admissible", ""], rows))
             if e.get("beam"):
