@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from components.common.contract import load_contract
-from components.common.ingest import read_spans
 from components.common.metrics import binary_metrics
+from components.common.spans import read_spans
 from components.torch.model import fit_preprocessing
 
 

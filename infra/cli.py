@@ -42,9 +42,10 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _run_config(args):
-    from components.common.config import RunConfig, default_beam_args, override_beam_args
+    from components.common.beam_options import default_beam_args, override_beam_args
+    from components.common.config import RunConfig
     from components.common.errors import ContractError
-    from components.common.ingest import parse_months, parse_spans
+    from components.common.spans import parse_months, parse_spans
 
     if args.contract and not args.input:
         raise ContractError(f"--contract {args.contract} describes your own table: give it with "
@@ -285,8 +286,8 @@ def cmd_validate(args) -> int:
     the contract's rules; exit 0 when it passes, 1 with the message (and alerts) otherwise."""
     from components.common.config import RunConfig
     from components.common.contract import load_contract
-    from components.common.ingest import parse_months, parse_spans
     from components.common.runlock import RunLock
+    from components.common.spans import parse_months, parse_spans
 
     _alert_env(args)
     contract = load_contract(args.contract)
@@ -379,7 +380,8 @@ def _print_summary(summary: dict, path: Path | str) -> None:
 def cmd_predict(args) -> int:
     from components.common.contract import load_contract
     from components.common.errors import DataError
-    from components.common.ingest import conform, load_input_table
+    from components.common.screen import conform
+    from components.common.sources import load_input_table
 
     model = Path(args.model)
     sig_path = model / "signature.json"
@@ -674,7 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "runs a CustomJob")
     c.add_argument("--span", choices=("latest", "all"), default="latest",
                    help="what each run ingests: the newest span (scheduled runs) or all spans")
-    from infra import beam_options as bo
+    from components.common import beam_options as bo
 
     d = c.add_argument_group("TFX Beam stages (ExampleGen, StatisticsGen, Transform, Evaluator)")
     d.add_argument("--beam-runner", choices=bo.RUNNERS, default=None,

@@ -10,7 +10,7 @@ import yaml
 
 from components.common.config import RunConfig
 from components.common.contract import load_contract
-from components.common.ingest import parse_months
+from components.common.spans import parse_months
 
 
 def tfx_train_job(*, target: str, image: str, workers: int, gpu: str = "", gpu_count: int = 1,
@@ -44,7 +44,7 @@ def compile_tfx(
     The schema file is written beside it; upload it to ``<data_root>/tfx/schema/``. The baseline
     is looked up in the push destination (no Resolver), so the same spec runs on self-hosted
     KFP v2, whose backend cannot run TFX's Resolver, and on Vertex. ``beam_pipeline_args``
-    (``infra.beam_options.beam_args``; default: the local DirectRunner ones) reach every
+    (``components.common.beam_options.beam_args``; default: the local DirectRunner ones) reach every
     executor; the Beam ones (ExampleGen, StatisticsGen, Transform, Evaluator) run on them.
     ``contract_uri``: the published contract (:func:`publish_contract`) the gate reads at run
     time; the other stages' settings are compiled from the same file.
@@ -224,8 +224,8 @@ def load_pipeline_spec(path: str | Path):
 def tfx_beam_args(args, data_root: str, image: str) -> list[str]:
     """The TFX spec's Beam options from `twinpipe compile`'s flags (``--beam-runner``, default
     ``dataflow`` for ``--target vertex`` and ``direct`` for ``kfp``; ``--beam-arg`` overrides)."""
+    from components.common.beam_options import DataflowSettings, beam_args
     from components.common.errors import ContractError
-    from infra.beam_options import DataflowSettings, beam_args
 
     runner = args.beam_runner or ("dataflow" if args.target == "vertex" else "direct")
     if runner != "dataflow":
@@ -281,7 +281,7 @@ def publish_contract(contract_path: str, data_root: str, out_dir: str) -> str:
 
 
 def compile_pipelines(args) -> list[Path]:
-    from infra.beam_options import DEFAULT_REGION, artifact_bucket
+    from components.common.beam_options import DEFAULT_REGION, artifact_bucket
 
     stacks = ("tfx", "torch") if args.stack == "both" else (args.stack,)
     # Default roots: Terraform's artifact bucket when the project is known, else a placeholder.

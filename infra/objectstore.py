@@ -20,7 +20,7 @@ on the object store (``OUT = gs://...``)  how it gets there
                                          ``history/`` profiles), uploaded after ingest as a new
                                          generation; ``spans/CURRENT.json`` (written last) names
                                          it — object storage has no symlink, readers resolve the
-                                         spans with :func:`components.common.ingest.resolve_spans`
+                                         spans with :func:`components.common.spans.resolve_spans`
 ``OUT/validation/``, ``OUT/<stack>/``    gate reports (gate.json), the alerts file, stage records,
 ``validation/``, ``run.json``, report    run.json and the report (HTML + JSON), uploaded when the
                                          run ends — also when a gate or a stage stopped it
@@ -74,7 +74,7 @@ class ObjectStoreRun:
                                    push_root=self.out)
 
     def _stage_history(self) -> None:
-        from components.common.ingest import HISTORY, resolve_spans
+        from components.common.spans import HISTORY, resolve_spans
 
         spans = storage.join(self.out, "spans")
         current = resolve_spans(spans)
@@ -120,7 +120,7 @@ class ObjectStoreRun:
         storage.upload(src, storage.join(spans, gen))
         storage.write_json(storage.join(spans, SPANS_POINTER),
                            {"generation": gen, "published_at": time.time()})
-        from components.common.ingest import stale_generations
+        from components.common.publish import stale_generations
 
         for name in stale_generations(storage.listdir(spans), gen):
             storage.rm(storage.join(spans, name), recursive=True)

@@ -128,7 +128,7 @@ class Runtime:
         import pandas as pd
 
         from components.common.errors import DataError
-        from components.common.ingest import conform
+        from components.common.screen import conform
 
         lengths = {k: len(v) if isinstance(v, list) else -1 for k, v in columns.items()}
         if len(set(lengths.values())) > 1 or -1 in lengths.values():

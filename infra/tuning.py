@@ -87,7 +87,7 @@ def candidates(stack: str, base: RunConfig, n_cores: int | None = None) -> list[
     """The sweep's points for ``stack``: the reference first (1 worker, every core, the default
     batch), then fewer threads, N = min(cores, 2) workers sharing the cores, (TFX) one step per
     execution, and larger batches. Each point is a full set of settings (:data:`STACK_SETTINGS`)."""
-    from components.tfx.trainer import STEPS_PER_EXECUTION
+    from components.common.config import STEPS_PER_EXECUTION
 
     n = n_cores or cores()
     b, lr = base.batch_size, base.learning_rate
@@ -244,10 +244,10 @@ def transform_slice(contract: Contract, slice_dir: Path, out: Path) -> dict:
     from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
     from tfx_bsl.public import tfxio
 
+    from components.common.beam_options import tuned_mode
     from components.tfx.example_gen import table_to_examples
     from components.tfx.schema import contract_to_schema
     from components.tfx.transform import preprocessing_fn
-    from infra.beam_options import tuned_mode
 
     config = {"numeric": [c.name for c in contract.numeric_features],
               "categorical": [c.name for c in contract.categorical_features],
@@ -358,7 +358,7 @@ def beam_stage_seconds(spans_dir: str, mode: str) -> float:
     import tensorflow_data_validation as tfdv
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from infra.beam_options import tuned_mode
+    from components.common.beam_options import tuned_mode
 
     files = rows.files(spans_dir, "train") + rows.files(spans_dir, "eval")
     t0 = time.perf_counter()

@@ -69,7 +69,7 @@ def raw_rows(contract: Contract, input_path: str | None, span: int | None, rows:
     none), typed as pandas reads them back from CSV."""
     import io
 
-    from components.common.ingest import load_default_table, load_input_table
+    from components.common.sources import load_default_table, load_input_table
 
     if input_path:
         table, source = load_input_table(input_path)

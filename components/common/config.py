@@ -5,6 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from components.common.beam_options import default_beam_args
+
+# TFX: train steps Keras runs inside one tf.function call: a small MLP's step is ~1 ms of math, so
+# one Python round trip (and callback dispatch) per step was a large share of the loop. Batch-level
+# callbacks then run once per execution, not per step.
+STEPS_PER_EXECUTION = 64
+
 # The stages of every stack, in order: the names used in code, logs, run.json and the report.
 STAGES = ("ingest", "validate", "train", "evaluate", "push")
 
@@ -23,37 +30,11 @@ def push_destination(cfg: RunConfig, stack: str) -> str:
     return str(stack_root(cfg.out_dir, stack) / "pushed")
 
 
-def default_beam_args() -> list[str]:
-    """The local Beam options when the data size is not known (a compiled spec's pods, a bare
-    RunConfig): FnApiRunner in-memory, pinned. `twinpipe run` sizes them by the ingested rows
-    instead (``infra.beam_options.direct_mode``: multi-processing over every core for large data).
-    """
-    from infra.beam_options import direct_beam_args
-
-    return direct_beam_args(None)
-
-
-def _option_key(arg: str) -> str:
-    """A Beam option's name: ``--max_num_workers=4`` -> ``max_num_workers``; a boolean's negation
-    names the same option (``--no_use_public_ips`` and ``--use_public_ips``)."""
-    name = arg.split("=", 1)[0].lstrip("-")
-    return name[3:] if name.startswith("no_") else name
-
-
-def override_beam_args(base: list[str] | tuple[str, ...], overrides: list[str] | tuple[str, ...]
-                       ) -> list[str]:
-    """``base`` with every option named in ``overrides`` replaced by the overrides (by option name,
-    all of its occurrences: one ``--experiments=...`` replaces every default experiment), the
-    overrides appended in their order."""
-    keys = {_option_key(a) for a in overrides}
-    return [a for a in base if _option_key(a) not in keys] + list(overrides)
-
-
 # What a stack's settings may override of the run configuration (``--tuning``: the sweep's choice
 # per stack, infra/tuning.py). ``threads``: intra-op threads per training worker (None: the
 # stacks' own rule, cores // workers); ``steps_per_execution``: train steps per tf.function call
 # (TFX; None: the Trainer's default); ``beam_mode``: the TFX Beam stages' FnApiRunner running mode
-# (``in_memory`` | ``multi_processing``; None: sized by rows, infra.beam_options.direct_mode).
+# (``in_memory`` | ``multi_processing``; None: sized by rows, components.common.beam_options.direct_mode).
 STACK_SETTINGS = ("workers", "batch_size", "learning_rate", "threads", "steps_per_execution",
                   "beam_mode")
 
@@ -105,8 +86,6 @@ class RunConfig:
                "threads_per_worker": cfg.threads or default_threads(cfg.workers),
                "source": self.settings_source or "flags and defaults"}
         if stack == "tfx":
-            from components.tfx.trainer import STEPS_PER_EXECUTION
-
             doc.update(steps_per_execution=cfg.steps_per_execution or STEPS_PER_EXECUTION,
                        beam_mode=cfg.beam_mode or "sized by rows")
         return doc

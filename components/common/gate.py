@@ -36,7 +36,6 @@ from components.common import storage
 from components.common.alerts import Alert, AlertConfig, FailedCheck, send
 from components.common.contract import ROW_RULES, Contract
 from components.common.errors import DataError, GateError
-from components.common.ingest import iter_spans, span_dataset, span_history, span_numbers
 from components.common.profile import (
     ProfileAccumulator,
     bins_of,
@@ -46,6 +45,7 @@ from components.common.profile import (
     numeric_edges,
     numeric_profile,
 )
+from components.common.spans import iter_spans, span_dataset, span_history, span_numbers
 
 log = logging.getLogger("twinpipe.gate")
 

@@ -36,8 +36,8 @@ def generation(spans_dir: str | os.PathLike) -> str:
     """The published generation ``spans_dir`` stands for now: the folder its symlink points to
     (locally), or the prefix ``CURRENT.json`` names (object storage). Files under it stay put while
     a run reads them: a publish keeps the generation before the new one (see
-    :func:`components.common.ingest.publish_spans`)."""
-    from components.common.ingest import resolve_spans
+    :func:`components.common.publish.publish_spans`)."""
+    from components.common.spans import resolve_spans
 
     current = resolve_spans(spans_dir)
     return current if storage.is_remote(current) else os.path.realpath(current)
@@ -47,7 +47,7 @@ def write_ref(path: str | os.PathLike, spans_dir: str | os.PathLike, split: str,
               spans: list[int] | None = None) -> dict:
     """Writes the reference to ``split`` of ``spans`` (every span when None) of the current
     generation of ``spans_dir`` at ``path``; returns it (``rows`` counted from Parquet metadata)."""
-    from components.common.ingest import no_split_rows, span_files
+    from components.common.spans import no_split_rows, span_files
 
     current = generation(spans_dir)
     files = span_files(current, split, spans)
@@ -107,7 +107,7 @@ def read_ref(source: str | os.PathLike) -> dict | None:
 
 def files(source: str | os.PathLike, split: str = "train") -> list[str]:
     """The Parquet files holding ``source``'s rows of ``split`` (see the module docstring)."""
-    from components.common.ingest import span_files
+    from components.common.spans import span_files
 
     s = os.fspath(source)
     ref = read_ref(s)

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 
 from components.common import fault
+from components.common.config import STEPS_PER_EXECUTION
 from components.common.replicas import report_dir, weights_digest, write_replica_report
 from components.common.threads import (
     COLLECTIVE_ENV,
@@ -42,10 +43,6 @@ SERVING_SIGNATURE = "serving_default"
 RAW_SIGNATURE = "serving_raw"  # raw feature tensors in, the Transform layer inside (issue 15)
 RAW_SIGNATURE_ERROR = "serving_raw.error.txt"  # under assets.extra/ when serving_raw failed
 TRAIN_METRICS = "train_metrics.json"
-# Train steps Keras runs inside one tf.function call: a small MLP's step is ~1 ms of math, so one
-# Python round trip (and callback dispatch) per step was a large share of the loop. Batch-level
-# callbacks then run once per execution, not per step.
-STEPS_PER_EXECUTION = 64
 
 
 SPEC_KEYS = ("train_files", "eval_files", "transform_output", "serving_model_dir", "model_run_dir",

@@ -123,7 +123,7 @@ def ValidateGate(  # noqa: N802 (TFX component naming)
 
     from components.common.contract import load_contract
     from components.common.gate import check_spans, enforce, merge_engine
-    from components.common.ingest import select_spans
+    from components.common.spans import select_spans
     from components.tfx.schema import contract_to_schema
 
     contract = load_contract(contract_path or None)

@@ -23,8 +23,8 @@ from pathlib import Path
 from components.common import registry, rows, storage
 from components.common.blessing import decide
 from components.common.contract import load_contract
-from components.common.ingest import resolve_spans, select_spans, span_numbers
 from components.common.metrics import binary_metrics
+from components.common.spans import resolve_spans, select_spans, span_numbers
 
 log = logging.getLogger("twinpipe.torch")
 

@@ -15,14 +15,8 @@ import re
 import time
 from pathlib import Path
 
-from components.common.config import (
-    STAGES,
-    RunConfig,
-    default_beam_args,
-    override_beam_args,
-    push_destination,
-    stack_root,
-)
+from components.common.beam_options import default_beam_args, override_beam_args
+from components.common.config import STAGES, RunConfig, push_destination, stack_root
 from components.common.contract import Contract
 from components.common.errors import DataError, StageError
 from components.common.gate import load_report
@@ -67,9 +61,9 @@ def train_config(cfg: RunConfig, contract: Contract, train_rows: int) -> dict:
 
 def local_beam_args(cfg: RunConfig, rows: int) -> tuple[list[str], dict | None]:
     """The Beam options of this run and what run.json records of their mode: the defaults are
-    sized by ``rows`` (``infra.beam_options.direct_mode``), the ``--beam-arg`` overrides applied
+    sized by ``rows`` (``components.common.beam_options.direct_mode``), the ``--beam-arg`` overrides applied
     over them; Beam options a caller set in ``cfg.beam_args`` itself are kept as given."""
-    from infra.beam_options import direct_mode, tuned_mode
+    from components.common.beam_options import direct_mode, tuned_mode
 
     if tuple(cfg.beam_args) != tuple(override_beam_args(default_beam_args(), cfg.beam_overrides)):
         return list(cfg.beam_args), None

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from components.common.config import default_beam_args, override_beam_args
-from infra import beam_options as bo
+from components.common import beam_options as bo
+from components.common.beam_options import default_beam_args, override_beam_args
 from infra.cli import build_parser
 from infra.compile import tfx_beam_args
 from tests.integration.cli import twinpipe

@@ -32,7 +32,8 @@ WORKERS = 2
 def flights(tmp_path_factory):
     """Spans of 8000 sampled January flights (read-only for the tests)."""
     from components.common.contract import DEFAULT_CONTRACT, load_contract
-    from components.common.ingest import ingest, read_spans
+    from components.common.ingest import ingest
+    from components.common.spans import read_spans
 
     contract = load_contract(ROOT / "components" / "common" / DEFAULT_CONTRACT)
     spans = tmp_path_factory.mktemp("fault") / "spans"

@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from components.common.contract import load_contract
-from components.common.ingest import load_default_table
+from components.common.sources import load_default_table
 from tests.integration.cli import twinpipe
 from tests.receivers import HttpReceiver, SmtpReceiver
 

@@ -34,7 +34,8 @@ FEATURES = ("carrier", "origin")
 def transformed(tmp_path_factory):
     """Transformed train examples of a small real span (400 January rows, two features)."""
     from components.common.contract import DEFAULT_CONTRACT, load_contract
-    from components.common.ingest import ingest, load_default_table
+    from components.common.ingest import ingest
+    from components.common.sources import load_default_table
     from tests.tft_data import tfx_transform
 
     base = tmp_path_factory.mktemp("tfx-pods")

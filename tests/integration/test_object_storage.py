@@ -16,8 +16,9 @@ import yaml
 
 from components.common import registry, storage
 from components.common.contract import load_contract
-from components.common.ingest import load_default_table, resolve_spans
 from components.common.runlock import RunLock
+from components.common.sources import load_default_table
+from components.common.spans import resolve_spans
 from tests.integration.cli import ROOT, twinpipe
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from components.common.contract import DEFAULT_CONTRACT, load_contract
-from components.common.ingest import load_default_table
+from components.common.sources import load_default_table
 from tests.integration.cli import twinpipe
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ import yaml
 from components.common import registry
 from components.common.config import STAGES
 from components.common.contract import load_contract
-from components.common.ingest import load_default_table
 from components.common.rowdigest import frame_digest
+from components.common.sources import load_default_table
 from tests.integration.cli import ROOT, twinpipe, twinpipe_here
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from components.common.contract import load_contract
 from components.common.errors import DataError
-from components.common.ingest import SMALL_ROWS, _clean_small, conform, load_default_table
+from components.common.screen import SMALL_ROWS, _clean_small, conform
+from components.common.sources import load_default_table
 
 CONTRACT = load_contract()
 FEATURES = [c.name for c in CONTRACT.features]
@@ -31,7 +32,7 @@ def _real() -> pd.DataFrame:
 
 def _full(df: pd.DataFrame):
     """The full screen's answer (the slow path alone): its table, or the DataError."""
-    from components.common.ingest import screen
+    from components.common.screen import screen
 
     s = screen(df, CONTRACT, "request", features_only=True)
     if s.checks or len(s.quarantine):

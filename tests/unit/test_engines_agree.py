@@ -13,7 +13,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from components.common.contract import load_contract  # noqa: E402
 from components.common.corruptions import corpus, corrupt  # noqa: E402
-from components.common.ingest import ingest, screen  # noqa: E402
+from components.common.ingest import ingest
+from components.common.screen import screen
 
 CONTRACT = load_contract()
 

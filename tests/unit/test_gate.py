@@ -11,7 +11,8 @@ import pytest
 from components.common.contract import load_contract
 from components.common.errors import GateError
 from components.common.gate import check_spans, jensen_shannon, linf
-from components.common.ingest import ingest, load_default_table
+from components.common.ingest import ingest
+from components.common.sources import load_default_table
 
 
 @pytest.fixture(scope="module")
@@ -192,11 +193,11 @@ def test_streamed_figures_equal_whole_split_figures_at_scale(contract, rows, tmp
     """The gate streams each split in row-group batches; its figures must be those computed on the
     whole splits in memory (null rates exact, drift/skew the Series distances), and it must flag a
     null-heavy, drifted span as before."""
-    from components.common import ingest as ingest_module
-    from components.common.ingest import read_spans
+    from components.common import spans as spans_module
     from components.common.profile import distance, js_counts
+    from components.common.spans import read_spans
 
-    monkeypatch.setattr(ingest_module, "ROW_GROUP_ROWS", 500)  # several batches per split
+    monkeypatch.setattr(spans_module, "ROW_GROUP_ROWS", 500)  # several batches per split
     bad = rows.copy()
     feb = bad.index[bad["month"] == 2]
     bad.loc[feb[: len(feb) // 2], "temp"] = np.nan

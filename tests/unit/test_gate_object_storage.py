@@ -10,7 +10,8 @@ from __future__ import annotations
 from components.common import storage
 from components.common.contract import load_contract
 from components.common.gate import check_spans, enforce, load_report
-from components.common.ingest import ingest, read_spans, span_history, span_numbers
+from components.common.ingest import ingest
+from components.common.spans import read_spans, span_history, span_numbers
 
 
 def test_gate_on_gs_spans_matches_local(tmp_path, gcs_bucket):

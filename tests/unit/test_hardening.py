@@ -23,13 +23,10 @@ from components.common import registry
 from components.common.contract import load_contract
 from components.common.errors import ContractError, DataError
 from components.common.gate import check_spans
-from components.common.ingest import (
-    ingest,
-    load_default_table,
-    parse_spans,
-    publish_spans,
-    span_history,
-)
+from components.common.ingest import ingest
+from components.common.publish import publish_spans
+from components.common.sources import load_default_table
+from components.common.spans import parse_spans, span_history
 from infra.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,10 @@ import pytest
 
 from components.common.contract import load_contract
 from components.common.errors import DataError
-from components.common.ingest import REASON_NO_LABEL, ingest, load_default_table, parse_months
+from components.common.ingest import ingest
+from components.common.screen import REASON_NO_LABEL
+from components.common.sources import load_default_table
+from components.common.spans import parse_months
 
 CONTRACT = load_contract()
 
@@ -119,10 +122,10 @@ def test_scale_writes_k_times_each_split_in_bounded_row_groups_and_profiles_what
     import numpy as np
     import pyarrow.parquet as pq
 
-    from components.common import ingest as ingest_module
+    from components.common import spans as spans_module
 
     # Small row groups, so that 4x of 3,000 rows spans several groups and several chunks.
-    monkeypatch.setattr(ingest_module, "ROW_GROUP_ROWS", 1000)
+    monkeypatch.setattr(spans_module, "ROW_GROUP_ROWS", 1000)
     one = ingest(CONTRACT, tmp_path / "x1", months=[1, 2], sample=3000, seed=7)
     four = ingest(CONTRACT, tmp_path / "x4", months=[1, 2], sample=3000, seed=7, scale=4)
     ingest(CONTRACT, tmp_path / "again", months=[1, 2], sample=3000, seed=7, scale=4)
@@ -163,7 +166,8 @@ def test_scale_writes_k_times_each_split_in_bounded_row_groups_and_profiles_what
 
 
 def test_conform_for_scoring_stops_at_the_first_bad_row(tmp_path, small_csv):
-    from components.common.ingest import conform, load_input_table
+    from components.common.screen import conform
+    from components.common.sources import load_input_table
 
     _, part = small_csv
     part = part.reset_index(drop=True).astype({"distance": object}).drop(columns=["arr_delay"])
@@ -178,7 +182,7 @@ def test_conform_for_scoring_stops_at_the_first_bad_row(tmp_path, small_csv):
 
 
 def test_conform_names_every_missing_column(small_csv):
-    from components.common.ingest import conform
+    from components.common.screen import conform
 
     with pytest.raises(DataError, match=r"rows.csv breaks the contract 'flights' — schema on column "
                                         r"'sched_dep_time': observed column missing.*schema on "

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from components.common.contract import load_contract
-from components.common.ingest import load_default_table
+from components.common.sources import load_default_table
 from infra.cli import main
 
 CONTRACT = load_contract()

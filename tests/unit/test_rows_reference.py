@@ -9,7 +9,8 @@ import pytest
 from components.common import rows
 from components.common.contract import load_contract
 from components.common.errors import DataError
-from components.common.ingest import ingest, stale_generations
+from components.common.ingest import ingest
+from components.common.publish import stale_generations
 
 CONTRACT = load_contract()
 

@@ -11,8 +11,14 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
-from components.common.config import RunConfig, default_beam_args, override_beam_args
-from infra.beam_options import MULTI_PROCESSING_MIN_ROWS, direct_beam_args, direct_mode
+from components.common.beam_options import (
+    MULTI_PROCESSING_MIN_ROWS,
+    default_beam_args,
+    direct_beam_args,
+    direct_mode,
+    override_beam_args,
+)
+from components.common.config import RunConfig
 from pipelines.tfx.local_runner import local_beam_args
 
 

@@ -82,10 +82,13 @@ def test_tfx_trainer_without_numeric_features_and_few_rows(tmp_path):
     import tensorflow_transform as tft
     import yaml
 
+    from components.common.config import STEPS_PER_EXECUTION
     from components.common.contract import DEFAULT_CONTRACT, load_contract
-    from components.common.ingest import ingest, load_default_table, read_spans
+    from components.common.ingest import ingest
+    from components.common.sources import load_default_table
+    from components.common.spans import read_spans
     from components.tfx.serving import predict_saved_model
-    from components.tfx.trainer import STEPS_PER_EXECUTION, build_model, train
+    from components.tfx.trainer import build_model, train
 
     doc = yaml.safe_load((ROOT / "components" / "common" / DEFAULT_CONTRACT).read_text())
     for spec in doc["columns"].values():

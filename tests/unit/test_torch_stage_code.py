@@ -77,7 +77,8 @@ def test_kfp_ingest_component_writes_references_to_the_spans_read_in_place(tmp_p
     from kfp import dsl
 
     from components.common import rows
-    from components.common.ingest import ingest, load_default_table
+    from components.common.ingest import ingest
+    from components.common.sources import load_default_table
     from components.torch.kfp_components import ingest as ingest_component
 
     table, _ = load_default_table(CONTRACT)
@@ -144,7 +145,7 @@ def test_validate_and_evaluate_stream_the_references(tmp_path):
 
 def test_select_spans_all_or_newest(tmp_path):
     from components.common.errors import DataError
-    from components.common.ingest import select_spans
+    from components.common.spans import select_spans
 
     for s in (201301, 201312, 201302):
         (tmp_path / f"span-{s}").mkdir()

@@ -17,7 +17,6 @@ import os
 import re
 from dataclasses import dataclass
 
-from components.common.config import default_beam_args, override_beam_args
 from components.common.errors import ContractError
 
 RUNNERS = ("dataflow", "direct")
@@ -181,3 +180,27 @@ def beam_args(runner: str, overrides: list[str] | tuple[str, ...] = (),
     else:
         raise ValueError(f"unknown Beam runner {runner!r}; expected one of {RUNNERS}")
     return override_beam_args(base, overrides)
+
+
+def default_beam_args() -> list[str]:
+    """The local Beam options when the data size is not known (a compiled spec's pods, a bare
+    RunConfig): FnApiRunner in-memory, pinned. `twinpipe run` sizes them by the ingested rows
+    instead (``components.common.beam_options.direct_mode``: multi-processing over every core for large data).
+    """
+    return direct_beam_args(None)
+
+
+def _option_key(arg: str) -> str:
+    """A Beam option's name: ``--max_num_workers=4`` -> ``max_num_workers``; a boolean's negation
+    names the same option (``--no_use_public_ips`` and ``--use_public_ips``)."""
+    name = arg.split("=", 1)[0].lstrip("-")
+    return name[3:] if name.startswith("no_") else name
+
+
+def override_beam_args(base: list[str] | tuple[str, ...], overrides: list[str] | tuple[str, ...]
+                       ) -> list[str]:
+    """``base`` with every option named in ``overrides`` replaced by the overrides (by option name,
+    all of its occurrences: one ``--experiments=...`` replaces every default experiment), the
+    overrides appended in their order."""
+    keys = {_option_key(a) for a in overrides}
+    return [a for a in base if _option_key(a) not in keys] + list(overrides)
