@@ -392,7 +392,7 @@ def cmd_predict(args) -> int:
     raw, source = load_input_table(args.input)
     table = conform(raw, contract, source, features_only=True)
     if sig["runtime"] == "tensorflow-saved-model":
-        from components.tfx.serving import predict_saved_model
+        from components.tfx.export import predict_saved_model
 
         prob = predict_saved_model(str(model), table)
     elif sig["runtime"] == "onnx":

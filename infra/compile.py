@@ -51,8 +51,8 @@ def compile_tfx(
     """
     from tfx import v1 as tfx
 
+    from components.tfx.export import signature_json
     from components.tfx.schema import write_schema
-    from components.tfx.serving import signature_json
     from pipelines.tfx.local_runner import train_config
     from pipelines.tfx.pipeline import create_pipeline
 
@@ -62,7 +62,7 @@ def compile_tfx(
     write_schema(contract, out / "tfx-schema.pbtxt")
     cfg = RunConfig(workers=workers, months=tuple(parse_months(months) or range(1, 13)))
     tcfg = train_config(cfg, contract, train_rows=0)  # counted by the trainer at run time
-    from components.tfx.launch import ClusterJob, job_name, manifest
+    from components.tfx.job import ClusterJob, job_name, manifest
 
     job = tfx_train_job(target=target, image=image, workers=workers, gpu=gpu, gpu_count=gpu_count,
                         contract_uri=contract_uri, project=project, region=region)

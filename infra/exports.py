@@ -30,7 +30,7 @@ import pandas as pd
 from components.common import rows, storage
 from components.common.contract import Contract
 from components.common.serving_bench import predict
-from components.tfx.exports import export_bytes
+from components.tfx.export import export_bytes
 
 log = logging.getLogger("twinpipe.measure")
 
@@ -57,7 +57,7 @@ REFERENCE = {"tfx": "saved_model", "torch": "eager"}
 def scorer_for(stack: str, name: str, folder: Path, contract: Contract):
     """The scorer (``encode``/``score``) of export ``name`` in its own runtime."""
     if stack == "tfx":
-        from components.tfx.serving import SavedModelRawScorer, SavedModelScorer, TFLiteScorer
+        from components.tfx.export import SavedModelRawScorer, SavedModelScorer, TFLiteScorer
 
         if name == "saved_model":
             return SavedModelScorer(str(folder), [c.name for c in contract.features])

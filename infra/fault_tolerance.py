@@ -120,7 +120,7 @@ def _train(stack: str, tmp: str, cfg, contract, summary: dict, workers: int, epo
     the launcher's max restarts)."""
     tr = summary["stages"]["train"]
     if stack == "tfx":
-        from components.tfx.trainer import WORKER_MAX_RESTARTS, launch_local_workers
+        from components.tfx.launch import WORKER_MAX_RESTARTS, launch_local_workers
         from pipelines.tfx.local_runner import retrain_spec, train_config
 
         spec = retrain_spec(summary, tmp, {**train_config(cfg, contract, train_rows),

@@ -113,7 +113,7 @@ def _scorer(stack: str, model_dir: Path, contract: Contract):
 
 def _sizes(stack: str, model_dir: Path) -> dict:
     if stack == "tfx":  # the SavedModel alone: push puts model.tflite beside it
-        from components.tfx.exports import saved_model_bytes
+        from components.tfx.export import saved_model_bytes
 
         return {"SavedModel": saved_model_bytes(model_dir)}
     files = json.loads((model_dir / "signature.json").read_text())["files"]

@@ -3,7 +3,7 @@
 KServe's ``ModelServer`` (:mod:`infra.kserve_front`) runs in its own venv (kserve 0.21 needs
 protobuf 6 and numpy 2, the TFX lock pins protobuf 4 and numpy 1.26), so the stack's serving
 runtime cannot live in its process. It runs here instead, exactly as ``twinpipe predict`` runs it
-(:class:`~components.tfx.serving.SavedModelScorer`, :class:`~components.torch.export.OnnxScorer`,
+(:class:`~components.tfx.export.SavedModelScorer`, :class:`~components.torch.export.OnnxScorer`,
 rows conformed to the contract first), and the front talks to it over a pipe: one JSON line per
 request on stdin, one JSON line per answer on stdout (floats round-trip exactly through JSON).
 
@@ -98,7 +98,7 @@ def load(stack: str, version: str, uri: str, workdir: str) -> Loaded:
         raise DataError(f"--model: version {uri} holds a {runtime!r} model, but --stack {stack} "
                         f"serves {RUNTIMES[stack]!r}; give the {stack} stack's push destination.")
     if stack == "tfx":
-        from components.tfx.serving import SavedModelScorer
+        from components.tfx.export import SavedModelScorer
 
         scorer = SavedModelScorer(str(local))
     else:

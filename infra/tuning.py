@@ -245,7 +245,7 @@ def transform_slice(contract: Contract, slice_dir: Path, out: Path) -> dict:
     from tfx_bsl.public import tfxio
 
     from components.common.beam_options import tuned_mode
-    from components.tfx.example_gen import table_to_examples
+    from components.tfx.ingest import table_to_examples
     from components.tfx.schema import contract_to_schema
     from components.tfx.transform import preprocessing_fn
 
@@ -281,8 +281,9 @@ def sweep_tfx(contract: Contract, base: RunConfig, slice_dir: Path, work: Path,
     points of one thread count in one process (TF's thread pools are fixed per process), multi-
     worker points through the Trainer's own local launcher (MultiWorkerMirroredStrategy); AUC of
     the saved serving model (its ``serving_default`` signature) on the raw eval slice."""
-    from components.tfx.serving import SavedModelScorer
-    from components.tfx.trainer import TRAIN_METRICS, launch_local_workers
+    from components.tfx.export import SavedModelScorer
+    from components.tfx.launch import launch_local_workers
+    from components.tfx.trainer import TRAIN_METRICS
     from pipelines.tfx.local_runner import train_config
 
     t0 = time.time()
@@ -374,7 +375,7 @@ def _record_batches(path: str):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from components.tfx.example_gen import _as_value_lists
+    from components.tfx.ingest import _as_value_lists
 
     with storage.open(path, "rb") as f:
         for batch in pq.ParquetFile(f).iter_batches(batch_size=8192):

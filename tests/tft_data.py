@@ -19,7 +19,7 @@ def tfx_transform(contract, spans_dir: Path, out: Path) -> tuple[str, str]:
     from tfx_bsl.public import tfxio
 
     from components.common.spans import read_spans
-    from components.tfx.example_gen import table_to_examples
+    from components.tfx.ingest import table_to_examples
     from components.tfx.schema import contract_to_schema
     from components.tfx.transform import preprocessing_fn
 

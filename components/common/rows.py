@@ -27,6 +27,7 @@ import pyarrow.dataset as ds
 
 from components.common import storage
 from components.common.errors import DataError
+from components.common.spans import open_files, still_there, stream
 
 REF_KIND = "twinpipe.rows-ref/v1"
 BATCH_ROWS = 65_536  # rows per record batch a stage holds at a time (a few MB for the flights)
@@ -123,27 +124,6 @@ def files(source: str | os.PathLike, split: str = "train") -> list[str]:
     return found
 
 
-@contextlib.contextmanager
-def _still_there(what: str):
-    """A referenced file that vanished (its generation was replaced twice since ingest, or removed
-    by hand) as one DataError naming it, not a pyarrow traceback."""
-    try:
-        yield
-    except FileNotFoundError as e:
-        raise DataError(
-            f"{e.filename or what}: a file of the rows to read ({what}) no longer exists — the spans "
-            "were published again (twice) or removed while this run read them; rerun from ingest "
-            "(rule: volume).") from None
-
-
-def open_files(paths: list[str]) -> ds.Dataset:
-    """Parquet files (local or ``gs://``, not mixed) as one pyarrow dataset, nothing read yet."""
-    fs, _ = storage.pyarrow_fs(paths[0])
-    with _still_there(storage.parent(paths[0])):
-        return ds.dataset([storage.pyarrow_fs(f)[1] for f in paths], format="parquet",
-                          filesystem=fs)
-
-
 def dataset(source: str | os.PathLike, split: str = "train") -> ds.Dataset:
     """``source``'s rows of ``split`` as a pyarrow dataset (nothing read yet)."""
     return open_files(files(source, split))
@@ -159,17 +139,6 @@ def batches(source: str | os.PathLike, split: str = "train", columns: list[str] 
             batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
     """The rows as record batches of at most ``batch_rows``, in file order, holding one at a time."""
     yield from stream(dataset(source, split), columns, batch_rows)
-
-
-def stream(data: ds.Dataset, columns: list[str] | None = None,
-           batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
-    """``data``'s non-empty record batches, in file order. Read-ahead is bounded too: pyarrow's
-    defaults (16 batches, 4 files ahead) would hold far more rows than the one batch in use."""
-    with _still_there(data.files[0] if data.files else "no files"):
-        for batch in data.to_batches(columns=columns, batch_size=batch_rows,
-                                     batch_readahead=2, fragment_readahead=2):
-            if batch.num_rows:
-                yield batch
 
 
 def read(source: str | os.PathLike, split: str = "train", columns: list[str] | None = None):
@@ -244,7 +213,7 @@ def read_piece(piece: Piece, columns: list[str] | None = None) -> pa.Table:
     import pyarrow.parquet as pq
 
     fs, path = storage.pyarrow_fs(piece.group.file)
-    with _still_there(piece.group.file), fs.open_input_file(path) as f:
+    with still_there(piece.group.file), fs.open_input_file(path) as f:
         table = pq.ParquetFile(f).read_row_group(piece.group.index, columns=columns)
     return table.slice(piece.start, piece.rows)
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from components.common import storage
 from components.common.contract import Contract
 from components.common.errors import DataError
 
@@ -142,12 +146,10 @@ def span_dataset(spans_dir: str | Path, split: str, spans: list[int] | None = No
     Raises:
         DataError: no such split in those spans (rule: volume).
     """
-    from components.common import rows
-
     files = span_files(spans_dir, split, spans)
     if not files:
         raise no_split_rows(spans_dir, split, spans)
-    return rows.open_files(files)
+    return open_files(files)
 
 
 def no_split_rows(spans_dir: str | Path, split: str, spans: list[int] | None) -> DataError:
@@ -166,12 +168,10 @@ def iter_spans(spans_dir: str | Path, split: str, spans: list[int] | None = None
     """One split of the written spans as a stream of record batches of at most ``batch_rows``
     rows, in span and file order (see :func:`span_dataset`): only ``columns`` (those of them the
     files hold; every column when None) are read, so memory holds one batch, not the split."""
-    from components.common import rows
-
     data = span_dataset(spans_dir, split, spans)
     if columns is not None:
         columns = [c for c in columns if c in data.schema.names]
-    yield from rows.stream(data, columns, batch_rows)
+    yield from stream(data, columns, batch_rows)
 
 
 def span_history(spans_dir: str | Path) -> dict[int, str]:
@@ -226,3 +226,35 @@ def parse_spans(text: str | None) -> list[int] | None:
         raise DataError(f"--spans {text!r}: {str(e)!r} is not a span YYYYMM (month 01-12) or an "
                         "ascending range like 201301-201312.") from None
     return sorted(set(out))
+
+
+@contextlib.contextmanager
+def still_there(what: str):
+    """A referenced file that vanished (its generation was replaced twice since ingest, or removed
+    by hand) as one DataError naming it, not a pyarrow traceback."""
+    try:
+        yield
+    except FileNotFoundError as e:
+        raise DataError(
+            f"{e.filename or what}: a file of the rows to read ({what}) no longer exists — the spans "
+            "were published again (twice) or removed while this run read them; rerun from ingest "
+            "(rule: volume).") from None
+
+
+def open_files(paths: list[str]) -> ds.Dataset:
+    """Parquet files (local or ``gs://``, not mixed) as one pyarrow dataset, nothing read yet."""
+    fs, _ = storage.pyarrow_fs(paths[0])
+    with still_there(storage.parent(paths[0])):
+        return ds.dataset([storage.pyarrow_fs(f)[1] for f in paths], format="parquet",
+                          filesystem=fs)
+
+
+def stream(data: ds.Dataset, columns: list[str] | None = None,
+           batch_rows: int = ROW_GROUP_ROWS) -> Iterator[pa.RecordBatch]:
+    """``data``'s non-empty record batches, in file order. Read-ahead is bounded too: pyarrow's
+    defaults (16 batches, 4 files ahead) would hold far more rows than the one batch in use."""
+    with still_there(data.files[0] if data.files else "no files"):
+        for batch in data.to_batches(columns=columns, batch_size=batch_rows,
+                                     batch_readahead=2, fragment_readahead=2):
+            if batch.num_rows:
+                yield batch

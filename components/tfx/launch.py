@@ -1,216 +1,34 @@
-"""The TFX Trainer's cluster job: real multi-worker training on pods of their own.
-
-Locally the Trainer starts its workers as processes beside itself
-(:func:`components.tfx.trainer.launch_local_workers`). On a cluster that would put every "worker"
-inside the one Trainer pod, so with a cluster job config in its ``custom_config`` the Trainer
-submits a job instead, streams its logs and waits:
-
-* ``volcano`` (self-hosted KFP on GKE): a Volcano Job (``batch.volcano.sh/v1alpha1``) with one
-  task ``worker`` of ``replicas`` pods and the ``tensorflow`` plugin, which writes each pod's
-  TF_CONFIG (cluster = every worker's stable DNS name from the ``svc`` plugin, task = its index).
-  Kubeflow Trainer v2 has no TensorFlow runtime, hence Volcano.
-* ``vertex`` (Vertex AI Pipelines): a CustomJob with a chief pool (1 replica) and a worker pool
-  (``replicas - 1``); Vertex sets TF_CONFIG (``chief`` + ``worker``) on every replica.
-
-Each pod runs ``python -m components.tfx.trainer SPEC_URI``: the training spec the Trainer wrote
-to object storage. GPU requests sit on these pods only; the Trainer pod only waits.
-
-The builders are pure (``tfx_volcano_job``, ``tfx_vertex_customjob``) and their output is what
-``twinpipe compile`` writes next to the spec and what the tests validate against the Volcano CRD
-and the Vertex CustomJob proto. :func:`submit_and_wait` talks to a real cluster or Vertex and is
-exercised only there (no Kubernetes or GCP project is reachable from the test machine).
-"""
+"""Starting and following the TFX trainer's workers: local worker processes (supervised, restarted from backups) or the cluster job that trains them."""
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 
-from components.common.alerts import secret_env
+from components.common import fault
 from components.common.cluster import (
-    container_security,
     kube_client,
-    pod_security,
     run_custom_object,
     run_vertex_customjob,
 )
-from components.common.errors import ContractError
+from components.common.threads import (
+    THREADS_ENV,
+    threads_per_worker,
+    visible_gpus,
+    worker_gpu_env,
+)
+from components.tfx.job import TASK, TERMINAL, ClusterJob, job_name, manifest
 
 log = logging.getLogger("twinpipe.tfx.train")
-
-LAUNCHERS = ("volcano", "vertex")
-TASK = "worker"
-TF_PORT = 2222
-# Set by the Trainer at run time (the spec it wrote); the compiled manifest shows this stand-in.
-SPEC_ENV = "TWINPIPE_TRAIN_SPEC"
-SPEC_AT_RUN_TIME = "<written by the train step at run time>"
-TERMINAL = {"Completed": True, "Failed": False, "Aborted": False, "Terminated": False}
-
-
-@dataclass(frozen=True)
-class ClusterJob:
-    """Where and how the training pods run (the Trainer's ``custom_config["cluster_job"]``)."""
-
-    launcher: str
-    image: str
-    replicas: int
-    cpu: str = "4"
-    memory: str = "16Gi"
-    gpu: int = 0
-    gpu_type: str = ""                      # GKE accelerator name (kfp) / Vertex enum (vertex)
-    machine_type: str = "n1-standard-8"     # Vertex only
-    node_selector: dict = field(default_factory=dict)
-    tolerations: list = field(default_factory=list)
-    namespace: str = "twinpipe"
-    queue: str = "twinpipe"
-    service_account: str = "twinpipe-runner"
-    contract_uri: str = ""
-    project: str = ""                        # Vertex only
-    region: str = "us-central1"              # Vertex only
-    max_restarts: int = 3                    # whole-job relaunches after a worker failed
-
-    @classmethod
-    def from_dict(cls, doc: dict) -> ClusterJob:
-        """Checks a job config; a ContractError names the bad key."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(doc) - known)
-        if unknown:
-            raise ContractError(f"[tfx][train] cluster job config: unknown key(s) {unknown}; "
-                                f"known: {sorted(known)}.")
-        if doc.get("launcher") not in LAUNCHERS:
-            raise ContractError(f"[tfx][train] cluster job config: launcher is "
-                                f"{doc.get('launcher')!r}; one of {', '.join(LAUNCHERS)}.")
-        if not doc.get("image"):
-            raise ContractError("[tfx][train] cluster job config: 'image' is required (the TFX "
-                                "image every training pod runs).")
-        replicas = doc.get("replicas")
-        if not isinstance(replicas, int) or replicas < 1:
-            raise ContractError(f"[tfx][train] cluster job config: replicas is {replicas!r}; "
-                                "it must be a whole number of workers, at least 1.")
-        if int(doc.get("gpu", 0)) > 0 and not doc.get("gpu_type"):
-            raise ContractError("[tfx][train] cluster job config: gpu > 0 needs gpu_type.")
-        restarts = doc.get("max_restarts", 0)
-        if not isinstance(restarts, int) or restarts < 0:
-            raise ContractError(f"[tfx][train] cluster job config: max_restarts is {restarts!r}; "
-                                "it must be a whole number, 0 or more.")
-        return cls(**doc)
-
-
-def job_name(run_key: str) -> str:
-    """A Kubernetes-safe name, unique per training run (``run_key``: the model run folder)."""
-    return f"twinpipe-tfx-train-{hashlib.sha256(run_key.encode()).hexdigest()[:10]}"
-
-
-def _command() -> list[str]:
-    # Kubernetes expands $(VAR) in args from the container's env: the spec URI is set per run.
-    return ["python", "-m", "components.tfx.trainer", f"$({SPEC_ENV})"]
-
-
-def _pod_env(job: ClusterJob, spec_uri: str) -> list[dict]:
-    env = [{"name": SPEC_ENV, "value": spec_uri}]
-    if job.contract_uri:
-        env.append({"name": "TWINPIPE_CONTRACT", "value": job.contract_uri})
-    return env + secret_env()
-
-
-def tfx_volcano_job(job: ClusterJob, name: str, spec_uri: str = SPEC_AT_RUN_TIME) -> dict:
-    """The Volcano Job: one ``worker`` task of ``job.replicas`` pods, TF_CONFIG from the plugin.
-
-    ``minAvailable`` = replicas (gang scheduling: MultiWorkerMirroredStrategy needs every worker
-    up, or the first collective waits forever). A pod failing or evicted restarts the whole job
-    (``RestartJob``: the collective cannot continue without it, and every worker must rejoin
-    the new ring), at most ``job.max_restarts`` times (``maxRetry``); the new pods resume from
-    the ``BackupAndRestore`` backup in the model run folder on object storage. Past that the
-    job fails and the Trainer reports it.
-    """
-    resources: dict = {"requests": {"cpu": job.cpu, "memory": job.memory},
-                       "limits": {"cpu": job.cpu, "memory": job.memory}}
-    if job.gpu:
-        resources["requests"]["nvidia.com/gpu"] = str(job.gpu)
-        resources["limits"]["nvidia.com/gpu"] = str(job.gpu)
-    pod_spec: dict = {
-        "serviceAccountName": job.service_account,
-        "restartPolicy": "Never",
-        "priorityClassName": "twinpipe-training",
-        "securityContext": pod_security(),
-        "containers": [{
-            "name": "tensorflow",
-            "image": job.image,
-            "command": _command(),
-            "env": _pod_env(job, spec_uri),
-            "ports": [{"name": "tfjob-port", "containerPort": TF_PORT}],
-            "resources": resources,
-            "securityContext": container_security(),
-        }],
-    }
-    if job.node_selector:
-        pod_spec["nodeSelector"] = dict(job.node_selector)
-    if job.tolerations:
-        pod_spec["tolerations"] = [dict(t) for t in job.tolerations]
-    return {
-        "apiVersion": "batch.volcano.sh/v1alpha1",
-        "kind": "Job",
-        "metadata": {"name": name, "namespace": job.namespace,
-                     "labels": {"app.kubernetes.io/part-of": "twinpipe", "twinpipe/stack": "tfx",
-                                "twinpipe/stage": "train"}},
-        "spec": {
-            "schedulerName": "volcano",
-            "queue": job.queue,
-            "minAvailable": job.replicas,
-            "maxRetry": job.max_restarts,
-            "plugins": {"svc": [], "tensorflow": [f"--worker={TASK}", f"--port={TF_PORT}"]},
-            "policies": [{"event": "PodFailed", "action": "RestartJob"},
-                         {"event": "PodEvicted", "action": "RestartJob"}],
-            "tasks": [{
-                "name": TASK,
-                "replicas": job.replicas,
-                "policies": [{"event": "TaskCompleted", "action": "CompleteJob"}],
-                "template": {"metadata": {"labels": {"twinpipe/stage": "train"}},
-                             "spec": pod_spec},
-            }],
-        },
-    }
-
-
-def tfx_vertex_customjob(job: ClusterJob, name: str, spec_uri: str = SPEC_AT_RUN_TIME) -> dict:
-    """The Vertex CustomJob (REST/JSON form of ``aiplatform_v1.CustomJob``): pool 0 is the
-    chief (1 replica), pool 1 the other ``replicas - 1`` workers; Vertex writes TF_CONFIG.
-
-    Vertex has no Kubernetes Secrets: alert secrets reach Vertex jobs through the pipeline's own
-    settings, only the contract URI travels here.
-
-    Fault tolerance: Vertex restarts a failed replica itself; ``restartJobOnWorkerRestart``
-    restarts every replica with it (MultiWorkerMirroredStrategy's ring needs them all anew), and
-    they resume from the ``BackupAndRestore`` backup on object storage. ``max_restarts`` 0 turns
-    Vertex's retries off (``disableRetries``); Vertex has no other bound on them."""
-    machine: dict = {"machineType": job.machine_type}
-    if job.gpu:
-        machine.update(acceleratorType=job.gpu_type, acceleratorCount=job.gpu)
-    env = [{"name": SPEC_ENV, "value": spec_uri}]
-    if job.contract_uri:
-        env.append({"name": "TWINPIPE_CONTRACT", "value": job.contract_uri})
-    # No $(VAR) expansion on Vertex: the URI goes into the args directly.
-    container = {"imageUri": job.image, "command": _command()[:-1] + [spec_uri], "env": env}
-    pools = [{"machineSpec": machine, "replicaCount": "1", "containerSpec": container}]
-    if job.replicas > 1:
-        pools.append({"machineSpec": dict(machine), "replicaCount": str(job.replicas - 1),
-                      "containerSpec": dict(container)})
-    scheduling: dict = {"restartJobOnWorkerRestart": True}
-    if job.max_restarts == 0:
-        scheduling = {"disableRetries": True}
-    spec: dict = {"workerPoolSpecs": pools, "scheduling": scheduling}
-    if job.service_account and "@" in job.service_account:  # a GCP SA; the KSA name means nothing
-        spec["serviceAccount"] = job.service_account
-    return {"displayName": name, "jobSpec": spec,
-            "labels": {"twinpipe-stack": "tfx", "twinpipe-stage": "train"}}
-
-
-def manifest(job: ClusterJob, name: str, spec_uri: str = SPEC_AT_RUN_TIME) -> dict:
-    """The manifest ``job.launcher`` submits."""
-    build = tfx_volcano_job if job.launcher == "volcano" else tfx_vertex_customjob
-    return build(job, name, spec_uri)
 
 
 def submit_and_wait(job: ClusterJob, spec_uri: str, run_key: str, poll_s: float = 10.0) -> None:
@@ -243,3 +61,202 @@ def volcano_log_pod(core, ns: str, name: str, obj: dict) -> str | None:
     """Worker 0, the chief, once the job runs: its log is the run's (the others repeat it)."""
     running = ((obj.get("status") or {}).get("state") or {}).get("phase") == "Running"
     return f"{name}-{TASK}-0" if running else None
+
+
+def launch_cluster_job(spec: dict, cluster_job: dict) -> None:
+    """Writes the training spec beside the model run (object storage on a cluster, where every
+    training pod reads it) and runs the cluster job that trains on it."""
+    from components.common import storage
+    from components.tfx.job import ClusterJob
+    from components.tfx.launch import submit_and_wait
+
+    job = ClusterJob.from_dict(cluster_job)
+    spec_uri = storage.join(spec["model_run_dir"], TRAIN_SPEC)
+    storage.write_json(spec_uri, spec)
+    submit_and_wait(job, spec_uri, run_key=spec["model_run_dir"])
+
+
+# TF's CPU build prints these on every start; they say nothing about the run.
+_NOISE = ("Unable to register cuFFT", "Unable to register cuDNN", "Unable to register cuBLAS",
+          "TF-TRT Warning", "could not open file to read NUMA node")
+
+
+def _stream(proc: subprocess.Popen, prefix: str) -> None:
+    for line in proc.stdout:  # type: ignore[union-attr]
+        if not any(n in line for n in _NOISE):
+            sys.stderr.write(f"{prefix} {line}")
+
+
+# How long the launcher lets the other workers stop after SIGTERM (one worker failed) before it
+# sends SIGKILL: a MultiWorkerMirroredStrategy sibling can otherwise hang in a collective.
+WORKER_GRACE_S = 5.0
+
+
+@dataclass
+class Supervised:
+    """What :func:`supervise` saw: every process's exit code (``-N``: killed by signal N), the
+    index of the first one that failed (None when all exited 0), and the ones it stopped."""
+
+    codes: list[int]
+    failed: int | None = None
+    stopped: list[int] = field(default_factory=list)
+
+
+def _describe(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def supervise(procs: list[subprocess.Popen], grace_s: float = WORKER_GRACE_S,
+              poll_s: float = 0.1) -> Supervised:
+    """Waits for ``procs``; as soon as one exits non-zero, the others get SIGTERM, then SIGKILL
+    after ``grace_s`` seconds. Returns when every process has exited."""
+    failed = None
+    while failed is None:
+        codes = [p.poll() for p in procs]
+        failed = next((i for i, c in enumerate(codes) if c not in (None, 0)), None)
+        if failed is None:
+            if all(c is not None for c in codes):
+                return Supervised(codes)  # type: ignore[arg-type]
+            time.sleep(poll_s)
+    stopped = [i for i, p in enumerate(procs) if p.poll() is None]
+    stop(procs, grace_s)
+    return Supervised([p.returncode for p in procs], failed, stopped)
+
+
+def stop(procs: list[subprocess.Popen], grace_s: float = WORKER_GRACE_S) -> None:
+    """SIGTERM to the running ``procs``, SIGKILL to those still running ``grace_s`` later."""
+    running = [p for p in procs if p.poll() is None]
+    for p in running:
+        p.terminate()
+    deadline = time.monotonic() + grace_s
+    for p in running:
+        try:
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+# How often the local launcher relaunches the workers after one failed (as torchrun's
+# --max_restarts for the torch stack): each relaunch resumes from the BackupAndRestore backup.
+WORKER_MAX_RESTARTS = 3
+
+
+BACKUP_PROGRESS = "progress.json"  # in the backup folder: the epochs it holds (for the logs)
+
+
+def backup_dir(spec: dict) -> str | None:
+    """Where :func:`fault_tolerance_callbacks` backs training up: ``backup/`` in the Trainer's
+    model run folder (object storage when the run is there, so relaunched pods on other nodes
+    find it), or the spec's own ``backup_dir``; None for a spec without a model run folder."""
+    from components.common import storage
+
+    if spec.get("backup_dir"):
+        return spec["backup_dir"]
+    return storage.join(spec["model_run_dir"], "backup") if spec.get("model_run_dir") else None
+
+
+def backed_up_epochs(spec: dict) -> int:
+    """The epochs the backup holds (0: none yet, training would start from scratch)."""
+    from components.common import storage
+
+    folder = backup_dir(spec)
+    marker = storage.join(folder, BACKUP_PROGRESS) if folder else None
+    if not marker or not storage.exists(marker):
+        return 0
+    return int(storage.read_json(marker)["epochs_done"])
+
+
+def _start_workers(spec_path: str, workers: int, attempt: int, pinned: int, gpus: list[str],
+                   procs: list[subprocess.Popen], threads: list[threading.Thread]) -> None:
+    """Starts ``workers`` training processes on fresh localhost ports (a relaunch must not meet
+    the previous attempt's sockets), each with its TF_CONFIG, their output streamed with a
+    ``[tfx][train][worker i]`` prefix, pinned to ``pinned`` threads and given its own share of
+    ``gpus`` when there are any (:func:`worker_gpu_env`); into ``procs``/``threads`` as they
+    start, so that the caller stops those already running if a later one fails to start."""
+    import portpicker
+
+    ports = [portpicker.pick_unused_port() for _ in range(workers)]
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    for i in range(workers):
+        env = dict(os.environ) | worker_gpu_env(i, workers, gpus)
+        env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
+        env[THREADS_ENV] = str(pinned)
+        env[fault.ATTEMPT_ENV] = str(attempt)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "components.tfx.trainer", spec_path],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        procs.append(proc)
+        t = threading.Thread(target=_stream, args=(proc, f"[tfx][train][worker {i}]"), daemon=True)
+        t.start()
+        threads.append(t)
+
+
+def launch_local_workers(spec: dict, workers: int, grace_s: float = WORKER_GRACE_S,
+                         worker_threads: int | None = None, max_restarts: int | None = None) -> None:
+    """Runs ``workers`` training processes on localhost with a shared TF_CONFIG cluster, each
+    pinned to ``worker_threads`` intra-op threads (default: the tuned ``config["threads"]``, else
+    :func:`threads_per_worker`).
+
+    When one worker fails the others are stopped (:func:`supervise`): a MultiWorkerMirroredStrategy
+    job cannot go on without every worker. Then, as TF recommends for that strategy, the whole
+    job is relaunched, up to ``max_restarts`` times (``config["max_restarts"]``, default
+    :data:`WORKER_MAX_RESTARTS`), and resumes from the ``BackupAndRestore`` backup of the last
+    finished epoch. When the restarts are spent, RuntimeError names the failed worker.
+    The spec file and the workers' scratch space live in one temporary folder, always removed.
+    """
+    if max_restarts is None:
+        max_restarts = int(spec.get("config", {}).get("max_restarts", WORKER_MAX_RESTARTS))
+    attempts = max_restarts + 1
+    # what every attempt's workers get: the same threads and (when there are any) GPUs
+    pinned = threads_per_worker(workers, worker_threads or spec.get("config", {}).get("threads"))
+    gpus = visible_gpus() if workers > 1 else []
+    run_dir = tempfile.mkdtemp(prefix="tfx-train-")
+    try:
+        spec_path = os.path.join(run_dir, "spec.json")
+        with open(spec_path, "w") as f:
+            json.dump({**spec, "scratch_dir": run_dir}, f)
+        for attempt in range(attempts):
+            procs: list[subprocess.Popen] = []
+            threads: list[threading.Thread] = []
+            try:
+                _start_workers(spec_path, workers, attempt, pinned, gpus, procs, threads)
+                outcome = supervise(procs, grace_s)
+            finally:
+                stop(procs, grace_s)  # an exception above (or Ctrl-C) leaves no worker running
+                for t in threads:
+                    t.join(timeout=5)
+            if outcome.failed is None:  # every worker done: the backup has served
+                from components.common import storage
+
+                folder = backup_dir(spec)
+                if folder and storage.exists(folder):
+                    storage.rm(folder, recursive=True)
+                return
+            what = f"worker {outcome.failed} {_describe(outcome.codes[outcome.failed])}"
+            fault.record("failed", stack="tfx", worker=outcome.failed, attempt=attempt,
+                         code=outcome.codes[outcome.failed])
+            if attempt + 1 < attempts:
+                epoch = backed_up_epochs(spec)
+                log.warning("[tfx][train] %s; relaunching attempt %d/%d (max_restarts %d), %s",
+                            what, attempt + 2, attempts, max_restarts,
+                            f"resuming from the backup at epoch {epoch}" if epoch
+                            else "no backup yet: from the start")
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    stopped = (f"; stopped the other worker(s) {outcome.stopped}" if outcome.stopped else "")
+    raise RuntimeError(
+        f"[tfx][train] worker {outcome.failed} of {workers} "
+        f"{_describe(outcome.codes[outcome.failed])}: multi-worker training failed after "
+        f"{attempts} attempt(s) (max_restarts {max_restarts}; exit codes {outcome.codes}"
+        f"{stopped}; see the [tfx][train][worker {outcome.failed}] lines above)"
+    )
+
+
+TRAIN_SPEC = "train-spec.json"

@@ -2,7 +2,7 @@
 atomically.
 
 Beside the SavedModel, push converts ``model.tflite`` from its raw-tensor signature and describes
-every export in ``signature.json`` (:mod:`components.tfx.exports`).
+every export in ``signature.json`` (:mod:`components.tfx.export`).
 
 The model is copied (``tf.io.gfile``, from the Trainer's local artifact) into a local temporary
 folder, and :func:`components.common.registry.push_atomic` publishes it: a rename into a local
@@ -39,7 +39,7 @@ def AtomicPusher(  # noqa: N802 (TFX component naming)
         logging.getLogger("twinpipe.tfx.push").info("[tfx][push] model not blessed: not pushed")
         return
 
-    from components.tfx.exports import add_exports
+    from components.tfx.export import add_exports
 
     signature = json.loads(signature_json)
 

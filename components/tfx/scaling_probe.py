@@ -114,7 +114,7 @@ def probe_worker(spec: dict) -> dict:
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from components.tfx.trainer import _dataset, build_model, cluster_role, worker_strategy
+    from components.tfx.model import build_model, cluster_role, input_dataset, worker_strategy
     from components.tfx.transform import LABEL_KEY
 
     probe, cfg = spec["probe"], spec["config"]
@@ -128,7 +128,7 @@ def probe_worker(spec: dict) -> dict:
     phases = []
     for size in (int(b) for b in probe["batches"]):
         global_batch = size * replicas
-        ds = _dataset(spec["train_files"], feature_spec, LABEL_KEY, global_batch, shuffle=False)
+        ds = input_dataset(spec["train_files"], feature_spec, LABEL_KEY, global_batch, shuffle=False)
         ds = ds.take(HELD_BATCHES).cache().repeat()
         iterator = iter(strategy.experimental_distribute_dataset(ds))
         with strategy.scope():

@@ -18,30 +18,18 @@ import logging
 import math
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
 
 from components.common import fault
-from components.common.config import STEPS_PER_EXECUTION
 from components.common.replicas import report_dir, weights_digest, write_replica_report
-from components.common.threads import (
-    COLLECTIVE_ENV,
-    THREADS_ENV,
-    threads_per_worker,
-    visible_gpus,
-    worker_gpu_env,
-)
+from components.tfx.export import save_serving_model, serving_signatures
+from components.tfx.launch import BACKUP_PROGRESS, backup_dir, launch_cluster_job, launch_local_workers
+from components.tfx.model import build_model, cluster_role, count_records, input_dataset, worker_strategy
 
 log = logging.getLogger("twinpipe.tfx.train")
 
-SERVING_SIGNATURE = "serving_default"
-RAW_SIGNATURE = "serving_raw"  # raw feature tensors in, the Transform layer inside (issue 15)
-RAW_SIGNATURE_ERROR = "serving_raw.error.txt"  # under assets.extra/ when serving_raw failed
 TRAIN_METRICS = "train_metrics.json"
 
 
@@ -60,9 +48,6 @@ def _spec_from_fn_args(fn_args) -> dict:
     }
 
 
-TRAIN_SPEC = "train-spec.json"
-
-
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point."""
     spec = _spec_from_fn_args(fn_args)
@@ -76,199 +61,6 @@ def run_fn(fn_args) -> None:
         launch_local_workers(spec, workers)
     else:
         train(spec)
-
-
-def launch_cluster_job(spec: dict, cluster_job: dict) -> None:
-    """Writes the training spec beside the model run (object storage on a cluster, where every
-    training pod reads it) and runs the cluster job that trains on it."""
-    from components.common import storage
-    from components.tfx.launch import ClusterJob, submit_and_wait
-
-    job = ClusterJob.from_dict(cluster_job)
-    spec_uri = storage.join(spec["model_run_dir"], TRAIN_SPEC)
-    storage.write_json(spec_uri, spec)
-    submit_and_wait(job, spec_uri, run_key=spec["model_run_dir"])
-
-
-# TF's CPU build prints these on every start; they say nothing about the run.
-_NOISE = ("Unable to register cuFFT", "Unable to register cuDNN", "Unable to register cuBLAS",
-          "TF-TRT Warning", "could not open file to read NUMA node")
-
-
-def _stream(proc: subprocess.Popen, prefix: str) -> None:
-    for line in proc.stdout:  # type: ignore[union-attr]
-        if not any(n in line for n in _NOISE):
-            sys.stderr.write(f"{prefix} {line}")
-
-
-# How long the launcher lets the other workers stop after SIGTERM (one worker failed) before it
-# sends SIGKILL: a MultiWorkerMirroredStrategy sibling can otherwise hang in a collective.
-WORKER_GRACE_S = 5.0
-
-
-@dataclass
-class Supervised:
-    """What :func:`supervise` saw: every process's exit code (``-N``: killed by signal N), the
-    index of the first one that failed (None when all exited 0), and the ones it stopped."""
-
-    codes: list[int]
-    failed: int | None = None
-    stopped: list[int] = field(default_factory=list)
-
-
-def _describe(code: int) -> str:
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with code {code}"
-
-
-def supervise(procs: list[subprocess.Popen], grace_s: float = WORKER_GRACE_S,
-              poll_s: float = 0.1) -> Supervised:
-    """Waits for ``procs``; as soon as one exits non-zero, the others get SIGTERM, then SIGKILL
-    after ``grace_s`` seconds. Returns when every process has exited."""
-    failed = None
-    while failed is None:
-        codes = [p.poll() for p in procs]
-        failed = next((i for i, c in enumerate(codes) if c not in (None, 0)), None)
-        if failed is None:
-            if all(c is not None for c in codes):
-                return Supervised(codes)  # type: ignore[arg-type]
-            time.sleep(poll_s)
-    stopped = [i for i, p in enumerate(procs) if p.poll() is None]
-    stop(procs, grace_s)
-    return Supervised([p.returncode for p in procs], failed, stopped)
-
-
-def stop(procs: list[subprocess.Popen], grace_s: float = WORKER_GRACE_S) -> None:
-    """SIGTERM to the running ``procs``, SIGKILL to those still running ``grace_s`` later."""
-    running = [p for p in procs if p.poll() is None]
-    for p in running:
-        p.terminate()
-    deadline = time.monotonic() + grace_s
-    for p in running:
-        try:
-            p.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-
-
-# How often the local launcher relaunches the workers after one failed (as torchrun's
-# --max_restarts for the torch stack): each relaunch resumes from the BackupAndRestore backup.
-WORKER_MAX_RESTARTS = 3
-BACKUP_PROGRESS = "progress.json"  # in the backup folder: the epochs it holds (for the logs)
-
-
-def backup_dir(spec: dict) -> str | None:
-    """Where :func:`fault_tolerance_callbacks` backs training up: ``backup/`` in the Trainer's
-    model run folder (object storage when the run is there, so relaunched pods on other nodes
-    find it), or the spec's own ``backup_dir``; None for a spec without a model run folder."""
-    from components.common import storage
-
-    if spec.get("backup_dir"):
-        return spec["backup_dir"]
-    return storage.join(spec["model_run_dir"], "backup") if spec.get("model_run_dir") else None
-
-
-def backed_up_epochs(spec: dict) -> int:
-    """The epochs the backup holds (0: none yet, training would start from scratch)."""
-    from components.common import storage
-
-    folder = backup_dir(spec)
-    marker = storage.join(folder, BACKUP_PROGRESS) if folder else None
-    if not marker or not storage.exists(marker):
-        return 0
-    return int(storage.read_json(marker)["epochs_done"])
-
-
-def _start_workers(spec_path: str, workers: int, attempt: int, pinned: int, gpus: list[str],
-                   procs: list[subprocess.Popen], threads: list[threading.Thread]) -> None:
-    """Starts ``workers`` training processes on fresh localhost ports (a relaunch must not meet
-    the previous attempt's sockets), each with its TF_CONFIG, their output streamed with a
-    ``[tfx][train][worker i]`` prefix, pinned to ``pinned`` threads and given its own share of
-    ``gpus`` when there are any (:func:`worker_gpu_env`); into ``procs``/``threads`` as they
-    start, so that the caller stops those already running if a later one fails to start."""
-    import portpicker
-
-    ports = [portpicker.pick_unused_port() for _ in range(workers)]
-    cluster = {"worker": [f"localhost:{p}" for p in ports]}
-    for i in range(workers):
-        env = dict(os.environ) | worker_gpu_env(i, workers, gpus)
-        env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
-        env[THREADS_ENV] = str(pinned)
-        env[fault.ATTEMPT_ENV] = str(attempt)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "components.tfx.trainer", spec_path],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        procs.append(proc)
-        t = threading.Thread(target=_stream, args=(proc, f"[tfx][train][worker {i}]"), daemon=True)
-        t.start()
-        threads.append(t)
-
-
-def launch_local_workers(spec: dict, workers: int, grace_s: float = WORKER_GRACE_S,
-                         worker_threads: int | None = None, max_restarts: int | None = None) -> None:
-    """Runs ``workers`` training processes on localhost with a shared TF_CONFIG cluster, each
-    pinned to ``worker_threads`` intra-op threads (default: the tuned ``config["threads"]``, else
-    :func:`threads_per_worker`).
-
-    When one worker fails the others are stopped (:func:`supervise`): a MultiWorkerMirroredStrategy
-    job cannot go on without every worker. Then, as TF recommends for that strategy, the whole
-    job is relaunched, up to ``max_restarts`` times (``config["max_restarts"]``, default
-    :data:`WORKER_MAX_RESTARTS`), and resumes from the ``BackupAndRestore`` backup of the last
-    finished epoch. When the restarts are spent, RuntimeError names the failed worker.
-    The spec file and the workers' scratch space live in one temporary folder, always removed.
-    """
-    if max_restarts is None:
-        max_restarts = int(spec.get("config", {}).get("max_restarts", WORKER_MAX_RESTARTS))
-    attempts = max_restarts + 1
-    # what every attempt's workers get: the same threads and (when there are any) GPUs
-    pinned = threads_per_worker(workers, worker_threads or spec.get("config", {}).get("threads"))
-    gpus = visible_gpus() if workers > 1 else []
-    run_dir = tempfile.mkdtemp(prefix="tfx-train-")
-    try:
-        spec_path = os.path.join(run_dir, "spec.json")
-        with open(spec_path, "w") as f:
-            json.dump({**spec, "scratch_dir": run_dir}, f)
-        for attempt in range(attempts):
-            procs: list[subprocess.Popen] = []
-            threads: list[threading.Thread] = []
-            try:
-                _start_workers(spec_path, workers, attempt, pinned, gpus, procs, threads)
-                outcome = supervise(procs, grace_s)
-            finally:
-                stop(procs, grace_s)  # an exception above (or Ctrl-C) leaves no worker running
-                for t in threads:
-                    t.join(timeout=5)
-            if outcome.failed is None:  # every worker done: the backup has served
-                from components.common import storage
-
-                folder = backup_dir(spec)
-                if folder and storage.exists(folder):
-                    storage.rm(folder, recursive=True)
-                return
-            what = f"worker {outcome.failed} {_describe(outcome.codes[outcome.failed])}"
-            fault.record("failed", stack="tfx", worker=outcome.failed, attempt=attempt,
-                         code=outcome.codes[outcome.failed])
-            if attempt + 1 < attempts:
-                epoch = backed_up_epochs(spec)
-                log.warning("[tfx][train] %s; relaunching attempt %d/%d (max_restarts %d), %s",
-                            what, attempt + 2, attempts, max_restarts,
-                            f"resuming from the backup at epoch {epoch}" if epoch
-                            else "no backup yet: from the start")
-    finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
-    stopped = (f"; stopped the other worker(s) {outcome.stopped}" if outcome.stopped else "")
-    raise RuntimeError(
-        f"[tfx][train] worker {outcome.failed} of {workers} "
-        f"{_describe(outcome.codes[outcome.failed])}: multi-worker training failed after "
-        f"{attempts} attempt(s) (max_restarts {max_restarts}; exit codes {outcome.codes}"
-        f"{stopped}; see the [tfx][train][worker {outcome.failed}] lines above)"
-    )
 
 
 def fault_tolerance_callbacks(spec: dict, chief: bool, index: int) -> list:
@@ -318,216 +110,6 @@ def fault_tolerance_callbacks(spec: dict, chief: bool, index: int) -> list:
     return [tf.keras.callbacks.BackupAndRestore(folder), _Progress()]
 
 
-def _dataset(patterns, feature_spec, label_key, batch_size, shuffle, seed=0):
-    import tensorflow as tf
-
-    files = sorted(f for p in patterns for f in tf.io.gfile.glob(p))
-    ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
-    if shuffle:
-        ds = ds.shuffle(100_000, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.repeat().batch(batch_size, drop_remainder=True)
-
-    def parse(records):
-        feats = tf.io.parse_example(records, feature_spec)
-        label = feats.pop(label_key)
-        return feats, label
-
-    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.DATA
-    )
-    return ds.with_options(options)
-
-
-def _count_records(patterns) -> int:
-    import tensorflow as tf
-
-    files = sorted(f for p in patterns for f in tf.io.gfile.glob(p))
-    ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
-    return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
-
-
-def build_model(tft_output, config: dict):
-    """A small tabular MLP: z-scored numerics + one embedding per categorical."""
-    import tensorflow as tf
-
-    keras = tf.keras
-    inputs, parts = {}, []
-    for name in config["numeric"]:
-        inputs[name] = keras.Input(shape=(), name=name, dtype=tf.float32)
-        parts.append(keras.layers.Reshape((1,))(inputs[name]))
-    for name in config["categorical"]:
-        vocab = tft_output.vocabulary_size_by_name(name) + 1  # + the OOV bucket
-        inputs[name] = keras.Input(shape=(), name=name, dtype=tf.int64)
-        dim = min(8, max(2, int(round(vocab**0.5))))
-        parts.append(keras.layers.Embedding(vocab, dim, name=f"emb_{name}")(inputs[name]))
-    if not parts:
-        raise ValueError("[tfx][train] no feature columns: numeric and categorical are both empty")
-    # One feature column (one part) is the MLP's input itself: no Concatenate over a single input
-    # (a no-op layer here, an error in Keras versions that want two inputs or more).
-    x = keras.layers.Concatenate()(parts) if len(parts) > 1 else parts[0]
-    for units in config.get("hidden_units", [64, 32]):
-        x = keras.layers.Dense(units, activation="relu")(x)
-    out = keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
-    model = keras.Model(inputs=inputs, outputs=out)
-    model.compile(
-        optimizer=keras.optimizers.Adam(config.get("learning_rate", 1e-3)),
-        loss="binary_crossentropy",
-        metrics=[keras.metrics.AUC(name="auc")],
-        steps_per_execution=int(config.get("steps_per_execution", STEPS_PER_EXECUTION)),
-    )
-    return model
-
-
-def _serving_fn(model, tft_output, feature_names):
-    """``serving_default``: serialized tf.Examples -> parse -> the Transform layer -> P."""
-    import tensorflow as tf
-
-    model.tft_layer = tft_output.transform_features_layer()
-    raw_spec = {k: v for k, v in tft_output.raw_feature_spec().items() if k in feature_names}
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-    def serve(serialized):
-        parsed = tf.io.parse_example(serialized, raw_spec)
-        transformed = model.tft_layer(parsed)
-        return {"probability": tf.squeeze(model(transformed), axis=1)}
-
-    return serve
-
-
-def raw_input_dtype(feature) -> str:
-    """The raw-tensor signature's dtype for one raw feature spec (tf.io FixedLen/VarLenFeature).
-
-    Each input is a 1-D tensor, one value per row. A missing value (a VarLen feature: nullable in
-    the contract) is NaN for floats and ``""`` for strings (the Transform's own default for an
-    absent string); a nullable int arrives as float64 with NaN, since int64 has no missing value.
-    """
-    import tensorflow as tf
-
-    if feature.dtype == tf.string:
-        return "string"
-    if feature.dtype == tf.int64:
-        return "float64" if _is_varlen(feature) else "int64"
-    return "float32"
-
-
-def _is_varlen(feature) -> bool:
-    import tensorflow as tf
-
-    return isinstance(feature, tf.io.VarLenFeature)
-
-
-def _raw_serving_fn(model, tft_output, feature_names):
-    """``serving_raw``: one 1-D tensor per raw feature (no tf.Example) -> the Transform layer -> P.
-
-    What tf.io.parse_example would give the Transform layer is rebuilt from the dense inputs: a
-    required feature becomes [N, 1], a nullable one a SparseTensor [N, 1] holding only the present
-    values (NaN / "" = absent, :func:`raw_input_dtype`). TFLite converts from this signature: no
-    string parsing of protos inside.
-
-    The batch gets one padding row, whose probability is dropped: the TFLite runtime (TF 2.16)
-    fails on a batch of one row whose nullable numeric feature is missing (an empty SparseTensor
-    there loses its rank before the model's Concatenate); the pad row's numbers are present (0),
-    its strings a copy of row 0's. The TF runtime gives the same probabilities either way."""
-    import tensorflow as tf
-
-    if not hasattr(model, "tft_layer"):
-        model.tft_layer = tft_output.transform_features_layer()
-    raw_spec = {k: v for k, v in sorted(tft_output.raw_feature_spec().items()) if k in feature_names}
-    names = list(raw_spec)
-    specs = [tf.TensorSpec([None], tf.dtypes.as_dtype(raw_input_dtype(raw_spec[n])), name=n)
-             for n in names]
-
-    def as_parsed(name, x):
-        feature = raw_spec[name]
-        if not _is_varlen(feature):
-            return tf.expand_dims(x, 1)
-        present = (tf.strings.length(x) > 0 if x.dtype == tf.string
-                   else tf.logical_not(tf.math.is_nan(x)))
-        rows = tf.where(present)
-        values = tf.boolean_mask(x, present)
-        if feature.dtype == tf.int64:
-            values = tf.cast(values, tf.int64)
-        return tf.SparseTensor(tf.concat([rows, tf.zeros_like(rows)], axis=1), values,
-                               tf.stack([tf.shape(x, out_type=tf.int64)[0], 1]))
-
-    def padded(x):  # one more row (see the docstring)
-        if x.dtype == tf.string:  # a copy of row 0: TFLite's builtin Gather takes strings, Concat not
-            return tf.gather(x, tf.concat([tf.range(tf.shape(x)[0]), [0]], axis=0))
-        return tf.concat([x, tf.zeros([1], x.dtype)], axis=0)  # 0: a present value
-
-    @tf.function(input_signature=specs)
-    def serve(*tensors):
-        parsed = {n: as_parsed(n, padded(x)) for n, x in zip(names, tensors, strict=True)}
-        transformed = model.tft_layer(parsed)
-        return {"probability": tf.squeeze(model(transformed), axis=1)[:-1]}
-
-    return serve
-
-
-def serving_signatures(model, tft_output, feature_names) -> tuple[dict, str | None]:
-    """The SavedModel's signatures: ``serving_default`` (tf.Examples) and, unless it cannot be
-    traced, ``serving_raw`` (raw feature tensors); and that failure's error, else None. A
-    ``serving_raw`` failure never fails training: its error goes to ``assets.extra/``
-    (:data:`RAW_SIGNATURE_ERROR`), which push records."""
-    signatures = {SERVING_SIGNATURE: _serving_fn(model, tft_output, feature_names)}
-    try:
-        raw = _raw_serving_fn(model, tft_output, feature_names)
-        raw.get_concrete_function()  # traces now: an error surfaces here, not inside model.save
-        signatures[RAW_SIGNATURE] = raw
-    except Exception as e:  # noqa: BLE001 — recorded, see the docstring
-        log.warning("[tfx][train] no %s signature: %s", RAW_SIGNATURE, e)
-        return signatures, f"{type(e).__name__}: {e}"
-    return signatures, None
-
-
-def _save_serving_model(model, target: str, signatures: dict, error: str | None) -> None:
-    """model.save with the signatures of :func:`serving_signatures` (and the raw signature's
-    error, if any, as ``assets.extra/`` text)."""
-    import tensorflow as tf
-
-    model.save(target, save_format="tf", signatures=signatures)
-    if error is not None:
-        tf.io.gfile.makedirs(f"{target}/assets.extra")
-        with tf.io.gfile.GFile(f"{target}/assets.extra/{RAW_SIGNATURE_ERROR}", "w") as f:
-            f.write(error)
-
-
-def cluster_role(tf_config: dict) -> tuple[int, int, bool]:
-    """(training replicas, this one's global index, is it the chief) from a TF_CONFIG.
-
-    Volcano's plugin and the local launcher name only ``worker`` tasks (worker 0 is the chief);
-    Vertex names a ``chief`` plus ``worker`` tasks, whose index restarts at 0 after the chief."""
-    cluster = tf_config.get("cluster", {})
-    chiefs = len(cluster.get("chief", []))
-    n = chiefs + len(cluster.get("worker", []))
-    task = tf_config.get("task", {})
-    index = int(task.get("index", 0))
-    if task.get("type") == "chief":
-        return max(n, 1), index, True
-    return max(n, 1), chiefs + index, chiefs == 0 and index == 0
-
-
-def worker_strategy(n_workers: int):
-    """(strategy, its name) for a worker of ``n_workers``, after pinning this process's threads to
-    ``TWINPIPE_THREADS`` when set (before TensorFlow creates its thread pools, which the strategy's
-    creation does)."""
-    import tensorflow as tf
-
-    if threads := os.environ.get(THREADS_ENV):
-        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
-    if n_workers > 1:
-        options = None
-        if os.environ.get(COLLECTIVE_ENV) == "RING":  # workers sharing a GPU (no NCCL then)
-            options = tf.distribute.experimental.CommunicationOptions(
-                implementation=tf.distribute.experimental.CommunicationImplementation.RING)
-        return (tf.distribute.MultiWorkerMirroredStrategy(communication_options=options),
-                "MultiWorkerMirroredStrategy")
-    return tf.distribute.MirroredStrategy(), "MirroredStrategy"
-
-
 def train(spec: dict) -> dict:
     """Trains under the strategy TF_CONFIG implies and saves the serving model (chief only)."""
     import tensorflow as tf
@@ -542,7 +124,7 @@ def train(spec: dict) -> dict:
     replicas = strategy.num_replicas_in_sync
     global_batch = int(cfg["batch_size"]) * replicas
     # Known from ingest on local runs; counted here when compiled for a cluster (rows unknown).
-    train_rows = int(cfg.get("train_rows") or _count_records(spec["train_files"]))
+    train_rows = int(cfg.get("train_rows") or count_records(spec["train_files"]))
     if train_rows <= 0:
         raise ValueError(f"[tfx][train] no train rows in {spec['train_files']}: nothing to train on")
     # Fewer rows than a global batch still train: the dataset repeats, so each step's batch is
@@ -559,7 +141,7 @@ def train(spec: dict) -> dict:
     tf.keras.utils.set_random_seed(seed)
     tft_output = tft.TFTransformOutput(spec["transform_output"])
     feature_spec = tft_output.transformed_feature_spec()
-    train_ds = _dataset(spec["train_files"], feature_spec, LABEL_KEY, global_batch, shuffle=True,
+    train_ds = input_dataset(spec["train_files"], feature_spec, LABEL_KEY, global_batch, shuffle=True,
                         seed=seed)
     with strategy.scope():
         model = build_model(tft_output, cfg)
@@ -608,7 +190,7 @@ def train(spec: dict) -> dict:
     target = (spec["serving_model_dir"] if chief
               else tempfile.mkdtemp(prefix=f"worker{index}-", dir=spec.get("scratch_dir")))
     try:
-        _save_serving_model(model, target, signatures, raw_error)
+        save_serving_model(model, target, signatures, raw_error)
     finally:
         if not chief:
             shutil.rmtree(target, ignore_errors=True)

@@ -129,8 +129,8 @@ def run_tfx(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest_s
     from tfx import v1 as tfx
 
     from components.common.resources import ResourceMeter
+    from components.tfx.export import signature_json
     from components.tfx.schema import write_schema
-    from components.tfx.serving import signature_json
 
     paths = stack_paths(cfg.out_dir)
     paths["root"].mkdir(parents=True, exist_ok=True)
@@ -362,8 +362,8 @@ def probe_scaling(cfg: RunConfig, contract: Contract, ingested: IngestResult, su
     timed at each per-worker batch of ``batches``; the workers' figures merged."""
     import tempfile
 
+    from components.tfx.launch import launch_local_workers
     from components.tfx.scaling_probe import merge_workers
-    from components.tfx.trainer import launch_local_workers
 
     with tempfile.TemporaryDirectory(prefix="tfx-probe-") as tmp:
         config = train_config(cfg, contract, sum(s.train_rows for s in ingested.spans))

@@ -17,7 +17,7 @@ from tfx.proto import example_gen_pb2, transform_pb2
 
 from components.common.contract import Contract
 from components.tfx.evaluate import LatestPushedBaseline, eval_config
-from components.tfx.example_gen import ParquetSpansExecutor
+from components.tfx.ingest import ParquetSpansExecutor
 from components.tfx.push import AtomicPusher
 from components.tfx.transform_executor import BatchedTransformExecutor
 from components.tfx.validate import ValidateGate

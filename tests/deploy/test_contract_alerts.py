@@ -22,7 +22,7 @@ import yaml
 from components.common import alerts, registry, storage
 from components.common.contract import load_contract
 from components.common.errors import ContractError
-from components.tfx import launch
+from components.tfx import job as tfx_job
 from infra import crds
 from infra.cli import main
 from infra.compile import load_compiled
@@ -64,7 +64,7 @@ def test_compile_stores_the_contract_under_the_data_root_and_both_specs_name_it(
     assert f"stored at {uri}" in capsys.readouterr().out
     assert _tfx_gate_contract(out / "tfx-kfp.json") == uri
     assert _torch_contract_default(out / "torch-kfp.yaml") == uri
-    job = launch.ClusterJob.from_dict(json.loads(
+    job = tfx_job.ClusterJob.from_dict(json.loads(
         json.loads((out / "tfx-kfp.json").read_text())["pipelineSpec"]["root"]["dag"]["tasks"]
         ["train"]["inputs"]["parameters"]["custom_config"]["runtimeValue"]["constantValue"]
         ["stringValue"])["cluster_job"])
@@ -118,7 +118,7 @@ def test_overlay_secret_wires_the_terraform_topic_and_jobs_reference_it(env):
     assert set(secret["stringData"]) == {"pubsub"}  # a template: no secret values in git
     sa = next(d for d in docs if d["kind"] == "ServiceAccount")
     assert f"@twinpipe-{env}.iam" in sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
-    job = launch.tfx_volcano_job(launch.ClusterJob(launcher="volcano", image="i", replicas=2), "j")
+    job = tfx_job.tfx_volcano_job(tfx_job.ClusterJob(launcher="volcano", image="i", replicas=2), "j")
     (container,) = job["spec"]["tasks"][0]["template"]["spec"]["containers"]
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
     assert refs["TWINPIPE_ALERT_PUBSUB"] == {"name": secret["metadata"]["name"],

@@ -16,9 +16,10 @@ import yaml
 from components.common import alerts, storage
 from components.common.cluster import vertex_proto
 from components.common.errors import ContractError
+from components.tfx import job as tfx_job
 from components.tfx import launch
+from components.tfx.model import cluster_role
 from components.tfx.trainer import _main as trainer_main
-from components.tfx.trainer import cluster_role
 from infra import crds
 from infra.cli import main
 
@@ -53,7 +54,7 @@ def test_volcano_job_validates_and_carries_gpu_on_training_pods(compiled):
     # resumes from the BackupAndRestore backup), at most max_restarts times
     assert {p["event"]: p["action"] for p in job["spec"]["policies"]} == {
         "PodFailed": "RestartJob", "PodEvicted": "RestartJob"}
-    assert job["spec"]["maxRetry"] == launch.ClusterJob.max_restarts == 3
+    assert job["spec"]["maxRetry"] == tfx_job.ClusterJob.max_restarts == 3
     (container,) = _containers(job)
     assert "TF_CONFIG" not in {e["name"] for e in container["env"]}
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
@@ -74,8 +75,8 @@ def test_compiled_tfx_spec_asks_no_gpu_and_submits_the_same_job(compiled):
     executors = json.dumps(spec["deploymentSpec"])
     assert "nvidia" not in executors and "accelerator" not in executors
     custom = _trainer_custom_config(spec)
-    job = launch.ClusterJob.from_dict(custom["cluster_job"])
-    rebuilt = launch.manifest(job, launch.job_name("<model run>"))
+    job = tfx_job.ClusterJob.from_dict(custom["cluster_job"])
+    rebuilt = tfx_job.manifest(job, tfx_job.job_name("<model run>"))
     assert rebuilt == yaml.safe_load((compiled / "tfx-kfp.train-job.yaml").read_text())
 
 
@@ -114,23 +115,23 @@ def test_tf_config_roles_from_volcano_and_vertex():
 
 def test_bad_cluster_job_config_is_one_paragraph():
     with pytest.raises(ContractError, match="launcher is 'slurm'"):
-        launch.ClusterJob.from_dict({"launcher": "slurm", "image": "i", "replicas": 2})
+        tfx_job.ClusterJob.from_dict({"launcher": "slurm", "image": "i", "replicas": 2})
     with pytest.raises(ContractError, match="replicas is 0"):
-        launch.ClusterJob.from_dict({"launcher": "volcano", "image": "i", "replicas": 0})
+        tfx_job.ClusterJob.from_dict({"launcher": "volcano", "image": "i", "replicas": 0})
     with pytest.raises(ContractError, match=r"unknown key\(s\) \['gpus'\]"):
-        launch.ClusterJob.from_dict({"launcher": "volcano", "image": "i", "replicas": 1, "gpus": 1})
+        tfx_job.ClusterJob.from_dict({"launcher": "volcano", "image": "i", "replicas": 1, "gpus": 1})
     with pytest.raises(ContractError, match="max_restarts is -1"):
-        launch.ClusterJob.from_dict({"launcher": "volcano", "image": "i", "replicas": 1,
+        tfx_job.ClusterJob.from_dict({"launcher": "volcano", "image": "i", "replicas": 1,
                                      "max_restarts": -1})
 
 
 def test_no_restarts_abort_on_volcano_and_disable_vertex_retries():
-    job = launch.ClusterJob.from_dict({"launcher": "volcano", "image": "i", "replicas": 2,
+    job = tfx_job.ClusterJob.from_dict({"launcher": "volcano", "image": "i", "replicas": 2,
                                        "max_restarts": 0})
-    volcano = launch.tfx_volcano_job(job, "j")
+    volcano = tfx_job.tfx_volcano_job(job, "j")
     crds.validate(volcano)
     assert volcano["spec"]["maxRetry"] == 0
-    vertex = vertex_proto(launch.tfx_vertex_customjob(job, "j"))
+    vertex = vertex_proto(tfx_job.tfx_vertex_customjob(job, "j"))
     assert vertex.job_spec.scheduling.disable_retries
     assert not vertex.job_spec.scheduling.restart_job_on_worker_restart
 
@@ -148,6 +149,6 @@ def test_submitting_without_a_cluster_says_so(monkeypatch, tmp_path):
     """Here there is no Kubernetes API: the Trainer's submission fails with one paragraph."""
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
-    job = launch.ClusterJob(launcher="volcano", image="i", replicas=2)
+    job = tfx_job.ClusterJob(launcher="volcano", image="i", replicas=2)
     with pytest.raises(RuntimeError, match=r"no Kubernetes API to submit the Volcano job"):
         launch.submit_and_wait(job, "gs://b/run/train-spec.json", run_key="gs://b/run")

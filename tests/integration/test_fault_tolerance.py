@@ -70,8 +70,9 @@ def _assert_resumed(summary: dict) -> None:
 
 def test_tfx_worker_killed_relaunches_and_resumes_from_backup(flights, tmp_path, monkeypatch,
                                                               caplog):
-    from components.tfx.serving import predict_saved_model
-    from components.tfx.trainer import TRAIN_METRICS, launch_local_workers
+    from components.tfx.export import predict_saved_model
+    from components.tfx.launch import launch_local_workers
+    from components.tfx.trainer import TRAIN_METRICS
     from tests.tft_data import tfx_transform
 
     contract, spans, train_rows, eval_rows = flights

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from components.common import storage
-from components.tfx import launch
+from components.tfx import job as tfx_job
 
 # Slow (77 s on 2 cores): test_multinode covers the two-host MWMS rendezvous in `make test`, and
 # tests/deploy/test_jobs_tfx.py the TF_CONFIG roles these pods derive.
@@ -96,9 +96,9 @@ def test_job_pods_train_together_from_the_spec_on_object_storage(launcher, trans
                        "hidden_units": [8]}}
     spec_uri = storage.join(run_dir, "train-spec.json")
     storage.write_json(spec_uri, spec)  # what Trainer.run_fn does before it submits
-    job = launch.ClusterJob(launcher=launcher, image="twinpipe-tfx:test", replicas=2,
+    job = tfx_job.ClusterJob(launcher=launcher, image="twinpipe-tfx:test", replicas=2,
                             contract_uri="gs://b/data/contracts/flights-0123456789ab.yaml")
-    body = launch.manifest(job, launch.job_name(run_dir), spec_uri)
+    body = tfx_job.manifest(job, tfx_job.job_name(run_dir), spec_uri)
     pods = _pods(body, launcher, [portpicker.pick_unused_port() for _ in range(2)])
     assert all(cmd[-1] == spec_uri for cmd, _ in pods)
 

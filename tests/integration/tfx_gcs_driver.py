@@ -27,8 +27,8 @@ def main(prefix: str, workdir: Path) -> dict:
     from components.common.config import RunConfig
     from components.common.contract import DEFAULT_CONTRACT, load_contract
     from components.common.ingest import ingest
+    from components.tfx.export import signature_json
     from components.tfx.schema import write_schema
-    from components.tfx.serving import signature_json
     from pipelines.tfx.local_runner import PIPELINE_NAME, _run_executions, train_config
     from pipelines.tfx.pipeline import create_pipeline
 

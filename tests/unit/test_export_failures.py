@@ -45,7 +45,7 @@ def test_torch_export_records_a_failed_export_and_keeps_the_others(tmp_path):
 def test_tfx_exports_record_a_missing_signature_and_a_failed_conversion(tmp_path):
     import tensorflow as tf
 
-    from components.tfx.exports import add_exports, convert_tflite
+    from components.tfx.export import add_exports, convert_tflite
 
     rec = convert_tflite(tmp_path / "no-model", "serving_raw", tmp_path / "m.tflite")
     assert rec["converted"] is False and rec["error"] and not (tmp_path / "m.tflite").exists()

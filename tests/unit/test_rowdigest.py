@@ -76,7 +76,7 @@ def _write_examples(path, df):
     import pyarrow as pa
     import tensorflow as tf
 
-    from components.tfx.example_gen import table_to_examples
+    from components.tfx.ingest import table_to_examples
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(path), options="GZIP") as w:

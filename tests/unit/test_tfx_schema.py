@@ -3,7 +3,7 @@ import math
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from components.common.contract import load_contract
-from components.tfx.example_gen import row_to_example
+from components.tfx.ingest import row_to_example
 from components.tfx.schema import SERVING, contract_to_schema
 
 CONTRACT = load_contract()
@@ -39,7 +39,7 @@ def test_batched_encoding_means_what_row_to_example_means():
     import tensorflow as tf
     from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder
 
-    from components.tfx.example_gen import table_to_examples
+    from components.tfx.ingest import table_to_examples
 
     table = pa.table({
         "precip": pa.array([0.0, float("nan"), None, 1.5]),

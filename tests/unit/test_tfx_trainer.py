@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.tfx.trainer import Supervised, launch_local_workers, supervise
+from components.tfx.launch import Supervised, launch_local_workers, supervise
 from tests.tft_data import tfx_transform
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,8 +87,9 @@ def test_tfx_trainer_without_numeric_features_and_few_rows(tmp_path):
     from components.common.ingest import ingest
     from components.common.sources import load_default_table
     from components.common.spans import read_spans
-    from components.tfx.serving import predict_saved_model
-    from components.tfx.trainer import build_model, train
+    from components.tfx.export import predict_saved_model
+    from components.tfx.model import build_model
+    from components.tfx.trainer import train
 
     doc = yaml.safe_load((ROOT / "components" / "common" / DEFAULT_CONTRACT).read_text())
     for spec in doc["columns"].values():

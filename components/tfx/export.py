@@ -16,6 +16,7 @@ goes on with the exports that did convert.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -23,7 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from components.common.errors import ERROR_CHARS, short_error
+import numpy as np
+import pandas as pd
+
+from components.common.contract import Contract
+from components.common.errors import ERROR_CHARS, DataError, short_error
 
 log = logging.getLogger("twinpipe.tfx.push")
 
@@ -190,7 +195,7 @@ def _converter_summary(text: str) -> str:
 def add_exports(folder: str | Path, signature: dict) -> dict:
     """Produces the exports beside the SavedModel in ``folder`` (the version being pushed) and
     returns ``signature`` with its ``exports`` and ``reference`` filled in."""
-    from components.tfx.trainer import RAW_SIGNATURE, RAW_SIGNATURE_ERROR, SERVING_SIGNATURE
+    from components.tfx.export import RAW_SIGNATURE, RAW_SIGNATURE_ERROR, SERVING_SIGNATURE
 
     folder = Path(folder)
     outputs = signature.get("outputs", {})
@@ -247,3 +252,270 @@ def export_bytes(folder: str | Path, entry: dict) -> int | None:
 
 __all__ = ["TFLITE_FILE", "REFERENCE", "add_exports", "convert_tflite", "raw_inputs_doc",
            "saved_model_bytes", "export_bytes"]
+
+
+def signature_doc(contract: Contract) -> dict:
+    return {
+        "stack": "tfx",
+        "runtime": "tensorflow-saved-model",
+        "signature": "serving_default",
+        "contract": {"name": contract.name, "version": contract.version},
+        "inputs": {
+            "examples": {
+                "dtype": "string",
+                "shape": [None],
+                "encoding": "serialized tf.train.Example with the raw contract features",
+                "features": [
+                    {"name": c.name, "type": c.type, "nullable": c.nullable}
+                    for c in contract.features
+                ],
+            }
+        },
+        "outputs": {
+            "probability": {
+                "dtype": "float32",
+                "shape": [None],
+                "meaning": f"P({contract.label.source} >= {contract.label.threshold:g})",
+            }
+        },
+    }
+
+
+def signature_json(contract: Contract) -> str:
+    return json.dumps(signature_doc(contract), indent=2)
+
+
+class SavedModelScorer:
+    """The SavedModel's ``serving_default`` signature: raw rows -> serialized tf.Examples -> P.
+
+    ``encode`` is the client's work (building the request), ``score`` the serving runtime's.
+    """
+
+    runtime = "tensorflow-saved-model"
+
+    def __init__(self, model_dir: str, feature_names: list[str] | None = None):
+        import tensorflow as tf
+
+        self._tf = tf
+        if feature_names is None:
+            with open(f"{model_dir}/signature.json") as f:
+                feature_names = [x["name"] for x in json.load(f)["inputs"]["examples"]["features"]]
+        self.names = list(feature_names)
+        self.fn = tf.saved_model.load(model_dir).signatures["serving_default"]
+
+    def encode(self, table: pd.DataFrame):
+        from components.tfx.ingest import row_to_example
+
+        cols = table[self.names]
+        rows = cols.astype(object).where(cols.notna(), None).to_dict("records")
+        return self._tf.constant([row_to_example(r).SerializeToString() for r in rows])
+
+    def score(self, encoded) -> np.ndarray:
+        return self.fn(examples=encoded)["probability"].numpy()
+
+    def predict(self, table: pd.DataFrame, batch_size: int = 4096) -> np.ndarray:
+        """P for raw contract rows, ``batch_size`` rows per serving_default call."""
+        from components.common.serving_bench import predict
+
+        return predict(self, table, batch_size)
+
+
+def predict_saved_model(model_dir: str, table: pd.DataFrame, batch_size: int = 4096,
+                        feature_names: list[str] | None = None) -> np.ndarray:
+    """Scores raw contract rows through the SavedModel's serving_default signature alone."""
+    return SavedModelScorer(model_dir, feature_names).predict(table, batch_size)
+
+
+def raw_arrays(inputs: dict, table: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Raw contract rows -> the raw-tensor signature's inputs (signature.json ``exports``
+    ``saved_model_raw.inputs``): one 1-D array per feature, a missing value as the entry's
+    ``missing`` marker (NaN for floats, ``b""`` for strings)."""
+    out = {}
+    for name, spec in inputs.items():
+        col = table[name]
+        if spec["dtype"] == "string":
+            text = col.astype(object).where(col.notna(), "").astype(str)
+            out[name] = text.str.encode("utf-8").to_numpy(dtype=object)
+        elif spec["dtype"].startswith("float"):
+            out[name] = col.astype("float64").to_numpy(dtype=spec["dtype"], na_value=np.nan)
+        else:  # int64: a required feature (a nullable int arrives as float64 with NaN)
+            missing = int(col.isna().sum())
+            if missing:
+                raise DataError(
+                    f"[tfx][serve] column {name}: {missing} row(s) without a value, but the "
+                    "raw-tensor signature takes it as a required int64 (rule: not nullable in "
+                    "the contract).")
+            out[name] = col.to_numpy(dtype="int64")
+    return out
+
+
+def _exports(model_dir: str) -> dict:
+    with open(f"{model_dir}/signature.json") as f:
+        return json.load(f)["exports"]
+
+
+class SavedModelRawScorer:
+    """The SavedModel's ``serving_raw`` signature: raw rows -> one tensor per feature -> P."""
+
+    runtime = "tensorflow-saved-model (serving_raw)"
+
+    def __init__(self, model_dir: str):
+        import tensorflow as tf
+
+        from components.tfx.export import RAW_SIGNATURE
+
+        self._tf = tf
+        self.inputs = _exports(model_dir)["saved_model_raw"]["inputs"]
+        self.fn = tf.saved_model.load(model_dir).signatures[RAW_SIGNATURE]
+
+    def encode(self, table: pd.DataFrame) -> dict:
+        return {k: self._tf.constant(v) for k, v in raw_arrays(self.inputs, table).items()}
+
+    def score(self, encoded: dict) -> np.ndarray:
+        return self.fn(**encoded)["probability"].numpy()
+
+
+class TFLiteScorer:
+    """``model.tflite`` in ``tf.lite.Interpreter`` (LiteRT; the Flex delegate loads by itself when
+    the model holds TF Select ops): raw rows -> one array per feature -> P."""
+
+    runtime = "tflite"
+
+    def __init__(self, model_dir: str):
+        import tensorflow as tf
+
+        from components.tfx.export import RAW_SIGNATURE
+
+        entry = _exports(model_dir)["tflite"]
+        self.inputs = entry["inputs"]
+        interpreter = tf.lite.Interpreter(model_path=f"{model_dir}/{entry['file']}")
+        self.runner = interpreter.get_signature_runner(RAW_SIGNATURE)
+
+    def encode(self, table: pd.DataFrame) -> dict:
+        return raw_arrays(self.inputs, table)
+
+    def score(self, encoded: dict) -> np.ndarray:
+        return self.runner(**encoded)["probability"]
+
+
+SERVING_SIGNATURE = "serving_default"
+
+
+RAW_SIGNATURE = "serving_raw"  # raw feature tensors in, the Transform layer inside (issue 15)
+
+
+RAW_SIGNATURE_ERROR = "serving_raw.error.txt"  # under assets.extra/ when serving_raw failed
+
+
+def _serving_fn(model, tft_output, feature_names):
+    """``serving_default``: serialized tf.Examples -> parse -> the Transform layer -> P."""
+    import tensorflow as tf
+
+    model.tft_layer = tft_output.transform_features_layer()
+    raw_spec = {k: v for k, v in tft_output.raw_feature_spec().items() if k in feature_names}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve(serialized):
+        parsed = tf.io.parse_example(serialized, raw_spec)
+        transformed = model.tft_layer(parsed)
+        return {"probability": tf.squeeze(model(transformed), axis=1)}
+
+    return serve
+
+
+def raw_input_dtype(feature) -> str:
+    """The raw-tensor signature's dtype for one raw feature spec (tf.io FixedLen/VarLenFeature).
+
+    Each input is a 1-D tensor, one value per row. A missing value (a VarLen feature: nullable in
+    the contract) is NaN for floats and ``""`` for strings (the Transform's own default for an
+    absent string); a nullable int arrives as float64 with NaN, since int64 has no missing value.
+    """
+    import tensorflow as tf
+
+    if feature.dtype == tf.string:
+        return "string"
+    if feature.dtype == tf.int64:
+        return "float64" if _is_varlen(feature) else "int64"
+    return "float32"
+
+
+def _is_varlen(feature) -> bool:
+    import tensorflow as tf
+
+    return isinstance(feature, tf.io.VarLenFeature)
+
+
+def _raw_serving_fn(model, tft_output, feature_names):
+    """``serving_raw``: one 1-D tensor per raw feature (no tf.Example) -> the Transform layer -> P.
+
+    What tf.io.parse_example would give the Transform layer is rebuilt from the dense inputs: a
+    required feature becomes [N, 1], a nullable one a SparseTensor [N, 1] holding only the present
+    values (NaN / "" = absent, :func:`raw_input_dtype`). TFLite converts from this signature: no
+    string parsing of protos inside.
+
+    The batch gets one padding row, whose probability is dropped: the TFLite runtime (TF 2.16)
+    fails on a batch of one row whose nullable numeric feature is missing (an empty SparseTensor
+    there loses its rank before the model's Concatenate); the pad row's numbers are present (0),
+    its strings a copy of row 0's. The TF runtime gives the same probabilities either way."""
+    import tensorflow as tf
+
+    if not hasattr(model, "tft_layer"):
+        model.tft_layer = tft_output.transform_features_layer()
+    raw_spec = {k: v for k, v in sorted(tft_output.raw_feature_spec().items()) if k in feature_names}
+    names = list(raw_spec)
+    specs = [tf.TensorSpec([None], tf.dtypes.as_dtype(raw_input_dtype(raw_spec[n])), name=n)
+             for n in names]
+
+    def as_parsed(name, x):
+        feature = raw_spec[name]
+        if not _is_varlen(feature):
+            return tf.expand_dims(x, 1)
+        present = (tf.strings.length(x) > 0 if x.dtype == tf.string
+                   else tf.logical_not(tf.math.is_nan(x)))
+        rows = tf.where(present)
+        values = tf.boolean_mask(x, present)
+        if feature.dtype == tf.int64:
+            values = tf.cast(values, tf.int64)
+        return tf.SparseTensor(tf.concat([rows, tf.zeros_like(rows)], axis=1), values,
+                               tf.stack([tf.shape(x, out_type=tf.int64)[0], 1]))
+
+    def padded(x):  # one more row (see the docstring)
+        if x.dtype == tf.string:  # a copy of row 0: TFLite's builtin Gather takes strings, Concat not
+            return tf.gather(x, tf.concat([tf.range(tf.shape(x)[0]), [0]], axis=0))
+        return tf.concat([x, tf.zeros([1], x.dtype)], axis=0)  # 0: a present value
+
+    @tf.function(input_signature=specs)
+    def serve(*tensors):
+        parsed = {n: as_parsed(n, padded(x)) for n, x in zip(names, tensors, strict=True)}
+        transformed = model.tft_layer(parsed)
+        return {"probability": tf.squeeze(model(transformed), axis=1)[:-1]}
+
+    return serve
+
+
+def serving_signatures(model, tft_output, feature_names) -> tuple[dict, str | None]:
+    """The SavedModel's signatures: ``serving_default`` (tf.Examples) and, unless it cannot be
+    traced, ``serving_raw`` (raw feature tensors); and that failure's error, else None. A
+    ``serving_raw`` failure never fails training: its error goes to ``assets.extra/``
+    (:data:`RAW_SIGNATURE_ERROR`), which push records."""
+    signatures = {SERVING_SIGNATURE: _serving_fn(model, tft_output, feature_names)}
+    try:
+        raw = _raw_serving_fn(model, tft_output, feature_names)
+        raw.get_concrete_function()  # traces now: an error surfaces here, not inside model.save
+        signatures[RAW_SIGNATURE] = raw
+    except Exception as e:  # noqa: BLE001 — recorded, see the docstring
+        log.warning("[tfx][train] no %s signature: %s", RAW_SIGNATURE, e)
+        return signatures, f"{type(e).__name__}: {e}"
+    return signatures, None
+
+
+def save_serving_model(model, target: str, signatures: dict, error: str | None) -> None:
+    """model.save with the signatures of :func:`serving_signatures` (and the raw signature's
+    error, if any, as ``assets.extra/`` text)."""
+    import tensorflow as tf
+
+    model.save(target, save_format="tf", signatures=signatures)
+    if error is not None:
+        tf.io.gfile.makedirs(f"{target}/assets.extra")
+        with tf.io.gfile.GFile(f"{target}/assets.extra/{RAW_SIGNATURE_ERROR}", "w") as f:
+            f.write(error)
