@@ -18,7 +18,7 @@ def tfx_train_job(*, target: str, image: str, workers: int, gpu: str = "", gpu_c
                   region: str = "us-central1") -> dict:
     """The TFX Trainer's cluster job config (:class:`components.tfx.launch.ClusterJob`) from the
     compile flags: a Volcano Job on GKE (kfp), CustomJob worker pools on Vertex."""
-    from infra.schedule_spec import GpuSpec, vertex_machine_type
+    from components.common.schedule_spec import GpuSpec, vertex_machine_type
 
     job: dict = {"launcher": "vertex" if target == "vertex" else "volcano", "image": image,
                  "replicas": workers, "contract_uri": contract_uri}
@@ -113,7 +113,7 @@ def train_job_spec(*, target: str, image: str, gpu: str = "", gpu_count: int = 0
     * ``env``: extra environment of the training pods;
     * ``project``, ``region`` (``--target vertex`` only): where the CustomJob runs.
     """
-    from infra.schedule_spec import GpuSpec
+    from components.common.schedule_spec import GpuSpec
 
     job = {"launcher": "vertex" if target == "vertex" else launcher, "image": image,
            "cpu": cpu, "memMB": mem_mb, "gpu": 0, "gpu_type": "", "node_selector": {},
@@ -180,13 +180,14 @@ TORCH_APP_ARGS_AT_RUN_TIME = ["--train", "<train_rows artifact URI>",
 
 def write_torch_train_job(spec_path: Path) -> Path:
     """Writes ``torch-<target>.train-job.yaml`` beside a compiled torch spec: the job its train
-    task submits (``infra.jobs``), built from the spec's own ``train_job`` and ``workers``
+    task submits (``components.torch.job``), built from the spec's own ``train_job`` and ``workers``
     defaults so the file shows what the spec runs. The app's data arguments (artifact URIs) are
     only known at run time and appear as ``<...>`` placeholders; the manifest is validated
     against its CRD (a Vertex CustomJob against the API's message) before it is written.
     """
     from components.common.cluster import vertex_proto
-    from infra import crds, jobs
+    from components.torch import job as jobs
+    from infra import crds
 
     params = load_compiled(spec_path)[0]["root"]["inputDefinitions"]["parameters"]
     train_job = jobs.parse_train_job(params["train_job"]["defaultValue"])

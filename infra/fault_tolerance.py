@@ -127,8 +127,8 @@ def _train(stack: str, tmp: str, cfg, contract, summary: dict, workers: int, epo
                                            "workers": workers, "epochs": epochs})
         launch_local_workers(spec, workers)
         return spec["serving_model_dir"], WORKER_MAX_RESTARTS
-    from components.torch.launch import MAX_RESTARTS
-    from components.torch.stages import train_stage
+    from components.torch.job import MAX_RESTARTS
+    from components.torch.launch import train_stage
 
     train_stage(tr["train_path"], f"{tmp}/model", cfg.contract_path or "", workers, epochs,
                 cfg.batch_size, cfg.learning_rate,

@@ -193,9 +193,9 @@ def sweep_torch(contract: Contract, base: RunConfig, slice_dir: Path, work: Path
     start, outside the steady-state clock) — and the AUC of the trained module on the eval slice."""
     import torch
 
-    from components.torch import train_app
-    from components.torch.stages import train_app_args
-    from components.torch.train_app import load_model
+    from components.torch import trainer as train_app
+    from components.torch.launch import train_app_args
+    from components.torch.trainer import load_model
 
     results = []
     for i, p in enumerate(candidates("torch", base)):
@@ -213,7 +213,7 @@ def sweep_torch(contract: Contract, base: RunConfig, slice_dir: Path, work: Path
                     torch.set_num_threads(threads_before)
         else:
             cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   f"--nproc_per_node={p['workers']}", "-m", "components.torch.train_app", *args]
+                   f"--nproc_per_node={p['workers']}", "-m", "components.torch.trainer", *args]
             env = dict(os.environ, **{THREADS_ENV: str(p["threads"])})
             _check(subprocess.run(cmd, env=env, capture_output=True, text=True), "torch", p)
         model, prep, metrics = load_model(out)

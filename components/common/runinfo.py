@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from components.common.config import RunConfig
 from components.common.contract import Contract
 from components.common.ingest import IngestResult
@@ -53,3 +56,9 @@ def run_summary(*, stack: str, pipeline: str, orchestrator: str, contract: Contr
         "failed_stage": failed_stage,
         "stages": stages,
     }
+
+
+def record_stage(record_dir: str, stage: str, figures: dict) -> None:
+    if record_dir:
+        Path(record_dir).mkdir(parents=True, exist_ok=True)
+        (Path(record_dir) / f"{stage}.json").write_text(json.dumps(figures, indent=2, default=str))

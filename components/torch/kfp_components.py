@@ -25,7 +25,7 @@ IMAGE = "twinpipe-torch:latest"
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def ingest(spans: Input[Dataset], train_rows: Output[Dataset], eval_rows: Output[Dataset],
            record: Output[Artifact], span: str = "all") -> int:
-    from components.torch.stages import ingest_stage
+    from components.torch.ingest import ingest_stage
 
     return ingest_stage(spans.uri, train_rows.path, eval_rows.path, record.path, span=span)
 
@@ -34,7 +34,7 @@ def ingest(spans: Input[Dataset], train_rows: Output[Dataset], eval_rows: Output
 def validate(spans: Input[Dataset], train_rows: Input[Dataset], eval_rows: Input[Dataset],
              contract_path: str, source: str, validation: Output[Artifact],
              record: Output[Artifact], span: str = "all") -> bool:
-    from components.torch.stages import validate_stage
+    from components.torch.validate import validate_stage
 
     return validate_stage(train_rows.path, eval_rows.path, contract_path, source or spans.uri,
                           record.path, spans_dir=spans.uri, span=span,
@@ -49,7 +49,7 @@ def train(train_rows: Input[Dataset], gate_passed: bool, contract_path: str, wor
     import json
     import os
 
-    from components.torch.stages import train_stage
+    from components.torch.launch import train_stage
 
     if not gate_passed:
         raise RuntimeError("[torch][train] the data gate did not pass")
@@ -74,7 +74,7 @@ def evaluate(model: Input[Model], eval_rows: Input[Dataset], baseline: Input[Art
              record: Output[Artifact]) -> bool:
     import json
 
-    from components.torch.stages import evaluate_stage
+    from components.torch.evaluate import evaluate_stage
 
     blessed = evaluate_stage(model.path, eval_rows.path, baseline.uri, contract_path,
                              blessing.path, record.path)
@@ -91,6 +91,6 @@ def evaluate(model: Input[Model], eval_rows: Input[Dataset], baseline: Input[Art
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def push(model: Input[Model], blessing: Input[Artifact], push_destination: str, run_label: str,
          record: Output[Artifact]) -> str:
-    from components.torch.stages import push_stage
+    from components.torch.push import push_stage
 
     return push_stage(model.path, blessing.path, push_destination, run_label, record.path)

@@ -4,7 +4,7 @@ TorchX's KFP adapter is KFP v1-only (and deleted upstream), so the KFP v2 train 
 :func:`submit_training`, which submits the job its ``train_job`` parameter describes, streams its
 logs with a ``[torch][train]`` prefix and waits: TorchX ``local_cwd`` without one (gloo on CPU),
 TorchX ``kubernetes`` (a Volcano Job), a Kubeflow Trainer v2 ``TrainJob``, or a Vertex AI
-``CustomJob`` (NCCL on GPU). The manifests come from the pure builders in ``infra.jobs``, the same
+``CustomJob`` (NCCL on GPU). The manifests come from the pure builders in ``components.torch.job``, the same
 ones ``twinpipe compile`` writes out, so what is reviewed is what is submitted.
 """
 
@@ -14,55 +14,22 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from torchx import specs
-from torchx.components import dist
 
+from components.common import rows, storage
 from components.common.cluster import (
     kube_client,
     run_custom_object,
     run_vertex_customjob,
 )
+from components.common.contract import load_contract
+from components.common.runinfo import record_stage
+from components.torch.job import train_appdef
 
 log = logging.getLogger("twinpipe.torch.train")
-
-# torchrun's --max_restarts: failed ranks are restarted (and resume from the checkpoint) this often.
-MAX_RESTARTS = 3
-
-
-def train_appdef(
-    *app_args: str,
-    workers: int = 1,
-    nnodes: int = 1,
-    image: str = "twinpipe-torch:latest",
-    cpu: int = 2,
-    gpu: int = 0,
-    memMB: int = 4096,  # noqa: N803 (TorchX's own parameter name)
-    max_restarts: int = MAX_RESTARTS,
-    max_retries: int = 0,
-    env: dict[str, str] | None = None,
-    module: str = "components.torch.train_app",
-) -> specs.AppDef:
-    """``dist.ddp`` for ``components.torch.train_app``, plus torchrun's ``--max_restarts``.
-
-    Args:
-        app_args: the training app's own arguments.
-        workers: DDP ranks per node (``nproc_per_node``).
-        nnodes: nodes (replicas); >1 needs a multi-node scheduler such as kubernetes.
-        max_restarts: how often torchrun restarts failed ranks (they resume from the checkpoint).
-        max_retries: scheduler-level retries of the whole job.
-        module: the module torchrun runs on every rank (the scaling probe runs its own).
-    """
-    app = dist.ddp(
-        *app_args, m=module, image=image, name="twinpipe-train",
-        cpu=cpu, gpu=gpu, memMB=memMB, j=f"{nnodes}x{workers}", env=dict(env or {}),
-        max_retries=max_retries,
-    )
-    role = app.roles[0]
-    # dist.ddp has no max_restarts; torchrun takes it right after its name.
-    role.args = [a.replace("torchrun ", f"torchrun --max_restarts {max_restarts} ", 1) for a in role.args]
-    return app
 
 
 def run_training(app: specs.AppDef, scheduler: str = "local_cwd", cfg: dict | None = None) -> str:
@@ -104,8 +71,8 @@ def submit_training(app_args: list[str], *, workers: int, train_job: str, log_di
     Args:
         app_args: the training app's own arguments (on a cluster its rows and output are object
             URIs: the job's pods share no filesystem with the calling task).
-        workers: DDP ranks in all (``infra.jobs.torch_layout`` spreads them over pods).
-        train_job: the job JSON ``twinpipe compile`` put in the spec (``infra.jobs``), or ``""``
+        workers: DDP ranks in all (``components.torch.job.torch_layout`` spreads them over pods).
+        train_job: the job JSON ``twinpipe compile`` put in the spec (``components.torch.job``), or ``""``
             to run through TorchX ``local_cwd`` inside the calling process's machine.
         log_dir: TorchX's local log folder; for a cluster job the submitted manifest is kept
             there as ``train-job.json`` (it holds no secrets: those are ``secretKeyRef``\ s).
@@ -116,7 +83,7 @@ def submit_training(app_args: list[str], *, workers: int, train_job: str, log_di
     if not train_job:
         run_training(train_appdef(*app_args, workers=workers), "local_cwd", {"log_dir": log_dir})
         return
-    from infra import jobs
+    from components.torch import job as jobs
 
     job = jobs.parse_train_job(train_job)
     if job["launcher"] == "torchx":
@@ -171,3 +138,85 @@ def run_trainjob(manifest: dict, *, api_client=None, poll_s: float = 10) -> str:
     """
     return run_custom_object(manifest, "trainjobs", prefix="[torch][train]", state=trainjob_state,
                              log_pod=trainjob_log_pod, api_client=api_client, poll_s=poll_s)
+
+
+def train_app_args(contract, train_path: str, out: str, epochs: int, batch_size: int,
+                   learning_rate: float, hidden_units: str = "64,32",
+                   fail_once_after_epoch: int = -1) -> list[str]:
+    """The training app's arguments (``components.torch.trainer``) for ``contract``'s columns:
+    the train stage's, and the tuning sweep's (infra/tuning.py), which runs the app directly."""
+    return [
+        "--train", train_path, "--out", out,
+        "--numeric", ",".join(c.name for c in contract.numeric_features),
+        "--categorical", ",".join(c.name for c in contract.categorical_features),
+        "--label", contract.label.name, "--epochs", str(epochs), "--batch-size", str(batch_size),
+        "--learning-rate", str(learning_rate), "--hidden-units", hidden_units,
+        "--fail-once-after-epoch", str(fail_once_after_epoch),
+    ]
+
+
+def train_stage(
+    train_path: str, model_dir: str, contract_path: str, workers: int, epochs: int,
+    batch_size: int, learning_rate: float, hidden_units: str = "64,32",
+    scheduler: str = "local_cwd", fail_once_after_epoch: int = -1, record_dir: str = "",
+    scheduler_options: str = "", train_job: str = "", job_out: str = "",
+) -> float:
+    """Launches the DDP app, then writes the exports (ONNX, .pt2, TorchScript; see
+    :mod:`components.torch.export`) into ``model_dir``.
+
+    With ``train_job`` empty the app runs through TorchX ``scheduler`` (``local_cwd`` here) on
+    ``train_path`` and writes into ``model_dir/train``. ``scheduler_options`` are TorchX scheduler
+    settings as ``key=value,...``. With ``train_job`` (the cluster job's JSON, see
+    ``infra.compile.train_job_spec``) the job runs on its own pods through
+    ``components.torch.submit_training``: they share no filesystem with this task, so
+    ``train_path`` must then be an object URI and the app writes to ``job_out`` (a URI too, e.g. the
+    model artifact's ``uri + "/train"``), which is copied back here for the export.
+    """
+    from components.common.errors import ContractError
+    from components.torch.export import export, signature_doc
+    from components.torch.trainer import check_shard, load_model
+
+    t0 = time.time()
+    contract = load_contract(contract_path or None)
+    out = Path(model_dir)
+    work = out / "train"
+    if train_job and not (storage.is_remote(train_path) and storage.is_remote(job_out)):
+        raise ContractError(
+            f"[torch][train] a cluster train job (train_job) needs object URIs for its rows and "
+            f"output, got {train_path!r} and {job_out!r}: the training pods share no filesystem "
+            "with the launcher task. Run the pipeline with pipeline_root on gs://.")
+    if train_job:
+        local = [f for f in rows.files(train_path) if not storage.is_remote(f)]
+        if local:
+            raise ContractError(
+                f"[torch][train] the rows reference {train_path} names local files ({local[0]} and "
+                f"{len(local) - 1} more): the training pods cannot read them. Put the spans on "
+                "object storage (spans_uri gs://...).")
+    if not train_job:
+        # The app checks this too; here it stops before torchrun would restart a doomed job.
+        check_shard(rows.count(train_path), workers)
+    app_args = train_app_args(contract, train_path, job_out if train_job else str(work), epochs,
+                              batch_size, learning_rate, hidden_units, fail_once_after_epoch)
+    if train_job:
+        submit_training(app_args, workers=workers, train_job=train_job,
+                               log_dir=str(out / "job_logs"))
+        storage.download(job_out, work)
+    else:
+        cfg = dict(kv.split("=", 1) for kv in scheduler_options.split(",") if kv)
+        if scheduler == "local_cwd":
+            cfg.setdefault("log_dir", str(out / "torchx_logs"))
+        run_training(train_appdef(*app_args, workers=workers), scheduler=scheduler,
+                            cfg=cfg)
+    model, prep, metrics = load_model(work)
+    t_export = time.time()
+    label = contract.label
+    doc = export(model, prep, out / "serving",
+                 signature_doc(prep, contract.name, contract.version,
+                               f"P({label.source} >= {label.threshold:g})"))
+    metrics["export_s"] = round(time.time() - t_export, 3)
+    metrics["exports"] = {name: e["converted"] for name, e in doc["exports"].items()}
+    metrics["model_dir"] = str(out / "serving")
+    metrics["train_path"] = train_path
+    metrics["wall_s"] = round(time.time() - t0, 3)
+    record_stage(record_dir, "train", metrics)
+    return float(metrics["samples_per_s"])

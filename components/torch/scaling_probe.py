@@ -1,5 +1,5 @@
 """The PyTorch stack's scaling probe: timed DDP steps at fixed threads per rank, run by torchrun
-like the training app (:mod:`components.torch.train_app`, whose data and model code it uses).
+like the training app (:mod:`components.torch.trainer`, whose data and model code it uses).
 
     torchrun --nproc_per_node N -m components.torch.scaling_probe --train ROWS --out probe.json ...
 
@@ -34,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from components.common import rows
 from components.torch.model import FlightsNet
-from components.torch.train_app import feature_list, fit_stats, init_process_group, rank_device
+from components.torch.trainer import feature_list, fit_stats, init_process_group, rank_device
 
 log = logging.getLogger("twinpipe.torch.scaling")
 

@@ -27,12 +27,21 @@ image) and the batched pandas path already bounds memory by the batch size, not 
 
 from __future__ import annotations
 
+import json
+import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
-from components.common.contract import Contract
+from components.common import rows
+from components.common.contract import Contract, load_contract
+from components.common.runinfo import record_stage
+from components.common.spans import resolve_spans, select_spans, span_numbers
+
+log = logging.getLogger("twinpipe.torch")
 
 GX_BATCH_ROWS = 500_000  # rows per GX checkpoint run (see the module docstring for the measurement)
 
@@ -194,3 +203,53 @@ def run_checkpoint(contract: Contract, splits: dict, with_label: bool = True,
             result.passed = False
             result.failures.append(failed[i])
     return result
+
+
+def validate_stage(train_path: str, eval_path: str, contract_path: str, source: str,
+                   record_dir: str = "", spans_dir: str = "", span: str = "all",
+                   report_dir: str = "") -> bool:
+    """The GX checkpoint over both splits, then the contract's gate rules over the same spans
+    (components/common/gate.py); alerts, and raises GateError (after recording why) on failure."""
+    from components.common.errors import GateError
+    from components.common.gate import check_spans, enforce, merge_engine
+    from components.torch.validate import gx_checks, run_checkpoint
+
+    t0 = time.time()
+    contract = load_contract(contract_path or None)
+    # Each split streamed through the checkpoint in batches (rows read in place, see validate.py).
+    result = run_checkpoint(contract, {"train": (train_path, "train"), "eval": (eval_path, "eval")})
+    report_dir = Path(report_dir or Path(record_dir or ".") / "validation")
+    report_dir.mkdir(parents=True, exist_ok=True)
+    gx_path = report_dir / "gx_result.json"
+    gx_path.write_text(json.dumps({"passed": result.passed, "evaluated": result.evaluated,
+                                   "failures": result.failures}, indent=2, default=str))
+    # The gate checks the spans GX, train and evaluate read: the train reference's generation and
+    # span numbers (shown under the spans folder while that still points at them).
+    ref = rows.read_ref(train_path)
+    if ref is None:
+        spans = resolve_spans(spans_dir)
+        numbers = select_spans(spans, span)
+    else:
+        spans, numbers = ref["spans_dir"], ref["spans"] or span_numbers(ref["spans_dir"])
+        if spans_dir and rows.generation(spans_dir) == spans:
+            spans = resolve_spans(spans_dir)
+    report = check_spans(contract, spans, numbers, source=source)
+    merge_engine(report, gx_checks(result, contract),
+                 {"engine": "great_expectations", "result": str(gx_path),
+                  "expectations_evaluated": result.evaluated})
+    figures = {"passed": True, "expectations_evaluated": result.evaluated,
+               "gx_passed": result.passed, "report": str(report_dir / "gate.json")}
+    try:
+        enforce(report, contract=contract, stack="torch", pipeline="twinpipe-torch",
+                report_dir=report_dir)
+    except GateError as e:
+        figures.update(passed=False, message=str(e), wall_s=round(time.time() - t0, 3),
+                       checks=len(report.checks))
+        record_stage(record_dir, "validate", figures)
+        raise
+    figures.update(wall_s=round(time.time() - t0, 3), checks=len(report.checks),
+                   warnings=[c.line() for c in report.checks])
+    record_stage(record_dir, "validate", figures)
+    log.info("[torch][validate] GX checkpoint (%d expectations) and the gate rules passed",
+             result.evaluated)
+    return True

@@ -213,7 +213,7 @@ def probe_scaling(cfg: RunConfig, contract: Contract, ingested: IngestResult, su
     import tempfile
 
     from components.common.threads import THREADS_ENV
-    from components.torch import launch
+    from components.torch import job, launch
 
     tr = summary["stages"]["train"]
     with tempfile.TemporaryDirectory(prefix="torch-probe-") as tmp:
@@ -226,7 +226,7 @@ def probe_scaling(cfg: RunConfig, contract: Contract, ingested: IngestResult, su
             "--learning-rate", str(cfg.learning_rate),
             "--hidden-units", ",".join(str(u) for u in cfg.hidden_units),
         ]
-        app = launch.train_appdef(*app_args, workers=workers, max_restarts=0,
+        app = job.train_appdef(*app_args, workers=workers, max_restarts=0,
                                   env={THREADS_ENV: str(threads)},
                                   module="components.torch.scaling_probe")
         launch.run_training(app, "local_cwd", {"log_dir": f"{tmp}/torchx"})

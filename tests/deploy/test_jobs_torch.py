@@ -17,7 +17,8 @@ from google.protobuf import json_format
 
 from components.common.cluster import vertex_proto
 from components.common.errors import ContractError
-from infra import crds, jobs
+from components.torch import job as jobs
+from infra import crds
 from infra.compile import compile_torch, load_compiled
 from infra.deploy import kustomize
 

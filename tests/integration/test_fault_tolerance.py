@@ -119,8 +119,9 @@ def test_torch_rank_killed_is_restarted_by_torchrun_and_resumes(flights, tmp_pat
     and each epoch's shuffle is seeded by (seed, epoch, rank): a resumed run retrains the same."""
     import torch
 
-    from components.torch.launch import run_training, train_appdef
-    from components.torch.train_app import load_model
+    from components.torch.job import train_appdef
+    from components.torch.launch import run_training
+    from components.torch.trainer import load_model
 
     contract, spans, train_rows, eval_rows = flights
 

@@ -3,7 +3,7 @@
 * torch: the TorchX ``dist.ddp`` AppDef the stack launches (``train_appdef(..., nnodes=2)``),
   its role resolved per replica as TorchX's kubernetes scheduler resolves it (the rank-0 host
   hosts the c10d rendezvous on ``localhost``, the other dials rank 0's address), one torchrun per
-  host, gloo over the veth interface, running ``components.torch.train_app``.
+  host, gloo over the veth interface, running ``components.torch.trainer``.
 * TF: ``python -m components.tfx.trainer SPEC`` (the cluster entry point of the Keras trainer) on
   each host with a two-host TF_CONFIG: ``MultiWorkerMirroredStrategy`` over gRPC between hosts.
 
@@ -123,7 +123,7 @@ def _replica_command(app, replica: int, rank0_addr: str, app_id: str) -> tuple[l
 
 
 def test_torch_ddp_two_hosts_c10d_rendezvous_identical_weights(hosts, spans, tmp_path):
-    from components.torch.launch import train_appdef
+    from components.torch.job import train_appdef
 
     contract, spans_dir, train_rows = spans
     out, reports_dir = tmp_path / "model", tmp_path / "replicas"

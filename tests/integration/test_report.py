@@ -114,7 +114,7 @@ def test_both_stacks_recorded_the_digest_of_the_span_eval_rows(report):
 def test_eval_rows_check_is_false_when_a_stack_scored_other_rows(report, tmp_path):
     """A copy of the run whose torch evaluate stage is re-run, by the stack's own evaluate code, on
     its eval rows less one: the report must say the stacks scored different rows."""
-    from components.torch.stages import evaluate_stage
+    from components.torch.evaluate import evaluate_stage
 
     out, runs, _, _ = report
     train = runs["torch"]["stages"]["train"]

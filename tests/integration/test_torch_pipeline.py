@@ -124,7 +124,7 @@ def test_bad_data_stops_the_torch_stack_at_the_gx_gate(both, tmp_path):
 
 
 def test_train_restarts_and_resumes_from_checkpoint(both, tmp_path):
-    from components.torch.stages import train_stage
+    from components.torch.launch import train_stage
 
     out, _, _ = both
     train_file = next((out / "torch" / "pipeline_root").rglob("train_rows"))

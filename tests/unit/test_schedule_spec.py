@@ -1,7 +1,7 @@
 import pytest
 
 from components.common.errors import ContractError
-from infra.schedule_spec import GpuSpec, kfp_cron, parse_cron, vertex_cron
+from components.common.schedule_spec import GpuSpec, kfp_cron, parse_cron, vertex_cron
 
 
 def test_five_field_cron_becomes_kfp_six_field_and_vertex_keeps_tz():

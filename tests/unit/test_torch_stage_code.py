@@ -8,7 +8,7 @@ import torch
 
 from components.common.contract import load_contract
 from components.common.metrics import binary_metrics
-from components.torch.launch import train_appdef
+from components.torch.job import train_appdef
 from components.torch.model import FlightsNet, fit_preprocessing
 from components.torch.validate import expectations
 
@@ -49,7 +49,7 @@ def test_train_appdef_is_dist_ddp_with_restarts():
     cmd = role.args[-1]
     assert role.entrypoint == "bash" and role.image == "img"
     assert cmd.startswith("torchrun --max_restarts 3 ")
-    assert "--nproc_per_node 2" in cmd and "-m components.torch.train_app --epochs 2" in cmd
+    assert "--nproc_per_node 2" in cmd and "-m components.torch.trainer --epochs 2" in cmd
 
 
 def test_gx_suite_comes_from_the_contract():
@@ -113,8 +113,10 @@ def test_validate_and_evaluate_stream_the_references(tmp_path):
     from components.common import registry, rows
     from components.common.ingest import ingest
     from components.common.rowdigest import frame_digest
+    from components.torch.evaluate import evaluate_stage
     from components.torch.export import export, signature_doc
-    from components.torch.stages import evaluate_stage, ingest_stage, validate_stage
+    from components.torch.ingest import ingest_stage
+    from components.torch.validate import validate_stage
 
     res = ingest(CONTRACT, tmp_path / "spans", months=[1, 2], sample=2000)
     train, ev = str(tmp_path / "train_rows"), str(tmp_path / "eval_rows")
@@ -160,9 +162,10 @@ def test_select_spans_all_or_newest(tmp_path):
 def test_contract_uri_on_object_storage_is_read_or_refused_in_one_paragraph(gcs_bucket, tmp_path):
     """The stages' contract_path may be gs://: read through the storage layer, with load_contract's
     own checks; a missing or broken one is a ContractError naming the URI, not a traceback."""
+    from components.torch.stages import _contract
+
     from components.common import storage
     from components.common.errors import ContractError
-    from components.torch.stages import _contract
 
     text = (Path(__file__).resolve().parents[2] / "components/common/flights.yaml").read_text()
     storage.write_text(f"{gcs_bucket}/c/flights.yaml", text.replace("lower_bound: 0.60", "lower_bound: 0.1"))
@@ -178,7 +181,7 @@ def test_a_cluster_train_job_refuses_host_paths(tmp_path):
     """Training pods share no filesystem with the launcher task: with train_job set, the rows and
     the output must be object URIs, else one paragraph before anything is submitted."""
     from components.common.errors import ContractError
-    from components.torch.stages import train_stage
+    from components.torch.launch import train_stage
 
     with pytest.raises(ContractError, match="needs object URIs"):
         train_stage(str(tmp_path / "train_rows"), str(tmp_path / "model"), "", workers=1, epochs=1,

@@ -13,7 +13,7 @@ import torch
 from components.common import rows
 from components.common.contract import load_contract
 from components.torch.model import PreprocessingStats, encode_rows, fit_preprocessing
-from components.torch.train_app import part_stats, shard_batches
+from components.torch.trainer import part_stats, shard_batches
 
 CONTRACT = load_contract()
 NUMERIC = [c.name for c in CONTRACT.numeric_features]

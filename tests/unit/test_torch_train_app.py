@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from components.torch.export import OnnxScorer, export, predict_onnx, signature_doc
-from components.torch.train_app import load_model, main
+from components.torch.trainer import load_model, main
 
 ROOT = Path(__file__).resolve().parents[2]
 NUMERIC, CATEGORICAL = ["distance", "temp"], ["carrier", "origin"]
@@ -43,7 +43,7 @@ def _app_args(train: Path, out: Path, numeric, categorical, **opts) -> list[str]
 
 def _torchrun(nproc: int, args: list[str]) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-           str(nproc), "-m", "components.torch.train_app", *args]
+           str(nproc), "-m", "components.torch.trainer", *args]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
@@ -75,7 +75,7 @@ def test_fewer_train_rows_than_ranks_stop_with_a_clear_message(tmp_path, monkeyp
 
 
 def test_train_stage_refuses_too_few_rows_before_launching(tmp_path):
-    from components.torch.stages import train_stage
+    from components.torch.launch import train_stage
 
     train = tmp_path / "train.parquet"
     _rows(3).to_parquet(train)

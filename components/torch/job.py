@@ -24,13 +24,21 @@ import json
 import math
 import shlex
 
-from components.common.alerts import secret_env
-from components.common.cluster import container_security, pod_security
-from components.common.errors import ContractError
-from infra.schedule_spec import vertex_machine_type
+from torchx import specs
+from torchx.components import dist
 
+from components.common.alerts import secret_env
+from components.common.cluster import (
+    container_security,
+    pod_security,
+)
+from components.common.errors import ContractError
+from components.common.schedule_spec import vertex_machine_type
+
+# torchrun's --max_restarts: failed ranks are restarted (and resume from the checkpoint) this often.
+MAX_RESTARTS = 3
 LAUNCHERS = ("torchx", "trainjob", "vertex")
-TRAIN_MODULE = "components.torch.train_app"
+TRAIN_MODULE = "components.torch.trainer"
 RDZV_PORT = 29500
 _RUNTIME = "torch-distributed"
 
@@ -71,7 +79,7 @@ def pod_env(job: dict) -> list[dict]:
 
 def torch_appdef(job: dict, app_args: list[str], workers: int):
     """The TorchX ``dist.ddp`` AppDef of the training app sized by ``job``."""
-    from components.torch.launch import train_appdef
+    from components.torch.job import train_appdef
 
     nnodes, nproc = torch_layout(job, workers)
     return train_appdef(*app_args, workers=nproc, nnodes=nnodes, image=job["image"],
@@ -217,3 +225,37 @@ def torch_train_job_manifest(train_job: str | dict, app_args: list[str], workers
     build = {"torchx": torch_volcano_job, "trainjob": torch_trainjob,
              "vertex": torch_vertex_customjob}[job["launcher"]]
     return build(job, app_args, workers)
+
+
+def train_appdef(
+    *app_args: str,
+    workers: int = 1,
+    nnodes: int = 1,
+    image: str = "twinpipe-torch:latest",
+    cpu: int = 2,
+    gpu: int = 0,
+    memMB: int = 4096,  # noqa: N803 (TorchX's own parameter name)
+    max_restarts: int = MAX_RESTARTS,
+    max_retries: int = 0,
+    env: dict[str, str] | None = None,
+    module: str = "components.torch.trainer",
+) -> specs.AppDef:
+    """``dist.ddp`` for ``components.torch.trainer``, plus torchrun's ``--max_restarts``.
+
+    Args:
+        app_args: the training app's own arguments.
+        workers: DDP ranks per node (``nproc_per_node``).
+        nnodes: nodes (replicas); >1 needs a multi-node scheduler such as kubernetes.
+        max_restarts: how often torchrun restarts failed ranks (they resume from the checkpoint).
+        max_retries: scheduler-level retries of the whole job.
+        module: the module torchrun runs on every rank (the scaling probe runs its own).
+    """
+    app = dist.ddp(
+        *app_args, m=module, image=image, name="twinpipe-train",
+        cpu=cpu, gpu=gpu, memMB=memMB, j=f"{nnodes}x{workers}", env=dict(env or {}),
+        max_retries=max_retries,
+    )
+    role = app.roles[0]
+    # dist.ddp has no max_restarts; torchrun takes it right after its name.
+    role.args = [a.replace("torchrun ", f"torchrun --max_restarts {max_restarts} ", 1) for a in role.args]
+    return app
