@@ -348,7 +348,7 @@ def main(argv=None) -> int:
 
 def _report(out: Path, doc: dict) -> Path | None:
     """The report of each stack's smallest completed run with the Data scaling section."""
-    from infra.report import build_report
+    from comparison.report import build_report
 
     dirs = []
     for by_scale in doc["runs"].values():

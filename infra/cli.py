@@ -133,7 +133,7 @@ def cmd_run(args) -> int:
 def _run_object_store(args, cfg, contract) -> int:
     """``--out gs://...``: the stacks run on local scratch, pushes go straight to the object store,
     everything else is uploaded when the run ends (which bytes go where: infra/objectstore.py)."""
-    from infra.objectstore import ObjectStoreRun, remap_error
+    from pipelines.objectstore import ObjectStoreRun, remap_error
 
     mirror = ObjectStoreRun(cfg.out_dir)
     try:
@@ -189,7 +189,7 @@ def _run(args, cfg, contract, mirror=None) -> int:
     log.info("[ingest] %d rows in %d span(s), %d excluded, %d quarantined, %.1fs",
              ingested.rows, len(ingested.spans), ingested.excluded_rows, ingested.quarantined_rows,
              ingest_s)
-    from infra import tuning
+    from comparison.tuning import sweep as tuning
 
     cfg = tuning.resolve(args.tuning, cfg, contract, ingested, stacks, _explicit(args))
     summaries, stopped = {}, {}
@@ -221,8 +221,8 @@ def _run(args, cfg, contract, mirror=None) -> int:
     if stopped:
         raise _stopped_error(stopped)
     if args.report:
-        from infra.measure import measure_run
-        from infra.report import build_report
+        from comparison.measure import measure_run
+        from comparison.report import build_report
 
         measure_run(cfg.out_dir, cfg, contract, ingested, summaries,
                     scaling_probe=args.scaling_probe, extras=args.measure)
@@ -241,11 +241,11 @@ def _settings_line(settings: dict) -> str:
 def cmd_tune(args) -> int:
     """The sweep alone: ingest the window into OUT/spans, measure each stack's points, write
     OUT/tuning.json (what `twinpipe run --tuning auto|PATH` applies) and print the choice."""
+    from comparison.tuning import sweep as tuning
     from components.common import storage
     from components.common.contract import load_contract
     from components.common.errors import ContractError
     from components.common.runlock import RunLock
-    from infra import tuning
 
     if storage.is_remote(args.out):
         raise ContractError(f"twinpipe tune measures this machine and writes a local folder; "
@@ -302,7 +302,7 @@ def cmd_validate(args) -> int:
             return _validate(args, cfg, contract, out)
         import dataclasses
 
-        from infra.objectstore import ObjectStoreRun, remap_error
+        from pipelines.objectstore import ObjectStoreRun, remap_error
 
         # Object-store OUT: the gate runs on scratch, spans and reports are uploaded at the end.
         mirror = ObjectStoreRun(args.out)
@@ -342,9 +342,9 @@ def _validate(args, cfg, contract, out: Path, mirror=None) -> int:
 
 
 def cmd_report(args) -> int:
+    from comparison.report import build_report
     from components.common import storage
     from components.common.errors import TwinpipeError
-    from infra.report import build_report
 
     remote = [d for d in [*args.run_dirs, args.out or ""] if storage.is_remote(d)]
     if remote:
@@ -411,13 +411,13 @@ def cmd_predict(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from infra.serve import serve
+    from serving.server import serve
 
     return serve(args.stack, args.model, args.port, args.contract, args.poll_s, args.host)
 
 
 def cmd_compile(args) -> int:
-    from infra.compile import compile_pipelines
+    from pipelines.compile import compile_pipelines
 
     for path in compile_pipelines(args):
         print(f"compiled {path}")
@@ -535,7 +535,7 @@ def _bounded(kind, lo, hi=None):
 
 def _measure_names(text: str) -> tuple[str, ...] | None:
     """``--measure``: ``all`` (None), ``none`` (empty) or names from EXTRA_MEASUREMENTS."""
-    from infra.measure import EXTRA_MEASUREMENTS
+    from comparison.measure import EXTRA_MEASUREMENTS
 
     if text == "all":
         return None
@@ -589,10 +589,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after the run: measure models + serving, write OUT/report/index.html")
     r.add_argument("--scaling-probe", action=argparse.BooleanOptionalAction, default=True,
                    help="for the report: time training at 1 and N workers at fixed threads "
-                        "per worker, weak and strong, compute vs all-reduce (infra.scaling)")
+                        "per worker, weak and strong, compute vs all-reduce (comparison.scaling)")
     r.add_argument("--measure", type=_measure_names, default=None, metavar="NAME,NAME|all|none",
                    help="for the report: which extra measurements to run besides the models and "
-                        "scaling (default all; names: infra.measure.EXTRA_MEASUREMENTS)")
+                        "scaling (default all; names: comparison.measure.EXTRA_MEASUREMENTS)")
     _alert_flags(r)
     r.set_defaults(func=cmd_run)
 

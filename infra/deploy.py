@@ -8,7 +8,7 @@ from pathlib import Path
 
 from components.common.errors import ContractError
 from components.common.schedule_spec import kfp_cron, vertex_cron
-from infra.compile import load_compiled
+from pipelines.compile import load_compiled
 
 
 def load_spec(path: str | Path) -> dict:

@@ -188,7 +188,7 @@ def resolve_spans(spans_dir: str | Path) -> str:
     """The folder/prefix that holds the current spans. Locally ``spans_dir`` itself (a symlink to
     the current generation, resolved by the OS); on object storage, which has no symlink, the
     generation named by ``spans_dir/CURRENT.json`` (written last by a publish,
-    :mod:`infra.objectstore`), or ``spans_dir`` itself when there is no pointer."""
+    :mod:`pipelines.objectstore`), or ``spans_dir`` itself when there is no pointer."""
     from components.common import storage
 
     if not storage.is_remote(spans_dir):

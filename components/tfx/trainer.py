@@ -228,7 +228,7 @@ def _main(argv: list[str]) -> int:
     missing = [k for k in SPEC_KEYS if k not in spec]
     if missing:  # before TensorFlow's import: a bad spec fails every worker within a second
         raise ValueError(f"[tfx][train] training spec {argv[1]} lacks {missing}")
-    if "probe" in spec:  # the report's scaling probe (infra.scaling), launched like training
+    if "probe" in spec:  # the report's scaling probe (comparison.scaling), launched like training
         from components.tfx.scaling_probe import probe_worker
 
         probe_worker(spec)

@@ -167,7 +167,7 @@ def train_stage(
     With ``train_job`` empty the app runs through TorchX ``scheduler`` (``local_cwd`` here) on
     ``train_path`` and writes into ``model_dir/train``. ``scheduler_options`` are TorchX scheduler
     settings as ``key=value,...``. With ``train_job`` (the cluster job's JSON, see
-    ``infra.compile.train_job_spec``) the job runs on its own pods through
+    ``pipelines.compile.train_job_spec``) the job runs on its own pods through
     ``components.torch.submit_training``: they share no filesystem with this task, so
     ``train_path`` must then be an object URI and the app writes to ``job_out`` (a URI too, e.g. the
     model artifact's ``uri + "/train"``), which is copied back here for the export.

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from infra.compile import load_compiled, load_pipeline_spec
+from pipelines.compile import load_compiled, load_pipeline_spec
 from tests.integration.cli import twinpipe_here
 
 STAGES = {"ingest", "validate", "train", "evaluate", "push"}
@@ -166,12 +166,12 @@ def test_vertex_beam_options_validate_as_dataflow_options_offline(compiled, no_n
 
 def test_the_beam_stages_are_the_ones_the_report_says_scale_out(compiled):
     """Only Beam executors run on Dataflow: exactly ExampleGen, StatisticsGen, Transform and the
-    Evaluator, as the README and the report's notes (infra.report.SCALE_OUT) state."""
+    Evaluator, as the README and the report's notes (comparison.report.SCALE_OUT) state."""
     import importlib
 
     from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
 
-    from infra.report import SCALE_OUT
+    from comparison.html import SCALE_OUT
 
     beam = set()
     for name, ex in load_compiled(compiled / "tfx-vertex.json")[0]["deploymentSpec"]["executors"].items():

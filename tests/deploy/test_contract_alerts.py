@@ -23,10 +23,10 @@ from components.common import alerts, registry, storage
 from components.common.contract import load_contract
 from components.common.errors import ContractError
 from components.tfx import job as tfx_job
-from infra import crds
 from infra.cli import main
-from infra.compile import load_compiled
 from infra.deploy import SERVED_VERSION, kustomize, serving_manifests
+from pipelines import crds
+from pipelines.compile import load_compiled
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGED = ROOT / "components" / "common" / "flights.yaml"

@@ -12,7 +12,7 @@ import pytest
 from components.common import beam_options as bo
 from components.common.beam_options import default_beam_args, override_beam_args
 from infra.cli import build_parser
-from infra.compile import tfx_beam_args
+from pipelines.compile import tfx_beam_args
 from tests.integration.cli import twinpipe
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,6 +1,6 @@
 """Offline checks of everything under terraform/, k8s/ and infra/docker/ with the real tools:
 terraform fmt, kubectl kustomize, kubernetes-validate (strict; the Volcano and KServe custom
-resources against their upstream CRDs' openAPIV3Schema through infra.crds), and checkov with
+resources against their upstream CRDs' openAPIV3Schema through pipelines.crds), and checkov with
 zero failed checks (every skip carries its reason in the code)."""
 
 import json
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra import crds
 from infra.deploy import kustomize
+from pipelines import crds
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("dev", "prod")

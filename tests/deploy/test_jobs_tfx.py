@@ -20,8 +20,8 @@ from components.tfx import job as tfx_job
 from components.tfx import launch
 from components.tfx.model import cluster_role
 from components.tfx.trainer import _main as trainer_main
-from infra import crds
 from infra.cli import main
+from pipelines import crds
 
 WORKERS = 3
 

@@ -18,9 +18,9 @@ from google.protobuf import json_format
 from components.common.cluster import vertex_proto
 from components.common.errors import ContractError
 from components.torch import job as jobs
-from infra import crds
-from infra.compile import compile_torch, load_compiled
 from infra.deploy import kustomize
+from pipelines import crds
+from pipelines.compile import compile_torch, load_compiled
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "reg.example/twinpipe/twinpipe-torch:v1-cu130"

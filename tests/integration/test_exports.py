@@ -1,7 +1,7 @@
 """Issue 15's exports on the `--stack both` run (the read-only ``both`` fixture): signature.json
 describes every export push produced; each converted export, loaded in its own runtime, gives the
 reference's probabilities on real eval rows within its stated tolerance
-(:data:`infra.exports.TOLERANCE`, justified there); the measurement and the report section hold
+(:data:`comparison.exports.TOLERANCE`, justified there); the measurement and the report section hold
 every export's figures."""
 
 import json
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from comparison.exports import REFERENCE, TOLERANCE, eval_sample, scorer_for
 from components.common.contract import load_contract
-from infra.exports import REFERENCE, TOLERANCE, eval_sample, scorer_for
 
 pytestmark = pytest.mark.integration
 

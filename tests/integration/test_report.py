@@ -13,13 +13,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from comparison.html import render_html
+from comparison.report import build_report_data
+from comparison.scaling import layout
 from components.common import rows
 from components.common.config import STAGES
 from components.common.contract import load_contract
 from components.common.rowdigest import frame_digest
 from components.common.threads import gpu_count
-from infra.report import build_report_data, render_html
-from infra.scaling import layout
 from tests.integration.cli import twinpipe
 
 pytestmark = pytest.mark.integration
@@ -190,8 +191,8 @@ def test_data_scaling_section_from_a_bench_json(both, tmp_path):
     """`make bench`'s bench.json adds the Data scaling section: passed explicitly, or found two
     folders above a run laid out as make bench lays them (OUT/bench/STACK/scale-K)."""
     from benchmarks import bench
+    from comparison.report import build_report
     from components.common.errors import DataError
-    from infra.report import build_report
     from tests.unit.test_cost_curve import _doc
 
     out, _, _ = both

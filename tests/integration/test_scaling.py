@@ -7,8 +7,8 @@ import os
 
 import pytest
 
+from comparison.scaling import layout
 from components.common.threads import gpu_count
-from infra.scaling import layout
 
 pytestmark = pytest.mark.integration
 

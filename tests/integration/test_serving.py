@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from comparison.serving_load import eval_features
 from components.common import registry, storage
 from components.common.contract import load_contract
 from infra.cli import main
-from infra.load_test import eval_features
-from infra.serve import Server, post_json, v2_request
+from serving.server import Server, post_json, v2_request
 from tests.integration.cli import twinpipe
 
 pytestmark = pytest.mark.integration

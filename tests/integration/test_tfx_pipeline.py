@@ -145,7 +145,7 @@ def test_predict_rejects_bad_rows_clearly(runs, tmp_path):
 
 
 def test_compiled_kfp_spec_has_the_stage_dag(tmp_path):
-    from infra.compile import load_pipeline_spec
+    from pipelines.compile import load_pipeline_spec
 
     twinpipe_here("compile", "--stack", "tfx", "--target", "kfp", "--out", str(tmp_path))
     spec = load_pipeline_spec(tmp_path / "tfx-kfp.json")

@@ -138,7 +138,7 @@ def test_train_restarts_and_resumes_from_checkpoint(both, tmp_path):
 
 
 def test_compiled_torch_spec_puts_the_gpu_on_the_training_job_not_the_launcher(tmp_path):
-    from infra.compile import load_compiled, load_pipeline_spec
+    from pipelines.compile import load_compiled, load_pipeline_spec
 
     twinpipe_here("compile", "--stack", "torch", "--target", "kfp", "--out", str(tmp_path),
                   "--gpu", "nvidia-l4", "--gpu-count", "2", "--image", "reg/twinpipe-torch:1",

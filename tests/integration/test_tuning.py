@@ -8,8 +8,8 @@ import json
 
 import pytest
 
+from comparison.tuning import sweep as tuning
 from components.common.config import RunConfig
-from infra import tuning
 from tests.integration.cli import twinpipe
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,7 @@ def test_tune_chooses_the_best_admissible_point_and_the_run_applies_it(tmp_path)
     assert json.loads((out / "tuning.json").read_text()) == doc  # kept for the report
 
     # the report's Tuning section shows the sweep and what the run used; its headline says so
-    from infra.report import build_report
+    from comparison.report import build_report
 
     html = build_report([out]).read_text()
     report = json.loads((out / "report" / "report.json").read_text())

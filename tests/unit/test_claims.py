@@ -1,6 +1,6 @@
 """The claims section derives each verdict from measured figures only."""
 
-from infra.sections import claims
+from comparison.sections import claims
 
 
 def _run(tfx_s, torch_s, tfx_sps, torch_sps):

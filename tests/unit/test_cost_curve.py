@@ -6,8 +6,8 @@ import json
 import pytest
 
 from benchmarks import bench
+from comparison import report
 from components.common.config import STAGES
-from infra import report
 
 ROWS = {1: 300_000, 3: 900_000, 10: 3_000_000, 30: 9_000_000}
 # (fixed s, µs/row) per stage: the stack's and the hand-written script's

@@ -1,11 +1,11 @@
-"""infra.crds: manifests against the upstream CRDs' openAPIV3Schema, strictly (unknown fields fail)."""
+"""pipelines.crds: manifests against the upstream CRDs' openAPIV3Schema, strictly (unknown fields fail)."""
 
 import copy
 
 import pytest
 import yaml
 
-from infra import crds
+from pipelines import crds
 
 
 def _volcano_job() -> dict:

@@ -28,13 +28,13 @@ def span_rows(tmp_path_factory):
 
 
 def _tfdv(frame: pd.DataFrame) -> set:
-    from infra.validation_engines import tfdv_findings
+    from comparison.validation_engines.measure import tfdv_findings
 
     return {(c.check, c.column) for c in tfdv_findings(frame, CONTRACT, with_label=True)}
 
 
 def _gx(frame: pd.DataFrame) -> set:
-    from infra.validation_engines import gx_findings
+    from comparison.validation_engines.measure import gx_findings
 
     return {(c.check, c.column) for c in gx_findings(frame, CONTRACT, with_label=True)}
 

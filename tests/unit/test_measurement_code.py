@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from comparison.report import STAGE_CODE, _code_lines, count_lines
 from components.common.metrics import binary_metrics, calibration, roc_points
 from components.common.resources import ResourceMeter
 from components.common.serving_bench import latency
-from infra.report import STAGE_CODE, _code_lines, count_lines
 
 
 def test_meter_charges_a_child_process_cpu_to_the_stage_it_ran_in():

@@ -3,8 +3,8 @@ both stacks' workers honour, and scaling.json's efficiencies from the probe's ph
 
 import pytest
 
+from comparison.scaling import layout, scaling_doc, sentence
 from components.common.threads import THREADS_ENV, threads_per_worker
-from infra.scaling import layout, scaling_doc, sentence
 
 
 def test_layout_is_two_single_thread_workers_on_cpu_and_one_worker_per_gpu():

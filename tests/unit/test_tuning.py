@@ -8,9 +8,9 @@ import math
 
 import pytest
 
+from comparison.tuning import sweep as tuning
 from components.common.config import RunConfig
 from components.common.contract import load_contract
-from infra import tuning
 from infra.cli import _explicit, _run_config, build_parser
 from pipelines.tfx.local_runner import local_beam_args, train_config
 

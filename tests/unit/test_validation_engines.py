@@ -11,9 +11,9 @@ import pytest
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+from comparison.validation_engines import measure as ve
 from components.common.contract import ROW_RULES, load_contract  # noqa: E402
 from components.common.corruptions import corpus, corrupt  # noqa: E402
-from infra import validation_engines as ve  # noqa: E402
 
 CONTRACT = load_contract()
 RULES = CONTRACT.validation
@@ -119,7 +119,7 @@ def test_duplicates_no_engine_and_figures_per_engine(measured):
 
 
 def test_section_says_what_each_engine_contributes(measured, tmp_path):
-    from infra.sections import validation_engines as section
+    from comparison.sections import validation_engines as section
 
     _, _, doc, _ = measured
     doc = doc | {"pipeline": ve.pipeline_design(CONTRACT), "measured_at": "now", "cpu_count": 2,

@@ -20,11 +20,11 @@ user would deliver — and records what each engine reports:
 TFDV and GX get the file as pandas reads it (``pd.read_csv`` with the contract's missing
 markers): a column holding one word among numbers is text, as in a notebook. A finding counts as
 a detection when the engine does not report the same (check, column) on the clean rows. Each
-engine runs in its own process (``python -m infra.validation_engines ENGINE CORPUS OUT``), so its
+engine runs in its own process (``python -m comparison.validation_engines.measure ENGINE CORPUS OUT``), so its
 import time, time per case and peak RSS (the kernel's exact high-water mark, ``VmHWM``) are its own.
 
 Writes ``OUT/validation_engines.json`` (run-level); the report's ``validation_engines`` section
-(:mod:`infra.sections.validation_engines`) reads it.
+(:mod:`comparison.validation_engines.section`) reads it.
 """
 
 from __future__ import annotations
@@ -246,7 +246,7 @@ def _in_subprocess(engine: str, corpus_dir: Path, timeout: float) -> dict:
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, "-m", "infra.validation_engines", engine,
+        proc = subprocess.run([sys.executable, "-m", "comparison.validation_engines.measure", engine,
                                str(corpus_dir), str(result)], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -380,7 +380,7 @@ def measure(out_dir, cfg, contract: Contract, ingested, summaries) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m infra.validation_engines ENGINE CORPUS_DIR OUT_JSON``: one engine's process."""
+    """``python -m comparison.validation_engines.measure ENGINE CORPUS_DIR OUT_JSON``: one engine's process."""
     engine, corpus_dir, result = (argv or sys.argv[1:])[:3]
     logging.basicConfig(level=logging.WARNING)
     doc = run_engine(engine, corpus_dir)

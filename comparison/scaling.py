@@ -27,6 +27,9 @@ import os
 import time
 from pathlib import Path
 
+from comparison.plots import COLORS, grouped_bars, png, series
+from comparison.sections import STACK_NAMES, img, num, table
+
 log = logging.getLogger("twinpipe.measure")
 
 KEY = "scaling"
@@ -175,8 +178,6 @@ def _split_bars(series: list[tuple[str, str, dict]]) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from infra.report import COLORS, STACK_NAMES, _png
-
     labels, parts = [], []
     for label, stack, sc in series:
         for p in sc["points"]:
@@ -199,17 +200,15 @@ def _split_bars(series: list[tuple[str, str, dict]]) -> str:
     ax.set_title("Un-overlapped training step: compute vs gradient all-reduce", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def render(runs: list[dict]) -> str:
     """The Training scaling section's body (tables and plots) for the runs' scaling.json."""
     import html
 
-    from infra.report import STACK_NAMES, _f, _grouped_bars, _img, _series, _table
-
-    found = [(label, stack, r["stacks"][stack].get("scaling")) for label, r, stack in _series(runs)]
-    series = [(label, stack, sc) for label, stack, sc in found if sc and "layout" in sc]
+    found = [(label, stack, r["stacks"][stack].get("scaling")) for label, r, stack in series(runs)]
+    shown = [(label, stack, sc) for label, stack, sc in found if sc and "layout" in sc]
     parts = ["<p>Efficiency = samples/s(N workers × T threads) / (N × samples/s(1 worker × T "
              "threads)), every point from the stack's probe at the same threads per worker: "
              "<b>weak</b> scaling keeps the per-worker batch (the global batch grows N×), "
@@ -217,7 +216,7 @@ def render(runs: list[dict]) -> str:
              "on batches held in memory after a warm-up; the run's own train stage is shown for "
              "reference.</p>"]
     rows = []
-    for label, _, sc in series:
+    for label, _, sc in shown:
         eff = {"baseline": "1.00x / 100%"}
         for kind in ("weak", "strong"):
             if kind in sc:
@@ -225,19 +224,19 @@ def render(runs: list[dict]) -> str:
         for p in sc["points"]:
             s = p["split"]
             rows.append([label, p["workers"], p["threads"], p["scaling"], p["per_worker_batch"],
-                         p["global_batch"], _f(p["samples_per_s"], 0), _f(p["step_ms"], 3),
-                         *(_f(s[k], 3) for k in ("step_ms", "compute_ms", "comm_ms", "other_ms")),
+                         p["global_batch"], num(p["samples_per_s"], 0), num(p["step_ms"], 3),
+                         *(num(s[k], 3) for k in ("step_ms", "compute_ms", "comm_ms", "other_ms")),
                          eff.get(p["scaling"], "–")])
         pt = sc.get("pipeline_train") or {}
         rows.append([label, pt.get("workers"), pt.get("threads"), "pipeline train stage", "",
-                     pt.get("global_batch"), _f(pt.get("samples_per_s"), 0), *[""] * 6])
+                     pt.get("global_batch"), num(pt.get("samples_per_s"), 0), *[""] * 6])
     for label, _, sc in found:
         if not sc or "layout" not in sc:
             rows.append([label, "–", "–", "no fixed-thread probe in this run", *["–"] * 9])
-    parts.append(_table(["stack", "workers", "threads / worker", "point", "batch / worker",
+    parts.append(table(["stack", "workers", "threads / worker", "point", "batch / worker",
                          "global batch", "samples/s", "step ms", "un-overlapped step ms",
                          "compute ms", "all-reduce ms", "other ms", "speedup / efficiency"], rows))
-    if series:
+    if shown:
         kinds = ["baseline", "weak", "strong"]
 
         def value(r, stack, kind):
@@ -246,11 +245,11 @@ def render(runs: list[dict]) -> str:
                          if p.get("scaling") == kind), None)
 
         parts.append("<div class='row'>"
-                     + _img(_grouped_bars(runs, kinds, value, "Training samples/s at fixed threads "
+                     + img(grouped_bars(runs, kinds, value, "Training samples/s at fixed threads "
                                           "per worker", "samples/s", fmt="%.0f"), "scaling")
-                     + _img(_split_bars(series), "compute vs all-reduce") + "</div>")
-        methods = {stack: sc["split_method"] for _, stack, sc in series}
+                     + img(_split_bars(shown), "compute vs all-reduce") + "</div>")
+        methods = {stack: sc["split_method"] for _, stack, sc in shown}
         parts.append("<p>How the split was measured: " + " ".join(
             f"<b>{html.escape(STACK_NAMES[s])}</b>: {html.escape(m)}" for s, m in methods.items())
-            + f" {html.escape(series[0][2]['caveat'])}</p>")
+            + f" {html.escape(shown[0][2]['caveat'])}</p>")
     return "".join(parts)

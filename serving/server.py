@@ -2,9 +2,9 @@
 
 Two processes, because one cannot hold both dependency sets (requirements/serve.in):
 
-* the front, :mod:`infra.kserve_front`, in ``.venv-serve`` (kserve 0.21: protobuf 6, numpy 2):
+* the front, :mod:`serving.kserve_front`, in ``.venv-serve`` (kserve 0.21: protobuf 6, numpy 2):
   V1 and V2 (Open Inference Protocol) REST, health and readiness, model name = the stack;
-* the runtime, :mod:`infra.serve_runtime`, in the project's venv (TF 2.16 / onnxruntime with the
+* the runtime, :mod:`serving.runtime`, in the project's venv (TF 2.16 / onnxruntime with the
   lock's protobuf 4): the same scorers and contract checks as ``twinpipe predict``, reloading each
   newer push (``current.json``) without a restart.
 
@@ -53,7 +53,7 @@ def command(stack: str, model: str, port: int, contract: str | None = None,
 
     model = where(model)
     contract = where(contract) if contract else None
-    runtime = [sys.executable, "-m", "infra.serve_runtime", "--stack", stack, "--model", str(model),
+    runtime = [sys.executable, "-m", "serving.runtime", "--stack", stack, "--model", str(model),
                "--poll-s", str(poll_s)]
     if contract:
         runtime += ["--contract", str(contract)]
@@ -69,7 +69,7 @@ def command(stack: str, model: str, port: int, contract: str | None = None,
 def check_model(model: str) -> str:
     """The version ``model`` serves now, or a DataError in one paragraph (before any server
     starts, so a wrong path fails fast with exit 1)."""
-    from infra.serve_runtime import current_version
+    from serving.runtime import current_version
 
     return current_version(str(model))[0]
 

@@ -187,7 +187,7 @@ def write_torch_train_job(spec_path: Path) -> Path:
     """
     from components.common.cluster import vertex_proto
     from components.torch import job as jobs
-    from infra import crds
+    from pipelines import crds
 
     params = load_compiled(spec_path)[0]["root"]["inputDefinitions"]["parameters"]
     train_job = jobs.parse_train_job(params["train_job"]["defaultValue"])

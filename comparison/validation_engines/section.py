@@ -1,5 +1,5 @@
 """Report section: the validation engines compared on raw rows (``OUT/validation_engines.json``,
-written by :mod:`infra.validation_engines`): the detection matrix (engine x corruption x rate),
+written by :mod:`comparison.validation_engines.measure`): the detection matrix (engine x corruption x rate),
 each engine's time and peak memory, sentences generated from the matrix on what each engine
 contributes, and what the pipeline does with the engines."""
 
@@ -9,7 +9,9 @@ import html
 import json
 from pathlib import Path
 
-from infra.validation_engines import ENGINE_NAMES, RESULT
+from comparison.plots import png
+from comparison.sections import img, num, table
+from comparison.validation_engines.measure import ENGINE_NAMES, RESULT
 
 KEY = "validation_engines"
 TITLE = "Validation engines on raw rows"
@@ -128,8 +130,6 @@ def _heatmap(doc: dict) -> str:
     import numpy as np
     from matplotlib.colors import ListedColormap
 
-    from infra.report import _png
-
     kinds = _kinds(doc)
     rates = doc["rates"]
     engines = doc["engines"]
@@ -160,11 +160,10 @@ def _heatmap(doc: dict) -> str:
             ax.axvline(k * len(rates) - 0.5, color="black", lw=1)
     ax.set_title("Detection on raw rows (share of rows damaged; stop = fails the run, "
                  "warn = reported, run goes on)", fontsize=9, pad=26)
-    return _png(fig)
+    return png(fig)
 
 
 def render(section: dict) -> str:
-    from infra.report import _f, _img, _table
 
     parts = []
     for doc in section["runs"]:
@@ -172,7 +171,7 @@ def render(section: dict) -> str:
             parts.append(f"<h3>{html.escape(doc['label'])}</h3>")
         parts.append("<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in doc["sentences"])
                      + "</ul>")
-        parts.append(_img(_heatmap(doc), "validation engines detection matrix"))
+        parts.append(img(_heatmap(doc), "validation engines detection matrix"))
         engines = doc["engines"]
         rows = []
         for r in doc["matrix"]:
@@ -180,17 +179,17 @@ def render(section: dict) -> str:
                          else "whole table"]
                         + [(_MARK[r[e]["verdict"]] + ": " + ", ".join(r[e]["findings"])).strip(": ")
                            or "—" for e in engines])
-        parts.append(_table(["corruption", "column", "rows damaged"]
+        parts.append(table(["corruption", "column", "rows damaged"]
                             + [_cap(ENGINE_NAMES.get(e, e)) for e in engines], rows))
         figs = doc["figures"]
-        parts.append(_table(
+        parts.append(table(
             ["engine", "import s", "set-up s", "check s (all files)", "s per file", "rows/s",
              "RSS after import MiB", "peak RSS MiB", "process wall s"],
             [[_cap(ENGINE_NAMES.get(e, e))] + ([figs[e]["error"]] + [""] * 7 if "error" in figs[e] else
-             [_f(figs[e]["import_s"], 2), _f(figs[e]["setup_s"], 2), _f(figs[e]["check_s"], 2),
-              _f(figs[e]["per_case_s"], 3), _f(figs[e]["rows_per_s"], 0),
-              _f(figs[e]["rss_after_import_mb"], 0), _f(figs[e]["peak_rss_mb"], 0),
-              _f(figs[e]["wall_s"], 1)]) for e in engines]))
+             [num(figs[e]["import_s"], 2), num(figs[e]["setup_s"], 2), num(figs[e]["check_s"], 2),
+              num(figs[e]["per_case_s"], 3), num(figs[e]["rows_per_s"], 0),
+              num(figs[e]["rss_after_import_mb"], 0), num(figs[e]["peak_rss_mb"], 0),
+              num(figs[e]["wall_s"], 1)]) for e in engines]))
         parts.append(f"<p>TFDV: <code>tfdv.generate_statistics_from_dataframe</code> (in memory, no "
                      f"Beam) + <code>validate_statistics</code> against the contract's schema; GX: "
                      f"the contract's suite as one checkpoint, run per file; rules: the pipeline's "
@@ -199,5 +198,5 @@ def render(section: dict) -> str:
                      f"the rules' time includes their own read and the spans they write). "
                      f"{len(doc['matrix']) + 1} files (with the clean one) "
                      f"of {doc['rows']:,} rows; measured {html.escape(str(doc.get('measured_at')))} on "
-                     f"{doc.get('cpu_count')} cores in {_f(doc.get('wall_s'), 1)} s.</p>")
+                     f"{doc.get('cpu_count')} cores in {num(doc.get('wall_s'), 1)} s.</p>")
     return "".join(parts)

@@ -2,7 +2,7 @@
 machine (every measured point: configuration -> steady-state samples/s and AUC on the slice), the
 configuration chosen and why, the Beam mode's timings, and what each stack actually ran with
 (``run.json`` ``settings``). Reads ``OUT/tuning.json`` (written by ``twinpipe tune`` or
-``twinpipe run --tuning``; see :mod:`infra.tuning`).
+``twinpipe run --tuning``; see :mod:`comparison.tuning.sweep`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import html
 import json
 from pathlib import Path
 
-from infra.sections import SHORT_NAMES
+from comparison.sections import SHORT_NAMES, table
 
 KEY = "tuning"
 TITLE = "Tuning: each stack's best configuration on this machine"
@@ -66,8 +66,7 @@ def _cfg(c: dict) -> str:
 
 
 def render(doc: dict) -> str:
-    from infra.report import _table
-    from infra.tuning import admissible, estimated_train_s
+    from comparison.tuning.sweep import admissible, estimated_train_s
 
     parts = []
     for d in doc["runs"]:
@@ -89,11 +88,11 @@ def render(doc: dict) -> str:
                              + (f" (+{p['fixed_s']:.1f} start-up)" if p.get("fixed_s") else ""),
                              "yes" if i in ok else "no (AUC)", mark])
             parts.append(f"<h3>{SHORT_NAMES.get(stack, stack)}</h3>")
-            parts.append(_table(["configuration", "train samples/s", "AUC (slice)",
+            parts.append(table(["configuration", "train samples/s", "AUC (slice)",
                                  "est. train stage s (run's samples)", "admissible", ""], rows))
             if e.get("beam"):
                 b = e["beam"]
-                parts.append(_table(["Beam mode", f"seconds ({b['stage']}, {b['rows']:,} rows)",
+                parts.append(table(["Beam mode", f"seconds ({b['stage']}, {b['rows']:,} rows)",
                                      ""],
                                     [[m, f"{s:.1f}", "chosen" if m == b["chosen"] else ""]
                                      for m, s in b["seconds"].items()]))

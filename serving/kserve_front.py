@@ -1,6 +1,6 @@
 """KServe's Python ModelServer in front of the stack's runtime: V1 and V2 (Open Inference
 Protocol) REST on one port. Runs in .venv-serve (see requirements/serve.in); imports only the
-standard library and ``kserve`` -- the model runs in :mod:`infra.serve_runtime`, a child process
+standard library and ``kserve`` -- the model runs in :mod:`serving.runtime`, a child process
 in the project's venv, which this front starts and talks to over its pipes.
 
 Requests (model name = the stack, ``tfx`` or ``torch``):
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to listen on (default loopback; 0.0.0.0 in a pod)")
     p.add_argument("runtime_cmd", nargs=argparse.REMAINDER,
-                   help="after --: the runtime's command line (infra.serve_runtime)")
+                   help="after --: the runtime's command line (serving.runtime)")
     args = p.parse_args(argv)
     cmd = args.runtime_cmd[1:] if args.runtime_cmd[:1] == ["--"] else args.runtime_cmd
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")

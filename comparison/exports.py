@@ -2,7 +2,7 @@
 runtime, on the same eval rows as the stack's reference model.
 
 For each stack that trained, the model under test (the pushed version, else the candidate; see
-:func:`infra.measure.model_under_test`) is read with its ``signature.json``. Every export it
+:func:`comparison.measure.model_under_test`) is read with its ``signature.json``. Every export it
 describes gets: converted or not (with the error), its size, latency p50/p95 at batch 1 and 256
 in its own runtime (:func:`components.common.serving_bench.latency`: the runtime's call alone on
 an encoded batch), and the largest |Δprobability| against the stack's reference model on the
@@ -13,12 +13,13 @@ References: TFX — the SavedModel's ``serving_default`` over serialized tf.Exam
 evaluated and ``twinpipe predict`` serves); PyTorch — the trained FlightsNet in eager PyTorch,
 rebuilt from the state dict push keeps beside the exports.
 
-Writes ``OUT/<stack>/exports.json``; the report's Exports section (:mod:`infra.sections.exports`)
+Writes ``OUT/<stack>/exports.json``; the report's Exports section (:mod:`comparison.exports`)
 reads it.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import time
@@ -27,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from comparison.models import MEASURED_COPY, model_under_test, scorer_for
+from comparison.sections import SHORT_NAMES, stack_files, table
 from components.common import rows, storage
 from components.common.contract import Contract
 from components.common.serving_bench import predict
@@ -52,25 +55,6 @@ SCORE_CHUNK = 4096
 TOLERANCE = {"saved_model": 0.0, "saved_model_raw": 1e-6, "tflite": 1e-4,
              "eager": 0.0, "onnx": 1e-5, "pt2": 1e-5, "torchscript": 1e-5}
 REFERENCE = {"tfx": "saved_model", "torch": "eager"}
-
-
-def scorer_for(stack: str, name: str, folder: Path, contract: Contract):
-    """The scorer (``encode``/``score``) of export ``name`` in its own runtime."""
-    if stack == "tfx":
-        from components.tfx.export import SavedModelRawScorer, SavedModelScorer, TFLiteScorer
-
-        if name == "saved_model":
-            return SavedModelScorer(str(folder), [c.name for c in contract.features])
-        return {"saved_model_raw": SavedModelRawScorer, "tflite": TFLiteScorer}[name](str(folder))
-    from components.torch.export import (
-        EagerScorer,
-        ExportedProgramScorer,
-        OnnxScorer,
-        TorchScriptScorer,
-    )
-
-    return {"eager": EagerScorer, "onnx": OnnxScorer, "pt2": ExportedProgramScorer,
-            "torchscript": TorchScriptScorer}[name](folder)
 
 
 def described_exports(stack: str, signature: dict) -> dict[str, dict]:
@@ -107,7 +91,6 @@ def measure_stack(stack: str, summary: dict, contract: Contract, out_dir: Path,
     """Every export of ``stack``'s model under test: converted, size, latency, max |Δp|."""
     from components.common import registry
     from components.common.serving_bench import latency
-    from infra.measure import MEASURED_COPY, model_under_test
 
     t0 = time.perf_counter()
     model_ref, which = model_under_test(stack, summary)
@@ -168,7 +151,7 @@ def measure_stack(stack: str, summary: dict, contract: Contract, out_dir: Path,
 
 
 def measure_exports(out_dir, cfg, contract: Contract, ingested, summaries: dict[str, dict]) -> dict:
-    """``infra.measure.EXTRA_MEASUREMENTS["exports"]``: writes ``OUT/<stack>/exports.json``."""
+    """``comparison.measure.EXTRA_MEASUREMENTS["exports"]``: writes ``OUT/<stack>/exports.json``."""
     out = Path(out_dir)
     docs = {}
     for stack, summary in summaries.items():
@@ -180,3 +163,91 @@ def measure_exports(out_dir, cfg, contract: Contract, ingested, summaries: dict[
                  doc["wall_s"])
         docs[stack] = doc
     return docs
+
+
+KEY = "exports"
+
+
+TITLE = "Exports"
+
+
+def collect(runs: list[dict], data: dict) -> dict | None:
+    found = [{"run": r["label"], "stack": stack, **doc}
+             for r, stack, doc in stack_files(runs, "exports.json")]
+    return {"stacks": found} if found else None
+
+
+def _ms(row: dict, batch: str, q: str) -> str:
+    v = (row.get("latency") or {}).get(batch, {}).get(q)
+    return "–" if v is None else f"{v:.3g}"
+
+
+def _dp(row: dict) -> str:
+    v = row.get("max_abs_dp")
+    return "–" if v is None else ("0" if v == 0 else f"{v:.2e}")
+
+
+def _met(row: dict) -> str:
+    if row.get("reference"):
+        return "reference"
+    if "within_tolerance" not in row:
+        return "–"
+    tol = row.get("tolerance")
+    if tol is None:
+        return "no tolerance"
+    return f"{'yes' if row['within_tolerance'] else 'NO'} (≤ {tol:.0e})"
+
+
+def _notes(row: dict) -> str:
+    parts = []
+    if row.get("signature"):
+        parts.append(f"signature {row['signature']}"
+                     + (" (same SavedModel)" if row.get("file") == "." and not row.get("reference")
+                        else ""))
+    if row.get("exporter"):
+        parts.append(row["exporter"])
+    if row.get("select_tf_ops"):
+        parts.append("TF Select ops: " + ", ".join(row.get("flex_ops") or ["?"]))
+    if row.get("asset_paths_frozen"):
+        parts.append("vocabulary paths made constants for the converter")
+    for w in row.get("warnings") or []:
+        parts.append(w)
+    for key in ("error", "run_error", "dynamo_error"):
+        if row.get(key):
+            parts.append(f"{key.replace('_', ' ')}: {row[key][:300]}")
+    return "; ".join(parts)
+
+
+HEADERS = ["export", "format", "converted", "size KiB", "b1 p50 ms", "b1 p95 ms", "b256 p50 ms",
+           "b256 p95 ms", "max |Δp|", "tolerance met", "notes"]
+
+
+def table_rows(doc: dict) -> list[list[str]]:
+    out = []
+    for row in doc["exports"]:
+        size = row.get("size_bytes")
+        out.append([row["export"], row.get("format") or "", "yes" if row["converted"] else "NO",
+                    "–" if size is None else f"{size / 1024:,.1f}",
+                    _ms(row, "1", "p50_ms"), _ms(row, "1", "p95_ms"),
+                    _ms(row, "256", "p50_ms"), _ms(row, "256", "p95_ms"),
+                    _dp(row), _met(row), _notes(row)])
+    return out
+
+
+def render(doc: dict) -> str:
+
+    parts = ["<p>Each export push produced, loaded in its own runtime and scored on the same eval "
+             "rows as the stack's reference (TFX: <code>serving_default</code> over serialized "
+             "tf.Examples; PyTorch: the trained model in eager PyTorch). Latency: the runtime's "
+             "call alone on an encoded batch (p50/p95). max |Δp|: the largest difference in "
+             "probability from the reference on those rows.</p>"]
+    for s in doc["stacks"]:
+        name = SHORT_NAMES.get(s["stack"], s["stack"])
+        parts.append(f"<h3>{html.escape(name)} · {html.escape(s['run'])}</h3>"
+                     f"<p>{html.escape(s['eval_rows_sample'])} (key digest "
+                     f"<code>{html.escape(s['eval_rows_sha256'][:16])}</code>); model: "
+                     f"{html.escape(s['model_is'])}.</p>")
+        if s.get("note"):
+            parts.append(f"<p>{html.escape(s['note'])}</p>")
+        parts.append(table(HEADERS, table_rows(s)))
+    return "".join(parts)

@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from comparison.models import scorer
+from comparison.sections import STACK_NAMES, stack_files, table
 from components.common import fault, rows, storage
 from components.common.metrics import binary_metrics
 
@@ -138,12 +140,67 @@ def _train(stack: str, tmp: str, cfg, contract, summary: dict, workers: int, epo
 
 def _eval_auc(stack: str, model_dir: str, contract, out: Path, summary: dict) -> float:
     """The model's AUC on the run's eval rows, scored by the stack's runtime as
-    ``infra.measure.measure_model`` scores the run's own model."""
+    ``comparison.measure.measure_model`` scores the run's own model."""
     from components.common.serving_bench import predict
-    from infra.measure import _scorer
 
-    scorer = _scorer(stack, Path(model_dir), contract)
+    scorer = scorer(stack, Path(model_dir), contract)
     with rows.split_ref(out / "spans", "eval", summary["spans"]) as ref:
         scored = rows.score(ref, "eval", contract.label.name, list(contract.split.key),
                             {"model": lambda frame: predict(scorer, frame)})
     return binary_metrics(scored.labels, scored.probs["model"])["auc"]
+
+
+KEY = "fault_tolerance"
+
+
+TITLE = "Fault tolerance"
+
+
+FILE = "fault_tolerance.json"
+
+
+def collect(runs: list[dict], data: dict) -> dict | None:
+    rows = [{"run": r["label"], **doc} for r, _, doc in stack_files(runs, FILE)]
+    return {"rows": rows} if rows else None
+
+
+def _v(x, digits: int = 2, unit: str = "") -> str:
+    if x is None:
+        return "–"
+    return f"{x:.{digits}f}{unit}" if isinstance(x, float) else f"{x}{unit}"
+
+
+def render(doc: dict) -> str:
+
+    runs = {row["run"] for row in doc["rows"]}
+    cells = []
+    for row in doc["rows"]:
+        name = STACK_NAMES.get(row["stack"], row["stack"])
+        if len(runs) > 1:
+            name = f"{name} · {row['run']}"
+        if row.get("error"):
+            cells.append([name, f"measurement failed: {row['error']}"] + ["–"] * 8)
+            continue
+        redone = (f"{_v(row['redone_epochs'])} epochs ({row['redone_samples']:,} samples)"
+                  if row.get("redone_epochs") is not None else "–")
+        cells.append([
+            name, row["recovery"], f"{row['workers']} × {row['epochs']}",
+            _v(row["detect_s"], 2, " s"), _v(row["recover_s"], 1, " s"),
+            f"{row['resumed_at_epoch']} (checkpointed {row['epochs_checkpointed_before_kill']})",
+            redone, f"{row['restarts']} of {row['max_restarts']}",
+            _v(row["auc"], 4), f"{_v(row['undisturbed_auc'], 4)} (Δ {row['auc_delta']:+.4f})"
+            if row.get("auc_delta") is not None else _v(row.get("undisturbed_auc"), 4),
+        ])
+    headers = ["stack", "recovery", "workers × epochs", "time to detect", "time to recover",
+               "resumed at epoch", "work redone", "restarts used", "AUC after the kill",
+               "undisturbed AUC"]
+    note = ("<p>Each stack trains again on the run's prepared data with worker/rank 1 killed "
+            "by SIGKILL from outside its process, half an epoch after the first checkpoint "
+            "(Keras <code>BackupAndRestore</code> backup for TFX, the app's epoch checkpoint "
+            "for torch). <b>Time to detect</b>: kill → the launcher (TFX local launcher, "
+            "torchrun) has stopped the surviving worker. <b>Time to recover</b>: kill → the "
+            "first training step of the relaunched workers (process start-up, framework import, "
+            "collective set-up and restore included). <b>Work redone</b>: epochs trained after "
+            "the checkpoint and lost with the kill, from the event timestamps. The undisturbed "
+            "AUC is the run's own model; epochs are the run's (at least 2).</p>")
+    return note + table(headers, cells)

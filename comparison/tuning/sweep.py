@@ -27,7 +27,7 @@ The Beam mode: the faster of the two.
 
 ``OUT/tuning.json`` keeps every point; `twinpipe run --tuning auto|PATH` applies the chosen
 settings per stack (:func:`apply`), explicit ``--workers``/``--batch-size``/``--learning-rate``
-winning over them; the report's Tuning section (:mod:`infra.sections.tuning`) shows the sweep.
+winning over them; the report's Tuning section (:mod:`comparison.tuning.section`) shows the sweep.
 """
 
 from __future__ import annotations
@@ -308,7 +308,7 @@ def sweep_tfx(contract: Contract, base: RunConfig, slice_dir: Path, work: Path,
         spec_file = work / f"tfx-threads-{threads}.json"
         spec_file.write_text(json.dumps([specs[i] for i in group]))
         t0 = time.time()
-        _check(subprocess.run([sys.executable, "-m", "infra.tuning", str(spec_file)],
+        _check(subprocess.run([sys.executable, "-m", "comparison.tuning.sweep", str(spec_file)],
                               env=dict(os.environ, **{THREADS_ENV: str(threads)}),
                               capture_output=True, text=True), "tfx", points[group[0]])
         walls.update({i: (time.time() - t0) / len(group) for i in group})
@@ -340,7 +340,7 @@ def tfx_process_start_s() -> float:
 
 def _train_specs(spec_file: str) -> int:
     """The single-worker TFX points of one thread count, trained one after the other in this
-    process (``python -m infra.tuning SPECS.json``, with ``TWINPIPE_THREADS`` set)."""
+    process (``python -m comparison.tuning.sweep SPECS.json``, with ``TWINPIPE_THREADS`` set)."""
     import tensorflow as tf
 
     from components.tfx.trainer import train

@@ -1,6 +1,6 @@
 """The model runtime behind `twinpipe serve`: one process in the project's venv that scores rows.
 
-KServe's ``ModelServer`` (:mod:`infra.kserve_front`) runs in its own venv (kserve 0.21 needs
+KServe's ``ModelServer`` (:mod:`serving.kserve_front`) runs in its own venv (kserve 0.21 needs
 protobuf 6 and numpy 2, the TFX lock pins protobuf 4 and numpy 1.26), so the stack's serving
 runtime cannot live in its process. It runs here instead, exactly as ``twinpipe predict`` runs it
 (:class:`~components.tfx.export.SavedModelScorer`, :class:`~components.torch.export.OnnxScorer`,
@@ -173,7 +173,7 @@ class Runtime:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    p = argparse.ArgumentParser(prog="python -m infra.serve_runtime")
+    p = argparse.ArgumentParser(prog="python -m serving.runtime")
     p.add_argument("--stack", choices=tuple(RUNTIMES), required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--contract", default=None)

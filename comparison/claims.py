@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 
-from infra.sections import SHORT_NAMES
+from comparison.sections import SHORT_NAMES
 
 KEY = "claims"
 TITLE = "Claims checked"
@@ -252,7 +252,7 @@ def ev_serving_load(data):
 
 
 def ev_validation_engines(data):
-    from infra.sections.validation_engines import _kinds, first_rate
+    from comparison.validation_engines.section import _kinds, first_rate
 
     docs = (data.get("validation_engines") or {}).get("runs") or []
     doc = docs[0] if docs else None
