@@ -32,6 +32,7 @@ from comparison.models import MEASURED_COPY, model_under_test, scorer_for
 from comparison.sections import SHORT_NAMES, stack_files, table
 from components.common import rows, storage
 from components.common.contract import Contract
+from components.common.layout import EXPORTS_JSON, SIGNATURE_JSON
 from components.common.serving_bench import predict
 from components.tfx.export import export_bytes
 
@@ -95,7 +96,7 @@ def measure_stack(stack: str, summary: dict, contract: Contract, out_dir: Path,
     t0 = time.perf_counter()
     model_ref, which = model_under_test(stack, summary)
     folder = Path(registry.local_copy(model_ref, out_dir / stack / MEASURED_COPY))
-    signature = json.loads((folder / "signature.json").read_text())
+    signature = json.loads((folder / SIGNATURE_JSON).read_text())
     frame, digest, total = eval_sample(out_dir, summary, contract, sample_rows)
     exports = described_exports(stack, signature)
     ref_name = REFERENCE[stack]
@@ -156,7 +157,7 @@ def measure_exports(out_dir, cfg, contract: Contract, ingested, summaries: dict[
     docs = {}
     for stack, summary in summaries.items():
         doc = measure_stack(stack, summary, contract, out)
-        storage.write_json(out / stack / "exports.json", doc)
+        storage.write_json(out / stack / EXPORTS_JSON, doc)
         ok = sum(1 for r in doc["exports"] if r.get("within_tolerance"))
         log.info("[%s][exports] %d export(s), %d within tolerance of %s on %d eval rows (%.1fs)",
                  stack, len(doc["exports"]), ok, doc["reference"], doc["eval_rows"],
@@ -173,7 +174,7 @@ TITLE = "Exports"
 
 def collect(runs: list[dict], data: dict) -> dict | None:
     found = [{"run": r["label"], "stack": stack, **doc}
-             for r, stack, doc in stack_files(runs, "exports.json")]
+             for r, stack, doc in stack_files(runs, EXPORTS_JSON)]
     return {"stacks": found} if found else None
 
 

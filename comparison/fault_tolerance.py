@@ -31,11 +31,12 @@ from pathlib import Path
 from comparison.models import scorer
 from comparison.sections import STACK_NAMES, stack_files, table
 from components.common import fault, rows, storage
+from components.common.layout import FAULT_TOLERANCE_JSON, MEASUREMENTS_JSON
 from components.common.metrics import binary_metrics
 
 log = logging.getLogger("twinpipe.measure")
 
-FILE = "fault_tolerance.json"
+FILE = FAULT_TOLERANCE_JSON
 KILLED_RANK = 1
 RECOVERY = {
     "tfx": "local launcher relaunches the job; Keras BackupAndRestore resumes the last epoch",
@@ -93,8 +94,8 @@ def measure_stack(stack: str, out: Path, cfg, contract, ingested, summary: dict)
                 os.environ[fault.EVENTS_ENV] = previous
         result = fault.summarize(fault.read_events(events), kill, epochs, train_rows)
         auc = _eval_auc(stack, model_dir, contract, out, summary)
-    reference = json.loads((out / stack / "measurements.json").read_text())["metrics"]["auc"] \
-        if (out / stack / "measurements.json").exists() else summary["stages"]["evaluate"].get("auc")
+    reference = json.loads((out / stack / MEASUREMENTS_JSON).read_text())["metrics"]["auc"] \
+        if (out / stack / MEASUREMENTS_JSON).exists() else summary["stages"]["evaluate"].get("auc")
     doc = {
         "stack": stack,
         "recovery": RECOVERY[stack],
@@ -156,7 +157,7 @@ KEY = "fault_tolerance"
 TITLE = "Fault tolerance"
 
 
-FILE = "fault_tolerance.json"
+FILE = FAULT_TOLERANCE_JSON
 
 
 def collect(runs: list[dict], data: dict) -> dict | None:

@@ -28,6 +28,7 @@ from comparison.scaling import scaling as scaling_probe
 from comparison.validation_engines import measure as validation_engines
 from components.common import storage
 from components.common.contract import Contract
+from components.common.layout import ENVIRONMENT_JSON
 
 log = logging.getLogger("twinpipe.measure")
 
@@ -102,11 +103,11 @@ def measure_run(out_dir: str | Path, cfg, contract: Contract, ingested, summarie
     """Everything the report reads besides run.json, for each stack that trained; ``extras``: the
     names in :data:`EXTRA_MEASUREMENTS` to run as well (None: all of them)."""
     out = Path(out_dir).resolve()
-    storage.write_json(out / "environment.json", environment())
+    storage.write_json(out / ENVIRONMENT_JSON, environment())
     trained = {s: v for s, v in summaries.items()
                if v["stages"]["train"].get("samples_per_s") is not None}
     for stack, summary in trained.items():
-        if scaling_probe:  # at the stack's own settings (per-stack tuning, infra/tuning.py)
+        if scaling_probe:  # at the stack's own settings (per-stack tuning, comparison/tuning)
             scaling(stack, cfg.for_stack(stack), contract, ingested, summary, out)
         measure_model(stack, summary, contract, out)
     for name, measure in EXTRA_MEASUREMENTS.items():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from components.common import rows, storage
 from components.common.contract import Contract
+from components.common.layout import MEASUREMENTS_JSON, SIGNATURE_JSON
 
 log = logging.getLogger("twinpipe.measure")
 
@@ -45,7 +46,7 @@ def sizes(stack: str, model_dir: Path) -> dict:
         from components.tfx.export import saved_model_bytes
 
         return {"SavedModel": saved_model_bytes(model_dir)}
-    files = json.loads((model_dir / "signature.json").read_text())["files"]
+    files = json.loads((model_dir / SIGNATURE_JSON).read_text())["files"]
     names = {"torchscript": "TorchScript", "onnx": "ONNX"}  # a failed export has no file
     return {names[k]: (model_dir / f).stat().st_size for k, f in files.items() if k in names}
 
@@ -94,7 +95,7 @@ def measure_model(stack: str, summary: dict, contract: Contract, out_dir: Path) 
         "latency": latency(scorer, first, LATENCY_BATCHES),
         "threads": "runtime defaults",
     }
-    storage.write_json(out_dir / stack / "measurements.json", doc)
+    storage.write_json(out_dir / stack / MEASUREMENTS_JSON, doc)
     log.info("[%s][measure] auc %.4f on %d eval rows; batch-1 p50 %.3f ms", stack,
              metrics["auc"], len(labels), doc["latency"]["1"]["p50_ms"])
     return doc

@@ -19,6 +19,14 @@ from comparison.tuning import section as tuning_section
 from comparison.validation_engines import section as validation_engines_section
 from components.common.config import STAGES
 from components.common.errors import DataError
+from components.common.layout import (
+    ENVIRONMENT_JSON,
+    MEASUREMENTS_JSON,
+    REPORT_HTML,
+    REPORT_JSON,
+    RUN_JSON,
+    SCALING_JSON,
+)
 
 # The sections beyond the core ones, in report order (claims last: it reads every other section);
 # each is a module defining KEY, TITLE, collect and render (see comparison.sections).
@@ -114,15 +122,15 @@ def load_run(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir).resolve()
     stacks = {}
     for stack in STACKS:
-        run = _read(run_dir / stack / "run.json")
+        run = _read(run_dir / stack / RUN_JSON)
         if run is None:
             continue
-        stacks[stack] = {"run": run, "scaling": _read(run_dir / stack / "scaling.json"),
-                         "measurements": _read(run_dir / stack / "measurements.json")}
+        stacks[stack] = {"run": run, "scaling": _read(run_dir / stack / SCALING_JSON),
+                         "measurements": _read(run_dir / stack / MEASUREMENTS_JSON)}
     if not stacks:
         raise DataError(f"{run_dir}: no tfx/run.json or torch/run.json; expected the --out folder "
                         "of a `twinpipe run`.")
-    env = _read(run_dir / "environment.json") or {}
+    env = _read(run_dir / ENVIRONMENT_JSON) or {}
     first = next(iter(stacks.values()))["run"]
     gpu = ", ".join(env.get("gpus") or []) or f"CPU x{env.get('cpu_count', '?')}"
     return {
@@ -347,9 +355,9 @@ def build_report(run_dirs: list[str | Path], out_dir: str | Path | None = None,
     data = build_report_data(run_dirs, bench)
     out = Path(out_dir) if out_dir else Path(run_dirs[0]) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    for name, text in (("report.json", json.dumps(data, indent=2, default=str)),
-                       ("index.html", render_html(data, SECTIONS))):
+    for name, text in ((REPORT_JSON, json.dumps(data, indent=2, default=str)),
+                       (REPORT_HTML, render_html(data, SECTIONS))):
         tmp = out / f".{name}.tmp"
         tmp.write_text(text)
         os.replace(tmp, out / name)
-    return out / "index.html"
+    return out / REPORT_HTML

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from comparison.plots import COLORS, grouped_bars, png, series
 from comparison.sections import STACK_NAMES, img, num, table
+from components.common.layout import SCALING_JSON
 
 log = logging.getLogger("twinpipe.measure")
 
@@ -138,7 +139,7 @@ def scaling(stack: str, cfg, contract, ingested, summary: dict, out_dir: Path,
                       "global_batch": tr.get("global_batch"), "source": "pipeline train stage"}
     doc = scaling_doc(stack, lay, batch, one, many, pipeline_train)
     doc["probe_wall_s"] = round(time.time() - t0, 1)
-    storage.write_json(out_dir / stack / "scaling.json", doc)
+    storage.write_json(out_dir / stack / SCALING_JSON, doc)
     if "weak" in doc:
         log.info("[%s][scaling] %d workers x %d thread(s): weak %.2fx (efficiency %.0f%%), strong "
                  "%.2fx (%.0f%%), probe %.0f s", stack, n, t, doc["weak"]["speedup"],

@@ -29,6 +29,7 @@ import numpy as np
 
 from comparison.plots import COLORS, png
 from comparison.sections import img, stack_files, table
+from components.common.layout import SERVING_LOAD_JSON
 from components.common.resources import tree_cpu_and_rss
 
 log = logging.getLogger("twinpipe")
@@ -212,7 +213,7 @@ def measure_serving_load(out_dir, cfg, contract, ingested, summaries: dict[str, 
     max_requests = int(os.environ.get("TWINPIPE_SERVING_LOAD_REQUESTS") or MAX_REQUESTS)
     for stack, summary in summaries.items():
         pushed = summary["stages"]["push"].get("pushed_path")
-        target = out / stack / "serving_load.json"
+        target = out / stack / SERVING_LOAD_JSON
         if not pushed:
             doc = {"stack": stack, "skipped": "the run pushed no model (not blessed)"}
         else:
@@ -237,7 +238,7 @@ COLUMNS = ("clients", "requests", "errors", "error_rate", "throughput_rps", "row
 
 def collect(runs: list[dict], data: dict) -> dict | None:
     found = {(stack if len(runs) == 1 else f"{stack} · {r['label']}"): doc | {"stack": stack}
-             for r, stack, doc in stack_files(runs, "serving_load.json")}
+             for r, stack, doc in stack_files(runs, SERVING_LOAD_JSON)}
     return {"runs": found} if found else None
 
 

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from components.common.layout import GATE_JSON, REPORT_JSON, SIGNATURE_JSON
+
 STACKS = ("tfx", "torch")
 INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug (data and usage errors exit 1 and 2)
 
@@ -229,7 +231,7 @@ def _run(args, cfg, contract, mirror=None) -> int:
         path = build_report([cfg.out_dir])
         shown = mirror.url if mirror is not None else str  # OUT URLs once uploaded
         print(f"report: {shown(path.resolve())}")
-        print(f"        {shown(path.resolve().with_name('report.json'))}")
+        print(f"        {shown(path.resolve().with_name(REPORT_JSON))}")
     return 0
 
 
@@ -335,7 +337,7 @@ def _validate(args, cfg, contract, out: Path, mirror=None) -> int:
     warns = [c.line() for c in report.checks]
     print(f"{args.path}: passes the contract '{contract.name}': {ingested.rows} rows in "
           f"{len(ingested.spans)} span(s), {ingested.quarantined_rows} quarantined, "
-          f"{len(warns)} warning(s). Report: {_shown(out / 'validation' / 'gate.json', mirror)}")
+          f"{len(warns)} warning(s). Report: {_shown(out / 'validation' / GATE_JSON, mirror)}")
     for w in warns:
         print(f"  warning: {w}")
     return 0
@@ -384,7 +386,7 @@ def cmd_predict(args) -> int:
     from components.common.sources import load_input_table
 
     model = Path(args.model)
-    sig_path = model / "signature.json"
+    sig_path = model / SIGNATURE_JSON
     if not sig_path.is_file():
         raise DataError(f"--model {model}: no signature.json; expected a pushed model folder.")
     sig = json.loads(sig_path.read_text())

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from components.common.layout import SIGNATURE_JSON
+
 log = logging.getLogger("twinpipe.serve")
 
 RUNTIMES = {"tfx": "tensorflow-saved-model", "torch": "onnx"}
@@ -64,7 +66,7 @@ def current_version(dest: str) -> tuple[str, str]:
     from components.common import registry, storage
     from components.common.errors import DataError
 
-    if storage.exists(storage.join(dest, "signature.json")):
+    if storage.exists(storage.join(dest, SIGNATURE_JSON)):
         return storage.basename(dest), str(dest)
     pointer = storage.join(dest, registry.CURRENT)
     if storage.exists(pointer):
@@ -90,7 +92,7 @@ def load(stack: str, version: str, uri: str, workdir: str) -> Loaded:
     from components.common.errors import DataError
 
     local = registry.local_copy(uri, workdir)
-    sig_path = Path(local) / "signature.json"
+    sig_path = Path(local) / SIGNATURE_JSON
     if not sig_path.is_file():
         raise DataError(f"--model: version {uri} has no signature.json; not a pushed model folder.")
     runtime = json.loads(sig_path.read_text()).get("runtime")

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from comparison.sections import SHORT_NAMES, table
+from components.common.layout import TUNING_JSON
 
 KEY = "tuning"
 TITLE = "Tuning: each stack's best configuration on this machine"
@@ -44,7 +45,7 @@ def compared_configs(stacks: dict) -> str:
 def collect(runs: list[dict], data: dict) -> dict | None:
     docs = []
     for r in runs:
-        path = Path(r["dir"]) / "tuning.json"
+        path = Path(r["dir"]) / TUNING_JSON
         if not path.is_file():
             continue
         doc = json.loads(path.read_text())
@@ -66,7 +67,7 @@ def _cfg(c: dict) -> str:
 
 
 def render(doc: dict) -> str:
-    from comparison.tuning.sweep import admissible, estimated_train_s
+    from comparison.tuning.choice import admissible, estimated_train_s
 
     parts = []
     for d in doc["runs"]:

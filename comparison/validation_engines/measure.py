@@ -44,6 +44,7 @@ import pandas as pd
 from components.common import storage
 from components.common.contract import Contract, load_contract
 from components.common.corruptions import RATES, cases, corpus, corrupt
+from components.common.layout import VALIDATION_ENGINES_JSON
 
 log = logging.getLogger("twinpipe.validation_engines")
 
@@ -51,7 +52,7 @@ ENGINE_ROWS = 20_000      # raw rows per corpus file: ~1 min for all engines on 
 ENGINES = ("tfdv", "gx", "rules")
 ENGINE_NAMES = {"tfdv": "TFDV", "gx": "Great Expectations", "rules": "the shared gate"}
 CLEAN = "clean"           # the kind of the undamaged rows (the baseline every case is read against)
-RESULT = "validation_engines.json"
+RESULT = VALIDATION_ENGINES_JSON
 REPO = Path(__file__).resolve().parents[1]
 
 

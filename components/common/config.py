@@ -31,7 +31,7 @@ def push_destination(cfg: RunConfig, stack: str) -> str:
 
 
 # What a stack's settings may override of the run configuration (``--tuning``: the sweep's choice
-# per stack, infra/tuning.py). ``threads``: intra-op threads per training worker (None: the
+# per stack, comparison/tuning). ``threads``: intra-op threads per training worker (None: the
 # stacks' own rule, cores // workers); ``steps_per_execution``: train steps per tf.function call
 # (TFX; None: the Trainer's default); ``beam_mode``: the TFX Beam stages' FnApiRunner running mode
 # (``in_memory`` | ``multi_processing``; None: sized by rows, components.common.beam_options.direct_mode).

@@ -36,6 +36,7 @@ from components.common import storage
 from components.common.alerts import Alert, AlertConfig, FailedCheck, send
 from components.common.contract import ROW_RULES, Contract
 from components.common.errors import DataError, GateError
+from components.common.layout import ALERTS_JSONL, GATE_JSON, MANIFEST_JSON
 from components.common.profile import (
     ProfileAccumulator,
     bins_of,
@@ -177,7 +178,7 @@ def check_spans(contract: Contract, spans_dir: str | Path, spans: list[int] | No
     key = list(contract.split.key)
     spans = list(spans) if spans is not None else on_disk
     report = GateReport(source=source or str(d), spans=spans)
-    manifest = storage.join(d, "manifest.json")
+    manifest = storage.join(d, MANIFEST_JSON)
     if storage.exists(manifest):  # table-level findings of ingest (extra columns, rows of no span)
         report.checks += [FailedCheck(**c) for c in storage.read_json(manifest).get("checks", [])]
     if storage.exists(storage.join(d, "quarantine", "data.parquet")):
@@ -303,7 +304,7 @@ def enforce(report: GateReport, *, contract: Contract, stack: str, pipeline: str
     The error's text is the same for every stack given the same data (:func:`render`); the stack
     and the report path travel as its prefix and attributes.
     """
-    report_path = storage.join(report_dir, "gate.json")
+    report_path = storage.join(report_dir, GATE_JSON)
     if report.checks:
         spans = sorted({c.span for c in report.checks if c.span}) or [str(s) for s in report.spans]
         alert = Alert(pipeline=pipeline, stack=stack, span=",".join(spans),
@@ -313,7 +314,7 @@ def enforce(report: GateReport, *, contract: Contract, stack: str, pipeline: str
                       engine_report=str(report.engine.get("anomalies_uri")
                                         or report.engine.get("result") or ""))
         cfg = AlertConfig.from_env(dict(contract.alerts), examples=contract.alert_examples)
-        report.figures["alerts"] = send(alert, cfg, default_file=storage.join(report_dir, "alerts.jsonl"))
+        report.figures["alerts"] = send(alert, cfg, default_file=storage.join(report_dir, ALERTS_JSONL))
         for r in report.figures["alerts"]:
             if not r["delivered"]:
                 log.warning("[%s][validate] alert to %s not delivered: %s", stack, r["sink"], r["error"])

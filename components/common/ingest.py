@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from components.common.contract import Contract
 from components.common.errors import DataError, GateError
+from components.common.layout import MANIFEST_JSON
 from components.common.publish import publish_spans
 from components.common.screen import REASON_NO_LABEL, screen
 from components.common.sources import load_default_table, load_input_table
@@ -238,7 +239,7 @@ def ingest(
             check = rate_check(contract, "malformed", None, len(rest_q), input_rows,
                                "belong to no span", "", rest_q["reason"].head(3).tolist())
             result.checks.append(asdict(check))
-        _write_json(gen / "manifest.json", result.to_dict())
+        _write_json(gen / MANIFEST_JSON, result.to_dict())
 
     publish_spans(spans_dir, fill)
     fails = [FailedCheck(**c) for c in result.checks if c["policy"] == "fail"]

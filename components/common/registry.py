@@ -37,9 +37,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from components.common import storage
+from components.common.layout import CURRENT_JSON
 
 PUSH_RECORD = "push.json"
-CURRENT = "current.json"
+CURRENT = CURRENT_JSON
 CLAIM = ".claim"
 
 Version = Path | str

@@ -29,13 +29,14 @@ import pandas as pd
 
 from components.common.contract import Contract
 from components.common.errors import ERROR_CHARS, DataError, short_error
+from components.common.layout import SIGNATURE_JSON
 
 log = logging.getLogger("twinpipe.tfx.push")
 
 TFLITE_FILE = "model.tflite"
 REFERENCE = "saved_model"
 # Files push adds beside the SavedModel; not part of the SavedModel's own size.
-EXTRA_FILES = (TFLITE_FILE, "signature.json")
+EXTRA_FILES = (TFLITE_FILE, SIGNATURE_JSON)
 def _signature_inputs(model_dir: str | Path, key: str) -> dict | None:
     """{input name: dtype name} of signature ``key``, read from saved_model.pb without loading
     the graph (None when the SavedModel has no such signature)."""

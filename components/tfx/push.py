@@ -14,6 +14,8 @@ files, then push.json last, then ``current.json``) — TF's own GCS client is ne
 from tfx import v1 as tfx
 from tfx.types.standard_artifacts import Model, ModelBlessing, PushedModel
 
+from components.common.layout import SIGNATURE_JSON
+
 
 @tfx.dsl.components.component
 def AtomicPusher(  # noqa: N802 (TFX component naming)
@@ -47,7 +49,7 @@ def AtomicPusher(  # noqa: N802 (TFX component naming)
         io_utils.copy_dir(path_utils.serving_model_path(model.uri), str(tmp))
         # The raw-tensor signature and TFLite, each recorded converted or not (never raised).
         doc = add_exports(tmp, signature)
-        with open(os.path.join(tmp, "signature.json"), "w") as f:
+        with open(os.path.join(tmp, SIGNATURE_JSON), "w") as f:
             json.dump(doc, f, indent=2)
         record["exports"] = {k: v["converted"] for k, v in doc["exports"].items()}
 

@@ -23,6 +23,7 @@ import tempfile
 import time
 
 from components.common import fault
+from components.common.layout import TRAIN_METRICS_JSON
 from components.common.replicas import report_dir, weights_digest, write_replica_report
 from components.tfx.export import save_serving_model, serving_signatures
 from components.tfx.launch import BACKUP_PROGRESS, backup_dir, launch_cluster_job, launch_local_workers
@@ -30,7 +31,7 @@ from components.tfx.model import build_model, cluster_role, count_records, input
 
 log = logging.getLogger("twinpipe.tfx.train")
 
-TRAIN_METRICS = "train_metrics.json"
+TRAIN_METRICS = TRAIN_METRICS_JSON
 
 
 SPEC_KEYS = ("train_files", "eval_files", "transform_output", "serving_model_dir", "model_run_dir",

@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 
 from components.common.errors import short_error
+from components.common.layout import SIGNATURE_JSON
 from components.torch.model import FlightsNet, Preprocessing, encode_rows
 
 ONNX_OPSET = 17  # the legacy exporter's opset (the dynamo exporter picks its own, recorded)
@@ -174,7 +175,7 @@ def export(model: FlightsNet, prep: Preprocessing, folder: str | Path, signature
            "reference": {"file": REFERENCE_FILE, "format": "torch state dict (FlightsNet, eager)",
                          "load": "components.torch.export.load_reference"},
            "exports": exports}
-    (folder / "signature.json").write_text(json.dumps(doc, indent=2))
+    (folder / SIGNATURE_JSON).write_text(json.dumps(doc, indent=2))
     return doc
 
 
@@ -204,7 +205,7 @@ class OnnxScorer:
         import onnxruntime as ort
 
         folder = Path(folder)
-        self.signature = json.loads((folder / "signature.json").read_text())
+        self.signature = json.loads((folder / SIGNATURE_JSON).read_text())
         self.session = ort.InferenceSession(str(folder / "model.onnx"),
                                             providers=["CPUExecutionProvider"])
 
@@ -235,7 +236,7 @@ class _TorchModuleScorer:
 
     def __init__(self, folder: str | Path):
         folder = Path(folder)
-        self.signature = json.loads((folder / "signature.json").read_text())
+        self.signature = json.loads((folder / SIGNATURE_JSON).read_text())
         self.module = self._load(folder)
 
     def _load(self, folder: Path):

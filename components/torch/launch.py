@@ -144,7 +144,7 @@ def train_app_args(contract, train_path: str, out: str, epochs: int, batch_size:
                    learning_rate: float, hidden_units: str = "64,32",
                    fail_once_after_epoch: int = -1) -> list[str]:
     """The training app's arguments (``components.torch.trainer``) for ``contract``'s columns:
-    the train stage's, and the tuning sweep's (infra/tuning.py), which runs the app directly."""
+    the train stage's, and the tuning sweep's (comparison/tuning), which runs the app directly."""
     return [
         "--train", train_path, "--out", out,
         "--numeric", ",".join(c.name for c in contract.numeric_features),

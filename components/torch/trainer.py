@@ -33,6 +33,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from components.common import fault, rows, storage
+from components.common.layout import TRAIN_METRICS_JSON
 from components.common.replicas import report_dir, weights_digest, write_replica_report
 from components.common.threads import threads_per_worker
 from components.torch.model import FlightsNet, Preprocessing, PreprocessingStats
@@ -40,7 +41,7 @@ from components.torch.model import FlightsNet, Preprocessing, PreprocessingStats
 log = logging.getLogger("twinpipe.torch.train")
 
 CHECKPOINT = "checkpoints/last.pt"
-MODEL_FILES = ("model.pt", "preprocessing.json", "train_metrics.json")  # what load_model reads
+MODEL_FILES = ("model.pt", "preprocessing.json", TRAIN_METRICS_JSON)  # what load_model reads
 # Rows a rank shuffles together: 2^20 (~64 MB encoded for the flights, ~16 row groups of 64k).
 # At 1x and 3x a 2-rank shard fits whole, so its shuffle is a full permutation, as with the rows in
 # memory. Measured at 10x (2.6M train rows, 1 epoch, 2 ranks): 2^18 rows -> AUC 0.724 at 528 MiB
@@ -345,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             "final_loss": loss_value,
             "hidden_units": list(hidden),
         }
-        (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2))
+        (out / TRAIN_METRICS_JSON).write_text(json.dumps(metrics, indent=2))
         if remote_out:
             for name in MODEL_FILES:
                 storage.upload(out / name, storage.join(remote_out, name))
@@ -363,7 +364,7 @@ def load_model(out_dir: str | Path) -> tuple[FlightsNet, Preprocessing, dict]:
     """The trained module (eval mode), its preprocessing and training metrics."""
     out = Path(out_dir)
     prep = Preprocessing.from_json((out / "preprocessing.json").read_text())
-    metrics = json.loads((out / "train_metrics.json").read_text())
+    metrics = json.loads((out / TRAIN_METRICS_JSON).read_text())
     model = FlightsNet(prep, tuple(metrics["hidden_units"]))
     model.load_state_dict(torch.load(out / "model.pt", map_location="cpu"))
     return model.eval(), prep, metrics

@@ -38,6 +38,7 @@ import pandas as pd
 
 from components.common import rows
 from components.common.contract import Contract, load_contract
+from components.common.layout import GATE_JSON
 from components.common.runinfo import record_stage
 from components.common.spans import resolve_spans, select_spans, span_numbers
 
@@ -238,7 +239,7 @@ def validate_stage(train_path: str, eval_path: str, contract_path: str, source: 
                  {"engine": "great_expectations", "result": str(gx_path),
                   "expectations_evaluated": result.evaluated})
     figures = {"passed": True, "expectations_evaluated": result.evaluated,
-               "gx_passed": result.passed, "report": str(report_dir / "gate.json")}
+               "gx_passed": result.passed, "report": str(report_dir / GATE_JSON)}
     try:
         enforce(report, contract=contract, stack="torch", pipeline="twinpipe-torch",
                 report_dir=report_dir)

@@ -21,6 +21,7 @@ from components.common.contract import Contract
 from components.common.errors import DataError, StageError
 from components.common.gate import load_report
 from components.common.ingest import IngestResult
+from components.common.layout import GATE_JSON, RUN_JSON, TRAIN_METRICS_JSON
 from components.common.runinfo import run_summary
 from pipelines.tfx.pipeline import STAGE_OF_NODE, create_pipeline
 
@@ -37,7 +38,7 @@ def stack_paths(out_dir: str | Path) -> dict[str, Path]:
         "metadata": root / "metadata.sqlite",
         "schema": root / "schema" / "schema.pbtxt",
         "pushed": root / "pushed",
-        "run_json": root / "run.json",
+        "run_json": root / RUN_JSON,
         "validation": root / "validation",
     }
 
@@ -68,7 +69,7 @@ def local_beam_args(cfg: RunConfig, rows: int) -> tuple[list[str], dict | None]:
     if tuple(cfg.beam_args) != tuple(override_beam_args(default_beam_args(), cfg.beam_overrides)):
         return list(cfg.beam_args), None
     mode = direct_mode(rows)
-    if cfg.beam_mode:  # the tuning's choice, measured on this machine (infra/tuning.py)
+    if cfg.beam_mode:  # the tuning's choice, measured on this machine (comparison/tuning)
         mode = tuned_mode(cfg.beam_mode, rows)
     return override_beam_args(mode.args(), cfg.beam_overrides), mode.record()
 
@@ -288,7 +289,7 @@ def collect_run(paths, contract, ingested: IngestResult, ingest_s: float, wall: 
     stages["validate"]["passed"] = (
         nodes.get("validate_gate", {}).get("state") == "COMPLETE"
     )
-    gate = paths["validation"] / "gate.json"
+    gate = paths["validation"] / GATE_JSON
     if gate.exists() and "validate_gate" in nodes:
         found = load_report(gate).checks
         stages["validate"].update(report=str(gate), checks=len(found),
@@ -301,7 +302,7 @@ def collect_run(paths, contract, ingested: IngestResult, ingest_s: float, wall: 
         run_dir = _outputs(store, execs["train"]).get("model_run", [None])[0]
         model = _outputs(store, execs["train"]).get("model", [None])[0]
         if run_dir is not None:
-            tm = json.loads((Path(run_dir.uri) / "train_metrics.json").read_text())
+            tm = json.loads((Path(run_dir.uri) / TRAIN_METRICS_JSON).read_text())
             stages["train"].update(tm)
         if model is not None:
             stages["train"]["model_uri"] = model.uri

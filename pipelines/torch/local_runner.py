@@ -28,6 +28,7 @@ from components.common.contract import Contract
 from components.common.errors import GateError, StageError
 from components.common.gate import load_report
 from components.common.ingest import IngestResult
+from components.common.layout import GATE_JSON, RUN_JSON
 from components.common.runinfo import run_summary
 from pipelines.torch.pipeline import PIPELINE_NAME, create_pipeline
 
@@ -41,7 +42,7 @@ def stack_paths(out_dir: str | Path) -> dict[str, Path]:
         "pipeline_root": root / "pipeline_root",
         "records": root / "stages",
         "pushed": root / "pushed",
-        "run_json": root / "run.json",
+        "run_json": root / RUN_JSON,
         "validation": root / "validation",
     }
 
@@ -175,7 +176,7 @@ def gather_records(run_root: Path, records: Path, validation: Path) -> dict[str,
         shutil.copytree(report, validation, dirs_exist_ok=True)
         if "validate" in found:
             rec = json.loads(found["validate"].read_text())
-            rec["report"] = str(validation / "gate.json")
+            rec["report"] = str(validation / GATE_JSON)
             found["validate"].write_text(json.dumps(rec, indent=2, default=str))
     return found
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from comparison.tuning import sweep as tuning
+from comparison import tuning
 from components.common.config import RunConfig
 from tests.integration.cli import twinpipe
 

@@ -1,4 +1,4 @@
-"""The tuning sweep's rule and how its choice reaches each stack (infra/tuning.py): the points,
+"""The tuning sweep's rule and how its choice reaches each stack (comparison/tuning): the points,
 the quality rule, per-stack settings over the shared run configuration, explicit flags winning,
 and what the TFX runner makes of the settings (Trainer config, Beam mode)."""
 
@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from comparison.tuning import sweep as tuning
+from comparison import tuning
 from components.common.config import RunConfig
 from components.common.contract import load_contract
 from infra.cli import _explicit, _run_config, build_parser
