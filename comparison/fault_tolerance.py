@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from comparison.models import scorer
+from comparison.models import serving_scorer
 from comparison.sections import STACK_NAMES, stack_files, table
 from components.common import fault, rows, storage
 from components.common.layout import FAULT_TOLERANCE_JSON, MEASUREMENTS_JSON
@@ -144,7 +144,7 @@ def _eval_auc(stack: str, model_dir: str, contract, out: Path, summary: dict) ->
     ``comparison.measure.measure_model`` scores the run's own model."""
     from components.common.serving_bench import predict
 
-    scorer = scorer(stack, Path(model_dir), contract)
+    scorer = serving_scorer(stack, Path(model_dir), contract)
     with rows.split_ref(out / "spans", "eval", summary["spans"]) as ref:
         scored = rows.score(ref, "eval", contract.label.name, list(contract.split.key),
                             {"model": lambda frame: predict(scorer, frame)})

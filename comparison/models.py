@@ -1,4 +1,8 @@
-"""The model the measurements score, per stack: the pushed model (or the run's candidate), the scorer of the export its server runs, its artifact sizes, and the core measurement (OUT/<stack>/measurements.json): the model scored on the run's eval rows with one metrics implementation, ROC and calibration points, and serving latency/throughput at batch 1 and 256 through its runtime."""
+"""The model the measurements score, per stack: the pushed model (or the run's candidate), the scorer
+of the export its server runs, its artifact sizes, and the core measurement
+(OUT/<stack>/measurements.json): the model scored on the run's eval rows with one metrics
+implementation, ROC and calibration points, and serving latency/throughput at batch 1 and 256
+through its runtime."""
 
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ def model_under_test(stack: str, summary: dict) -> tuple[Path | str, str]:
 SERVED = {"tfx": "saved_model", "torch": "onnx"}  # the export each stack's server runs
 
 
-def scorer(stack: str, model_dir: Path, contract: Contract):
+def serving_scorer(stack: str, model_dir: Path, contract: Contract):
     """The scorer of the model the stack serves (:data:`SERVED`), in its own runtime."""
 
     return scorer_for(stack, SERVED[stack], model_dir, contract)
@@ -64,7 +68,7 @@ def measure_model(stack: str, summary: dict, contract: Contract, out_dir: Path) 
     # batch: only labels, probabilities and row hashes are kept; the first batch also serves the
     # latency benchmark (it uses the first rows of the table given).
     with rows.split_ref(out_dir / "spans", "eval", summary["spans"]) as ref:
-        scorer = scorer(stack, model_dir, contract)
+        scorer = serving_scorer(stack, model_dir, contract)
         score_s = 0.0
 
         def timed(frame):

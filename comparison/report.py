@@ -155,16 +155,15 @@ def summary_lines(runs: list[dict], loc: dict) -> list[str]:
     both = "tfx" in st and "torch" in st
     cores = run["environment"].get("cpu_count")
     if both:
-        from comparison.tuning.section import compared_configs, config_text
 
         t = {k: st[k]["run"]["total_wall_s"] for k in STACKS}
         fast, slow = sorted(STACKS, key=lambda k: t[k])
         lines.append(
             f"On the same {st['tfx']['run']['stages']['ingest'].get('rows', 0):,} rows (spans "
             f"{', '.join(map(str, run['spans']))}), the {STACK_NAMES[fast]} pipeline took "
-            f"{t[fast]:.1f} s end to end ({config_text(st[fast]['run'])}) and "
-            f"{STACK_NAMES[slow]} {t[slow]:.1f} s ({config_text(st[slow]['run'])}) "
-            f"({t[slow] / t[fast]:.1f}x){compared_configs(st)}.")
+            f"{t[fast]:.1f} s end to end ({tuning_section.config_text(st[fast]['run'])}) and "
+            f"{STACK_NAMES[slow]} {t[slow]:.1f} s ({tuning_section.config_text(st[slow]['run'])}) "
+            f"({t[slow] / t[fast]:.1f}x){tuning_section.compared_configs(st)}.")
         gaps = []
         for stage in STAGES:
             w = {k: st[k]["run"]["stages"][stage].get("wall_s") or 0.0 for k in STACKS}

@@ -12,7 +12,7 @@ produced; errors are :class:`~components.common.errors.TwinpipeError` subclasses
 paragraph each. ``--out gs://...`` runs on local scratch and uploads (:mod:`pipelines.objectstore`).
 
 This module is the one part of ``pipelines`` above :mod:`comparison`: a run ends with the
-measurements and the report.
+measurements and the report. A stack's runner is imported only when that stack runs.
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ from components.common.resources import ResourceMeter
 from components.common.runlock import RunLock
 from components.common.threads import threads_env
 from pipelines.objectstore import ObjectStoreRun, remap_error
-from pipelines.tfx.local_runner import run_tfx
-from pipelines.torch.local_runner import run_torch
 
 STACKS = ("tfx", "torch")
 log = logging.getLogger("twinpipe")
@@ -166,9 +164,15 @@ def _run(cfg, contract, stacks, tuning_choice, explicit, scale, report, scaling_
         if own is not cfg:
             log.info("[%s] settings: %s", stack, settings_line(cfg.settings(stack)))
         try:
+            # Each stack's framework is imported only when that stack runs (TensorFlow and TFX
+            # take ~30 s to import; a torch run never loads them).
             if stack == "tfx":
+                from pipelines.tfx.local_runner import run_tfx
+
                 summary = run_tfx(own, contract, ingested, ingest_s, ingest_resources=shared)
             else:
+                from pipelines.torch.local_runner import run_torch
+
                 # TorchX/torchrun ranks inherit it; never left set for the in-process TFX Trainer
                 with threads_env(own.threads):
                     summary = run_torch(own, contract, ingested, ingest_s, ingest_resources=shared)

@@ -1,4 +1,6 @@
-"""The tuning's rule, without measuring anything: the candidate points per stack, the admissibility of a point's AUC, the choice among measured points and its reason, and the tuning file (where it lives, whether it matches a run, the settings it gives each stack)."""
+"""The tuning's rule, without measuring anything: the candidate points per stack, the admissibility of
+a point's AUC, the choice among measured points and its reason, and the tuning file (where it
+lives, whether it matches a run, the settings it gives each stack)."""
 
 from __future__ import annotations
 

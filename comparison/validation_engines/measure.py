@@ -381,7 +381,7 @@ def measure(out_dir, cfg, contract: Contract, ingested, summaries) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m comparison.validation_engines.measure ENGINE CORPUS_DIR OUT_JSON``: one engine's process."""
+    """One engine's process: ``python -m comparison.validation_engines.measure ENGINE CORPUS OUT``."""
     engine, corpus_dir, result = (argv or sys.argv[1:])[:3]
     logging.basicConfig(level=logging.WARNING)
     doc = run_engine(engine, corpus_dir)

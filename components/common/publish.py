@@ -1,4 +1,5 @@
-"""Publishing spans atomically: a span folder replaced in one rename, the generations a killed run left behind found and removed."""
+"""Publishing spans atomically: a span folder replaced in one rename, the generations a killed run
+left behind found and removed."""
 
 from __future__ import annotations
 

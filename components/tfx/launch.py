@@ -1,4 +1,5 @@
-"""Starting and following the TFX trainer's workers: local worker processes (supervised, restarted from backups) or the cluster job that trains them."""
+"""Starting and following the TFX trainer's workers: local worker processes (supervised, restarted
+from backups) or the cluster job that trains them."""
 
 from __future__ import annotations
 

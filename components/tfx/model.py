@@ -1,4 +1,5 @@
-"""The TFX stack's model: the Keras network, its input pipeline over the Transform output, and the distribution strategy a worker trains under."""
+"""The TFX stack's model: the Keras network, its input pipeline over the Transform output, and the
+distribution strategy a worker trains under."""
 
 from __future__ import annotations
 

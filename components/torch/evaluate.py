@@ -1,4 +1,5 @@
-"""The PyTorch stack's evaluate stage: the trained model scored on the eval rows, the blessing decided against the contract and the pushed baseline."""
+"""The PyTorch stack's evaluate stage: the trained model scored on the eval rows, the blessing decided
+against the contract and the pushed baseline."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The PyTorch stack's ingest stage: the run's train and eval rows as references to the shared spans (read in place, never copied)."""
+"""The PyTorch stack's ingest stage: the run's train and eval rows as references to the shared spans
+(read in place, never copied)."""
 
 from __future__ import annotations
 

