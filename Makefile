@@ -62,8 +62,9 @@ images: ## build twinpipe-tfx and twinpipe-torch (TORCH_CUDA=cu130: CUDA torch f
 infra-check: setup ## terraform fmt, kustomize, kubernetes-validate, checkov (tests/deploy)
 	$(PY) -m pytest tests/deploy
 
-lint: setup ## ruff
-	$(VENV)/bin/ruff check components pipelines infra tests benchmarks
+lint: setup ## ruff, then import-linter: the layers, the stacks' independence, no import cycle
+	$(VENV)/bin/ruff check components pipelines serving comparison infra tests benchmarks
+	$(VENV)/bin/lint-imports
 
 PROJECT ?=
 BEAM_RUNNER ?=

@@ -1,6 +1,6 @@
 """The claims section derives each verdict from measured figures only."""
 
-from comparison.sections import claims
+from comparison import claims
 
 
 def _run(tfx_s, torch_s, tfx_sps, torch_sps):

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from benchmarks import bench
-from comparison import report
+from comparison import html, report
 from components.common.config import STAGES
 
 ROWS = {1: 300_000, 3: 900_000, 10: 3_000_000, 30: 9_000_000}
@@ -113,10 +113,10 @@ def test_data_scaling_section_follows_the_numbers(tmp_path):
     assert "train takes the largest share, 9.00 µs/row" in first and "2.2x the script's train" in first
     assert "18.50 µs per extra row" in first
     assert "0.050 µs/row" in ds["sentences"][-1]  # the scan
-    rows = report.data_scaling_rows(ds)
+    rows = html.data_scaling_rows(ds)
     assert ["torch", "train", "10.00", "9.000", "4.000", "2.25"] == rows[2][:6]
-    html = report._data_scaling_html(ds)
-    assert html.count("<img") == 2 and "Data scaling" in html
+    page = html.data_scaling_html(ds)
+    assert page.count("<img") == 2 and "Data scaling" in page
 
     # make validate the most expensive stage: the sentence names it instead
     heavier = dict(STACK, validate=(4.0, 20.0))

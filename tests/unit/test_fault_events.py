@@ -78,7 +78,7 @@ def test_summary_of_a_kill_mid_epoch_two():
 
 
 def test_report_section_renders_each_stack_and_a_failed_one(tmp_path):
-    from comparison.sections import fault_tolerance as section
+    from comparison import fault_tolerance as section
 
     ok = fault.summarize(
         [{"t": 0.0, "event": "start", "rank": 0, "resumed_epoch": 0},

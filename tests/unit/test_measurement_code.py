@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from comparison.report import STAGE_CODE, _code_lines, count_lines
+from comparison.report import STAGE_CODE, code_lines, count_lines
 from components.common.metrics import binary_metrics, calibration, roc_points
 from components.common.resources import ResourceMeter
 from components.common.serving_bench import latency
@@ -80,7 +80,7 @@ def test_roc_and_calibration_points_match_the_metrics():
 
 def test_code_lines_skip_blank_comment_and_docstring_lines():
     src = '"""mod doc"""\n\n# c\ndef f():\n    """doc\n    more"""\n    x = 1  # ok\n\n    return x\n'
-    assert _code_lines(src) == 3
+    assert code_lines(src) == 3
     assert count_lines("components/common/split.py") > 5
 
 

@@ -119,7 +119,7 @@ def test_duplicates_no_engine_and_figures_per_engine(measured):
 
 
 def test_section_says_what_each_engine_contributes(measured, tmp_path):
-    from comparison.sections import validation_engines as section
+    from comparison.validation_engines import section
 
     _, _, doc, _ = measured
     doc = doc | {"pipeline": ve.pipeline_design(CONTRACT), "measured_at": "now", "cpu_count": 2,
