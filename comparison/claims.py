@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 
 from comparison.sections import SHORT_NAMES
+from comparison.validation_engines.section import _kinds, first_rate
 
 KEY = "claims"
 TITLE = "Claims checked"
@@ -252,7 +253,6 @@ def ev_serving_load(data):
 
 
 def ev_validation_engines(data):
-    from comparison.validation_engines.section import _kinds, first_rate
 
     docs = (data.get("validation_engines") or {}).get("runs") or []
     doc = docs[0] if docs else None

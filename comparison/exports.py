@@ -30,10 +30,11 @@ import pandas as pd
 
 from comparison.models import MEASURED_COPY, model_under_test, scorer_for
 from comparison.sections import SHORT_NAMES, stack_files, table
-from components.common import rows, storage
+from components.common import registry, rows, storage
 from components.common.contract import Contract
 from components.common.layout import EXPORTS_JSON, SIGNATURE_JSON
-from components.common.serving_bench import predict
+from components.common.rowdigest import frame_digest
+from components.common.serving_bench import latency, predict
 from components.tfx.export import export_bytes
 
 log = logging.getLogger("twinpipe.measure")
@@ -75,7 +76,6 @@ def described_exports(stack: str, signature: dict) -> dict[str, dict]:
 
 def eval_sample(out_dir: Path, summary: dict, contract: Contract, limit: int = SAMPLE_ROWS):
     """The first ``limit`` eval rows of the run's spans (span order) and their key digest."""
-    from components.common.rowdigest import frame_digest
 
     with rows.split_ref(out_dir / "spans", "eval", summary["spans"]) as ref:
         total = rows.count(ref)
@@ -90,8 +90,6 @@ def _probs(scorer, frame: pd.DataFrame) -> np.ndarray:
 def measure_stack(stack: str, summary: dict, contract: Contract, out_dir: Path,
                   sample_rows: int = SAMPLE_ROWS, latency_s: float = LATENCY_MIN_S) -> dict:
     """Every export of ``stack``'s model under test: converted, size, latency, max |Δp|."""
-    from components.common import registry
-    from components.common.serving_bench import latency
 
     t0 = time.perf_counter()
     model_ref, which = model_under_test(stack, summary)

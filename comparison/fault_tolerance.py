@@ -33,6 +33,8 @@ from comparison.sections import STACK_NAMES, stack_files, table
 from components.common import fault, rows, storage
 from components.common.layout import FAULT_TOLERANCE_JSON, MEASUREMENTS_JSON
 from components.common.metrics import binary_metrics
+from components.common.serving_bench import predict
+from components.common.threads import gpu_count
 
 log = logging.getLogger("twinpipe.measure")
 
@@ -63,7 +65,6 @@ def measure(out_dir: Path, cfg, contract, ingested, summaries: dict[str, dict]) 
 
 
 def measure_stack(stack: str, out: Path, cfg, contract, ingested, summary: dict) -> dict:
-    from components.common.threads import gpu_count
 
     gpus = gpu_count()
     if gpus == 1:  # two ranks cannot share one GPU: nothing to kill without a second worker
@@ -142,7 +143,6 @@ def _train(stack: str, tmp: str, cfg, contract, summary: dict, workers: int, epo
 def _eval_auc(stack: str, model_dir: str, contract, out: Path, summary: dict) -> float:
     """The model's AUC on the run's eval rows, scored by the stack's runtime as
     ``comparison.measure.measure_model`` scores the run's own model."""
-    from components.common.serving_bench import predict
 
     scorer = serving_scorer(stack, Path(model_dir), contract)
     with rows.split_ref(out / "spans", "eval", summary["spans"]) as ref:

@@ -29,6 +29,7 @@ from comparison.validation_engines import measure as validation_engines
 from components.common import storage
 from components.common.contract import Contract
 from components.common.layout import ENVIRONMENT_JSON
+from components.common.threads import query_gpus
 
 log = logging.getLogger("twinpipe.measure")
 
@@ -40,7 +41,6 @@ PACKAGES = ("tfx", "tensorflow", "apache-beam", "tensorflow-data-validation",
 
 def _gpus() -> list[str]:
     """The name and memory of each GPU on this machine (none without)."""
-    from components.common.threads import query_gpus
 
     return query_gpus("name,memory.total")
 

@@ -11,9 +11,11 @@ import logging
 import time
 from pathlib import Path
 
-from components.common import rows, storage
+from components.common import registry, rows, storage
 from components.common.contract import Contract
 from components.common.layout import MEASUREMENTS_JSON, SIGNATURE_JSON
+from components.common.metrics import binary_metrics, calibration, roc_points
+from components.common.serving_bench import latency, predict
 
 log = logging.getLogger("twinpipe.measure")
 
@@ -57,9 +59,6 @@ def sizes(stack: str, model_dir: Path) -> dict:
 
 def measure_model(stack: str, summary: dict, contract: Contract, out_dir: Path) -> dict:
     """Scores the stack's model on the run's eval rows and times its serving runtime."""
-    from components.common import registry
-    from components.common.metrics import binary_metrics, calibration, roc_points
-    from components.common.serving_bench import latency, predict
 
     model_ref, which = model_under_test(stack, summary)
     # A push on object storage is measured from a local download (the runtimes read local files).

@@ -29,7 +29,9 @@ from pathlib import Path
 
 from comparison.plots import COLORS, grouped_bars, png, series
 from comparison.sections import STACK_NAMES, img, num, table
+from components.common import storage
 from components.common.layout import SCALING_JSON
+from components.common.threads import threads_per_worker
 
 log = logging.getLogger("twinpipe.measure")
 
@@ -111,8 +113,6 @@ def scaling_doc(stack: str, lay: dict, batch: int, one: dict, many: dict | None,
 def scaling(stack: str, cfg, contract, ingested, summary: dict, out_dir: Path,
             gpus: int | None = None) -> dict:
     """Runs the stack's probe at 1 and N workers and writes ``<stack>/scaling.json``."""
-    from components.common import storage
-    from components.common.threads import threads_per_worker
 
     if stack == "tfx":
         from pipelines.tfx.local_runner import probe_scaling

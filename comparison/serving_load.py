@@ -29,8 +29,10 @@ import numpy as np
 
 from comparison.plots import COLORS, png
 from comparison.sections import img, stack_files, table
+from components.common import rows, storage
 from components.common.layout import SERVING_LOAD_JSON
 from components.common.resources import tree_cpu_and_rss
+from serving.server import Server, post_json, v2_request
 
 log = logging.getLogger("twinpipe")
 
@@ -150,7 +152,6 @@ def load_test(stack: str, model: str, table, clients=CLIENTS, max_requests: int 
     """Starts `twinpipe serve` for ``stack`` on ``model`` (a push destination) on a free loopback
     port, runs one level per entry of ``clients`` with requests built from ``table`` (raw contract
     feature rows), stops the server; the figures."""
-    from serving.server import Server, post_json, v2_request
 
     payloads = [json.dumps(v2_request(table.iloc[i:i + rows_per_request])).encode()
                 for i in range(0, len(table) - rows_per_request + 1, rows_per_request)]
@@ -193,7 +194,6 @@ def load_test(stack: str, model: str, table, clients=CLIENTS, max_requests: int 
 
 def eval_features(out_dir: Path, spans: list[int], contract, n: int = ROWS):
     """The first ``n`` rows of the run's eval split (span order), feature columns only."""
-    from components.common import rows
 
     with rows.split_ref(out_dir / "spans", "eval", spans) as ref:
         return rows.head(ref, "eval", n, columns=[c.name for c in contract.features])
@@ -205,7 +205,6 @@ def measure_serving_load(out_dir, cfg, contract, ingested, summaries: dict[str, 
     skipped)."""
     import os
 
-    from components.common import storage
 
     out = Path(out_dir)
     # Tests shorten the levels (the measurement runs inside every `twinpipe run` with a report).

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from components.common import registry, storage
 from components.common.errors import ContractError
 from components.common.schedule_spec import kfp_cron, vertex_cron
 from pipelines.compile import load_compiled
@@ -137,7 +138,6 @@ def serving_manifests(docs: list[dict], data_root: str | None = None) -> list[di
     """
     import copy
 
-    from components.common import registry, storage
 
     out = []
     for doc in docs:

@@ -8,9 +8,18 @@ from pathlib import Path
 
 import yaml
 
+from components.common import storage
+from components.common.alerts import ALERTS_SECRET
+from components.common.beam_options import DEFAULT_REGION, DataflowSettings, artifact_bucket, beam_args
+from components.common.cluster import vertex_proto
 from components.common.config import RunConfig
 from components.common.contract import load_contract
+from components.common.errors import ContractError
+from components.common.schedule_spec import GpuSpec, vertex_machine_type
 from components.common.spans import parse_months
+from components.tfx.export import signature_json
+from components.tfx.job import ClusterJob, job_name, manifest
+from components.tfx.schema import write_schema
 
 
 def tfx_train_job(*, target: str, image: str, workers: int, gpu: str = "", gpu_count: int = 1,
@@ -18,7 +27,6 @@ def tfx_train_job(*, target: str, image: str, workers: int, gpu: str = "", gpu_c
                   region: str = "us-central1") -> dict:
     """The TFX Trainer's cluster job config (:class:`components.tfx.launch.ClusterJob`) from the
     compile flags: a Volcano Job on GKE (kfp), CustomJob worker pools on Vertex."""
-    from components.common.schedule_spec import GpuSpec, vertex_machine_type
 
     job: dict = {"launcher": "vertex" if target == "vertex" else "volcano", "image": image,
                  "replicas": workers, "contract_uri": contract_uri}
@@ -51,8 +59,6 @@ def compile_tfx(
     """
     from tfx import v1 as tfx
 
-    from components.tfx.export import signature_json
-    from components.tfx.schema import write_schema
     from pipelines.tfx.local_runner import train_config
     from pipelines.tfx.pipeline import create_pipeline
 
@@ -62,7 +68,6 @@ def compile_tfx(
     write_schema(contract, out / "tfx-schema.pbtxt")
     cfg = RunConfig(workers=workers, months=tuple(parse_months(months) or range(1, 13)))
     tcfg = train_config(cfg, contract, train_rows=0)  # counted by the trainer at run time
-    from components.tfx.job import ClusterJob, job_name, manifest
 
     job = tfx_train_job(target=target, image=image, workers=workers, gpu=gpu, gpu_count=gpu_count,
                         contract_uri=contract_uri, project=project, region=region)
@@ -113,7 +118,6 @@ def train_job_spec(*, target: str, image: str, gpu: str = "", gpu_count: int = 0
     * ``env``: extra environment of the training pods;
     * ``project``, ``region`` (``--target vertex`` only): where the CustomJob runs.
     """
-    from components.common.schedule_spec import GpuSpec
 
     job = {"launcher": "vertex" if target == "vertex" else launcher, "image": image,
            "cpu": cpu, "memMB": mem_mb, "gpu": 0, "gpu_type": "", "node_selector": {},
@@ -141,7 +145,6 @@ def compile_torch(*, target: str, out_dir: str, data_root: str, image: str, work
     """
     from kfp import compiler
 
-    from components.common.alerts import ALERTS_SECRET
     from pipelines.torch.pipeline import LauncherResources, create_pipeline
 
     out = Path(out_dir)
@@ -185,7 +188,6 @@ def write_torch_train_job(spec_path: Path) -> Path:
     only known at run time and appear as ``<...>`` placeholders; the manifest is validated
     against its CRD (a Vertex CustomJob against the API's message) before it is written.
     """
-    from components.common.cluster import vertex_proto
     from components.torch import job as jobs
     from pipelines import crds
 
@@ -225,8 +227,6 @@ def load_pipeline_spec(path: str | Path):
 def tfx_beam_args(args, data_root: str, image: str) -> list[str]:
     """The TFX spec's Beam options from `twinpipe compile`'s flags (``--beam-runner``, default
     ``dataflow`` for ``--target vertex`` and ``direct`` for ``kfp``; ``--beam-arg`` overrides)."""
-    from components.common.beam_options import DataflowSettings, beam_args
-    from components.common.errors import ContractError
 
     runner = args.beam_runner or ("dataflow" if args.target == "vertex" else "direct")
     if runner != "dataflow":
@@ -256,8 +256,6 @@ def publish_contract(contract_path: str, data_root: str, out_dir: str) -> str:
     nor ``--project`` is given) gets no upload attempt: the copy is written next to the spec and
     the ``gsutil cp`` that publishes it is printed. The spec still names the URI it will have.
     """
-    from components.common import storage
-    from components.common.errors import ContractError
 
     data = storage.read_bytes(contract_path)
     contract = load_contract(contract_path)  # a bad contract fails here, not on the cluster
@@ -282,7 +280,6 @@ def publish_contract(contract_path: str, data_root: str, out_dir: str) -> str:
 
 
 def compile_pipelines(args) -> list[Path]:
-    from components.common.beam_options import DEFAULT_REGION, artifact_bucket
 
     stacks = ("tfx", "torch") if args.stack == "both" else (args.stack,)
     # Default roots: Terraform's artifact bucket when the project is known, else a placeholder.

@@ -43,6 +43,9 @@ import time
 from pathlib import Path
 
 from components.common import storage
+from components.common.errors import GateError, TwinpipeError
+from components.common.publish import stale_generations
+from components.common.spans import HISTORY, resolve_spans
 
 log = logging.getLogger("twinpipe")
 
@@ -74,7 +77,6 @@ class ObjectStoreRun:
                                    push_root=self.out)
 
     def _stage_history(self) -> None:
-        from components.common.spans import HISTORY, resolve_spans
 
         spans = storage.join(self.out, "spans")
         current = resolve_spans(spans)
@@ -120,7 +122,6 @@ class ObjectStoreRun:
         storage.upload(src, storage.join(spans, gen))
         storage.write_json(storage.join(spans, SPANS_POINTER),
                            {"generation": gen, "published_at": time.time()})
-        from components.common.publish import stale_generations
 
         for name in stale_generations(storage.listdir(spans), gen):
             storage.rm(storage.join(spans, name), recursive=True)
@@ -131,7 +132,6 @@ class ObjectStoreRun:
 
 def remap_error(e: BaseException, run: ObjectStoreRun) -> BaseException:
     """The same error with scratch paths replaced by their OUT URLs (scratch is deleted)."""
-    from components.common.errors import GateError, TwinpipeError
 
     if isinstance(e, GateError):
         new = GateError(run.rewrite(str(e)), e.checks, run.rewrite(str(e.report)),

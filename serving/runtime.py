@@ -34,7 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
+from components.common import registry, storage
+from components.common.contract import load_contract
+from components.common.errors import DataError, TwinpipeError
 from components.common.layout import SIGNATURE_JSON
+from components.common.screen import conform
 
 log = logging.getLogger("twinpipe.serve")
 
@@ -63,8 +67,6 @@ def current_version(dest: str) -> tuple[str, str]:
     Raises:
         DataError: nothing servable there, in one paragraph naming the path.
     """
-    from components.common import registry, storage
-    from components.common.errors import DataError
 
     if storage.exists(storage.join(dest, SIGNATURE_JSON)):
         return storage.basename(dest), str(dest)
@@ -88,8 +90,6 @@ def current_version(dest: str) -> tuple[str, str]:
 
 def load(stack: str, version: str, uri: str, workdir: str) -> Loaded:
     """Loads one pushed version with the stack's runtime (a gs:// version is downloaded first)."""
-    from components.common import registry, storage
-    from components.common.errors import DataError
 
     local = registry.local_copy(uri, workdir)
     sig_path = Path(local) / SIGNATURE_JSON
@@ -114,7 +114,6 @@ class Runtime:
     """The serving model of ``dest`` for ``stack``, swapped for each newer push (see module doc)."""
 
     def __init__(self, stack: str, dest: str, contract_path: str | None, poll_s: float):
-        from components.common.contract import load_contract
 
         self.stack, self.dest, self.poll_s = stack, dest, poll_s
         self.contract = load_contract(contract_path)
@@ -129,8 +128,6 @@ class Runtime:
         runtime). Raises DataError for rows that break the contract."""
         import pandas as pd
 
-        from components.common.errors import DataError
-        from components.common.screen import conform
 
         lengths = {k: len(v) if isinstance(v, list) else -1 for k, v in columns.items()}
         if len(set(lengths.values())) > 1 or -1 in lengths.values():
@@ -196,7 +193,6 @@ def main(argv: list[str] | None = None) -> int:
         out.write(json.dumps(doc) + "\n")
         out.flush()
 
-    from components.common.errors import TwinpipeError
 
     try:
         rt = Runtime(args.stack, args.model, args.contract, args.poll_s)

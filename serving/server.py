@@ -23,7 +23,9 @@ import sys
 import time
 from pathlib import Path
 
+from components.common import storage
 from components.common.errors import TwinpipeError
+from serving.runtime import current_version
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVE_VENV = ".venv-serve"
@@ -46,7 +48,6 @@ def command(stack: str, model: str, port: int, contract: str | None = None,
             poll_s: float = DEFAULT_POLL_S, host: str = "127.0.0.1") -> tuple[list[str], dict]:
     """The front's command line (the runtime's after ``--``) and environment. Local paths are
     made absolute: the runtime runs from the repository, not from the caller's folder."""
-    from components.common import storage
 
     def where(path):
         return path if storage.is_remote(str(path)) else str(Path(path).resolve())
@@ -69,7 +70,6 @@ def command(stack: str, model: str, port: int, contract: str | None = None,
 def check_model(model: str) -> str:
     """The version ``model`` serves now, or a DataError in one paragraph (before any server
     starts, so a wrong path fails fast with exit 1)."""
-    from serving.runtime import current_version
 
     return current_version(str(model))[0]
 

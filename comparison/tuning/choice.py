@@ -10,8 +10,9 @@ import os
 from pathlib import Path
 
 from components.common import storage
-from components.common.config import STACK_SETTINGS, RunConfig
+from components.common.config import STACK_SETTINGS, STEPS_PER_EXECUTION, RunConfig
 from components.common.contract import Contract
+from components.common.errors import ContractError
 from components.common.layout import TUNING_JSON
 from components.common.threads import default_threads, gpu_count
 
@@ -63,7 +64,6 @@ def candidates(stack: str, base: RunConfig, n_cores: int | None = None) -> list[
     """The sweep's points for ``stack``: the reference first (1 worker, every core, the default
     batch), then fewer threads, N = min(cores, 2) workers sharing the cores, (TFX) one step per
     execution, and larger batches. Each point is a full set of settings (:data:`STACK_SETTINGS`)."""
-    from components.common.config import STEPS_PER_EXECUTION
 
     n = n_cores or cores()
     b, lr = base.batch_size, base.learning_rate
@@ -156,7 +156,6 @@ def tuning_path(out_dir: str | Path) -> str:
 
 def load(path: str | Path) -> dict:
     """A tuning.json (local or ``gs://``), or one paragraph saying why it cannot be used."""
-    from components.common.errors import ContractError
 
     try:
         doc = storage.read_json(str(path))

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from comparison.sections import SHORT_NAMES, table
+from comparison.tuning.choice import admissible, estimated_train_s
 from components.common.layout import TUNING_JSON
 
 KEY = "tuning"
@@ -67,7 +68,6 @@ def _cfg(c: dict) -> str:
 
 
 def render(doc: dict) -> str:
-    from comparison.tuning.choice import admissible, estimated_train_s
 
     parts = []
     for d in doc["runs"]:

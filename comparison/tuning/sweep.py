@@ -65,9 +65,15 @@ from comparison.tuning.choice import (
     why,
 )
 from components.common import rows, storage
+from components.common.beam_options import tuned_mode
 from components.common.config import RunConfig
 from components.common.contract import Contract
+from components.common.metrics import binary_metrics
 from components.common.threads import THREADS_ENV, threads_env
+from components.tfx.export import SavedModelScorer
+from components.tfx.launch import launch_local_workers
+from components.tfx.schema import contract_to_schema
+from components.tfx.trainer import TRAIN_METRICS, train
 
 log = logging.getLogger("twinpipe.tuning")
 
@@ -96,7 +102,6 @@ def write_slice(spans_dir: str, out: Path, seed: int = 0) -> dict:
 
 def _auc(contract: Contract, source: str, predict) -> float:
     """AUC of ``predict(frame) -> probabilities`` on the slice's eval rows (the shared metrics)."""
-    from components.common.metrics import binary_metrics
 
     scored = rows.score(source, "eval", contract.label.name, list(contract.split.key),
                         {"m": predict})
@@ -169,9 +174,7 @@ def transform_slice(contract: Contract, slice_dir: Path, out: Path) -> dict:
     from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
     from tfx_bsl.public import tfxio
 
-    from components.common.beam_options import tuned_mode
     from components.tfx.ingest import table_to_examples
-    from components.tfx.schema import contract_to_schema
     from components.tfx.transform import preprocessing_fn
 
     config = {"numeric": [c.name for c in contract.numeric_features],
@@ -206,9 +209,6 @@ def sweep_tfx(contract: Contract, base: RunConfig, slice_dir: Path, work: Path,
     points of one thread count in one process (TF's thread pools are fixed per process), multi-
     worker points through the Trainer's own local launcher (MultiWorkerMirroredStrategy); AUC of
     the saved serving model (its ``serving_default`` signature) on the raw eval slice."""
-    from components.tfx.export import SavedModelScorer
-    from components.tfx.launch import launch_local_workers
-    from components.tfx.trainer import TRAIN_METRICS
     from pipelines.tfx.local_runner import train_config
 
     t0 = time.time()
@@ -268,7 +268,6 @@ def _train_specs(spec_file: str) -> int:
     process (``python -m comparison.tuning.sweep SPECS.json``, with ``TWINPIPE_THREADS`` set)."""
     import tensorflow as tf
 
-    from components.tfx.trainer import train
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     for spec in json.loads(Path(spec_file).read_text()):
@@ -284,7 +283,6 @@ def beam_stage_seconds(spans_dir: str, mode: str) -> float:
     import tensorflow_data_validation as tfdv
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from components.common.beam_options import tuned_mode
 
     files = rows.files(spans_dir, "train") + rows.files(spans_dir, "eval")
     t0 = time.perf_counter()

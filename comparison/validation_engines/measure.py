@@ -44,7 +44,13 @@ import pandas as pd
 from components.common import storage
 from components.common.contract import Contract, load_contract
 from components.common.corruptions import RATES, cases, corpus, corrupt
+from components.common.errors import GateError
+from components.common.gate import check_spans
+from components.common.ingest import ingest
 from components.common.layout import VALIDATION_ENGINES_JSON
+from components.common.sources import load_default_table, load_input_table
+from components.tfx.schema import contract_to_schema
+from components.torch.validate import gx_checks, run_checkpoint
 
 log = logging.getLogger("twinpipe.validation_engines")
 
@@ -70,7 +76,6 @@ def raw_rows(contract: Contract, input_path: str | None, span: int | None, rows:
     none), typed as pandas reads them back from CSV."""
     import io
 
-    from components.common.sources import load_default_table, load_input_table
 
     if input_path:
         table, source = load_input_table(input_path)
@@ -128,7 +133,6 @@ def tfdv_findings(frame: pd.DataFrame, contract: Contract, with_label: bool = Fa
     """TFDV's anomalies on ``frame`` against the contract's schema, as the contract's checks."""
     import tensorflow_data_validation as tfdv
 
-    from components.tfx.schema import contract_to_schema
     from components.tfx.validate import anomalies_to_checks
 
     stats = tfdv.generate_statistics_from_dataframe(frame)
@@ -141,7 +145,6 @@ def gx_findings(frame: pd.DataFrame, contract: Contract, with_label: bool = Fals
                 checkpoint=None) -> list:
     """The contract's GX checkpoint (``checkpoint``: one built already) on ``frame``, failures as
     the contract's checks."""
-    from components.torch.validate import gx_checks, run_checkpoint
 
     return gx_checks(run_checkpoint(contract, {"rows": frame}, with_label, checkpoint), contract)
 
@@ -152,16 +155,12 @@ class Rules:
     first, carried into every later generation), so drift is measured against it."""
 
     def __init__(self, contract: Contract, folder: Path, reference: Path | None):
-        from components.common.ingest import ingest
 
         self.contract, self.spans = contract, folder / "spans"
         if reference is not None:
             ingest(contract, self.spans, input_path=reference)
 
     def findings(self, path: Path) -> list:
-        from components.common.errors import GateError
-        from components.common.gate import check_spans
-        from components.common.ingest import ingest
 
         try:
             ingested = ingest(self.contract, self.spans, input_path=path)

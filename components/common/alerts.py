@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+from components.common import storage
 from components.common.errors import ContractError
 
 log = logging.getLogger("twinpipe.alerts")
@@ -341,7 +342,6 @@ def _send_pubsub(topic: str, alert: Alert, timeout: float) -> None:
 def _append_file(path: str, alert: Alert) -> None:
     """One JSON line appended. On object storage (no append) the object is read and rewritten
     whole: fine for one run's alerts (the run lock keeps writers to one OUT apart)."""
-    from components.common import storage
 
     line = json.dumps(alert.to_dict(), default=str) + "\n"
     if storage.is_remote(path):

@@ -15,6 +15,8 @@ import sys
 import time
 from collections.abc import Callable
 
+from components.common.errors import ContractError
+
 log = logging.getLogger("twinpipe.cluster")
 
 #: ``state(obj) -> (done, failure)``: done once terminal; ``failure`` is the reason, None on success.
@@ -115,7 +117,6 @@ def run_vertex_customjob(body: dict, *, prefix: str, project: str = "", region: 
     """
     from google.cloud import aiplatform_v1
 
-    from components.common.errors import ContractError
 
     project = project or os.environ.get("CLOUD_ML_PROJECT_ID", "")
     region = region or os.environ.get("CLOUD_ML_REGION", "")

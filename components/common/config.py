@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from components.common import storage
 from components.common.beam_options import default_beam_args
+from components.common.threads import default_threads
 
 # TFX: train steps Keras runs inside one tf.function call: a small MLP's step is ~1 ms of math, so
 # one Python round trip (and callback dispatch) per step was a large share of the loop. Batch-level
@@ -23,7 +25,6 @@ def stack_root(out_dir: str | Path, stack: str) -> Path:
 
 def push_destination(cfg: RunConfig, stack: str) -> str:
     """The stack's registry: ``OUT/<stack>/pushed`` (a ``gs://`` URL for an object-store run)."""
-    from components.common import storage
 
     if cfg.push_root:
         return storage.join(cfg.push_root, stack, "pushed")
@@ -78,7 +79,6 @@ class RunConfig:
 
     def settings(self, stack: str) -> dict:
         """What run.json records of the training configuration the stack ran with."""
-        from components.common.threads import default_threads
 
         cfg = self.for_stack(stack)
         doc = {"workers": cfg.workers, "batch_size": cfg.batch_size,

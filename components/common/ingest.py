@@ -27,9 +27,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from components.common.alerts import FailedCheck
 from components.common.contract import Contract
 from components.common.errors import DataError, GateError
+from components.common.gate import rate_check, render
 from components.common.layout import MANIFEST_JSON
+from components.common.profile import accumulator_for, span_profile
 from components.common.publish import publish_spans
 from components.common.screen import REASON_NO_LABEL, screen
 from components.common.sources import load_default_table, load_input_table
@@ -110,9 +113,6 @@ def ingest(
     Every input row ends up counted in the manifest: written to a split, excluded (no label,
     kept with the reason), quarantined (kept with the reason), or outside the window.
     """
-    from components.common.alerts import FailedCheck
-    from components.common.gate import rate_check
-    from components.common.profile import accumulator_for, span_profile
 
     if scale < 1:
         raise DataError(f"--scale {scale}: must be a whole number >= 1 (rule: scale).")
@@ -255,7 +255,6 @@ def _write_json(path: Path, doc: dict) -> None:
 
 def _gate_error(checks: list, source: str, contract: Contract, quarantine: list | None = None):
     """The GateError for table-level findings that stop ingest (and so every stack)."""
-    from components.common.gate import render
 
     return GateError(render(checks, source, contract, ", ".join(quarantine or [])), checks,
                      source=source, quarantine=quarantine)

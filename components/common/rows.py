@@ -27,7 +27,8 @@ import pyarrow.dataset as ds
 
 from components.common import storage
 from components.common.errors import DataError
-from components.common.spans import open_files, still_there, stream
+from components.common.rowdigest import Digester
+from components.common.spans import no_split_rows, open_files, resolve_spans, span_files, still_there, stream
 
 REF_KIND = "twinpipe.rows-ref/v1"
 BATCH_ROWS = 65_536  # rows per record batch a stage holds at a time (a few MB for the flights)
@@ -38,7 +39,6 @@ def generation(spans_dir: str | os.PathLike) -> str:
     (locally), or the prefix ``CURRENT.json`` names (object storage). Files under it stay put while
     a run reads them: a publish keeps the generation before the new one (see
     :func:`components.common.publish.publish_spans`)."""
-    from components.common.spans import resolve_spans
 
     current = resolve_spans(spans_dir)
     return current if storage.is_remote(current) else os.path.realpath(current)
@@ -48,7 +48,6 @@ def write_ref(path: str | os.PathLike, spans_dir: str | os.PathLike, split: str,
               spans: list[int] | None = None) -> dict:
     """Writes the reference to ``split`` of ``spans`` (every span when None) of the current
     generation of ``spans_dir`` at ``path``; returns it (``rows`` counted from Parquet metadata)."""
-    from components.common.spans import no_split_rows, span_files
 
     current = generation(spans_dir)
     files = span_files(current, split, spans)
@@ -108,7 +107,6 @@ def read_ref(source: str | os.PathLike) -> dict | None:
 
 def files(source: str | os.PathLike, split: str = "train") -> list[str]:
     """The Parquet files holding ``source``'s rows of ``split`` (see the module docstring)."""
-    from components.common.spans import span_files
 
     s = os.fspath(source)
     ref = read_ref(s)
@@ -233,7 +231,6 @@ def score(source: str | os.PathLike, split: str, label: str, key: list[str],
     """Streams ``source``'s rows by record batch through every ``scorers[name](frame) -> probs``,
     keeping per row only its label, its probabilities and its key's 32-byte hash — never the rows
     (about 45 bytes per row for two scorers, e.g. ~290 MB for 100x the flights' eval split)."""
-    from components.common.rowdigest import Digester
 
     labels: list[np.ndarray] = []
     probs: dict[str, list[np.ndarray]] = {name: [] for name in scorers}

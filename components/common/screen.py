@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from components.common.alerts import FailedCheck
 from components.common.contract import ROW_RULES, Contract
 from components.common.errors import DataError
 
@@ -136,7 +137,6 @@ def screen(df: pd.DataFrame, contract: Contract, source: str,
     reason): malformed lines and cells, nulls in non-nullable columns, values out of range,
     categories outside the vocabulary.
     """
-    from components.common.alerts import FailedCheck
 
     rules = contract.validation
     pol = rules.policies

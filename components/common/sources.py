@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from components.common.alerts import FailedCheck
 from components.common.contract import Contract
 from components.common.errors import DataError, GateError
 
@@ -229,7 +230,6 @@ def load_input_table(path: str | Path) -> tuple[pd.DataFrame, str]:
             ``readable`` or ``volume``: a data problem, alerted by the caller).
         DataError: no such path, an unsupported file type (usage errors).
     """
-    from components.common.alerts import FailedCheck
 
     p = Path(path)
     frames, malformed = [], []

@@ -111,7 +111,6 @@ def scaled_chunks(n: int, scale: int, seed: int, span: int, split: str):
 def span_numbers(spans_dir: str | Path) -> list[int]:
     """The span numbers of the ``span-N`` folders under ``spans_dir`` (a folder or a ``gs://``
     prefix, through :mod:`components.common.storage`), ascending."""
-    from components.common import storage
 
     return sorted(int(n[5:]) for n in storage.listdir(spans_dir)
                   if n.startswith("span-") and n[5:].isdigit())
@@ -132,7 +131,6 @@ def span_files(spans_dir: str | Path, split: str, spans: list[int] | None = None
     """The Parquet files of one split of the written spans (``span-N/<split>/*.parquet``, in span
     and file order; ``spans`` limits them to those span numbers), as paths or ``gs://`` URLs: the
     one listing behind every reader of the spans (:func:`span_dataset`, :mod:`components.common.rows`)."""
-    from components.common import storage
 
     numbers = span_numbers(spans_dir) if spans is None else list(spans)
     return [f for s in numbers
@@ -178,7 +176,6 @@ def iter_spans(spans_dir: str | Path, split: str, spans: list[int] | None = None
 def span_history(spans_dir: str | Path) -> dict[int, str]:
     """The persisted per-span profiles (:mod:`components.common.profile`) by span number: their
     paths (or ``gs://`` URLs)."""
-    from components.common import storage
 
     d = storage.join(spans_dir, HISTORY)
     return {int(n[5:-5]): storage.join(d, n) for n in storage.listdir(d)
@@ -190,7 +187,6 @@ def resolve_spans(spans_dir: str | Path) -> str:
     the current generation, resolved by the OS); on object storage, which has no symlink, the
     generation named by ``spans_dir/CURRENT.json`` (written last by a publish,
     :mod:`pipelines.objectstore`), or ``spans_dir`` itself when there is no pointer."""
-    from components.common import storage
 
     if not storage.is_remote(spans_dir):
         return str(spans_dir)

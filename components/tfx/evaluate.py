@@ -12,6 +12,7 @@ from google.protobuf.wrappers_pb2 import BoolValue
 from tfx import v1 as tfx
 from tfx.types.standard_artifacts import Model
 
+from components.common import registry
 from components.common.contract import Contract
 
 BASELINE_SOURCE = "baseline_source"
@@ -63,7 +64,6 @@ def LatestPushedBaseline(  # noqa: N802 (TFX component naming)
 
     from tfx.utils import io_utils, path_utils
 
-    from components.common import registry
 
     latest = registry.latest(push_destination)
     with tempfile.TemporaryDirectory(prefix="twinpipe-baseline-") as tmp:

@@ -30,6 +30,7 @@ import pandas as pd
 from components.common.contract import Contract
 from components.common.errors import ERROR_CHARS, DataError, short_error
 from components.common.layout import SIGNATURE_JSON
+from components.common.serving_bench import predict
 
 log = logging.getLogger("twinpipe.tfx.push")
 
@@ -316,7 +317,6 @@ class SavedModelScorer:
 
     def predict(self, table: pd.DataFrame, batch_size: int = 4096) -> np.ndarray:
         """P for raw contract rows, ``batch_size`` rows per serving_default call."""
-        from components.common.serving_bench import predict
 
         return predict(self, table, batch_size)
 

@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from components.common import fault
+from components.common import fault, storage
 from components.common.cluster import (
     kube_client,
     run_custom_object,
@@ -67,8 +67,6 @@ def volcano_log_pod(core, ns: str, name: str, obj: dict) -> str | None:
 def launch_cluster_job(spec: dict, cluster_job: dict) -> None:
     """Writes the training spec beside the model run (object storage on a cluster, where every
     training pod reads it) and runs the cluster job that trains on it."""
-    from components.common import storage
-    from components.tfx.job import ClusterJob
     from components.tfx.launch import submit_and_wait
 
     job = ClusterJob.from_dict(cluster_job)
@@ -155,7 +153,6 @@ def backup_dir(spec: dict) -> str | None:
     """Where :func:`fault_tolerance_callbacks` backs training up: ``backup/`` in the Trainer's
     model run folder (object storage when the run is there, so relaunched pods on other nodes
     find it), or the spec's own ``backup_dir``; None for a spec without a model run folder."""
-    from components.common import storage
 
     if spec.get("backup_dir"):
         return spec["backup_dir"]
@@ -164,7 +161,6 @@ def backup_dir(spec: dict) -> str | None:
 
 def backed_up_epochs(spec: dict) -> int:
     """The epochs the backup holds (0: none yet, training would start from scratch)."""
-    from components.common import storage
 
     folder = backup_dir(spec)
     marker = storage.join(folder, BACKUP_PROGRESS) if folder else None

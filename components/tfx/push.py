@@ -14,7 +14,9 @@ files, then push.json last, then ``current.json``) — TF's own GCS client is ne
 from tfx import v1 as tfx
 from tfx.types.standard_artifacts import Model, ModelBlessing, PushedModel
 
+from components.common import registry, storage
 from components.common.layout import SIGNATURE_JSON
+from components.tfx.export import add_exports
 
 
 @tfx.dsl.components.component
@@ -33,7 +35,6 @@ def AtomicPusher(  # noqa: N802 (TFX component naming)
 
     from tfx.utils import io_utils, path_utils
 
-    from components.common import registry, storage
 
     blessed = model_blessing.get_int_custom_property("blessed") == 1
     pushed_model.set_int_custom_property("pushed", 0)
@@ -41,7 +42,6 @@ def AtomicPusher(  # noqa: N802 (TFX component naming)
         logging.getLogger("twinpipe.tfx.push").info("[tfx][push] model not blessed: not pushed")
         return
 
-    from components.tfx.export import add_exports
 
     signature = json.loads(signature_json)
 

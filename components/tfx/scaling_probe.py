@@ -30,6 +30,8 @@ import os
 import time
 from pathlib import Path
 
+from components.tfx.model import build_model, cluster_role, input_dataset, worker_strategy
+
 log = logging.getLogger("twinpipe.tfx.scaling")
 
 # Global batches each phase cycles through, cached after their first pass.
@@ -114,7 +116,6 @@ def probe_worker(spec: dict) -> dict:
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from components.tfx.model import build_model, cluster_role, input_dataset, worker_strategy
     from components.tfx.transform import LABEL_KEY
 
     probe, cfg = spec["probe"], spec["config"]

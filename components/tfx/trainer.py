@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from components.common import fault
+from components.common import fault, storage
 from components.common.layout import TRAIN_METRICS_JSON
 from components.common.replicas import report_dir, weights_digest, write_replica_report
 from components.tfx.export import save_serving_model, serving_signatures
@@ -74,7 +74,6 @@ def fault_tolerance_callbacks(spec: dict, chief: bool, index: int) -> list:
     backup. The local launcher removes the backup folder once every worker has finished."""
     import tensorflow as tf
 
-    from components.common import storage
 
     folder = backup_dir(spec)
     if folder is None:
@@ -221,7 +220,6 @@ def train(spec: dict) -> dict:
 def _main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("twinpipe").setLevel(logging.INFO)
-    from components.common import storage
 
     spec = storage.read_json(argv[1])  # a local file, or the gs:// spec a cluster job reads
     if contract := os.environ.get("TWINPIPE_CONTRACT"):  # set on cluster jobs: the run's lineage

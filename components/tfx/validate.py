@@ -14,6 +14,10 @@ from tfx import v1 as tfx
 from tfx.types.standard_artifacts import ExampleAnomalies, ExampleStatistics
 
 from components.common.alerts import FailedCheck
+from components.common.contract import load_contract
+from components.common.gate import check_spans, enforce, merge_engine
+from components.common.spans import select_spans
+from components.tfx.schema import contract_to_schema
 
 # TFDV anomaly types -> the contract's check names (anything else: schema).
 _RANGE = ("BIG_INT", "SMALL_INT", "BIG_FLOAT", "SMALL_FLOAT", "HAS_NAN", "HAS_INF")
@@ -121,10 +125,6 @@ def ValidateGate(  # noqa: N802 (TFX component naming)
     """Fails the run (so Transform/Trainer never start) when the data breaks the contract."""
     import json
 
-    from components.common.contract import load_contract
-    from components.common.gate import check_spans, enforce, merge_engine
-    from components.common.spans import select_spans
-    from components.tfx.schema import contract_to_schema
 
     contract = load_contract(contract_path or None)
     spans = select_spans(spans_dir, "latest" if latest_span else "all")

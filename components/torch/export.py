@@ -33,6 +33,7 @@ import torch
 
 from components.common.errors import short_error
 from components.common.layout import SIGNATURE_JSON
+from components.common.serving_bench import predict
 from components.torch.model import FlightsNet, Preprocessing, encode_rows
 
 ONNX_OPSET = 17  # the legacy exporter's opset (the dynamo exporter picks its own, recorded)
@@ -219,7 +220,6 @@ class OnnxScorer:
     def predict(self, table: pd.DataFrame, batch_size: int = 65536) -> np.ndarray:
         """P for raw contract rows, encoded and scored ``batch_size`` rows at a time (one session
         for every call: the evaluate stage calls this per record batch of the eval rows)."""
-        from components.common.serving_bench import predict
 
         return predict(self, table, batch_size)
 

@@ -26,8 +26,12 @@ from components.common.cluster import (
     run_vertex_customjob,
 )
 from components.common.contract import load_contract
+from components.common.errors import ContractError
 from components.common.runinfo import record_stage
+from components.torch import job as jobs
+from components.torch.export import export, signature_doc
 from components.torch.job import train_appdef
+from components.torch.trainer import check_shard, load_model
 
 log = logging.getLogger("twinpipe.torch.train")
 
@@ -83,7 +87,6 @@ def submit_training(app_args: list[str], *, workers: int, train_job: str, log_di
     if not train_job:
         run_training(train_appdef(*app_args, workers=workers), "local_cwd", {"log_dir": log_dir})
         return
-    from components.torch import job as jobs
 
     job = jobs.parse_train_job(train_job)
     if job["launcher"] == "torchx":
@@ -172,9 +175,6 @@ def train_stage(
     ``train_path`` must then be an object URI and the app writes to ``job_out`` (a URI too, e.g. the
     model artifact's ``uri + "/train"``), which is copied back here for the export.
     """
-    from components.common.errors import ContractError
-    from components.torch.export import export, signature_doc
-    from components.torch.trainer import check_shard, load_model
 
     t0 = time.time()
     contract = load_contract(contract_path or None)

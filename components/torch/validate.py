@@ -37,7 +37,11 @@ from pathlib import Path
 import pandas as pd
 
 from components.common import rows
+from components.common import rows as rows_mod
+from components.common.alerts import FailedCheck
 from components.common.contract import Contract, load_contract
+from components.common.errors import GateError
+from components.common.gate import check_spans, enforce, merge_engine
 from components.common.layout import GATE_JSON
 from components.common.runinfo import record_stage
 from components.common.spans import resolve_spans, select_spans, span_numbers
@@ -93,7 +97,6 @@ def gx_checks(result: GateResult, contract: Contract) -> list:
     """The checkpoint's failures as the contract's checks (one per column and check). A column
     that is missing or of the wrong type reports only that (schema), as TFDV does; a value set on
     a numeric column (the 0/1 label) is its range."""
-    from components.common.alerts import FailedCheck
 
     numeric = {c.name for c in contract.columns if c.numeric} | {contract.label.name}
     found: dict = {}
@@ -125,7 +128,6 @@ class GateResult:
 def _frames(rows) -> Iterator[pd.DataFrame]:
     """A split's rows as DataFrames: one frame as it is, or a rows source (a rows reference, a
     spans or Parquet folder or file: :mod:`components.common.rows`) as GX_BATCH_ROWS batches."""
-    from components.common import rows as rows_mod
 
     if isinstance(rows, pd.DataFrame):
         yield rows
@@ -211,8 +213,6 @@ def validate_stage(train_path: str, eval_path: str, contract_path: str, source: 
                    report_dir: str = "") -> bool:
     """The GX checkpoint over both splits, then the contract's gate rules over the same spans
     (components/common/gate.py); alerts, and raises GateError (after recording why) on failure."""
-    from components.common.errors import GateError
-    from components.common.gate import check_spans, enforce, merge_engine
     from components.torch.validate import gx_checks, run_checkpoint
 
     t0 = time.time()

@@ -7,6 +7,8 @@ import logging
 import os
 import sys
 
+from components.common.errors import TwinpipeError
+from infra import progress
 from infra.cli.parser import build_parser
 
 __all__ = ["build_parser", "main"]
@@ -28,7 +30,6 @@ def _setup_logging(verbose: bool) -> None:
         datefmt="%H:%M:%S",
     )
     logging.getLogger("twinpipe").setLevel(logging.INFO)
-    from infra import progress
 
     progress.install(logging.getLogger("twinpipe"))
     if not verbose:
@@ -42,7 +43,6 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from components.common.errors import TwinpipeError
 
     args = build_parser().parse_args(argv)
     _env_for_stacks()

@@ -8,17 +8,23 @@ import os
 import time
 from pathlib import Path
 
+from comparison.tuning import tuning_path
+from components.common.alerts import SECRETS, AlertConfig, secrets_to_files
+from components.common.beam_options import default_beam_args, override_beam_args
 from components.common.config import RunConfig
+from components.common.contract import load_contract
+from components.common.errors import ContractError, DataError
 from components.common.layout import SIGNATURE_JSON
+from components.common.screen import conform
+from components.common.sources import load_input_table
 from components.common.spans import parse_months, parse_spans
+from infra.deploy import deploy_serving, submit_kfp, submit_vertex
 from pipelines import workflow
+from pipelines.compile import compile_pipelines
+from serving.server import serve
 
 
 def run_config(args):
-    from components.common.beam_options import default_beam_args, override_beam_args
-    from components.common.config import RunConfig
-    from components.common.errors import ContractError
-    from components.common.spans import parse_months, parse_spans
 
     if args.contract and not args.input:
         raise ContractError(f"--contract {args.contract} describes your own table: give it with "
@@ -61,7 +67,6 @@ def alert_env(args) -> None:
     the environment so in-process TFX components and kfp.local subprocesses see the same. Secrets
     (webhook and Slack URLs, the SMTP password) reach children only as file paths
     (``alerts.secrets_to_files``): none is left in os.environ or argv. A bad setting stops here."""
-    from components.common.alerts import SECRETS, AlertConfig, secrets_to_files
 
     for sink in ("smtp", "pubsub", "file"):
         value = getattr(args, f"alert_{sink}", None)
@@ -87,7 +92,6 @@ def cmd_run(args) -> int:
 
 def cmd_tune(args) -> int:
     """The sweep alone (:func:`pipelines.workflow.tune`); prints the choice."""
-    from comparison.tuning import tuning_path
 
     cfg = run_config(args)
     doc = workflow.tune(cfg, workflow.stacks_of(args.stack))
@@ -138,10 +142,6 @@ def print_summary(summary: dict, path: Path | str) -> None:
 
 
 def cmd_predict(args) -> int:
-    from components.common.contract import load_contract
-    from components.common.errors import DataError
-    from components.common.screen import conform
-    from components.common.sources import load_input_table
 
     model = Path(args.model)
     sig_path = model / SIGNATURE_JSON
@@ -171,13 +171,11 @@ def cmd_predict(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from serving.server import serve
 
     return serve(args.stack, args.model, args.port, args.contract, args.poll_s, args.host)
 
 
 def cmd_compile(args) -> int:
-    from pipelines.compile import compile_pipelines
 
     for path in compile_pipelines(args):
         print(f"compiled {path}")
@@ -185,7 +183,6 @@ def cmd_compile(args) -> int:
 
 
 def cmd_deploy(args) -> int:
-    from infra.deploy import deploy_serving
 
     text = deploy_serving(args.overlay, args.data_root, apply=args.apply)
     if not args.apply:
@@ -194,7 +191,6 @@ def cmd_deploy(args) -> int:
 
 
 def _params(pairs: list[str]) -> dict:
-    from components.common.errors import ContractError
 
     out = {}
     for pair in pairs:
@@ -209,8 +205,6 @@ def _params(pairs: list[str]) -> dict:
 
 
 def cmd_submit(args) -> int:
-    from components.common.errors import ContractError
-    from infra.deploy import submit_kfp, submit_vertex
 
     cron = getattr(args, "cron", None)
     params = _params(args.param)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from comparison.measure import EXTRA_MEASUREMENTS
+from components.common import beam_options as bo
 from infra.cli.commands import (
     STACKS,
     cmd_compile,
@@ -79,7 +81,6 @@ def _bounded(kind, lo, hi=None):
 
 def _measure_names(text: str) -> tuple[str, ...] | None:
     """``--measure``: ``all`` (None), ``none`` (empty) or names from EXTRA_MEASUREMENTS."""
-    from comparison.measure import EXTRA_MEASUREMENTS
 
     if text == "all":
         return None
@@ -220,7 +221,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "runs a CustomJob")
     c.add_argument("--span", choices=("latest", "all"), default="latest",
                    help="what each run ingests: the newest span (scheduled runs) or all spans")
-    from components.common import beam_options as bo
 
     d = c.add_argument_group("TFX Beam stages (ExampleGen, StatisticsGen, Transform, Evaluator)")
     d.add_argument("--beam-runner", choices=bo.RUNNERS, default=None,

@@ -15,14 +15,20 @@ import re
 import time
 from pathlib import Path
 
-from components.common.beam_options import default_beam_args, override_beam_args
+from components.common.beam_options import default_beam_args, direct_mode, override_beam_args, tuned_mode
 from components.common.config import STAGES, RunConfig, push_destination, stack_root
 from components.common.contract import Contract
 from components.common.errors import DataError, StageError
 from components.common.gate import load_report
 from components.common.ingest import IngestResult
 from components.common.layout import GATE_JSON, RUN_JSON, TRAIN_METRICS_JSON
+from components.common.resources import ResourceMeter
 from components.common.runinfo import run_summary
+from components.tfx.eval_rows import eval_rows_digest
+from components.tfx.export import signature_json
+from components.tfx.launch import launch_local_workers
+from components.tfx.scaling_probe import merge_workers
+from components.tfx.schema import write_schema
 from pipelines.tfx.pipeline import STAGE_OF_NODE, create_pipeline
 
 log = logging.getLogger("twinpipe.tfx")
@@ -64,7 +70,6 @@ def local_beam_args(cfg: RunConfig, rows: int) -> tuple[list[str], dict | None]:
     """The Beam options of this run and what run.json records of their mode: the defaults are
     sized by ``rows`` (``components.common.beam_options.direct_mode``), the ``--beam-arg`` overrides applied
     over them; Beam options a caller set in ``cfg.beam_args`` itself are kept as given."""
-    from components.common.beam_options import direct_mode, tuned_mode
 
     if tuple(cfg.beam_args) != tuple(override_beam_args(default_beam_args(), cfg.beam_overrides)):
         return list(cfg.beam_args), None
@@ -129,9 +134,6 @@ def run_tfx(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest_s
     """Runs the whole TFX pipeline on already-ingested spans and writes ``tfx/run.json``."""
     from tfx import v1 as tfx
 
-    from components.common.resources import ResourceMeter
-    from components.tfx.export import signature_json
-    from components.tfx.schema import write_schema
 
     paths = stack_paths(cfg.out_dir)
     paths["root"].mkdir(parents=True, exist_ok=True)
@@ -250,7 +252,6 @@ def _tfma_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
 
 def _scored_rows(store, evaluator, contract: Contract) -> dict:
     """The key digest of the eval examples the Evaluator read (its own input artifact)."""
-    from components.tfx.eval_rows import eval_rows_digest
 
     t0 = time.time()
     (examples,) = _outputs(store, evaluator, "INPUT")["examples"]
@@ -363,8 +364,6 @@ def probe_scaling(cfg: RunConfig, contract: Contract, ingested: IngestResult, su
     timed at each per-worker batch of ``batches``; the workers' figures merged."""
     import tempfile
 
-    from components.tfx.launch import launch_local_workers
-    from components.tfx.scaling_probe import merge_workers
 
     with tempfile.TemporaryDirectory(prefix="tfx-probe-") as tmp:
         config = train_config(cfg, contract, sum(s.train_rows for s in ingested.spans))

@@ -29,7 +29,10 @@ from components.common.errors import GateError, StageError
 from components.common.gate import load_report
 from components.common.ingest import IngestResult
 from components.common.layout import GATE_JSON, RUN_JSON
+from components.common.resources import ResourceMeter
 from components.common.runinfo import run_summary
+from components.common.threads import THREADS_ENV
+from components.torch import job, launch
 from pipelines.torch.pipeline import PIPELINE_NAME, create_pipeline
 
 log = logging.getLogger("twinpipe.torch")
@@ -95,7 +98,6 @@ def run_torch(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest
     """Runs the whole pipeline on already-ingested spans and writes ``torch/run.json``."""
     from kfp import local
 
-    from components.common.resources import ResourceMeter
 
     paths = stack_paths(cfg.out_dir)
     shutil.rmtree(paths["records"], ignore_errors=True)
@@ -213,8 +215,6 @@ def probe_scaling(cfg: RunConfig, contract: Contract, ingested: IngestResult, su
     ``batches``."""
     import tempfile
 
-    from components.common.threads import THREADS_ENV
-    from components.torch import job, launch
 
     tr = summary["stages"]["train"]
     with tempfile.TemporaryDirectory(prefix="torch-probe-") as tmp:
