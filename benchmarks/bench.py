@@ -2,8 +2,9 @@
 curve over data scales.
 
 For each stack and each ``--scale K`` (the data multiplied K times by resampling real rows):
-  1. ``twinpipe run --stack S`` into ``OUT/S/scale-K`` (at 1x with the report and the
-     1-vs-N-worker scaling probe; at larger scales ``--no-report``, which
+  1. the stack's run through the workflow API (:func:`pipelines.workflow.run`, what ``twinpipe
+     run --stack S`` calls), in a fresh process, into ``OUT/S/scale-K`` (at 1x with the report
+     and the 1-vs-N-worker scaling probe; at larger scales without the report, which
      skips the probe, the model measurements and the report: they re-read the whole eval split
      and re-train, costs that are not the pipeline's and would dominate a 30x bench);
   2. the hand-written single-process script (benchmarks/handwritten.py) on the same spans, as a
@@ -25,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -34,8 +37,10 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from components.common.config import STAGES
+from components.common.config import STAGES, RunConfig
 from components.common.contract import load_contract
+from components.common.spans import parse_months
+from pipelines import workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMEWORK = {"tfx": "tf", "torch": "torch"}
@@ -51,6 +56,31 @@ def _run(cmd: list[str], log: Path) -> tuple[int, float]:
         proc = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
                               env=dict(os.environ, PYTHONWARNINGS="ignore"))
     return proc.returncode, time.perf_counter() - t0
+
+
+def _stack_run(log: str, out: str, stack: str, months: str, workers: int, scale: int, epochs: int,
+               full: bool) -> None:
+    """One stack's run through the workflow API (what `twinpipe run` calls), in a spawned process
+    whose output goes to ``log``: its interpreter start-up and imports count, as each pipeline task
+    pays them."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow's first import
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("twinpipe").setLevel(logging.INFO)
+    cfg = RunConfig(out_dir=out, months=tuple(parse_months(months)), workers=workers, epochs=epochs,
+                    run_label=time.strftime("%Y%m%dT%H%M%S"))
+    workflow.run(cfg, (stack,), explicit={"workers"}, scale=scale, report=full)
+
+
+def _run_api(log: Path, *args) -> tuple[int, float]:
+    t0 = time.perf_counter()
+    child = multiprocessing.get_context("spawn").Process(target=_stack_run, args=(str(log), *args))
+    child.start()
+    child.join()
+    return child.exitcode, time.perf_counter() - t0
 
 
 def pyarrow_scan(spans: Path) -> dict:
@@ -79,10 +109,8 @@ def bench_stack(args, stack: str, scale: int, full: bool) -> tuple[dict, dict | 
           f"{args.epochs} epochs{'' if full else ', --no-report'}) ...", flush=True)
     log = out.parent / f"run-{scale}.log"
     out.parent.mkdir(parents=True, exist_ok=True)
-    rc, run_wall = _run([py, "-m", "infra.cli", "run", "--stack", stack, "--months", args.months,
-                         "--workers", str(args.workers), "--scale", str(scale),
-                         "--epochs", str(args.epochs), "--out", str(out),
-                         *(() if full else ("--no-report",))], log)
+    rc, run_wall = _run_api(log, str(out), stack, args.months, args.workers, scale, args.epochs,
+                            full)
     if rc:
         print(f"[bench] {stack} {scale}x: twinpipe run failed (exit {rc}); see {log}", flush=True)
         return {"scale": scale, "failed": f"twinpipe run exit {rc}; see {log}",
