@@ -32,6 +32,7 @@ from comparison.models import MEASURED_COPY, model_under_test, scorer_for
 from comparison.sections import SHORT_NAMES, stack_files, table
 from components.common import registry, rows, storage
 from components.common.contract import Contract
+from components.common.errors import short_error
 from components.common.layout import EXPORTS_JSON, SIGNATURE_JSON
 from components.common.rowdigest import frame_digest
 from components.common.serving_bench import latency, predict
@@ -122,8 +123,6 @@ def measure_stack(stack: str, summary: dict, contract: Contract, out_dir: Path,
                     row["within_tolerance"] = (row["tolerance"] is not None
                                                and row["max_abs_dp"] <= row["tolerance"])
             except Exception as e:  # noqa: BLE001 — an export that does not run is a finding
-                from components.common.errors import short_error
-
                 row["run_error"] = short_error(e)
                 row["within_tolerance"] = False
                 log.warning("[%s][exports] %s does not run: %s", stack, name, row["run_error"])

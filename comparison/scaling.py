@@ -31,7 +31,7 @@ from comparison.plots import COLORS, grouped_bars, png, series
 from comparison.sections import STACK_NAMES, img, num, table
 from components.common import storage
 from components.common.layout import SCALING_JSON
-from components.common.threads import threads_per_worker
+from components.common.threads import gpu_count, threads_per_worker
 
 log = logging.getLogger("twinpipe.measure")
 
@@ -119,8 +119,6 @@ def scaling(stack: str, cfg, contract, ingested, summary: dict, out_dir: Path,
     else:
         from pipelines.torch.local_runner import probe_scaling
     if gpus is None:
-        from components.common.threads import gpu_count
-
         gpus = gpu_count()
     lay = layout(gpus, os.cpu_count() or 1)
     n, t, batch = lay["workers"], lay["threads_per_worker"], cfg.batch_size

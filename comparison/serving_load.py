@@ -30,6 +30,7 @@ import numpy as np
 from comparison.plots import COLORS, png
 from comparison.sections import img, stack_files, table
 from components.common import rows, storage
+from components.common.errors import TwinpipeError
 from components.common.layout import SERVING_LOAD_JSON
 from components.common.resources import tree_cpu_and_rss
 from serving.server import Server, post_json, v2_request
@@ -164,8 +165,6 @@ def load_test(stack: str, model: str, table, clients=CLIENTS, max_requests: int 
         for p in payloads[:WARMUP_REQUESTS]:
             status, doc = post_json(conn, path, json.loads(p))
             if status != 200:
-                from components.common.errors import TwinpipeError
-
                 raise TwinpipeError(f"[{stack}][serve] load test: warm-up request answered "
                                     f"HTTP {status}: {doc}")
             version = doc.get("model_version")

@@ -12,6 +12,7 @@ import pandas as pd
 from components.common.alerts import FailedCheck
 from components.common.contract import ROW_RULES, Contract
 from components.common.errors import DataError
+from components.common.gate import render
 
 REASON_NO_LABEL = "no arr_delay: cancelled or diverted flight (label.missing=exclude)"
 
@@ -39,8 +40,6 @@ def conform(
             return clean
     s = screen(df, contract, source, features_only=features_only)
     if s.checks:
-        from components.common.gate import render
-
         raise DataError(render(s.checks, source, contract))
     if len(s.quarantine):
         row = s.quarantine.iloc[0]

@@ -230,8 +230,6 @@ def launch_local_workers(spec: dict, workers: int, grace_s: float = WORKER_GRACE
                 for t in threads:
                     t.join(timeout=5)
             if outcome.failed is None:  # every worker done: the backup has served
-                from components.common import storage
-
                 folder = backup_dir(spec)
                 if folder and storage.exists(folder):
                     storage.rm(folder, recursive=True)

@@ -210,8 +210,6 @@ def train(spec: dict) -> dict:
         "devices": [d.name for d in tf.config.list_logical_devices()],
     }
     if chief:  # model_run_dir is the Trainer's artifact: a gs:// URI when the root is a bucket
-        from components.common import storage
-
         storage.write_json(storage.join(spec["model_run_dir"], TRAIN_METRICS), metrics)
         log.info("[tfx][train] %.0f samples/s (%d workers)", samples_per_s, n_workers)
     return metrics
