@@ -111,15 +111,20 @@ def _replica_command(app, replica: int, rank0_addr: str, app_id: str) -> tuple[l
     host from TORCHX_RANK0_HOST=localhost (it hosts the rendezvous store), the others from
     Volcano's VC_<ROLE>_0_HOSTS, here rank 0's address."""
     from torchx.specs import macros
-    from torchx.util.strings import normalize_str
 
     role = app.roles[0]
-    rank0_env = ("TORCHX_RANK0_HOST" if replica == 0
-                 else f"VC_{normalize_str(role.name)}_0_HOSTS".upper())
+    rank0_env = "TORCHX_RANK0_HOST" if replica == 0 else _volcano_rank0_env(role)
     resolved = macros.Values(img_root="", app_id=app_id, replica_id=str(replica),
                              rank0_env=rank0_env).apply(role)
     env = dict(resolved.env, **{rank0_env: "localhost" if replica == 0 else rank0_addr})
     return [resolved.entrypoint, *resolved.args], env
+
+
+def _volcano_rank0_env(role) -> str:
+    """Volcano's variable holding rank 0's host for ``role`` (named after the app's module)."""
+    from torchx.util.strings import normalize_str
+
+    return f"VC_{normalize_str(role.name)}_0_HOSTS".upper()
 
 
 def test_torch_ddp_two_hosts_c10d_rendezvous_identical_weights(hosts, spans, tmp_path):
@@ -141,7 +146,7 @@ def test_torch_ddp_two_hosts_c10d_rendezvous_identical_weights(hosts, spans, tmp
     # what each torchrun dials once bash expands the endpoint: replica 0 hosts the rendezvous
     # store on localhost, replica 1 reaches it at rank 0's address, across the veth link
     for (_, argv, env), expected in zip(jobs, ["localhost", hosts[0].addr], strict=True):
-        rank0_env = next(k for k in ("TORCHX_RANK0_HOST", "VC_TRAINAPP_0_HOSTS") if k in env)
+        rank0_env = next(k for k in ("TORCHX_RANK0_HOST", _volcano_rank0_env(role)) if k in env)
         assert f"--rdzv_endpoint ${{{rank0_env}:=localhost}}:{port}" in argv[-1]
         assert env[rank0_env] == expected
         assert "--nnodes 2 --nproc_per_node 1" in argv[-1]

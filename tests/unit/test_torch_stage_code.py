@@ -162,9 +162,8 @@ def test_select_spans_all_or_newest(tmp_path):
 def test_contract_uri_on_object_storage_is_read_or_refused_in_one_paragraph(gcs_bucket, tmp_path):
     """The stages' contract_path may be gs://: read through the storage layer, with load_contract's
     own checks; a missing or broken one is a ContractError naming the URI, not a traceback."""
-    from components.torch.stages import _contract
-
     from components.common import storage
+    from components.common.contract import load_contract as _contract
     from components.common.errors import ContractError
 
     text = (Path(__file__).resolve().parents[2] / "components/common/flights.yaml").read_text()
