@@ -5,7 +5,8 @@ from Python (benchmarks, tests, a notebook); the CLI only parses its flags and c
   same spans, then the measurements and the side-by-side report;
 * :func:`validate`: the data gate alone on a file or folder;
 * :func:`tune`: each stack's configuration sweep on this machine (``OUT/tuning.json``);
-* :func:`report`: the report rebuilt from one or more run folders.
+* :func:`report`: the report rebuilt from one or more run folders;
+* :func:`accept`: an operator's acceptance of a span the gate refused.
 
 Each takes a :class:`~components.common.config.RunConfig` (or plain values) and returns what it
 produced; errors are :class:`~components.common.errors.TwinpipeError` subclasses with one
@@ -26,7 +27,7 @@ from pathlib import Path
 from comparison import tuning
 from comparison.measure import measure_run
 from comparison.report import build_report
-from components.common import registry, storage
+from components.common import history, registry, storage
 from components.common.config import RunConfig, push_destination
 from components.common.contract import Contract, load_contract
 from components.common.errors import ContractError, GateError, TwinpipeError
@@ -35,6 +36,7 @@ from components.common.ingest import IngestResult, ingest
 from components.common.layout import GATE_JSON, REPORT_JSON, RUN_JSON, SPANS, VALIDATION
 from components.common.resources import ResourceMeter
 from components.common.runlock import RunLock
+from components.common.spans import span_history
 from components.common.threads import threads_env
 from pipelines.objectstore import ObjectStoreRun, remap_error
 
@@ -248,7 +250,7 @@ def _validate(cfg: RunConfig, contract: Contract, out: Path, mirror=None) -> Val
         ingested = ingest_gated(contract, cfg, out)
         gate = check_spans(contract, out / SPANS, ingested.span_numbers, source=ingested.source)
         enforce(gate, contract=contract, stack="gate", pipeline="twinpipe-validate",
-                report_dir=out / VALIDATION)
+                report_dir=out / VALIDATION, spans_dir=out / SPANS)
     except GateError as e:
         raise GateError(f"[validate] {e} Report: {e.report}", e.checks, e.report) from None
     return ValidateOutcome(contract, ingested, [c.line() for c in gate.checks],
@@ -265,3 +267,23 @@ def report(run_dirs: list[str], out: str | None = None, bench: str | None = None
                             "report to OUT/report/; to rebuild one, copy the run folders down "
                             "first (gcloud storage cp -r).")
     return build_report(run_dirs, out, bench=bench)
+
+
+def accept(out: str, span: int, reason: str, who: str = "") -> dict:
+    """An operator accepts span ``span`` of OUT's spans although a gate refused it (a real shift,
+    e.g. a season): for the rows it holds now, its failing checks go on as warnings naming
+    ``reason``, it trains, and later spans are compared with it
+    (:func:`components.common.history.accept`). Returns the recorded verdict."""
+    if not reason.strip():
+        raise ContractError("twinpipe accept needs --reason TEXT: why this span is right as it is "
+                            "(it is recorded with the acceptance).")
+    spans_dir = storage.join(out, SPANS)
+    with RunLock(out, "accept"):
+        found = history.status(spans_dir, span)
+        if found[0] == history.UNJUDGED and history.profile_digest(spans_dir, span) is None:
+            raise ContractError(f"{spans_dir}: no span {span} was ingested there (no profile in "
+                                f"{storage.join(spans_dir, 'history')}); spans with one: "
+                                f"{', '.join(map(str, sorted(span_history(spans_dir)))) or 'none'}.")
+        doc = history.accept(spans_dir, span, reason, who)
+    doc["was"] = {"status": found[0], "reasons": found[1]}
+    return doc

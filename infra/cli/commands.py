@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import time
@@ -229,3 +230,13 @@ def cmd_submit(args) -> int:
 
 
 STACKS = ("tfx", "torch")
+
+
+def cmd_accept(args) -> int:
+    """An operator's acceptance of a refused span (:func:`pipelines.workflow.accept`)."""
+    doc = workflow.accept(args.out, args.span, args.reason, who=getpass.getuser())
+    was = doc["was"]
+    print(f"span {args.span} in {args.out}: accepted by an operator ({args.reason}); it was "
+          f"{was['status']}{': ' + '; '.join(was['reasons']) if was['reasons'] else ''}. Its rows "
+          "train from now on and later spans are compared with it, while they stay as they are.")
+    return 0

@@ -8,6 +8,7 @@ from comparison.measure import EXTRA_MEASUREMENTS
 from components.common import beam_options as bo
 from infra.cli.commands import (
     STACKS,
+    cmd_accept,
     cmd_compile,
     cmd_deploy,
     cmd_predict,
@@ -171,6 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a `make bench` bench.json: adds the Data scaling section (default: "
                          "FIRST_RUN_DIR/../../bench.json when the runs are make bench's)")
     rp.set_defaults(func=cmd_report)
+
+    ac = sub.add_parser("accept", help="accept a span the data gate refused (a real shift): it "
+                                        "then trains and becomes the drift reference")
+    ac.add_argument("span", type=_bounded(int, 100001, 999912), metavar="SPAN",
+                    help="the span's number, YYYYMM")
+    ac.add_argument("--out", default="out", help="the run folder whose spans hold it (default: out)")
+    ac.add_argument("--reason", required=True, help="why the span is right as it is (recorded)")
+    ac.set_defaults(func=cmd_accept)
 
     pr = sub.add_parser("predict", help="score raw rows with a pushed model folder")
     pr.add_argument("--model", required=True)
