@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from components.common.contract import Contract, load_contract
 from components.common.errors import ContractError, GateError, TwinpipeError
 from components.common.gate import GateReport, check_spans, enforce
 from components.common.ingest import IngestResult, ingest
+from components.common.landing import Ledger, find_deliveries
 from components.common.layout import GATE_JSON, REPORT_JSON, RUN_JSON, SPANS, VALIDATION
 from components.common.resources import ResourceMeter
 from components.common.runlock import RunLock
@@ -53,6 +55,11 @@ class RunOutcome:
     run_json: dict[str, str] = field(default_factory=dict)
     report_html: str | None = None
     report_json: str | None = None
+    # A landing run's: "trained", or "no new delivery" (nothing was taken: no stack ran); the
+    # deliveries it took and those it found taken before (redeliveries among them).
+    status: str = "trained"
+    taken: list[dict] = field(default_factory=list)
+    seen_before: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -113,12 +120,16 @@ def _on_object_store(out: str, cfg: RunConfig, body, **replace):
 
 def run(cfg: RunConfig, stacks: tuple[str, ...] = STACKS, *, tuning_choice: str = "none",
         explicit: frozenset[str] | set[str] = frozenset(), scale: int = 1, report: bool = True,
-        scaling_probe: bool = True, measure: tuple[str, ...] | None = None) -> RunOutcome:
+        scaling_probe: bool = True, measure: tuple[str, ...] | None = None,
+        landing: str | None = None) -> RunOutcome:
     """Ingest -> validate -> train -> evaluate -> push for each of ``stacks`` on the same spans,
     then (``report``) the measurements and the report. ``tuning_choice``: ``auto``, a tuning
     file's path or ``none`` (:func:`comparison.tuning.resolve`); ``explicit``: the settings the
     user gave, which a tuning file never overrides; ``measure``: the extra measurements to run
     (None: all). A second run into the same OUT is refused while one runs (:class:`RunLock`).
+    ``landing``: a landing folder; the run takes the deliveries there that no run took before
+    (:mod:`components.common.landing`, recorded in OUT/ledger) as its input, and with none it
+    ends at once with status "no new delivery".
 
     Raises:
         GateError: the data gate stopped a stack (the other still ran on the same data).
@@ -129,9 +140,61 @@ def run(cfg: RunConfig, stacks: tuple[str, ...] = STACKS, *, tuning_choice: str 
             return _run(local_cfg, contract, stacks, tuning_choice, set(explicit), scale, report,
                         scaling_probe, measure, mirror)
 
+        if landing is not None:
+            if storage.is_remote(cfg.out_dir) or storage.is_remote(landing):
+                raise ContractError(f"--landing {landing} --out {cfg.out_dir}: a landing run reads "
+                                    "and records deliveries in local folders here; on object "
+                                    "storage the compiled pipelines take them on the cluster.")
+            if cfg.input_path:
+                raise ContractError("--landing and --input are two inputs: give one.")
+            return _landing_run(cfg, landing, lambda c: body(c, None))
         if storage.is_remote(cfg.out_dir):
             return _on_object_store(cfg.out_dir, cfg, body)
         return body(cfg, None)
+
+
+def _landing_run(cfg: RunConfig, landing: str, body) -> RunOutcome:
+    """Takes the new deliveries in ``landing`` (each content once, race-free), runs ``body`` on
+    them as the input, and records each one's verdict and spans in the ledger."""
+    ledger = Ledger(cfg.out_dir)
+    run_id = f"{cfg.run_label or time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    taken, seen = [], []
+    for d in find_deliveries(landing):
+        got, record = ledger.take(d, run_id)
+        if got:
+            taken.append(d)
+            log.info("[ingest] took delivery %s (sha256 %s, %d bytes)", d.name, d.sha256[:12],
+                     d.bytes)
+        else:
+            seen.append({"name": d.name, "sha256": d.sha256, "run": record.get("run"),
+                         "state": record["state"], "verdict": record.get("verdict"),
+                         "first_name": record.get("names", [d.name])[0]})
+    if not taken:
+        return RunOutcome(status="no new delivery", seen_before=seen)
+    if len(taken) == 1:
+        source = taken[0].path
+    else:  # several deliveries: one input folder of links to them, in their order
+        folder = Path(cfg.out_dir) / ".landing" / run_id
+        folder.mkdir(parents=True)
+        for i, d in enumerate(taken):
+            (folder / f"{i:04d}-{d.name}").symlink_to(Path(d.path).resolve())
+        source = str(folder)
+    names = [d.name for d in taken]
+    try:
+        outcome = body(dataclasses.replace(cfg, input_path=source))
+    except GateError as e:  # refused: done, with its reasons (a corrected redelivery is new bytes)
+        for d in taken:
+            ledger.finish(d.sha256, run=run_id, verdict="refused", reasons=[str(e)[:4000]],
+                          delivered_with=names)
+        raise
+    for d in taken:
+        ledger.finish(d.sha256, run=run_id, verdict="accepted", delivered_with=names,
+                      stacks={s: {"spans": v.get("spans"), "blessed": v["stages"]["evaluate"].get("blessed"),
+                                  "pushed": v["stages"]["push"].get("pushed_path")}
+                              for s, v in outcome.summaries.items()})
+    outcome.taken = [{"name": d.name, "sha256": d.sha256, "bytes": d.bytes} for d in taken]
+    outcome.seen_before = seen
+    return outcome
 
 
 def _shown(path: Path | str, mirror=None) -> str:

