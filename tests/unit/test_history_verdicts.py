@@ -132,11 +132,15 @@ def orders(ids, month: int, seed: int) -> pd.DataFrame:
                          "items": rng.integers(1, 100, n), "total_minutes": rng.uniform(0, 60, n)})
 
 
-def test_rows_already_ingested_in_another_span_are_duplicates(tmp_path):
+@pytest.fixture
+def orders_contract(tmp_path):
     path = tmp_path / "orders.yaml"
     path.write_text(ORDERS)
-    contract = load_contract(path)
-    spans = tmp_path / "spans"
+    return load_contract(path)
+
+
+def test_rows_already_ingested_in_another_span_are_duplicates(orders_contract, tmp_path):
+    contract, spans = orders_contract, tmp_path / "spans"
     deliver(orders(range(1, 2001), 1, 1), tmp_path, spans, "jan", contract)
     # February re-sends 50 January orders under a February date: already ingested
     feb = orders(list(range(5001, 6951)) + list(range(1, 51)), 2, 2)
@@ -147,11 +151,8 @@ def test_rows_already_ingested_in_another_span_are_duplicates(tmp_path):
     assert quarantine["reason"].str.contains("already ingested in span 202401").all()
 
 
-def test_volume_change_against_the_previous_accepted_span(tmp_path):
-    path = tmp_path / "orders.yaml"
-    path.write_text(ORDERS)
-    contract = load_contract(path)
-    spans = tmp_path / "spans"
+def test_volume_change_against_the_previous_accepted_span(orders_contract, tmp_path):
+    contract, spans = orders_contract, tmp_path / "spans"
     deliver(orders(range(1, 2001), 1, 1), tmp_path, spans, "jan", contract)
     report = deliver(orders(range(2001, 3901), 2, 2), tmp_path, spans, "feb", contract)
     assert report.figures["202402"]["volume_ratio"] == 0.95  # in bounds
