@@ -5,7 +5,8 @@ from Python (benchmarks, tests, a notebook); the CLI only parses its flags and c
   same spans, then the measurements and the side-by-side report;
 * :func:`validate`: the data gate alone on a file or folder;
 * :func:`tune`: each stack's configuration sweep on this machine (``OUT/tuning.json``);
-* :func:`report`: the report rebuilt from one or more run folders.
+* :func:`report`: the report rebuilt from one or more run folders;
+* :func:`accept`: an operator's acceptance of a span the gate refused.
 
 Each takes a :class:`~components.common.config.RunConfig` (or plain values) and returns what it
 produced; errors are :class:`~components.common.errors.TwinpipeError` subclasses with one
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,15 +28,17 @@ from pathlib import Path
 from comparison import tuning
 from comparison.measure import measure_run
 from comparison.report import build_report
-from components.common import registry, storage
+from components.common import history, registry, storage
 from components.common.config import RunConfig, push_destination
 from components.common.contract import Contract, load_contract
 from components.common.errors import ContractError, GateError, TwinpipeError
 from components.common.gate import GateReport, check_spans, enforce
 from components.common.ingest import IngestResult, ingest
+from components.common.landing import Ledger, find_deliveries
 from components.common.layout import GATE_JSON, REPORT_JSON, RUN_JSON, SPANS, VALIDATION
 from components.common.resources import ResourceMeter
 from components.common.runlock import RunLock
+from components.common.spans import span_history
 from components.common.threads import threads_env
 from pipelines.objectstore import ObjectStoreRun, remap_error
 
@@ -51,6 +55,11 @@ class RunOutcome:
     run_json: dict[str, str] = field(default_factory=dict)
     report_html: str | None = None
     report_json: str | None = None
+    # A landing run's: "trained", or "no new delivery" (nothing was taken: no stack ran); the
+    # deliveries it took and those it found taken before (redeliveries among them).
+    status: str = "trained"
+    taken: list[dict] = field(default_factory=list)
+    seen_before: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -111,12 +120,16 @@ def _on_object_store(out: str, cfg: RunConfig, body, **replace):
 
 def run(cfg: RunConfig, stacks: tuple[str, ...] = STACKS, *, tuning_choice: str = "none",
         explicit: frozenset[str] | set[str] = frozenset(), scale: int = 1, report: bool = True,
-        scaling_probe: bool = True, measure: tuple[str, ...] | None = None) -> RunOutcome:
+        scaling_probe: bool = True, measure: tuple[str, ...] | None = None,
+        landing: str | None = None) -> RunOutcome:
     """Ingest -> validate -> train -> evaluate -> push for each of ``stacks`` on the same spans,
     then (``report``) the measurements and the report. ``tuning_choice``: ``auto``, a tuning
     file's path or ``none`` (:func:`comparison.tuning.resolve`); ``explicit``: the settings the
     user gave, which a tuning file never overrides; ``measure``: the extra measurements to run
     (None: all). A second run into the same OUT is refused while one runs (:class:`RunLock`).
+    ``landing``: a landing folder; the run takes the deliveries there that no run took before
+    (:mod:`components.common.landing`, recorded in OUT/ledger) as its input, and with none it
+    ends at once with status "no new delivery".
 
     Raises:
         GateError: the data gate stopped a stack (the other still ran on the same data).
@@ -127,9 +140,61 @@ def run(cfg: RunConfig, stacks: tuple[str, ...] = STACKS, *, tuning_choice: str 
             return _run(local_cfg, contract, stacks, tuning_choice, set(explicit), scale, report,
                         scaling_probe, measure, mirror)
 
+        if landing is not None:
+            if storage.is_remote(cfg.out_dir) or storage.is_remote(landing):
+                raise ContractError(f"--landing {landing} --out {cfg.out_dir}: a landing run reads "
+                                    "and records deliveries in local folders here; on object "
+                                    "storage the compiled pipelines take them on the cluster.")
+            if cfg.input_path:
+                raise ContractError("--landing and --input are two inputs: give one.")
+            return _landing_run(cfg, landing, lambda c: body(c, None))
         if storage.is_remote(cfg.out_dir):
             return _on_object_store(cfg.out_dir, cfg, body)
         return body(cfg, None)
+
+
+def _landing_run(cfg: RunConfig, landing: str, body) -> RunOutcome:
+    """Takes the new deliveries in ``landing`` (each content once, race-free), runs ``body`` on
+    them as the input, and records each one's verdict and spans in the ledger."""
+    ledger = Ledger(cfg.out_dir)
+    run_id = f"{cfg.run_label or time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    taken, seen = [], []
+    for d in find_deliveries(landing):
+        got, record = ledger.take(d, run_id)
+        if got:
+            taken.append(d)
+            log.info("[ingest] took delivery %s (sha256 %s, %d bytes)", d.name, d.sha256[:12],
+                     d.bytes)
+        else:
+            seen.append({"name": d.name, "sha256": d.sha256, "run": record.get("run"),
+                         "state": record["state"], "verdict": record.get("verdict"),
+                         "first_name": record.get("names", [d.name])[0]})
+    if not taken:
+        return RunOutcome(status="no new delivery", seen_before=seen)
+    if len(taken) == 1:
+        source = taken[0].path
+    else:  # several deliveries: one input folder of links to them, in their order
+        folder = Path(cfg.out_dir) / ".landing" / run_id
+        folder.mkdir(parents=True)
+        for i, d in enumerate(taken):
+            (folder / f"{i:04d}-{d.name}").symlink_to(Path(d.path).resolve())
+        source = str(folder)
+    names = [d.name for d in taken]
+    try:
+        outcome = body(dataclasses.replace(cfg, input_path=source))
+    except GateError as e:  # refused: done, with its reasons (a corrected redelivery is new bytes)
+        for d in taken:
+            ledger.finish(d.sha256, run=run_id, verdict="refused", reasons=[str(e)[:4000]],
+                          delivered_with=names)
+        raise
+    for d in taken:
+        ledger.finish(d.sha256, run=run_id, verdict="accepted", delivered_with=names,
+                      stacks={s: {"spans": v.get("spans"), "blessed": v["stages"]["evaluate"].get("blessed"),
+                                  "pushed": v["stages"]["push"].get("pushed_path")}
+                              for s, v in outcome.summaries.items()})
+    outcome.taken = [{"name": d.name, "sha256": d.sha256, "bytes": d.bytes} for d in taken]
+    outcome.seen_before = seen
+    return outcome
 
 
 def _shown(path: Path | str, mirror=None) -> str:
@@ -248,7 +313,7 @@ def _validate(cfg: RunConfig, contract: Contract, out: Path, mirror=None) -> Val
         ingested = ingest_gated(contract, cfg, out)
         gate = check_spans(contract, out / SPANS, ingested.span_numbers, source=ingested.source)
         enforce(gate, contract=contract, stack="gate", pipeline="twinpipe-validate",
-                report_dir=out / VALIDATION)
+                report_dir=out / VALIDATION, spans_dir=out / SPANS)
     except GateError as e:
         raise GateError(f"[validate] {e} Report: {e.report}", e.checks, e.report) from None
     return ValidateOutcome(contract, ingested, [c.line() for c in gate.checks],
@@ -265,3 +330,23 @@ def report(run_dirs: list[str], out: str | None = None, bench: str | None = None
                             "report to OUT/report/; to rebuild one, copy the run folders down "
                             "first (gcloud storage cp -r).")
     return build_report(run_dirs, out, bench=bench)
+
+
+def accept(out: str, span: int, reason: str, who: str = "") -> dict:
+    """An operator accepts span ``span`` of OUT's spans although a gate refused it (a real shift,
+    e.g. a season): for the rows it holds now, its failing checks go on as warnings naming
+    ``reason``, it trains, and later spans are compared with it
+    (:func:`components.common.history.accept`). Returns the recorded verdict."""
+    if not reason.strip():
+        raise ContractError("twinpipe accept needs --reason TEXT: why this span is right as it is "
+                            "(it is recorded with the acceptance).")
+    spans_dir = storage.join(out, SPANS)
+    with RunLock(out, "accept"):
+        found = history.status(spans_dir, span)
+        if found[0] == history.UNJUDGED and history.profile_digest(spans_dir, span) is None:
+            raise ContractError(f"{spans_dir}: no span {span} was ingested there (no profile in "
+                                f"{storage.join(spans_dir, 'history')}); spans with one: "
+                                f"{', '.join(map(str, sorted(span_history(spans_dir)))) or 'none'}.")
+        doc = history.accept(spans_dir, span, reason, who)
+    doc["was"] = {"status": found[0], "reasons": found[1]}
+    return doc

@@ -77,7 +77,8 @@ def sentences(doc: dict) -> list[str]:
                    + (", ".join(beyond) if beyond else "nothing in this corpus") + ".")
     missed = [kinds[k][0]["title"] for k in kinds if k not in caught]
     if missed:
-        out.append(f"No engine catches: {', '.join(missed)} (the contract has no rule for it).")
+        out.append(f"No engine catches: {', '.join(missed)} (below the contract's thresholds, or no rule "
+                   "for it).")
     # Where an engine stops the run at a rate the rules only warn at (rows quarantined, run goes on).
     for e in [e for e in engines if e != "rules" and "rules" in engines]:
         stricter = sorted({r["rate"] for r in doc["matrix"] if r[e]["verdict"] == "fail"

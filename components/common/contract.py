@@ -64,8 +64,8 @@ class BlessingRule:
 
 
 CHECKS = ("schema", "extra_columns", "readable", "malformed", "not_null", "range", "unseen",
-          "nulls", "label_missing", "volume", "drift", "skew")
-ROW_RULES = ("malformed", "not_null", "range", "unseen")
+          "duplicates", "nulls", "label_missing", "volume", "volume_change", "drift", "skew")
+ROW_RULES = ("malformed", "not_null", "range", "unseen", "duplicates")
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,10 @@ class ValidationRules:
     skew_linf: float = 0.1
     skew_js: float = 0.05
     max_label_missing_rate: float = 0.1
+    # volume_change: a span's labelled rows against the previous accepted span's, within
+    # [min_ratio, max_ratio] times them
+    volume_min_ratio: float = 0.5
+    volume_max_ratio: float = 1.5
 
     def drift_threshold(self, column: Column) -> float:
         if column.drift is not None:
@@ -355,7 +359,8 @@ def load_contract(path: str | Path | None = None) -> Contract:
 
 
 def _validation_rules(v: _Section, where: str) -> ValidationRules:
-    policies = {c: "fail" for c in CHECKS} | {"extra_columns": "warn", "skew": "warn"}
+    policies = {c: "fail" for c in CHECKS} | {"extra_columns": "warn", "skew": "warn",
+                                             "volume_change": "warn"}
     given = v.section("policies").doc
     unknown = set(given) - set(CHECKS)
     if unknown:
@@ -371,8 +376,15 @@ def _validation_rules(v: _Section, where: str) -> ValidationRules:
     for key, value in rates.items():
         if not 0 <= value <= 1:
             raise ContractError(f"contract {where}: validation.{key} must lie in [0, 1], got {value}.")
+    change = v.section("volume_change")
+    lo, hi = change.num("min_ratio", 0.5), change.num("max_ratio", 1.5)
+    if not 0 <= lo <= 1 <= hi:
+        raise ContractError(f"contract {where}: validation.volume_change needs 0 <= min_ratio <= 1 "
+                            f"<= max_ratio, got min_ratio {lo}, max_ratio {hi}.")
     return ValidationRules(
         policies=policies | given,
+        volume_min_ratio=lo,
+        volume_max_ratio=hi,
         drift_linf=drift.num("categorical_linf", 0.1),
         drift_js=drift.num("numeric_js", 0.05),
         skew_linf=skew.num("categorical_linf", 0.1),

@@ -108,7 +108,7 @@ def corpus(contract: Contract) -> dict[str, Corruption]:
                    frozenset({("drift", "origin")}), True,
                    lambda f, r, c: _set(f, "origin", r, top_origin)),
         Corruption("duplicates", "duplicated rows", "",
-                   frozenset(), True, _duplicated),
+                   frozenset({("duplicates", ", ".join(contract.split.key))}), True, _duplicated),
     ]
     return {k.kind: k for k in kinds}
 

@@ -25,6 +25,7 @@ check failed, a :class:`~components.common.errors.GateError` that stops the run 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -36,6 +37,8 @@ from components.common import storage
 from components.common.alerts import Alert, AlertConfig, FailedCheck, send
 from components.common.contract import ROW_RULES, Contract
 from components.common.errors import DataError, GateError
+from components.common.history import ACCEPTED, REFUSED, operator_accepted, record_verdict
+from components.common.history import reference as history_reference
 from components.common.layout import ALERTS_JSONL, GATE_JSON, MANIFEST_JSON
 from components.common.profile import (
     ProfileAccumulator,
@@ -46,7 +49,7 @@ from components.common.profile import (
     numeric_edges,
     numeric_profile,
 )
-from components.common.spans import iter_spans, span_dataset, span_history, span_numbers
+from components.common.spans import HISTORY, iter_spans, span_dataset, span_history, span_numbers
 
 log = logging.getLogger("twinpipe.gate")
 
@@ -167,27 +170,29 @@ def check_spans(contract: Contract, spans_dir: str | Path, spans: list[int] | No
                 return None
         return profiles[span]
 
-    def reference(span: int) -> tuple[int | None, dict | None]:
-        """The newest span before ``span`` and its profile: from the persisted history (which
-        reaches outside the run's window), else streamed from an earlier span folder."""
-        earlier = sorted({p for p in history if p < span} | {p for p in on_disk if p < span})
-        if not earlier:
-            return None, None
-        return earlier[-1], profile_of(earlier[-1])
+    def reference(span: int) -> tuple[int | None, dict | None, str]:
+        """The newest span before ``span`` that no gate refused, its profile and a note when it is
+        not the month before: from the persisted history (which reaches outside the run's
+        window), else streamed from an earlier span folder."""
+        ref, note = history_reference(d, span, sorted(set(history) | set(on_disk)))
+        return ref, (profile_of(ref) if ref is not None else None), note
 
     key = list(contract.split.key)
     spans = list(spans) if spans is not None else on_disk
     report = GateReport(source=source or str(d), spans=spans)
     manifest = storage.join(d, MANIFEST_JSON)
-    if storage.exists(manifest):  # table-level findings of ingest (extra columns, rows of no span)
-        report.checks += [FailedCheck(**c) for c in storage.read_json(manifest).get("checks", [])]
+    ingested = storage.read_json(manifest) if storage.exists(manifest) else {}
+    # table-level findings of ingest (extra columns, rows of no span)
+    report.checks += [FailedCheck(**c) for c in ingested.get("checks", [])]
+    # Volumes compare only at the input's own size: a sampled or scaled run's spans are not.
+    volumes_comparable = not ingested.get("sampled_out_rows") and ingested.get("scale", 1) == 1
     if storage.exists(storage.join(d, "quarantine", "data.parquet")):
         report.quarantine.append(storage.join(d, "quarantine", "data.parquet"))
     for span in spans:
         s = str(span)
         # One streaming pass over the span's train and eval rows: counts per split on the span's
         # own bins (null rates, skew) and on the reference's bins (drift); no split held whole.
-        ref_span, ref = reference(span)
+        ref_span, ref, ref_note = reference(span)
         bins = _own_bins(contract, d, span, history.get(span) and profile_of(span))
         per_split = {split: ProfileAccumulator(bins) for split in ("train", "eval")}
         against_ref = ProfileAccumulator.binned_like(ref or {})
@@ -241,6 +246,17 @@ def check_spans(contract: Contract, spans_dir: str | Path, spans: list[int] | No
             continue
         both = ProfileAccumulator(bins).merge(train).merge(ev)
         fig["previous_span"] = ref_span
+        if ref_note:
+            fig["reference_note"] = ref_note.lstrip("; ")
+        if ref and ref.get("rows") and volumes_comparable:
+            ratio = rows / ref["rows"]
+            fig["volume_ratio"] = round(ratio, 3)
+            lo, hi = rules.volume_min_ratio, rules.volume_max_ratio
+            if not lo <= ratio <= hi:
+                report.checks.append(FailedCheck(
+                    "volume_change", None, f"{rows} labelled rows, {ratio:.2f}x the {ref['rows']} "
+                    f"of span {ref_span}{ref_note}", f"{lo:g}x to {hi:g}x the previous accepted "
+                    "span's", pol["volume_change"], span=s))
         fig["null_rate"], fig["drift"], fig["skew"] = {}, {}, {}
         for col in contract.features:
             if col.name not in both.seen:
@@ -261,7 +277,7 @@ def check_spans(contract: Contract, spans_dir: str | Path, spans: list[int] | No
                 if v > limit:
                     report.checks.append(FailedCheck(
                         "drift", col.name, f"{kind} {v:.3f} vs span {ref_span} "
-                        f"({_shift(col, both.column(col.name), prof)})", f"<= {limit}",
+                        f"({_shift(col, both.column(col.name), prof)}{ref_note})", f"<= {limit}",
                         pol["drift"], span=s))
             if train.rows and ev.rows:
                 tprof = train.column(col.name)
@@ -273,7 +289,31 @@ def check_spans(contract: Contract, spans_dir: str | Path, spans: list[int] | No
                         "skew", col.name, f"{kind} {v:.3f} train vs eval "
                         f"({_shift(col, ev.column(col.name), tprof)})", f"<= {limit}",
                         pol["skew"], span=s))
+    _operator_accepted(report, d)
     return report
+
+
+def _operator_accepted(report: GateReport, spans_dir: str) -> None:
+    """A span an operator accepted as it is (`twinpipe accept`): its failing checks go on as
+    warnings that name the operator's reason."""
+    for i, c in enumerate(report.checks):
+        if c.policy == "fail" and c.span and c.span.isdigit():
+            reason = operator_accepted(spans_dir, int(c.span))
+            if reason is not None:
+                report.checks[i] = dataclasses.replace(
+                    c, policy="warn", expected=f"{c.expected} (accepted by an operator: {reason})")
+
+
+def record_verdicts(report: GateReport, spans_dir: str, judge: str) -> None:
+    """Each span's verdict from this report, as ``judge`` gave it (:mod:`components.common.history`):
+    refused when a failing check names it (every span of the report for a table-level failure),
+    accepted otherwise."""
+    failed = report.failed
+    whole = [c.line() for c in failed if not c.span]
+    for span in report.spans:
+        reasons = whole + [c.line() for c in failed if c.span == str(span)]
+        if storage.exists(storage.join(spans_dir, HISTORY, f"span-{span}.json")):
+            record_verdict(spans_dir, int(span), judge, REFUSED if reasons else ACCEPTED, reasons)
 
 
 def merge_engine(report: GateReport, engine_checks: list[FailedCheck], engine: dict) -> None:
@@ -297,12 +337,14 @@ def render(checks: list[FailedCheck], source: str, contract: Contract, quarantin
 
 
 def enforce(report: GateReport, *, contract: Contract, stack: str, pipeline: str,
-            report_dir: str | Path) -> GateReport:
+            report_dir: str | Path, spans_dir: str | Path | None = None) -> GateReport:
     """Writes ``report_dir/gate.json``, alerts on any finding (``report_dir/alerts.jsonl`` plus the
     configured sinks), and raises GateError when a ``fail`` check failed.
 
     The error's text is the same for every stack given the same data (:func:`render`); the stack
-    and the report path travel as its prefix and attributes.
+    and the report path travel as its prefix and attributes. With ``spans_dir``, each span's
+    verdict is recorded in its history as ``stack``'s (:func:`record_verdicts`), so a refused
+    span never becomes a drift reference.
     """
     report_path = storage.join(report_dir, GATE_JSON)
     if report.checks:
@@ -319,6 +361,8 @@ def enforce(report: GateReport, *, contract: Contract, stack: str, pipeline: str
             if not r["delivered"]:
                 log.warning("[%s][validate] alert to %s not delivered: %s", stack, r["sink"], r["error"])
     storage.write_text(report_path, json.dumps(report.to_dict(), indent=2, default=str))
+    if spans_dir is not None:  # the verdict on each span, for the drift references to come
+        record_verdicts(report, str(spans_dir), stack)
     for c in report.checks:
         if c.policy == "warn":
             log.warning("[%s][validate] warning: %s", stack, c.line())

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,10 +30,12 @@ from components.common.alerts import FailedCheck
 from components.common.contract import Contract
 from components.common.errors import DataError, GateError
 from components.common.gate import rate_check, render
+from components.common.history import OPERATOR, VERDICTS, ingested_keys, write_keys
 from components.common.layout import MANIFEST_JSON
 from components.common.profile import accumulator_for, span_profile
 from components.common.publish import publish_spans
-from components.common.screen import REASON_NO_LABEL, screen
+from components.common.rowdigest import key_hashes
+from components.common.screen import REASON_NO_LABEL, screen, screen_duplicates
 from components.common.sources import load_default_table, load_input_table
 from components.common.spans import (
     HISTORY,
@@ -42,7 +43,6 @@ from components.common.spans import (
     SpanInfo,
     arrow_schema,
     scaled_chunks,
-    span_history,
 )
 from components.common.split import EVAL, TRAIN, assign_splits
 
@@ -58,6 +58,7 @@ class IngestResult:
     unassigned_rows: int = 0          # quarantined rows that belong to no span (bad lines, dates)
     outside_window_rows: int = 0      # input rows of spans outside --months / --spans (not written)
     sampled_out_rows: int = 0         # rows of the window left out by --sample
+    scale: int = 1                    # --scale: each split written this many times its rows
     checks: list = field(default_factory=list)   # table-level findings (dicts), e.g. extra columns
 
     @property
@@ -125,6 +126,11 @@ def ingest(
         raise GateError(f"input {source}: holds no row, only a header (rule: volume).", [check],
                         source=source)
     screened = screen(raw, contract, source)
+    delivered = {int(v) for v in contract.span_of(screened.table).dropna().unique()}
+    # Rows whose key repeats within this input or was ingested before in a span it does not
+    # replace: quarantined by the duplicates rule (a month delivered twice, a month inside another).
+    screened = screen_duplicates(screened, contract, source,
+                                 ingested_keys(str(spans_dir), exclude=delivered))
     stop = [c for c in screened.checks if c.policy == "fail"]
     if stop:
         raise _gate_error(stop, source, contract)
@@ -169,16 +175,35 @@ def ingest(
     spans_dir = Path(spans_dir)
     result = IngestResult(spans_dir=str(spans_dir), source=source, input_rows=input_rows,
                           checks=[asdict(c) for c in screened.checks],
-                          outside_window_rows=outside_rows, sampled_out_rows=sampled_out)
+                          outside_window_rows=outside_rows, sampled_out_rows=sampled_out,
+                          scale=scale)
     schema, excluded_schema = arrow_schema(contract), arrow_schema(contract, with_reason=True)
     all_spans = sorted(set(table["__span"].unique()) | set(int(v) for v in qspan.dropna().unique()))
-    previous = span_history(spans_dir)  # read before the new generation replaces the folder
+    previous = spans_dir / HISTORY  # read before the new generation replaces the folder
+    key = list(contract.split.key)
 
     def fill(gen: Path) -> None:
         history = gen / HISTORY
         history.mkdir()
-        for path in previous.values():  # carried forward; this input's spans overwrite them
-            shutil.copy2(path, history / os.path.basename(path))
+        # Carried forward: profiles (this input's spans overwrite theirs), and the key hashes and
+        # verdicts of every span this input does not write (a span written again is judged anew,
+        # but for an operator's acceptance).
+        if previous.is_dir():
+            for path in previous.iterdir():
+                span = _span_of_history(path.name)
+                if path.name.startswith("span-") and path.suffix == ".json":
+                    shutil.copy2(path, history / path.name)
+                elif path.name.startswith("keys-span-") and span not in all_spans:
+                    shutil.copy2(path, history / path.name)
+                elif path.name == VERDICTS:
+                    for folder in path.iterdir():
+                        if _span_of_history(folder.name) not in all_spans:
+                            shutil.copytree(folder, history / VERDICTS / folder.name)
+                        elif (folder / f"{OPERATOR}.json").is_file():
+                            # an operator's acceptance holds for the rows it was given for (it
+                            # names their profile) and lapses by itself when they change
+                            (history / VERDICTS / folder.name).mkdir(parents=True)
+                            shutil.copy2(folder / f"{OPERATOR}.json", history / VERDICTS / folder.name)
         # Spans of the input outside the window: profiled, not written (drift references).
         rest = rest_rows[rest_rows[label.source].notna()]
         for span, part in rest.groupby(contract.span_of(rest)):
@@ -213,6 +238,7 @@ def ingest(
                               input_rows=int(span_input.get(span, 0)) + len(bad))
             if len(labelled):
                 _write_json(history / f"span-{span}.json", profile.profile())
+            write_keys(str(history / f"keys-span-{span}.npy"), key_hashes(part, key))
             info = SpanInfo(
                 span=int(span),
                 train_rows=written[TRAIN],
@@ -246,6 +272,12 @@ def ingest(
     if fails:
         raise _gate_error(fails, source, contract, [str(spans_dir / "quarantine" / "data.parquet")])
     return result
+
+
+def _span_of_history(name: str) -> int | None:
+    """The span number in a history entry's name (span-N.json, keys-span-N.npy, span-N)."""
+    digits = name.split("span-", 1)[-1].split(".", 1)[0]
+    return int(digits) if "span-" in name and digits.isdigit() else None
 
 
 def _write_json(path: Path, doc: dict) -> None:

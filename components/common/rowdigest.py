@@ -92,3 +92,18 @@ def frame_digest(df: pd.DataFrame, key: Sequence[str]) -> RowsDigest:
     d = Digester()
     d.update_frame(df, key)
     return d.result()
+
+
+def key_hashes(df: pd.DataFrame, key: Sequence[str]) -> np.ndarray:
+    """A 64-bit hash of each row's split key (the duplicates rule), the same for the same key
+    whatever the input's format: numbers compared as float64 (an int column with a missing value
+    elsewhere in its file is Int64, without one int64), everything else as text."""
+    norm = {}
+    for k in key:
+        s = df[k]
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            norm[k] = s.astype("float64")
+        else:
+            norm[k] = s.astype("string")
+    return pd.util.hash_pandas_object(pd.DataFrame(norm, index=df.index), index=False).to_numpy(
+        dtype=np.uint64)

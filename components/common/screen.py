@@ -13,11 +13,12 @@ from components.common.alerts import FailedCheck
 from components.common.contract import ROW_RULES, Contract
 from components.common.errors import DataError
 from components.common.gate import render
+from components.common.rowdigest import key_hashes
 
 REASON_NO_LABEL = "no arr_delay: cancelled or diverted flight (label.missing=exclude)"
 
 
-def _where(df: pd.DataFrame, index, source: str) -> pd.Series:
+def where_of(df: pd.DataFrame, index, source: str) -> pd.Series:
     """'file F, row R' for rows of the input (CSV: their line, the header being line 1)."""
     if "__file" in df.columns and "__row" in df.columns:
         return ("file " + df.loc[index, "__file"].astype("string") + ", row "
@@ -198,7 +199,7 @@ def screen(df: pd.DataFrame, contract: Contract, source: str,
                 checks.append(FailedCheck(
                     "schema", col.name, f"{int(not_num.sum())} of {given} values are not numbers, "
                     f"e.g. {ex}", f"type {col.type}", pol["schema"],
-                    _where(df, s[not_num].head(3).index, source).tolist()))
+                    where_of(df, s[not_num].head(3).index, source).tolist()))
                 continue
             flag(not_num, "malformed", col.name,
                  lambda m, s=s, col=col: "column '" + col.name + "': value " + s[m].map(_fmt)
@@ -249,6 +250,44 @@ def screen(df: pd.DataFrame, contract: Contract, source: str,
         table[m] = df.loc[~rows_bad, m]
     quarantine = df[rows_bad].astype("string").assign(
         rule=first_rule[rows_bad], column=first_col[rows_bad], reason=reason[rows_bad],
-        where=_where(df, df.index[rows_bad], source))
+        where=where_of(df, df.index[rows_bad], source))
     rule_rows = pd.concat([pd.DataFrame(bad), pd.DataFrame(by_col, index=df.index)], axis=1)
     return Screened(table=table, quarantine=quarantine, rule_rows=rule_rows, checks=checks)
+
+
+def screen_duplicates(screened: Screened, contract: Contract, source: str,
+                      ingested: dict[int, np.ndarray]) -> Screened:
+    """The duplicates rule over the rows that passed the other rules: a row whose split key
+    repeats an earlier row of this delivery, or the key of a row already ingested in another span
+    (``ingested``: key hashes by span, :func:`components.common.history.ingested_keys`), is
+    quarantined with its reason, as the other row rules' rows are; the gate then rates the rule per
+    span like them. The first row of a key repeated within the delivery is kept."""
+    key = list(contract.split.key)
+    table = screened.table
+    if table.empty or not all(k in table.columns for k in key):
+        return screened
+    hashes = key_hashes(table, key)
+    within = pd.Series(pd.Index(hashes).duplicated(keep="first"), index=table.index)
+    before = pd.Series("", index=table.index, dtype=object)
+    for span, known in sorted(ingested.items()):
+        hit = np.isin(hashes, known) & (before == "").to_numpy()
+        before[hit] = str(span)
+    dup = within | (before != "")
+    if not dup.any():
+        return screened
+    label = ", ".join(key)
+    rows = table[dup]
+    shown = rows[key].astype("string").fillna("<missing>").agg("|".join, axis=1)
+    reason = ("split key (" + label + ") = " + shown + np.where(
+        before[dup] != "", " was already ingested in span " + before[dup].astype(str),
+        " repeats an earlier row of this delivery") + " (rule: duplicates)")
+    meta = [m for m in ("__file", "__row") if m in rows.columns]
+    quarantined = rows[[c for c in rows.columns if c not in meta] + meta].astype("string").assign(
+        rule="duplicates", column=label, reason=reason.astype("string"),
+        where=where_of(table, rows.index, source))
+    rule_rows = screened.rule_rows.copy()
+    rule_rows.loc[rows.index, "duplicates"] = True
+    rule_rows[f"duplicates|{label}"] = False
+    rule_rows.loc[rows.index, f"duplicates|{label}"] = True
+    return Screened(table=table[~dup], quarantine=pd.concat([screened.quarantine, quarantined]),
+                    rule_rows=rule_rows, checks=screened.checks)

@@ -218,7 +218,8 @@ def write_json(url: str | os.PathLike, doc: Any, indent: int | None = 2) -> None
 
 def create_new(url: str | os.PathLike, data: bytes) -> bool:
     """Creates ``url`` holding ``data`` only if nothing exists there; True when this call created
-    it. Race-free: ``O_CREAT|O_EXCL`` locally, an upload with the precondition
+    it. Race-free: a hard link of a complete temporary file locally (the link fails when ``url``
+    exists), an upload with the precondition
     ``ifGenerationMatch=0`` on GCS (the service refuses it with 412 when the object exists).
     The mutex primitive of the run lock and of registry version names."""
     s = os.fspath(url)
@@ -230,12 +231,18 @@ def create_new(url: str | os.PathLike, data: bytes) -> bool:
         return True
     p = _local(s)
     os.makedirs(os.path.dirname(p) or ".", exist_ok=True)
+    # Written whole beside it, then linked in place: the link fails when ``p`` exists, and a
+    # reader never sees ``p`` empty or half-written (O_EXCL then write would let it).
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(p)}.", dir=os.path.dirname(p) or ".")
     try:
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.link(tmp, p)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    finally:
+        os.unlink(tmp)
     return True
 
 

@@ -140,4 +140,5 @@ def ValidateGate(  # noqa: N802 (TFX component naming)
     except Exception as e:  # noqa: BLE001 — informational; the rules' skew check still runs
         engine["tfdv_skew_error"] = f"{type(e).__name__}: {e}"
     merge_engine(report, engine_checks, engine)
-    enforce(report, contract=contract, stack="tfx", pipeline="twinpipe-tfx", report_dir=report_dir)
+    enforce(report, contract=contract, stack="tfx", pipeline="twinpipe-tfx", report_dir=report_dir,
+            spans_dir=spans_dir)

