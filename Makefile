@@ -10,7 +10,7 @@ WORKERS ?=
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help setup demo test test-unit test-integration test-slow bench images infra-check lint compile lock clean
+.PHONY: help setup demo replay test test-unit test-integration test-slow bench images infra-check lint compile lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -38,6 +38,11 @@ test-integration: setup ## integration tests only (real pipelines on small sampl
 
 test-slow: setup ## full-data end-to-end runs (minutes; not in CI)
 	$(PY) -m pytest -m slow --timeout 3600
+
+BREAK ?= 7
+THEN ?= skip
+replay: setup ## a year of monthly deliveries into out/replay, one scheduled run each, one month broken (BREAK=7 THEN=skip or redeliver)
+	$(VENV)/bin/twinpipe replay --out $(OUT)/replay --break-month $(BREAK) --then $(THEN)
 
 SCALES ?= 1
 BENCH_MONTHS ?= 1-12

@@ -11,7 +11,7 @@ import os
 import time
 from pathlib import Path
 
-from comparison import claims, exports, fault_tolerance, serving_load
+from comparison import claims, exports, fault_tolerance, serving_load, timeline
 from comparison.html import SCALE_OUT, render_html
 from comparison.scaling import sentence as scaling_sentence
 from comparison.sections import STACK_NAMES, STACKS, num
@@ -30,7 +30,8 @@ from components.common.layout import (
 
 # The sections beyond the core ones, in report order (claims last: it reads every other section);
 # each is a module defining KEY, TITLE, collect and render (see comparison.sections).
-SECTIONS = (tuning_section, validation_engines_section, fault_tolerance, exports, serving_load, claims)
+SECTIONS = (tuning_section, validation_engines_section, fault_tolerance, exports, serving_load,
+            timeline, claims)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -22,6 +22,8 @@
         serving_load.json         SERVING_LOAD_JSON: the model server under load
         fault_tolerance.json      FAULT_TOLERANCE_JSON: a worker killed mid-training
       validation_engines.json     VALIDATION_ENGINES_JSON: the validation engines compared
+      ledger/<sha256>.json        the deliveries taken from a landing folder (components.common.landing)
+      timeline.jsonl              TIMELINE_JSONL: a replay's ticks (pipelines.replay)
 """
 
 SPANS = "spans"
@@ -45,3 +47,4 @@ EXPORTS_JSON = "exports.json"
 SERVING_LOAD_JSON = "serving_load.json"
 FAULT_TOLERANCE_JSON = "fault_tolerance.json"
 VALIDATION_ENGINES_JSON = "validation_engines.json"
+TIMELINE_JSONL = "timeline.jsonl"

@@ -20,7 +20,7 @@ from components.common.screen import conform
 from components.common.sources import load_input_table
 from components.common.spans import parse_months, parse_spans
 from infra.deploy import deploy_serving, submit_kfp, submit_vertex
-from pipelines import workflow
+from pipelines import replay, workflow
 from pipelines.compile import compile_pipelines
 from serving.server import serve
 
@@ -249,4 +249,22 @@ def cmd_accept(args) -> int:
     print(f"span {args.span} in {args.out}: accepted by an operator ({args.reason}); it was "
           f"{was['status']}{': ' + '; '.join(was['reasons']) if was['reasons'] else ''}. Its rows "
           "train from now on and later spans are compared with it, while they stay as they are.")
+    return 0
+
+
+def cmd_replay(args) -> int:
+    """A year of monthly deliveries, one scheduled run each (:func:`pipelines.replay.replay`)."""
+    alert_env(args)
+    incident = None if args.break_month is None else replay.Incident(
+        args.break_month, args.break_factor, args.then)
+    cfg = RunConfig(epochs=args.epochs, workers=args.workers or 1,
+                    run_label=time.strftime("%Y%m%dT%H%M%S"))
+    ticks = replay.replay(args.out, workflow.stacks_of(args.stack), _tuple(parse_months(args.months)),
+                          incident, args.rows_per_month, cfg, report=args.report)
+    for t in ticks:
+        per = "; ".join(f"[{s}] {e['verdict']}, AUC {e.get('auc') or '-'}, served {e.get('served')}"
+                        for s, e in t["stacks"].items())
+        print(f"tick {t['tick']:2d} {t['delivery']:<28} {t['status']:<16} {t['wall_s']:6.0f} s  {per}")
+    print(f"timeline: {args.out}/timeline.jsonl" + (f"; report: {args.out}/report/index.html"
+                                                     if args.report else ""))
     return 0

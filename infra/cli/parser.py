@@ -12,6 +12,7 @@ from infra.cli.commands import (
     cmd_compile,
     cmd_deploy,
     cmd_predict,
+    cmd_replay,
     cmd_report,
     cmd_run,
     cmd_serve,
@@ -176,6 +177,30 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a `make bench` bench.json: adds the Data scaling section (default: "
                          "FIRST_RUN_DIR/../../bench.json when the runs are make bench's)")
     rp.set_defaults(func=cmd_report)
+
+    rl = sub.add_parser("replay", help="a year of monthly deliveries into one --out, one scheduled "
+                                        "run each (a broken month included), then the report")
+    rl.add_argument("--out", required=True, help="a new folder for the replay")
+    rl.add_argument("--stack", choices=(*STACKS, "both"), default="both",
+                    help="default %(default)s")
+    rl.add_argument("--months", default="1-12", help="the months delivered (default %(default)s)")
+    rl.add_argument("--break-month", type=_bounded(int, 1, 12), default=7,
+                    help="the month broken on the way (default %(default)s)")
+    rl.add_argument("--no-break", dest="break_month", action="store_const", const=None,
+                    help="deliver every month as it is")
+    rl.add_argument("--break-factor", type=_bounded(float, 0.01, 100.0), default=1.5,
+                    help="its distances times this (default %(default)s)")
+    rl.add_argument("--then", choices=("skip", "redeliver"), default="skip",
+                    help="the producer never redelivers it (skip) or delivers it corrected right "
+                         "after (redeliver); default %(default)s")
+    rl.add_argument("--rows-per-month", type=_bounded(int, 100), default=None,
+                    help="a random sample of each month (default: every row)")
+    rl.add_argument("--epochs", type=_bounded(int, 1, 1000), default=3, help="default %(default)s")
+    rl.add_argument("--workers", type=_bounded(int, 1, 64), default=1, help="default %(default)s")
+    rl.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
+                    help="end with OUT/report/ and its Timeline section (default on)")
+    _alert_flags(rl)
+    rl.set_defaults(func=cmd_replay)
 
     ac = sub.add_parser("accept", help="accept a span the data gate refused (a real shift): it "
                                         "then trains and becomes the drift reference")
