@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from components.common.history import REFUSED, status
+from components.common.landing import Ledger
 from tests.integration.cli import twinpipe
 
 pytestmark = pytest.mark.integration
@@ -25,6 +27,11 @@ def test_replay_a_broken_month_never_redelivered(tmp_path):
     assert august["verdict"] == "accepted" and august["baseline_auc"] is not None
     gate = json.loads((out / "torch" / "validation" / "gate.json").read_text())
     assert gate["figures"]["201308"]["previous_span"] == 201306
+    assert "201307 refused" in gate["figures"]["201308"]["reference_note"]
+    assert status(str(out / "spans"), 201307)[0] == REFUSED
+    verdicts = {r["names"][0]: r["verdict"] for r in Ledger(out).records()}
+    assert verdicts == {"2013-06.parquet": "accepted", "2013-07.parquet": "refused",
+                        "2013-08.parquet": "accepted"}
     page = (out / "report" / "index.html").read_text()
     report = json.loads((out / "report" / "report.json").read_text())
     assert len(report["timeline"]["runs"][0]["ticks"]) == 3 and "Timeline" in page
