@@ -23,6 +23,7 @@ from pathlib import Path
 
 from comparison.report import build_report
 from components.common import storage
+from components.common.alerts import FailedCheck
 from components.common.config import RunConfig
 from components.common.contract import load_contract
 from components.common.errors import ContractError, GateError
@@ -89,7 +90,7 @@ def _stack_entry(out: Path, stack: str, outcome: workflow.RunOutcome | None, sto
     worst = max(drift.items(), key=lambda kv: kv[1]) if drift else None
     alerts = gate.get("figures", {}).get("alerts", [])
     entry = {"verdict": "refused" if failed or stopped else "accepted",
-             "finding": _line(top) if top else None,
+             "finding": FailedCheck(**top).line() if top else None,
              "max_drift": {"column": worst[0], "value": worst[1]} if worst else None,
              "alerts": sum(1 for a in alerts if a.get("delivered")),
              "gate_report": str(gate_path) if gate else None}
@@ -101,12 +102,6 @@ def _stack_entry(out: Path, stack: str, outcome: workflow.RunOutcome | None, sto
     current = out / stack / PUSHED / CURRENT_JSON
     entry["served"] = json.loads(current.read_text())["version"] if current.is_file() else None
     return entry
-
-
-def _line(check: dict) -> str:
-    where = f"span {check['span']}: " if check.get("span") else ""
-    col = f" on '{check['column']}'" if check.get("column") else ""
-    return f"{where}{check['check']}{col}: {check['observed']} (expected {check['expected']})"
 
 
 def replay(out: str, stacks: tuple[str, ...] = workflow.STACKS, months: list[int] | None = None,

@@ -296,9 +296,12 @@ def check_spans(contract: Contract, spans_dir: str | Path, spans: list[int] | No
 def _operator_accepted(report: GateReport, spans_dir: str) -> None:
     """A span an operator accepted as it is (`twinpipe accept`): its failing checks go on as
     warnings that name the operator's reason."""
+    reasons: dict[str, str | None] = {}  # by span: its history is read once
     for i, c in enumerate(report.checks):
         if c.policy == "fail" and c.span and c.span.isdigit():
-            reason = operator_accepted(spans_dir, int(c.span))
+            if c.span not in reasons:
+                reasons[c.span] = operator_accepted(spans_dir, int(c.span))
+            reason = reasons[c.span]
             if reason is not None:
                 report.checks[i] = dataclasses.replace(
                     c, policy="warn", expected=f"{c.expected} (accepted by an operator: {reason})")

@@ -64,13 +64,20 @@ def verdicts(spans_dir: str, span: int) -> dict[str, dict]:
             if n.endswith(".json")}
 
 
+def _operator_reasons(spans_dir: str, span: int, op: dict | None) -> list[str] | None:
+    """The reasons of an operator's acceptance ``op`` when it holds for the rows ``span`` holds
+    now (it names their profile), else None."""
+    if op is not None and op.get("profile_sha256") == profile_digest(spans_dir, span):
+        return list(op.get("reasons") or [])
+    return None
+
+
 def status(spans_dir: str, span: int) -> tuple[str, list[str]]:
     """(refused | accepted | unjudged, the reasons) of ``span`` as the judges left it."""
     found = verdicts(spans_dir, span)
-    op = found.pop(OPERATOR, None)
-    if op is not None and op.get("profile_sha256") == profile_digest(spans_dir, span):
-        return ACCEPTED, [f"accepted by an operator: {op['reasons'][0]}" if op.get("reasons")
-                          else "accepted by an operator"]
+    op = _operator_reasons(spans_dir, span, found.pop(OPERATOR, None))
+    if op is not None:
+        return ACCEPTED, [f"accepted by an operator: {op[0]}" if op else "accepted by an operator"]
     refused = [f"[{j}] {r}" for j, v in found.items() if v["status"] == REFUSED
                for r in v.get("reasons") or ["refused"]]
     if refused:
@@ -80,10 +87,8 @@ def status(spans_dir: str, span: int) -> tuple[str, list[str]]:
 
 def operator_accepted(spans_dir: str, span: int) -> str | None:
     """The operator's reason when an operator accepted ``span`` as it is now, else None."""
-    op = verdicts(spans_dir, span).get(OPERATOR)
-    if op is not None and op.get("profile_sha256") == profile_digest(spans_dir, span):
-        return (op.get("reasons") or ["no reason given"])[0]
-    return None
+    op = _operator_reasons(spans_dir, span, verdicts(spans_dir, span).get(OPERATOR))
+    return None if op is None else (op or ["no reason given"])[0]
 
 
 def accept(spans_dir: str, span: int, reason: str, who: str = "") -> dict:
