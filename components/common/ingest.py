@@ -16,6 +16,7 @@ Framework-neutral (pandas + pyarrow): both stacks consume these spans.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -26,10 +27,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from components.common import storage
 from components.common.alerts import FailedCheck
 from components.common.contract import Contract
 from components.common.errors import DataError, GateError
-from components.common.gate import rate_check, render
+from components.common.gate import GateReport, enforce, rate_check, render
 from components.common.history import OPERATOR, VERDICTS, ingested_keys, write_keys
 from components.common.layout import MANIFEST_JSON
 from components.common.profile import accumulator_for, span_profile
@@ -42,6 +44,7 @@ from components.common.spans import (
     RowGroupWriter,
     SpanInfo,
     arrow_schema,
+    resolve_spans,
     scaled_chunks,
 )
 from components.common.split import EVAL, TRAIN, assign_splits
@@ -80,6 +83,21 @@ class IngestResult:
     def to_dict(self) -> dict:
         return asdict(self) | {"rows": self.rows, "excluded_rows": self.excluded_rows,
                                "quarantined_rows": self.quarantined_rows}
+
+    @classmethod
+    def published(cls, spans_dir: str | Path) -> IngestResult:
+        """What the ingest that published the current spans under ``spans_dir`` wrote (its
+        manifest): a run that trains again on them without a new delivery."""
+        path = storage.join(resolve_spans(str(spans_dir)), MANIFEST_JSON)
+        if not storage.exists(path):
+            raise DataError(f"{spans_dir}: no spans were published there yet (no {MANIFEST_JSON}); "
+                            "a first run needs a delivery in the landing folder.")
+        doc = storage.read_json(path)
+        names = {f.name for f in dataclasses.fields(cls)}
+        fields = {k: v for k, v in doc.items() if k in names}
+        fields["spans"] = [SpanInfo(**s) for s in doc.get("spans", [])]
+        fields["spans_dir"] = str(spans_dir)
+        return cls(**fields)
 
 
 def ingest(
@@ -272,6 +290,19 @@ def ingest(
     if fails:
         raise _gate_error(fails, source, contract, [str(spans_dir / "quarantine" / "data.parquet")])
     return result
+
+
+def ingest_gated(contract: Contract, spans_dir: str | Path, report_dir: str | Path, *,
+                 pipeline: str = "twinpipe", **kwargs) -> IngestResult:
+    """:func:`ingest`; a table that breaks the contract as a whole (missing or mistyped columns,
+    too many rows of no span, duplicates) stops here for every stack, with one alert and one report
+    (``report_dir/gate.json``)."""
+    try:
+        return ingest(contract, spans_dir, **kwargs)
+    except GateError as e:
+        report = GateReport(source=e.source, spans=[], checks=e.checks, quarantine=e.quarantine)
+        enforce(report, contract=contract, stack="ingest", pipeline=pipeline, report_dir=report_dir)
+        raise
 
 
 def _span_of_history(name: str) -> int | None:

@@ -22,15 +22,26 @@ atomically and are replaced by the retake's, so nothing is lost or half-written.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
+import shutil
 import socket
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from components.common import storage
+from components.common.contract import Contract
+from components.common.errors import TwinpipeError
+from components.common.ingest import IngestResult, ingest_gated
+from components.common.layout import SPANS, VALIDATION
+from components.common.publish import publish_remote, stage_history
+
+log = logging.getLogger("twinpipe.ingest")
 
 LEDGER = "ledger"
 TAKEN, DONE = "taken", "done"
@@ -43,9 +54,10 @@ SUFFIXES = (".csv", ".parquet", ".csv.gz")
 @dataclass(frozen=True)
 class Delivery:
     name: str       # its name in the landing folder
-    path: str       # where it is (a local path)
+    path: str       # where it is (a local path; a landing on object storage is copied to scratch)
     sha256: str     # its content's digest
     bytes: int
+    url: str = ""   # where it landed, when that is not ``path`` (gs://...)
 
 
 def _is_data(name: str) -> bool:
@@ -70,9 +82,23 @@ def content_sha256(path: str | Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def find_deliveries(landing: str | Path) -> list[Delivery]:
+def find_deliveries(landing: str | Path, scratch: str | Path | None = None) -> list[Delivery]:
     """The deliveries in ``landing``, in name order (producers name them so: dates, sequence
-    numbers). A missing landing folder holds none."""
+    numbers). A missing landing folder holds none. A ``gs://`` landing prefix is copied into
+    ``scratch`` first (its bytes are hashed, and ingest reads local files)."""
+    if storage.is_remote(landing):
+        if scratch is None:
+            raise ValueError("a landing prefix on object storage needs a scratch folder")
+        found = []
+        for name in storage.listdir(landing):
+            url = storage.join(landing, name)
+            if name.startswith((".", "_")) or (storage.isfile(url) and not _is_data(name)):
+                continue
+            local = storage.download(url, Path(scratch) / name)
+            sha, size = content_sha256(local)
+            if size:
+                found.append(Delivery(name, local, sha, size, url))
+        return found
     root = Path(landing)
     if not root.is_dir():
         return []
@@ -104,8 +130,11 @@ def _alive(record: dict) -> bool:
 class Ledger:
     """The delivery records under ``data_root``/ledger (a local folder or ``gs://`` prefix)."""
 
-    def __init__(self, data_root: str | Path):
-        self.root = storage.join(data_root, LEDGER)
+    def __init__(self, data_root: str | Path, consumer: str = ""):
+        # ``consumer``: a pipeline that takes every delivery for itself (each compiled stack's
+        # pipeline runs on its own schedule: ``ledger/<consumer>/``); "" for a local run, which
+        # takes each delivery once for both stacks.
+        self.root = storage.join(data_root, LEDGER, *([consumer] if consumer else []))
 
     def path(self, sha256: str) -> str:
         return storage.join(self.root, f"{sha256}.json")
@@ -157,3 +186,118 @@ class Ledger:
         record = self.get(sha256)
         if record is not None and record.get("run") == run and record["state"] == TAKEN:
             storage.rm(self.path(sha256))
+
+
+NEW, NOTHING_NEW, RETRAIN = "new delivery", "no new delivery", "retrain"
+
+
+@dataclass
+class Landed:
+    """What :func:`land` did: ``status`` (:data:`NEW`, :data:`NOTHING_NEW`, or :data:`RETRAIN`:
+    nothing new, but asked to train again on the current spans), the deliveries it took and those
+    taken before (redeliveries among them), and the ingest's result when it ingested."""
+
+    status: str
+    run: str
+    taken: list[dict] = field(default_factory=list)
+    seen_before: list[dict] = field(default_factory=list)
+    ingested: IngestResult | None = None
+
+    @property
+    def proceed(self) -> bool:
+        """Whether the stages after it run (validate, train, evaluate, push)."""
+        return self.status != NOTHING_NEW
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, "run": self.run, "taken": self.taken,
+                "seen_before": self.seen_before,
+                "spans": self.ingested.span_numbers if self.ingested else [],
+                "rows": self.ingested.rows if self.ingested else 0}
+
+
+def run_id(label: str = "") -> str:
+    """A run's name in the ledger: its label (a scheduled run's job name) or the time, and the
+    process."""
+    return f"{label or time.strftime('%Y%m%dT%H%M%S')}-{socket.gethostname()}-{os.getpid()}"
+
+
+def land(landing: str, data_root: str, contract: Contract, run: str, *, consumer: str = "",
+         retrain: bool = False, pipeline: str = "twinpipe", report_dir: str | None = None,
+         **ingest_kwargs) -> Landed:
+    """The pipelines' first step: takes the deliveries in ``landing`` that no run of ``consumer``
+    took before (each content once, race-free), ingests them through the shared ingest (screen,
+    quarantine, spans published atomically under ``data_root/spans``, history updated) and records
+    each in the ledger under ``data_root``. Both may be local folders or ``gs://`` prefixes.
+
+    With nothing new the status is :data:`NOTHING_NEW` (or :data:`RETRAIN` when ``retrain``) and
+    no span changes. A delivery the ingest refuses (a :class:`TwinpipeError`: the whole table
+    breaks the contract, or it cannot be read) is recorded ``refused`` with its reasons, alerted
+    (``report_dir``, default ``data_root/validation``) and the error raised; any other failure
+    gives the deliveries back to the next run (:meth:`Ledger.release`).
+    """
+    ledger = Ledger(data_root, consumer)
+    with _scratch() as work:
+        taken, seen = [], []
+        for d in find_deliveries(landing, work / "landing"):
+            got, record = ledger.take(d, run)
+            if got:
+                taken.append(d)
+                log.info("[ingest] took delivery %s (sha256 %s, %d bytes)", d.name, d.sha256[:12],
+                         d.bytes)
+            else:
+                seen.append({"name": d.name, "sha256": d.sha256, "run": record.get("run"),
+                             "state": record["state"], "verdict": record.get("verdict"),
+                             "first_name": record.get("names", [d.name])[0]})
+                log.info("[ingest] %s: taken before by run %s as %s (%s)", d.name, record.get("run"),
+                         seen[-1]["first_name"], record.get("verdict") or record["state"])
+        if not taken:
+            status = RETRAIN if retrain else NOTHING_NEW
+            log.info("[ingest] %s in %s%s", NOTHING_NEW, landing,
+                     ": training again on the current spans" if retrain else "")
+            return Landed(status, run, seen_before=seen)
+        names = [d.name for d in taken]
+        spans_url = storage.join(data_root, SPANS)
+        remote = storage.is_remote(data_root)
+        spans = work / "spans" if remote else spans_url
+        if remote:
+            stage_history(spans_url, spans)
+        try:
+            ingested = ingest_gated(contract, spans, report_dir or storage.join(data_root, VALIDATION),
+                                    pipeline=pipeline, input_path=_input_of(taken, work / "input"),
+                                    **ingest_kwargs)
+            if remote:
+                publish_remote(spans, spans_url)
+                ingested.spans_dir = spans_url
+        except TwinpipeError as e:  # refused: done, with its reasons (a correction is new bytes)
+            for d in taken:
+                ledger.finish(d.sha256, run=run, verdict="refused", reasons=[str(e)[:4000]],
+                              delivered_with=names)
+            raise
+        except BaseException:
+            for d in taken:
+                ledger.release(d.sha256, run)
+            raise
+        for d in taken:
+            ledger.finish(d.sha256, run=run, verdict="ingested", spans=ingested.span_numbers,
+                          delivered_with=names, landed=d.url or d.path)
+        return Landed(NEW, run, [{"name": d.name, "sha256": d.sha256, "bytes": d.bytes}
+                                 for d in taken], seen, ingested)
+
+
+def _input_of(taken: list[Delivery], folder: Path) -> str:
+    """The ingest's input: the one delivery, or a folder of links to each, in their order."""
+    if len(taken) == 1:
+        return taken[0].path
+    folder.mkdir(parents=True)
+    for i, d in enumerate(taken):
+        (folder / f"{i:04d}-{d.name}").symlink_to(Path(d.path).resolve())
+    return str(folder)
+
+
+@contextlib.contextmanager
+def _scratch():
+    work = Path(tempfile.mkdtemp(prefix="twinpipe-land-"))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

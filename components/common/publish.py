@@ -10,6 +10,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from components.common import storage
+from components.common.spans import HISTORY, resolve_spans
+
 log = logging.getLogger("twinpipe.ingest")
 
 
@@ -83,3 +86,34 @@ def publish_spans(spans_dir: str | Path, fill) -> Path:
         if old.name in stale or not old.name.startswith("gen-"):
             shutil.rmtree(old, ignore_errors=True)
     return gen
+
+
+# Object storage has no symlink: a published generation is the prefix ``SPANS_POINTER`` names.
+SPANS_POINTER = "CURRENT.json"
+
+
+def stage_history(spans_url: str, local_spans: str | Path) -> None:
+    """Downloads the ``history/`` of the current generation under ``spans_url`` (an object-store
+    prefix) into ``local_spans/history``: the drift references, key hashes and verdicts an ingest
+    on local scratch is judged against before :func:`publish_remote` uploads its generation."""
+    current = resolve_spans(spans_url)
+    if current != spans_url and storage.isdir(storage.join(current, HISTORY)):
+        storage.download(storage.join(current, HISTORY), Path(local_spans) / HISTORY)
+
+
+def publish_remote(local_spans: str | Path, spans_url: str) -> str | None:
+    """Uploads the generation ``local_spans`` links to as ``spans_url/gen-<ns>``, then writes
+    ``spans_url/CURRENT.json`` (one object, written last) to switch readers to it; generations older
+    than the one it replaced are removed afterwards (:func:`stale_generations`: a pipeline still
+    reading the replaced one in place keeps it). Returns the new generation's URL, or None when
+    ingest never wrote spans there."""
+    local = Path(local_spans)
+    if not local.is_symlink() and not (local / "history").exists():
+        return None
+    gen = f"gen-{time.time_ns()}"
+    storage.upload(local.resolve(), storage.join(spans_url, gen))
+    storage.write_json(storage.join(spans_url, SPANS_POINTER),
+                       {"generation": gen, "published_at": time.time()})
+    for name in stale_generations(storage.listdir(spans_url), gen):
+        storage.rm(storage.join(spans_url, name), recursive=True)
+    return storage.join(spans_url, gen)

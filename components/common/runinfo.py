@@ -58,6 +58,11 @@ def run_summary(*, stack: str, pipeline: str, orchestrator: str, contract: Contr
     }
 
 
+def record_skip(record_dir: str, stage: str) -> None:
+    """A stage that did not run because no new delivery landed (its pipeline's first step said so)."""
+    record_stage(record_dir, stage, {"skipped": "no new delivery", "wall_s": 0.0})
+
+
 def record_stage(record_dir: str, stage: str, figures: dict) -> None:
     if record_dir:
         Path(record_dir).mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,6 @@
-"""ExampleGen executor for the contract's Parquet spans.
+"""The TFX stack's ingest: the landing ingest component (new deliveries taken and ingested into
+the shared spans, :func:`components.common.landing.land`), and the ExampleGen executor for the
+contract's Parquet spans.
 
 TFX's stock parquet executor converts rows with ``example_gen.utils.dict_to_example``, which
 treats every falsy value as missing (``if not pyval``): 0, 0.0 and "" would silently become nulls
@@ -10,7 +12,6 @@ RecordBatchToExamplesEncoder), not row by row in Python: the same bytes' meaning
 decodes as missing, exactly like an absent feature), ~10x less time on the ingest stage.
 """
 
-from __future__ import annotations
 
 import math
 import os
@@ -21,8 +22,49 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import tensorflow as tf
+from tfx import v1 as tfx
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.types import standard_component_specs
+from tfx.types.artifact import Artifact
+
+from components.common import storage
+from components.common.contract import load_contract
+from components.common.landing import land, run_id
+
+CONSUMER = "tfx"  # this pipeline's ledger (each compiled stack takes every delivery once)
+PROCEED = "proceed"  # the Landing artifact's custom property the later nodes' condition reads
+
+
+class Landing(Artifact):
+    """What the landing ingest did (``landing.json``: status, deliveries taken and seen before,
+    spans); custom property ``proceed`` 1 when the later nodes run."""
+
+    TYPE_NAME = "twinpipe.Landing"
+
+
+@tfx.dsl.components.component
+def LandingIngest(  # noqa: N802 (TFX component naming)
+    landed: tfx.dsl.components.OutputArtifact[Landing],
+    landing_uri: tfx.dsl.components.Parameter[str],
+    data_root: tfx.dsl.components.Parameter[str],
+    report_dir: tfx.dsl.components.Parameter[str],
+    contract_path: tfx.dsl.components.Parameter[str] = "",
+    retrain: tfx.dsl.components.Parameter[int] = 0,
+    run_label: tfx.dsl.components.Parameter[str] = "",
+) -> None:
+    """The pipeline's first node: the new deliveries under ``landing_uri`` taken and ingested into
+    ``data_root/spans``; ``landing_uri`` '': none (the spans were published before: the later
+    nodes run on them)."""
+    if landing_uri:
+        done = land(landing_uri, data_root, load_contract(contract_path or None), run_id(run_label),
+                    consumer=CONSUMER, retrain=bool(retrain), pipeline="twinpipe-tfx",
+                    report_dir=report_dir)
+        doc, proceed = done.to_dict(), done.proceed
+    else:
+        doc, proceed = {"status": "spans as published"}, True
+    storage.write_json(storage.join(landed.uri, "landing.json"), doc)
+    landed.set_int_custom_property(PROCEED, int(proceed))
+    landed.set_string_custom_property("status", doc["status"])
 
 
 def row_to_example(row: dict[str, Any]) -> tf.train.Example:

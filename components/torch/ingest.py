@@ -1,12 +1,15 @@
-"""The PyTorch stack's ingest stage: the run's train and eval rows as references to the shared spans
-(read in place, never copied)."""
+"""The PyTorch stack's ingest stages: the landing ingest (new deliveries taken and ingested into
+the shared spans, :func:`components.common.landing.land`), then the run's train and eval rows as
+references to the spans (read in place, never copied)."""
 
 from __future__ import annotations
 
 import logging
 import time
 
-from components.common import rows
+from components.common import rows, storage
+from components.common.contract import load_contract
+from components.common.landing import land, run_id
 from components.common.runinfo import record_stage
 from components.common.spans import select_spans
 
@@ -36,3 +39,25 @@ def ingest_stage(spans_dir: str, train_path: str, eval_path: str, record_dir: st
     log.info("[torch][ingest] %d rows from spans %s, referenced in place in %s", figures["rows"],
              figures["spans"], figures["spans_dir"])
     return figures["rows"]
+
+
+CONSUMER = "torch"  # this pipeline's ledger (each compiled stack takes every delivery once)
+
+
+def land_stage(landing_uri: str, spans_uri: str, contract_path: str = "", retrain: bool = False,
+               run_label: str = "", record_dir: str = "", report_dir: str = "") -> bool:
+    """The pipeline's first step: takes the new deliveries under ``landing_uri`` and ingests them
+    into ``spans_uri`` (whose parent is the data root, where the ledger lives); returns whether
+    the later stages run (False: no new delivery). ``landing_uri`` '': no landing step (the spans
+    were published before, e.g. by a local run's shared ingest), the later stages run."""
+    t0 = time.time()
+    if not landing_uri:
+        record_stage(record_dir, "land", {"status": "spans as published", "wall_s": 0.0})
+        return True
+    landed = land(landing_uri, storage.parent(spans_uri), load_contract(contract_path or None),
+                  run_id(run_label), consumer=CONSUMER, retrain=retrain, pipeline="twinpipe-torch",
+                  report_dir=report_dir or None)
+    record_stage(record_dir, "land", landed.to_dict() | {"wall_s": round(time.time() - t0, 3)})
+    log.info("[torch][land] %s: %d taken, %d seen before", landed.status, len(landed.taken),
+             len(landed.seen_before))
+    return landed.proceed

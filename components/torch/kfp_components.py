@@ -23,34 +23,63 @@ IMAGE = "twinpipe-torch:latest"
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def ingest(spans: Input[Dataset], train_rows: Output[Dataset], eval_rows: Output[Dataset],
-           record: Output[Artifact], span: str = "all") -> int:
+def land(landing_uri: str, spans_uri: str, contract_path: str, retrain: bool, run_label: str,
+         validation: Output[Artifact], record: Output[Artifact]) -> bool:
+    import json
+    import os
+
+    from components.torch.ingest import land_stage
+
+    proceed = land_stage(landing_uri, spans_uri, contract_path, retrain, run_label, record.path,
+                         validation.path)
+    with open(os.path.join(record.path, "land.json")) as f:
+        figures = json.load(f)
+    record.metadata.update({k: figures[k] for k in ("status", "taken", "seen_before", "spans")
+                            if k in figures})
+    return proceed
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def ingest(spans: Input[Dataset], proceed: bool, train_rows: Output[Dataset],
+           eval_rows: Output[Dataset], record: Output[Artifact], span: str = "all") -> int:
+    from components.common.runinfo import record_skip
     from components.torch.ingest import ingest_stage
 
+    if not proceed:
+        record_skip(record.path, "ingest")
+        return 0
     return ingest_stage(spans.uri, train_rows.path, eval_rows.path, record.path, span=span)
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def validate(spans: Input[Dataset], train_rows: Input[Dataset], eval_rows: Input[Dataset],
-             contract_path: str, source: str, validation: Output[Artifact],
+             proceed: bool, contract_path: str, source: str, validation: Output[Artifact],
              record: Output[Artifact], span: str = "all") -> bool:
+    from components.common.runinfo import record_skip
     from components.torch.validate import validate_stage
 
+    if not proceed:
+        record_skip(record.path, "validate")
+        return False
     return validate_stage(train_rows.path, eval_rows.path, contract_path, source or spans.uri,
                           record.path, spans_dir=spans.uri, span=span,
                           report_dir=validation.path)
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def train(train_rows: Input[Dataset], gate_passed: bool, contract_path: str, workers: int,
+def train(train_rows: Input[Dataset], proceed: bool, gate_passed: bool, contract_path: str, workers: int,
           epochs: int, batch_size: int, learning_rate: float, scheduler: str,
           scheduler_options: str, fail_once_after_epoch: int, train_job: str,
           model: Output[Model], metrics: Output[Metrics], record: Output[Artifact]) -> float:
     import json
     import os
 
+    from components.common.runinfo import record_skip
     from components.torch.launch import train_stage
 
+    if not proceed:
+        record_skip(record.path, "train")
+        return 0.0
     if not gate_passed:
         raise RuntimeError("[torch][train] the data gate did not pass")
     # A cluster job's pods get the artifacts' object URIs; TorchX local_cwd reads local paths.
@@ -70,12 +99,19 @@ def train(train_rows: Input[Dataset], gate_passed: bool, contract_path: str, wor
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def evaluate(model: Input[Model], eval_rows: Input[Dataset], baseline: Input[Artifact],
-             contract_path: str, blessing: Output[Artifact], metrics: Output[Metrics],
-             record: Output[Artifact]) -> bool:
+             proceed: bool, contract_path: str, blessing: Output[Artifact],
+             metrics: Output[Metrics], record: Output[Artifact]) -> bool:
     import json
 
+    from components.common.runinfo import record_skip
     from components.torch.evaluate import evaluate_stage
 
+    if not proceed:  # nothing trained: nothing to bless, and push publishes nothing
+        with open(blessing.path, "w") as f:
+            json.dump({"blessed": False, "reasons": ["no new delivery: nothing trained"]}, f)
+        blessing.metadata.update({"blessed": False, "reasons": ["no new delivery"]})
+        record_skip(record.path, "evaluate")
+        return False
     blessed = evaluate_stage(model.path, eval_rows.path, baseline.uri, contract_path,
                              blessing.path, record.path)
     with open(blessing.path) as f:

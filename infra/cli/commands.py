@@ -78,17 +78,24 @@ def alert_env(args) -> None:
 
 
 def cmd_run(args) -> int:
+    if args.retrain and not args.landing:
+        raise ContractError("--retrain goes with --landing DIR: it trains again on the current "
+                            "spans when no new delivery landed there.")
     alert_env(args)
     outcome = workflow.run(run_config(args), workflow.stacks_of(args.stack),
                            tuning_choice=args.tuning, explicit=explicit(args), scale=args.scale,
                            report=args.report, scaling_probe=args.scaling_probe,
-                           measure=args.measure, landing=args.landing)
+                           measure=args.measure, landing=args.landing,
+                           retrain=args.retrain)
     for d in outcome.taken:
         print(f"[ingest] took delivery {d['name']} ({d['bytes']:,} bytes, sha256 {d['sha256'][:12]})")
     for d in outcome.seen_before:
         again = (f" (the same bytes as {d['first_name']})" if d["first_name"] != d["name"] else "")
         print(f"[ingest] {d['name']}{again}: taken before by run {d['run']} ({d['state']}"
               f"{', ' + d['verdict'] if d.get('verdict') else ''}); not ingested again")
+    if outcome.status == "retrain":
+        print(f"no new delivery in {args.landing}: --retrain, so the stacks trained again on the "
+              "current spans.")
     if outcome.status == "no new delivery":
         print(f"no new delivery in {args.landing}: nothing to ingest, no stack ran "
               f"({len(outcome.seen_before)} delivery(ies) there, all taken before).")

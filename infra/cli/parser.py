@@ -118,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--landing", default=None, metavar="DIR",
                    help="a landing folder: take the deliveries there (files or folders) that no "
                         "run into this --out took before, each once (OUT/ledger); with none, end "
-                        "with 'no new delivery' (exit 0)")
+                        "with 'no new delivery' (exit 0); a folder or gs:// prefix")
+    r.add_argument("--retrain", action="store_true",
+                   help="with --landing: train again on the current spans when nothing new landed")
     r.add_argument("--contract", default=None, help="contract YAML (default: packaged flights)")
     r.add_argument("--out", default="out", help="output folder")
     r.add_argument("--epochs", type=_bounded(int, 1, 1000), default=3)
@@ -244,6 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data-root", default=None,
                    help="where the spans and pushed models live (default gs://PROJECT-NAME-"
                         "artifacts/data with --project)")
+    c.add_argument("--landing", default=None, metavar="URI",
+                   help="where deliveries land; each scheduled run's first step takes the new "
+                        "ones (default DATA_ROOT/landing; '' for none: the runs train on spans "
+                        "published before)")
     c.add_argument("--image", default=None,
                    help="container image (default twinpipe-tfx:latest / twinpipe-torch:latest)")
     c.add_argument("--months", default="1-3")

@@ -1,5 +1,8 @@
 """The TFX stack's pipeline: one factory, wiring only (stage logic lives in components/).
 
+land     LandingIngest: new deliveries taken from the landing folder and ingested into the spans
+         (the shared ingest, exactly once per delivery); the nodes below run only when it says
+         so (a ``tfx.dsl.Cond`` on its artifact: no new delivery, no training)
 ingest   FileBasedExampleGen over the run's monthly Parquet spans (pre-split by the contract)
 validate StatisticsGen -> ImportSchemaGen(contract) -> ExampleValidator -> ValidateGate
 train    Transform (analyzers on train only) -> Trainer (tf.distribute)
@@ -15,9 +18,10 @@ from tfx.components import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2, transform_pb2
 
+from components.common import storage
 from components.common.contract import Contract
 from components.tfx.evaluate import LatestPushedBaseline, eval_config
-from components.tfx.ingest import ParquetSpansExecutor
+from components.tfx.ingest import PROCEED, LandingIngest, ParquetSpansExecutor
 from components.tfx.push import AtomicPusher
 from components.tfx.transform_executor import BatchedTransformExecutor
 from components.tfx.validate import ValidateGate
@@ -29,6 +33,7 @@ STATS_BATCH_SIZE = 8192
 
 # Component ids double as stage names in MLMD, logs and run.json.
 STAGE_OF_NODE = {
+    "land": "ingest",
     "ingest": "ingest",
     "statistics": "validate",
     "schema": "validate",
@@ -60,13 +65,45 @@ def create_pipeline(
     latest_span: bool = False,
     report_dir: str = "",
     contract_path: str = "",
+    landing_uri: str = "",
+    retrain: bool = False,
 ) -> tfx.dsl.Pipeline:
     """Builds the TFX pipeline. Every value gets in through these typed parameters.
 
     ``latest_span``: ExampleGen reads only the newest span (TFX resolves ``span-{SPAN}``), what a
     scheduled run wants; otherwise the whole window (``span-*``). ``report_dir``: where the data
     gate writes gate.json and alerts.jsonl (default ``<pipeline_root>/validation``).
+    ``landing_uri``: where deliveries land; the first node takes the new ones into ``spans_dir``
+    ('' = none: the spans are published already); ``retrain``: train again on the current spans
+    when nothing new landed.
     """
+    land = LandingIngest(
+        landing_uri=landing_uri, data_root=storage.parent(spans_dir),
+        report_dir=report_dir or f"{pipeline_root}/validation", contract_path=contract_path,
+        retrain=int(retrain), run_label=run_label,
+    ).with_id("land")
+    with tfx.dsl.Cond(land.outputs["landed"].future()[0].custom_property(PROCEED) == 1):
+        nodes = _nodes(land, spans_dir=spans_dir, pipeline_root=pipeline_root,
+                       schema_path=schema_path, push_destination=push_destination,
+                       contract=contract, train_config=train_config, train_steps=train_steps,
+                       signature_json=signature_json, run_label=run_label,
+                       data_source=data_source, latest_span=latest_span, report_dir=report_dir,
+                       contract_path=contract_path)
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_name,
+        pipeline_root=pipeline_root,
+        components=[land, *nodes],
+        enable_cache=False,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args,
+    )
+
+
+def _nodes(land, *, spans_dir, pipeline_root, schema_path, push_destination, contract,
+           train_config, train_steps, signature_json, run_label, data_source, latest_span,
+           report_dir, contract_path) -> list:
+    """The nodes after the landing ingest: ExampleGen over the spans it published, then validate,
+    train, evaluate and push."""
     span_glob = "span-{SPAN}" if latest_span else "span-*"
     ingest = FileBasedExampleGen(
         input_base=spans_dir,
@@ -78,6 +115,7 @@ def create_pipeline(
         ),
         custom_executor_spec=executor_spec.BeamExecutorSpec(ParquetSpansExecutor),
     ).with_id("ingest")
+    ingest.add_upstream_node(land)
 
     statistics = tfx.components.StatisticsGen(
         examples=ingest.outputs["examples"],
@@ -142,13 +180,4 @@ def create_pipeline(
         run_label=run_label,
     ).with_id("push")
 
-    return tfx.dsl.Pipeline(
-        pipeline_name=pipeline_name,
-        pipeline_root=pipeline_root,
-        components=[
-            ingest, statistics, schema, anomalies, gate, transform, train, baseline, evaluate, push,
-        ],
-        enable_cache=False,
-        metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=beam_pipeline_args,
-    )
+    return [ingest, statistics, schema, anomalies, gate, transform, train, baseline, evaluate, push]

@@ -1,6 +1,8 @@
 """The PyTorch stack's KFP v2 pipeline: one factory, wiring only.
 
-ingest -> validate (GX) -> train (TorchX dist.ddp, or a cluster training job) -> evaluate
+land (new deliveries taken from the landing folder, screened and published as spans: the shared
+ingest, exactly once per delivery) -> ingest (the run's rows) -> validate (GX) -> train (TorchX
+dist.ddp, or a cluster training job) -> evaluate
 (onnxruntime, blessing rule) -> push (only when blessed; gated inside the component: kfp.local in
 kfp 2.13 runs no dsl.Condition).
 
@@ -54,30 +56,39 @@ def create_pipeline(resources: "LauncherResources | None" = None, pipeline_root:
         run_label: str = "",
         span: str = "all",
         train_job: str = "",
+        landing_uri: str = "",
+        retrain: bool = False,
     ):
         """``spans_uri``: the spans folder/prefix (its ``CURRENT.json`` generation on gs://);
         ``push_destination``: the model registry root URI, read for the baseline (imported) and
         written by push; ``contract_path``: the contract's URI ('' = the packaged one);
-        ``train_job``: the cluster training job as JSON ('' = TorchX ``scheduler`` in the task)."""
+        ``train_job``: the cluster training job as JSON ('' = TorchX ``scheduler`` in the task);
+        ``landing_uri``: where deliveries land; the first step takes the new ones into the spans,
+        and with none the later steps do nothing ('' = no landing step: the spans are published
+        already); ``retrain``: train again on the current spans when nothing new landed."""
+        land = c.land(landing_uri=landing_uri, spans_uri=spans_uri, contract_path=contract_path,
+                      retrain=retrain, run_label=run_label).set_display_name("land")
+        proceed = land.outputs["Output"]
         spans = dsl.importer(artifact_uri=spans_uri, artifact_class=dsl.Dataset,
                              reimport=True).set_display_name("spans")
         baseline = dsl.importer(artifact_uri=push_destination, artifact_class=dsl.Artifact,
                                 reimport=True).set_display_name("registry")
-        ingest = c.ingest(spans=spans.output, span=span).set_display_name("ingest")
+        ingest = c.ingest(spans=spans.output, proceed=proceed, span=span).set_display_name("ingest")
         gate = c.validate(
-            spans=spans.output, train_rows=ingest.outputs["train_rows"],
+            spans=spans.output, train_rows=ingest.outputs["train_rows"], proceed=proceed,
             eval_rows=ingest.outputs["eval_rows"], contract_path=contract_path, source=source,
             span=span,
         ).set_display_name("validate")
         train = c.train(
-            train_rows=ingest.outputs["train_rows"], gate_passed=gate.outputs["Output"],
+            train_rows=ingest.outputs["train_rows"], proceed=proceed,
+            gate_passed=gate.outputs["Output"],
             contract_path=contract_path, workers=workers, epochs=epochs, batch_size=batch_size,
             learning_rate=learning_rate, scheduler=scheduler, scheduler_options=scheduler_options,
             fail_once_after_epoch=fail_once_after_epoch, train_job=train_job,
         ).set_display_name("train")
         evaluate = c.evaluate(
             model=train.outputs["model"], eval_rows=ingest.outputs["eval_rows"],
-            baseline=baseline.output, contract_path=contract_path,
+            baseline=baseline.output, proceed=proceed, contract_path=contract_path,
         ).set_display_name("evaluate")
         c.push(
             model=train.outputs["model"], blessing=evaluate.outputs["blessing"],
@@ -87,7 +98,8 @@ def create_pipeline(resources: "LauncherResources | None" = None, pipeline_root:
             _apply_resources(train, resources)
         if alerts_secret:
             _mount_alerts_secret(gate, alerts_secret)
-        for task in (ingest, gate, train, evaluate):
+            _mount_alerts_secret(land, alerts_secret)
+        for task in (land, ingest, gate, train, evaluate):
             task.set_caching_options(False)
 
     return torch_pipeline

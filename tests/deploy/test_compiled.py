@@ -59,9 +59,12 @@ def test_torch_spec(compiled, target):
     spec = load_pipeline_spec(path)
     tasks = spec.root.dag.tasks
     assert STAGES <= set(tasks)
-    importers = {name: t for name, t in tasks.items() if name not in STAGES}
+    importers = {name: t for name, t in tasks.items() if name not in STAGES | {"land"}}
     assert len(importers) == 2  # the spans and the model registry, imported from their URIs
     params = spec.root.input_definitions.parameters
+    assert params["landing_uri"].default_value.string_value == \
+        "gs://my-proj-twinpipe-artifacts/data/landing"
+    assert not tasks["land"].caching_options.enable_cache
     assert params["span"].default_value.string_value == "latest"
     data = "gs://my-proj-twinpipe-artifacts/data"
     assert params["spans_uri"].default_value.string_value == f"{data}/spans"
@@ -90,14 +93,15 @@ def test_torch_spec(compiled, target):
     if target == "vertex":
         assert len(docs) == 1  # no Kubernetes there: no platform spec at all
         return
-    # KFP: the only platform setting is the alerts Secret, mounted (optionally) where the gate
-    # raises alerts; no node selector or toleration on any KFP task.
+    # KFP: the only platform setting is the alerts Secret, mounted (optionally) where the gates
+    # raise alerts (the landing ingest, validate); no node selector or toleration on any KFP task.
     k8s = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert set(k8s) == {"exec-validate"}
-    (volume,) = k8s["exec-validate"]["secretAsVolume"]
-    assert volume["secretName"] == "twinpipe-alerts" and volume["optional"] is True
-    env = executors["exec-validate"]["container"]["env"]
-    assert {"name": "TWINPIPE_ALERT_SECRET_DIR", "value": volume["mountPath"]} in env
+    assert set(k8s) == {"exec-validate", "exec-land"}
+    for name in k8s:
+        (volume,) = k8s[name]["secretAsVolume"]
+        assert volume["secretName"] == "twinpipe-alerts" and volume["optional"] is True
+        env = executors[name]["container"]["env"]
+        assert {"name": "TWINPIPE_ALERT_SECRET_DIR", "value": volume["mountPath"]} in env
 
 
 @pytest.mark.parametrize("target", ["kfp", "vertex"])
@@ -107,6 +111,27 @@ def test_tfx_spec_ingests_the_newest_span(compiled, target):
     assert {"ingest", "statistics", "schema", "anomalies", "validate_gate", "transform", "train",
             "baseline", "evaluate", "push"} <= set(spec.root.dag.tasks)
     assert "span-{SPAN}/train/*.parquet" in json.dumps(load_compiled(path)[0])
+
+
+@pytest.mark.parametrize("target", ["kfp", "vertex"])
+def test_tfx_spec_begins_with_the_landing_ingest(compiled, target):
+    """The first node takes the new deliveries from DATA_ROOT/landing into the spans; every other
+    node runs only when it says so (no new delivery: nothing trained)."""
+    spec = load_compiled(compiled / f"tfx-{target}.json")[0]
+    spec = spec.get("pipelineSpec", spec)
+    tasks = spec["root"]["dag"]["tasks"]
+    land = tasks["land"]
+    assert not land.get("dependentTasks")
+    params = land["inputs"]["parameters"]
+    assert params["landing_uri"]["runtimeValue"]["constantValue"]["stringValue"] == \
+        "gs://my-proj-twinpipe-artifacts/data/landing"
+    assert params["data_root"]["runtimeValue"]["constantValue"]["stringValue"] == \
+        "gs://my-proj-twinpipe-artifacts/data"
+    assert "land" in tasks["ingest"]["dependentTasks"]
+    for name, task in tasks.items():
+        if name != "land":
+            assert "_land.landed" in task["triggerPolicy"]["condition"], name
+            assert "['proceed'] == 1" in task["triggerPolicy"]["condition"], name
 
 
 @pytest.mark.parametrize("target", ["kfp", "vertex"])

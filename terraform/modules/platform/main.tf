@@ -154,3 +154,26 @@ resource "google_artifact_registry_repository_iam_member" "dataflow_pull" {
   role       = "roles/artifactregistry.reader"
   member     = "serviceAccount:${var.dataflow_service_account}"
 }
+
+# The landing prefix: producers upload each delivery under it (gsutil cp, or their own job), and
+# every scheduled run's first step takes the new ones (the pipelines' service accounts already
+# hold objectAdmin on the bucket above: they read deliveries and write the ledger beside them).
+# The marker object makes the prefix exist; its name starts with "." so no run takes it.
+resource "google_storage_bucket_object" "landing" {
+  bucket  = google_storage_bucket.artifacts.name
+  name    = "data/landing/.keep"
+  content = "Deliveries (CSV/Parquet files or folders) land here; names starting with . or _ are uploads in progress.\n"
+}
+
+# Producers may create objects under the landing prefix and nothing else: no read, no overwrite,
+# no delete (a delivery is immutable once landed; a correction is a new object).
+resource "google_storage_bucket_iam_member" "landing_writers" {
+  for_each = toset(var.landing_writers)
+  bucket   = google_storage_bucket.artifacts.name
+  role     = "roles/storage.objectCreator"
+  member   = each.value
+  condition {
+    title      = "landing-prefix-only"
+    expression = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.artifacts.name}/objects/data/landing/\")"
+  }
+}

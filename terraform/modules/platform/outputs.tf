@@ -13,3 +13,7 @@ output "registry" {
 output "alerts_topic" {
   value = google_pubsub_topic.alerts.id
 }
+
+output "landing_uri" {
+  value = "gs://${google_storage_bucket.artifacts.name}/data/landing"
+}

@@ -23,6 +23,12 @@ variable "dataflow_service_account" {
   description = "Email of the Dataflow worker SA (TFX Beam stages)."
 }
 
+variable "landing_writers" {
+  type        = list(string)
+  default     = []
+  description = "IAM members (user:, group:, serviceAccount:) that deliver data: objectCreator on the landing prefix only."
+}
+
 variable "labels" {
   type    = map(string)
   default = {}

@@ -15,6 +15,7 @@ module "platform" {
   workload_service_account = module.iam.workload_service_account
   vertex_service_account   = module.iam.vertex_service_account
   dataflow_service_account = module.iam.dataflow_service_account
+  landing_writers          = var.landing_writers
   labels                   = var.labels
 }
 

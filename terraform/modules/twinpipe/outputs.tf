@@ -38,6 +38,10 @@ output "pipeline_root" {
   value = "gs://${module.platform.artifact_bucket}/pipeline_root"
 }
 
+output "landing_uri" {
+  value = module.platform.landing_uri
+}
+
 output "data_root" {
   value = "gs://${module.platform.artifact_bucket}/data"
 }

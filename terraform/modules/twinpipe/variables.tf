@@ -54,3 +54,9 @@ variable "rbac_security_group" {
   type        = string
   description = "Google Groups for RBAC: gke-security-groups@YOUR-DOMAIN."
 }
+
+variable "landing_writers" {
+  type        = list(string)
+  default     = []
+  description = "IAM members that deliver data: they may create objects under the landing prefix, nothing else."
+}
