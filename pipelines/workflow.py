@@ -34,7 +34,7 @@ from components.common.contract import Contract, load_contract
 from components.common.errors import ContractError, GateError, TwinpipeError
 from components.common.gate import check_spans, enforce
 from components.common.ingest import IngestResult
-from components.common.landing import NOTHING_NEW, Ledger, land, run_id
+from components.common.landing import NEW, NOTHING_NEW, Ledger, land, run_id
 from components.common.layout import GATE_JSON, REPORT_JSON, RUN_JSON, SPANS, VALIDATION
 from components.common.resources import ResourceMeter
 from components.common.runlock import RunLock
@@ -55,7 +55,8 @@ class RunOutcome:
     run_json: dict[str, str] = field(default_factory=dict)
     report_html: str | None = None
     report_json: str | None = None
-    # A landing run's: "trained", or "no new delivery" (nothing was taken: no stack ran); the
+    # A landing run's: "trained", "retrain" (nothing new; --retrain trained again on the current
+    # spans) or "no new delivery" (nothing was taken: no stack ran); the
     # deliveries it took and those it found taken before (redeliveries among them).
     status: str = "trained"
     taken: list[dict] = field(default_factory=list)
@@ -186,7 +187,7 @@ def _landing_run(cfg: RunConfig, contract: Contract, landing: str, retrain: bool
                                   "blessed": v["stages"]["evaluate"].get("blessed"),
                                   "pushed": v["stages"]["push"].get("pushed_path")}
                               for s, v in outcome.summaries.items()})
-    outcome.status = landed.status
+    outcome.status = "trained" if landed.status == NEW else landed.status  # or "retrain"
     outcome.taken, outcome.seen_before = landed.taken, landed.seen_before
     return outcome
 

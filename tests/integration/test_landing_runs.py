@@ -23,9 +23,9 @@ def months():
     return {m: table[table["month"] == m].sample(3000, random_state=m) for m in (6,)}
 
 
-def run(landing, out, check=True):
+def run(landing, out, *flags, check=True):
     return twinpipe("run", "--stack", "torch", "--landing", str(landing), "--out", str(out),
-                    "--workers", "1", "--epochs", "2", "--no-report", check=check)
+                    "--workers", "1", "--epochs", "2", "--no-report", *flags, check=check)
 
 
 def served(out) -> int:
@@ -51,3 +51,9 @@ def test_a_schedule_of_deliveries(months, tmp_path):
     again = run(landing, out)
     assert "the same bytes as 2013-06.parquet" in again.stdout and "no new delivery" in again.stdout
     assert (out / "torch" / "run.json").read_bytes() == run_json
+
+    # asked to: nothing new, but the stacks train again on the spans that are there
+    retrained = run(landing, out, "--retrain")
+    assert "--retrain, so the stacks trained again" in retrained.stdout
+    doc = json.loads((out / "torch" / "run.json").read_text())
+    assert doc["spans"] == [201306] and (out / "torch" / "run.json").read_bytes() != run_json

@@ -123,3 +123,68 @@ def test_records_of_another_host_hold_by_their_lease(tmp_path, monkeypatch, stat
     assert not ledger.take(jan, "run-2")[0]                   # within the lease
     monkeypatch.setattr(landing_module, "LEASE_S", 50)
     assert ledger.take(jan, "run-3")[0] == (state == TAKEN)   # a done record never expires
+
+
+def _flights(month: int, rows: int):
+    from components.common.contract import load_contract
+    from components.common.sources import load_default_table
+
+    table, _ = load_default_table(load_contract())
+    table = table.drop(columns=["__file", "__row"], errors="ignore")
+    return table[table["month"] == month].sample(rows, random_state=month)
+
+
+def test_land_takes_ingests_and_records_and_a_refused_delivery_keeps_its_reasons(tmp_path):
+    """The pipelines' first step (:func:`land`): a delivery is ingested into the spans and recorded
+    for its pipeline (``ledger/<consumer>/``); one the ingest refuses as a whole (a contract column
+    missing) is recorded refused with the reason, alerted, and publishes no span; other pipelines
+    keep their own ledger."""
+    from components.common.contract import load_contract
+    from components.common.errors import GateError
+    from components.common.landing import NOTHING_NEW, RETRAIN, land
+
+    contract = load_contract()
+    landing, data = tmp_path / "landing", tmp_path / "data"
+    landing.mkdir()
+    _flights(4, 1500).to_parquet(landing / "2013-04.parquet", index=False)
+    done = land(str(landing), str(data), contract, "run-1", consumer="torch")
+    assert done.proceed and done.ingested.span_numbers == [201304]
+    assert (data / "spans" / "span-201304" / "train" / "data.parquet").is_file()
+    (record,) = Ledger(data, "torch").records()
+    assert record["verdict"] == "ingested" and record["spans"] == [201304]
+    assert land(str(landing), str(data), contract, "run-2", consumer="torch").status == NOTHING_NEW
+    assert land(str(landing), str(data), contract, "run-3", consumer="torch",
+                retrain=True).status == RETRAIN
+    # the other stack's pipeline takes the same delivery for itself, once
+    assert land(str(landing), str(data), contract, "run-4", consumer="tfx").taken[0]["name"] == \
+        "2013-04.parquet"
+
+    _flights(5, 500).drop(columns=["distance"]).to_parquet(landing / "2013-05.parquet", index=False)
+    before = os.path.realpath(data / "spans")
+    with pytest.raises(GateError, match="distance"):
+        land(str(landing), str(data), contract, "run-5", consumer="torch")
+    refused = [r for r in Ledger(data, "torch").records() if r["names"] == ["2013-05.parquet"]]
+    assert refused[0]["verdict"] == "refused" and "distance" in refused[0]["reasons"][0]
+    assert os.path.realpath(data / "spans") == before              # no span published
+    assert (data / "validation" / "alerts.jsonl").read_text().count("distance") >= 1
+    # refused is final for those bytes: the next run has nothing new
+    assert land(str(landing), str(data), contract, "run-6", consumer="torch").status == NOTHING_NEW
+
+
+def test_land_gives_a_delivery_back_when_the_run_fails_for_another_reason(tmp_path, monkeypatch):
+    import components.common.landing as landing_module
+    from components.common.contract import load_contract
+
+    landing, data = tmp_path / "landing", tmp_path / "data"
+    landing.mkdir()
+    _flights(4, 300).to_parquet(landing / "2013-04.parquet", index=False)
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(landing_module, "ingest_gated", broken)
+    with pytest.raises(OSError):
+        landing_module.land(str(landing), str(data), load_contract(), "run-1")
+    assert Ledger(data).records() == []          # given back: the next run takes it
+    monkeypatch.undo()
+    assert landing_module.land(str(landing), str(data), load_contract(), "run-2").taken

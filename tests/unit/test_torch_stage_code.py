@@ -89,8 +89,8 @@ def test_kfp_ingest_component_writes_references_to_the_spans_read_in_place(tmp_p
     ev = dsl.Dataset(uri=str(tmp_path / "eval_rows"))
     record = dsl.Artifact(uri=str(tmp_path / "record"))
     n = ingest_component.python_func(
-        spans=dsl.Dataset(uri=str(tmp_path / "spans")), train_rows=train, eval_rows=ev,
-        record=record,
+        spans=dsl.Dataset(uri=str(tmp_path / "spans")), proceed=True, train_rows=train,
+        eval_rows=ev, record=record,
     )
     assert n == res.rows
     assert json.loads((tmp_path / "record" / "ingest.json").read_text())["rows"] == res.rows
