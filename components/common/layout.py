@@ -22,7 +22,8 @@
         serving_load.json         SERVING_LOAD_JSON: the model server under load
         fault_tolerance.json      FAULT_TOLERANCE_JSON: a worker killed mid-training
       validation_engines.json     VALIDATION_ENGINES_JSON: the validation engines compared
-      ledger/<sha256>.json        the deliveries a local run took from a landing folder (components.common.landing);
+      ledger/<sha256>.json        the deliveries a local run took from a landing folder
+                                  (components.common.landing)
       ledger/<stack>/<sha256>.json  those each compiled stack's pipeline took (its first step)
       timeline.jsonl              TIMELINE_JSONL: a replay's ticks (pipelines.replay)
 """
