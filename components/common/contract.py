@@ -23,6 +23,10 @@ DEFAULT_CONTRACT = "flights.yaml"
 _TYPES = ("int", "float", "string")
 
 
+# The metrics both stacks' evaluate stages compute and can bless a model on.
+BLESSING_METRICS = ("auc",)
+
+
 @dataclass(frozen=True)
 class Column:
     """One column of the contract's input table."""
@@ -282,6 +286,13 @@ def load_contract(path: str | Path | None = None) -> Contract:
             )
         )
     names = {c.name for c in columns}
+    for c in columns:
+        if c.feature and not c.numeric and not c.vocabulary:
+            raise ContractError(
+                f"contract {where}: column '{c.name}' is a {c.type} feature without a vocabulary; "
+                f"both stacks encode a category as its index in the list, so give "
+                f"columns.{c.name}.vocabulary (the values it may take; others are quarantined), "
+                f"or set columns.{c.name}.feature: false.")
 
     lab = top.section("label", required=True)
     label = LabelRule(
@@ -306,6 +317,11 @@ def load_contract(path: str | Path | None = None) -> Contract:
         metric=bl.text("metric"), lower_bound=bl.num("lower_bound"),
         max_regression=bl.num("max_regression"),
     )
+    if blessing.metric not in BLESSING_METRICS:
+        raise ContractError(
+            f"contract {where}: blessing.metric is {blessing.metric!r}; both stacks bless on "
+            f"{', '.join(BLESSING_METRICS)} (TFMA in the TFX stack and the torch evaluate compute "
+            "it on the same eval rows): set blessing.metric: auc.")
     span = top.section("span", required=True)
     date_column = span.text("date_column") if "date_column" in span.doc else None
     if date_column is None:

@@ -65,3 +65,32 @@ span: {year_column: a, month_column: a}
         load_contract(p)
     p.write_text(p.read_text().replace("{type: int}", "{type: int, feature: true}"))
     assert [c.name for c in load_contract(p).features] == ["a"]
+
+
+BASE = """
+columns:
+  plan: {type: string, feature: true}
+  spend: {type: float, feature: true}
+  churned: {type: int}
+  year: {type: int}
+  month: {type: int}
+label: {name: y, source: churned, threshold: 1}
+split: {key: [spend], eval_per_mille: 100}
+blessing: {metric: auc, lower_bound: 0.5, max_regression: 0.0}
+span: {year_column: year, month_column: month}
+"""
+
+
+def test_a_string_feature_needs_a_vocabulary(tmp_path):
+    with pytest.raises(ContractError, match=r"column 'plan' is a string feature without a "
+                                            r"vocabulary.*columns\.plan\.vocabulary"):
+        load_contract(_write(tmp_path, BASE))
+    fixed = BASE.replace("plan: {type: string, feature: true}",
+                         "plan: {type: string, feature: true, vocabulary: [free, pro]}")
+    assert load_contract(_write(tmp_path, fixed)).column("plan").vocabulary == ("free", "pro")
+
+
+def test_the_blessing_metric_is_one_both_stacks_compute(tmp_path):
+    text = BASE.replace("feature: true}", "feature: true, vocabulary: [free, pro]}", 1)
+    with pytest.raises(ContractError, match="blessing.metric is 'accuracy'.*auc"):
+        load_contract(_write(tmp_path, text.replace("metric: auc", "metric: accuracy")))
