@@ -36,9 +36,9 @@ from pathlib import Path
 
 from components.common import storage
 from components.common.contract import Contract
-from components.common.errors import TwinpipeError
+from components.common.errors import GateError, TwinpipeError
 from components.common.ingest import IngestResult, ingest_gated
-from components.common.layout import SPANS, VALIDATION
+from components.common.layout import MANIFEST_JSON, SPANS, VALIDATION
 from components.common.publish import publish_remote, stage_history
 
 log = logging.getLogger("twinpipe.ingest")
@@ -261,18 +261,28 @@ def land(landing: str, data_root: str, contract: Contract, run: str, *, consumer
         spans = work / "spans" if remote else spans_url
         if remote:
             stage_history(spans_url, spans)
+        # A landing on object storage was copied to scratch: what the user reads (messages, the
+        # manifest) names the delivery's URL instead.
+        named = ((str(work / "landing"), str(landing).rstrip("/")) if storage.is_remote(landing)
+                 else None)
         try:
             ingested = ingest_gated(contract, spans, report_dir or storage.join(data_root, VALIDATION),
                                     pipeline=pipeline, input_path=_input_of(taken, work / "input"),
                                     **ingest_kwargs)
             if remote:
+                if named:
+                    ingested.source = ingested.source.replace(*named)
+                    manifest = spans / MANIFEST_JSON
+                    manifest.write_text(manifest.read_text().replace(*named))
                 publish_remote(spans, spans_url)
                 ingested.spans_dir = spans_url
         except TwinpipeError as e:  # refused: done, with its reasons (a correction is new bytes)
+            if named:
+                e = _renamed(e, *named)
             for d in taken:
                 ledger.finish(d.sha256, run=run, verdict="refused", reasons=[str(e)[:4000]],
                               delivered_with=names)
-            raise
+            raise e from None
         except BaseException:
             for d in taken:
                 ledger.release(d.sha256, run)
@@ -282,6 +292,17 @@ def land(landing: str, data_root: str, contract: Contract, run: str, *, consumer
                           delivered_with=names, landed=d.url or d.path)
         return Landed(NEW, run, [{"name": d.name, "sha256": d.sha256, "bytes": d.bytes}
                                  for d in taken], seen, ingested)
+
+
+def _renamed(e: TwinpipeError, local: str, url: str) -> TwinpipeError:
+    """``e`` with the scratch copy's paths replaced by the landing URL."""
+    if isinstance(e, GateError):
+        return GateError(str(e).replace(local, url), e.checks, str(e.report), source=url,
+                         quarantine=[str(q) for q in e.quarantine])
+    new = type(e).__new__(type(e))
+    new.args = (str(e).replace(local, url),)
+    new.__dict__.update(e.__dict__)
+    return new
 
 
 def _input_of(taken: list[Delivery], folder: Path) -> str:

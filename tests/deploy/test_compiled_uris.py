@@ -85,6 +85,7 @@ def test_no_local_path_or_collapsed_url_anywhere(compiled, target):
     # Every bucket location is under the given roots, except Dataflow's temp and staging areas
     # (Vertex runs the Beam stages on Dataflow), which sit in the data root's bucket.
     dataflow = {u for u in urls if u.startswith("gs://tp-bucket/dataflow/")}
-    assert urls - dataflow and all(u.startswith((f"{DATA}/", f"{PIPELINE_ROOT}"))
+    assert urls - dataflow and all(u == DATA or u.startswith((f"{DATA}/", f"{PIPELINE_ROOT}"))
                                    for u in urls - dataflow), sorted(urls)
+    assert f"{DATA}/landing" in urls  # where the first node takes deliveries from
     assert (target == "vertex") == bool(dataflow)

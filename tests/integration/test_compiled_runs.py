@@ -136,6 +136,8 @@ def test_compiled_torch_spec_takes_each_delivery_once_under_kfp_local(gcs_bucket
     gate = json.loads((run_root / "validate" / "validation" / "gate.json").read_text())
     assert gate["spans"] == [201301]
     generation = storage.read_json(f"{data}/spans/CURRENT.json")["generation"]
+    manifest = storage.read_json(f"{data}/spans/{generation}/manifest.json")
+    assert manifest["source"] == f"{data}/landing/2013-01.parquet"  # not the task's scratch copy
 
     # 2. nothing new: no new delivery, the spans and the served model stay as they were
     out = scheduled_run("run-2")

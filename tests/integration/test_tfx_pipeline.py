@@ -150,11 +150,13 @@ def test_compiled_kfp_spec_has_the_stage_dag(tmp_path):
     twinpipe_here("compile", "--stack", "tfx", "--target", "kfp", "--out", str(tmp_path))
     spec = load_pipeline_spec(tmp_path / "tfx-kfp.json")
     tasks = spec.root.dag.tasks
-    assert set(tasks) == {"ingest", "statistics", "schema", "anomalies", "validate_gate",
+    assert set(tasks) == {"land", "ingest", "statistics", "schema", "anomalies", "validate_gate",
                           "transform", "train", "baseline", "evaluate", "push"}
     deps = {name: set(t.dependent_tasks) for name, t in tasks.items()}
+    assert "land" in deps["ingest"] and not deps["land"]  # the landing ingest comes first
     assert "validate_gate" in deps["transform"]          # no training before the gate passes
-    assert {"anomalies", "statistics"} == deps["validate_gate"]  # TFDV's anomalies + skew input
+    # TFDV's anomalies + skew input, and (its condition) the landing ingest's answer
+    assert {"anomalies", "statistics", "land"} == deps["validate_gate"]
     assert {"train", "baseline"} <= deps["evaluate"]
     assert {"evaluate", "train"} <= deps["push"]
     # Self-hosted KFP v2 cannot run TFX's Resolver: the spec must not contain one.

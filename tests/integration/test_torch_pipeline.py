@@ -147,25 +147,27 @@ def test_compiled_torch_spec_puts_the_gpu_on_the_training_job_not_the_launcher(t
     spec = load_pipeline_spec(path)
     tasks = spec.root.dag.tasks
     assert set(STAGES) <= set(tasks)
-    assert set(tasks["train"].dependent_tasks) == {"ingest", "validate"}
+    # the landing ingest's answer (no new delivery: nothing to train), the rows, the gate
+    assert set(tasks["train"].dependent_tasks) == {"land", "ingest", "validate"}
     assert set(tasks["push"].dependent_tasks) == {"train", "evaluate"}
     assert tasks["train"].retry_policy.max_retry_count == 2
     # spans and baseline come in through importers of the data root's URIs, not host paths
     imported = {t: tasks[t].inputs.parameters["uri"].component_input_parameter
-                for t in tasks if t not in STAGES}
+                for t in tasks if t not in (*STAGES, "land")}
     assert sorted(imported.values()) == ["push_destination", "spans_uri"]
     by_param = {v: k for k, v in imported.items()}
-    assert set(tasks["ingest"].dependent_tasks) == {by_param["spans_uri"]}
+    assert set(tasks["ingest"].dependent_tasks) == {by_param["spans_uri"], "land"}
     assert by_param["push_destination"] in tasks["evaluate"].dependent_tasks
     train = spec.deployment_spec["executors"]["exec-train"]["container"]
     assert train["image"] == "reg/twinpipe-torch:1"
     assert "accelerator" not in train["resources"]
     assert train["resources"]["resourceCpuLimit"] == "1"
     # no node selector / toleration on any KFP task: the only platform setting is the alerts
-    # Secret mounted into validate, where the gate raises alerts
+    # Secret mounted where the gates raise alerts (the landing ingest, validate)
     (platform,) = load_compiled(path)[1:]
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert list(executors) == ["exec-validate"] and list(executors["exec-validate"]) == ["secretAsVolume"]
+    assert sorted(executors) == ["exec-land", "exec-validate"]
+    assert all(list(e) == ["secretAsVolume"] for e in executors.values())
     params = spec.root.input_definitions.parameters
     job = json.loads(params["train_job"].default_value.string_value)
     assert job["gpu"] == 2 and job["image"] == "reg/twinpipe-torch:1"
