@@ -132,9 +132,9 @@ def run(cfg: RunConfig, stacks: tuple[str, ...] = STACKS, *, tuning_choice: str 
     """
     contract = load_contract(cfg.contract_path)
     with RunLock(cfg.out_dir, "run"):
-        def body(local_cfg, mirror):
+        def body(local_cfg, mirror, landed=None):
             return _run(local_cfg, contract, stacks, tuning_choice, set(explicit), scale, report,
-                        scaling_probe, measure, mirror)
+                        scaling_probe, measure, mirror, landed)
 
         if landing is not None:
             if storage.is_remote(cfg.out_dir):
@@ -144,9 +144,8 @@ def run(cfg: RunConfig, stacks: tuple[str, ...] = STACKS, *, tuning_choice: str 
                                     "(their first step is this same landing ingest).")
             if cfg.input_path:
                 raise ContractError("--landing and --input are two inputs: give one.")
-            return _landing_run(cfg, contract, landing, retrain, lambda c, pre: _run(
-                c, contract, stacks, tuning_choice, set(explicit), scale, report, scaling_probe,
-                measure, None, pre))
+            return _landing_run(cfg, contract, landing, retrain,
+                                lambda local_cfg, landed: body(local_cfg, None, landed))
         if storage.is_remote(cfg.out_dir):
             return _on_object_store(cfg.out_dir, cfg, body)
         return body(cfg, None)

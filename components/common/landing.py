@@ -189,6 +189,7 @@ class Ledger:
 
 
 NEW, NOTHING_NEW, RETRAIN = "new delivery", "no new delivery", "retrain"
+PUBLISHED = "spans as published"  # no landing folder: the later steps run on the spans there
 
 
 @dataclass
@@ -233,8 +234,11 @@ def land(landing: str, data_root: str, contract: Contract, run: str, *, consumer
     no span changes. A delivery the ingest refuses (a :class:`TwinpipeError`: the whole table
     breaks the contract, or it cannot be read) is recorded ``refused`` with its reasons, alerted
     (``report_dir``, default ``data_root/validation``) and the error raised; any other failure
-    gives the deliveries back to the next run (:meth:`Ledger.release`).
+    gives the deliveries back to the next run (:meth:`Ledger.release`). ``landing`` '': no landing
+    step (the spans were published before, e.g. by a local run's shared ingest): :data:`PUBLISHED`.
     """
+    if not landing:
+        return Landed(PUBLISHED, run)
     ledger = Ledger(data_root, consumer)
     with _scratch() as work:
         taken, seen = [], []

@@ -55,16 +55,12 @@ def LandingIngest(  # noqa: N802 (TFX component naming)
     """The pipeline's first node: the new deliveries under ``landing_uri`` taken and ingested into
     ``data_root/spans``; ``landing_uri`` '': none (the spans were published before: the later
     nodes run on them)."""
-    if landing_uri:
-        done = land(landing_uri, data_root, load_contract(contract_path or None), run_id(run_label),
-                    consumer=CONSUMER, retrain=bool(retrain), pipeline="twinpipe-tfx",
-                    report_dir=report_dir)
-        doc, proceed = done.to_dict(), done.proceed
-    else:
-        doc, proceed = {"status": "spans as published"}, True
-    storage.write_json(storage.join(landed.uri, "landing.json"), doc)
-    landed.set_int_custom_property(PROCEED, int(proceed))
-    landed.set_string_custom_property("status", doc["status"])
+    done = land(landing_uri, data_root, load_contract(contract_path or None), run_id(run_label),
+                consumer=CONSUMER, retrain=bool(retrain), pipeline="twinpipe-tfx",
+                report_dir=report_dir)
+    storage.write_json(storage.join(landed.uri, "landing.json"), done.to_dict())
+    landed.set_int_custom_property(PROCEED, int(done.proceed))
+    landed.set_string_custom_property("status", done.status)
 
 
 def row_to_example(row: dict[str, Any]) -> tf.train.Example:

@@ -51,9 +51,6 @@ def land_stage(landing_uri: str, spans_uri: str, contract_path: str = "", retrai
     the later stages run (False: no new delivery). ``landing_uri`` '': no landing step (the spans
     were published before, e.g. by a local run's shared ingest), the later stages run."""
     t0 = time.time()
-    if not landing_uri:
-        record_stage(record_dir, "land", {"status": "spans as published", "wall_s": 0.0})
-        return True
     landed = land(landing_uri, storage.parent(spans_uri), load_contract(contract_path or None),
                   run_id(run_label), consumer=CONSUMER, retrain=retrain, pipeline="twinpipe-torch",
                   report_dir=report_dir or None)
