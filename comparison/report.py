@@ -17,6 +17,7 @@ from comparison.scaling import sentence as scaling_sentence
 from comparison.sections import STACK_NAMES, STACKS, num
 from comparison.tuning import section as tuning_section
 from comparison.validation_engines import section as validation_engines_section
+from components.common.blessing import explain
 from components.common.config import STAGES
 from components.common.errors import DataError
 from components.common.layout import (
@@ -219,10 +220,8 @@ def summary_lines(runs: list[dict], loc: dict) -> list[str]:
         ev, push = s["run"]["stages"]["evaluate"], s["run"]["stages"]["push"]
         if ev.get("blessed") is None:
             continue
-        base = (f"baseline AUC {ev['baseline_auc']:.4f}" if ev.get("baseline_auc") is not None
-                else "no baseline (first push)")
-        lines.append(f"{STACK_NAMES[stack]}: {'blessed' if ev['blessed'] else 'NOT blessed'} "
-                     f"({base}); {'pushed' if push.get('pushed') else 'not pushed'}.")
+        lines.append(f"{STACK_NAMES[stack]}: {explain(ev)}; "
+                     f"{'pushed' if push.get('pushed') else 'not pushed'}.")
     total = {k: sum(v[k] for v in loc.values()) for k in ("shared", "tfx", "torch")}
     lines.append(f"Code: {total['shared']} shared lines (contract, split, metrics, blessing, "
                  f"registry) + {total['tfx']} TFX-specific vs {total['torch']} PyTorch-specific.")

@@ -31,7 +31,7 @@ from components.common import history, registry, storage
 from components.common import ingest as shared_ingest
 from components.common.config import RunConfig, push_destination
 from components.common.contract import Contract, load_contract
-from components.common.errors import ContractError, GateError, TwinpipeError
+from components.common.errors import ContractError, DataError, GateError, TwinpipeError
 from components.common.gate import check_spans, enforce
 from components.common.ingest import IngestResult
 from components.common.landing import NEW, NOTHING_NEW, Ledger, land, run_id
@@ -114,6 +114,17 @@ def _on_object_store(out: str, cfg: RunConfig, body, **replace):
         mirror.close()
 
 
+def preflight(cfg: RunConfig, tuning_choice: str = "none", landing: str | None = None) -> None:
+    """The usage checks that need no work: the input, the landing folder and a ``--tuning PATH``
+    exist and can be read. Run before the output folder is locked or created, so a usage error
+    leaves nothing behind."""
+    for what, path in (("input", cfg.input_path), ("landing folder", landing)):
+        if path and not storage.is_remote(path) and not Path(path).exists():
+            raise DataError(f"{what} {path}: no such file or folder; nothing was written.")
+    if tuning_choice not in ("none", "auto"):
+        tuning.load(tuning_choice)
+
+
 def run(cfg: RunConfig, stacks: tuple[str, ...] = STACKS, *, tuning_choice: str = "none",
         explicit: frozenset[str] | set[str] = frozenset(), scale: int = 1, report: bool = True,
         scaling_probe: bool = True, measure: tuple[str, ...] | None = None,
@@ -131,6 +142,7 @@ def run(cfg: RunConfig, stacks: tuple[str, ...] = STACKS, *, tuning_choice: str 
         GateError: the data gate stopped a stack (the other still ran on the same data).
     """
     contract = load_contract(cfg.contract_path)
+    preflight(cfg, tuning_choice, landing)
     with RunLock(cfg.out_dir, "run"):
         def body(local_cfg, mirror, landed=None):
             return _run(local_cfg, contract, stacks, tuning_choice, set(explicit), scale, report,
@@ -298,6 +310,7 @@ def validate(cfg: RunConfig) -> ValidateOutcome:
         GateError: the table breaks the contract (alerts sent, the report written).
     """
     contract = load_contract(cfg.contract_path)
+    preflight(cfg)
     with RunLock(cfg.out_dir, "validate"):
         if not storage.is_remote(cfg.out_dir):
             return _validate(cfg, contract, Path(cfg.out_dir))

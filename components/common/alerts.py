@@ -269,11 +269,11 @@ def smtp_settings(url: str) -> tuple[str, str, int, dict[str, list[str]]]:
 
 
 def _redact(example: object) -> object:
-    """An example's location only: ``file F, row R`` of ``file F, row R: column 'x': ...``; a
+    """An example's location only: ``file F, line L`` of ``file F, line L: column 'x': ...``; a
     dict keeps its keys, its values hidden."""
     if isinstance(example, dict):
         return dict.fromkeys(example, REDACTED)
-    m = re.match(r"(.*?, row \d+)(?::|$)", example, re.S) if isinstance(example, str) else None
+    m = re.match(r"(.*?, (?:row|line) \d+)(?::|$)", example, re.S) if isinstance(example, str) else None
     return m.group(1) if m else REDACTED
 
 

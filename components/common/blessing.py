@@ -40,3 +40,19 @@ def decide(rule: BlessingRule, candidate: float, baseline: float | None) -> Bles
         baseline=None if baseline is None else float(baseline),
         lower_bound=rule.lower_bound, max_regression=rule.max_regression, reasons=tuple(reasons),
     )
+
+
+def explain(evaluate: dict) -> str:
+    """One line on an evaluate stage's record (run.json): blessed or not, and why. Records without
+    ``reasons`` (TFMA's) get them again from the recorded rule, AUC and baseline."""
+
+    if evaluate.get("blessed") is None:
+        return "not evaluated"
+    base = evaluate.get("baseline_auc")
+    if evaluate["blessed"]:
+        return (f"blessed (baseline AUC {base:.4f})" if base is not None
+                else "blessed (first push: no baseline, the lower bound applies)")
+    reasons = evaluate.get("reasons")
+    if not reasons and evaluate.get("rule") and evaluate.get("auc") is not None:
+        reasons = decide(BlessingRule(**evaluate["rule"]), evaluate["auc"], base).reasons
+    return f"NOT blessed ({'; '.join(reasons) if reasons else 'no reason recorded'})"

@@ -273,7 +273,7 @@ def ingest(
         lines = pd.DataFrame(malformed_lines).rename(columns={"file": "__file", "line": "__row"})
         if not lines.empty:
             lines = lines.assign(rule="malformed", column="", __row=lines["__row"].astype("string"),
-                                 where="file " + lines["__file"].astype(str) + ", row "
+                                 where="file " + lines["__file"].astype(str) + ", line "
                                  + lines["__row"].astype(str))
         rest_q = pd.concat([unassigned, lines], ignore_index=True).astype("string")
         if len(rest_q):

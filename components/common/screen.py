@@ -19,11 +19,15 @@ REASON_NO_LABEL = "no arr_delay: cancelled or diverted flight (label.missing=exc
 
 
 def where_of(df: pd.DataFrame, index, source: str) -> pd.Series:
-    """'file F, row R' for rows of the input (CSV: their line, the header being line 1)."""
+    """'file F, line L' for rows of a CSV file (the header being line 1), 'file F, row R' for
+    rows of a Parquet file (from 1)."""
     if "__file" in df.columns and "__row" in df.columns:
-        return ("file " + df.loc[index, "__file"].astype("string") + ", row "
-                + df.loc[index, "__row"].astype("string"))
-    return pd.Series([f"{source}, row {int(i) + 2}" for i in index], index=index, dtype="string")
+        files = df.loc[index, "__file"].astype("string")
+        unit = files.str.lower().str.endswith(".parquet").map({True: ", row ", False: ", line "})
+        return "file " + files + unit.astype("string") + df.loc[index, "__row"].astype("string")
+    if str(source).lower().endswith(".parquet"):
+        return pd.Series([f"{source}, row {int(i) + 1}" for i in index], index=index, dtype="string")
+    return pd.Series([f"{source}, line {int(i) + 2}" for i in index], index=index, dtype="string")
 
 
 def conform(
@@ -147,8 +151,12 @@ def screen(df: pd.DataFrame, contract: Contract, source: str,
     missing = [n for n in names if n not in df.columns]
     extra = [c for c in df.columns if c not in names and c not in meta]
     hint = f" (columns not in the contract: {', '.join(extra)} — renamed?)" if extra and missing else ""
-    for n in missing:
-        checks.append(FailedCheck("schema", n, "column missing", "column present" + hint,
+    if len(missing) == 1:
+        checks.append(FailedCheck("schema", missing[0], "column missing", "column present" + hint,
+                                  pol["schema"]))
+    elif missing:  # one finding naming them all, not one clause per column
+        checks.append(FailedCheck("schema", None, f"{len(missing)} columns missing: "
+                                  f"{', '.join(missing)}", "every contract column present" + hint,
                                   pol["schema"]))
     if extra and not features_only:  # scoring input may carry anything else
         checks.append(FailedCheck("extra_columns", ", ".join(extra), f"{len(extra)} column(s) not in "

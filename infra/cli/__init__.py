@@ -16,11 +16,13 @@ __all__ = ["build_parser", "main"]
 INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug (data and usage errors exit 1 and 2)
 
 
-def _env_for_stacks() -> None:
+def _env_for_stacks(verbose: bool) -> None:
     # TF 2.16 ships Keras 3; TFX 1.16 needs tf.keras 2 (the tf-keras package). Must be set before
     # TensorFlow is first imported, so the CLI sets it on entry (not at import time).
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ log (XLA's "Unable to register cuFFT factory" lines on a CPU machine) is
+    # noise to a user: errors reach the user as twinpipe's own messages; -v shows it again.
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if verbose else "3"
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -45,7 +47,7 @@ def _setup_logging(verbose: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
-    _env_for_stacks()
+    _env_for_stacks(args.verbose)
     _setup_logging(args.verbose)
     try:
         return args.func(args)

@@ -6,12 +6,15 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
 from comparison.tuning import tuning_path
+from components.common import registry
 from components.common.alerts import SECRETS, AlertConfig, secrets_to_files
 from components.common.beam_options import default_beam_args, override_beam_args
+from components.common.blessing import explain
 from components.common.config import RunConfig
 from components.common.contract import load_contract
 from components.common.errors import ContractError, DataError
@@ -22,6 +25,7 @@ from components.common.spans import parse_months, parse_spans
 from infra.deploy import deploy_serving, submit_kfp, submit_vertex
 from pipelines import replay, workflow
 from pipelines.compile import compile_pipelines
+from serving.runtime import current_version
 from serving.server import serve
 
 
@@ -132,9 +136,7 @@ def cmd_validate(args) -> int:
     ingested = found.ingested
     print(f"{args.path}: passes the contract '{found.contract.name}': {ingested.rows} rows in "
           f"{len(ingested.spans)} span(s), {ingested.quarantined_rows} quarantined, "
-          f"{len(found.warnings)} warning(s). Report: {found.gate_json}")
-    for w in found.warnings:
-        print(f"  warning: {w}")
+          f"{len(found.warnings)} warning(s) (above). Report: {found.gate_json}")
     return 0
 
 
@@ -154,37 +156,44 @@ def print_summary(summary: dict, path: Path | str) -> None:
           f"gate warnings={len(st['validate'].get('warnings') or [])} "
           f"workers={st['train'].get('workers')} "
           f"samples/s={st['train'].get('samples_per_s')} auc={ev.get('auc')} "
-          f"blessed={ev.get('blessed')} pushed={st['push'].get('pushed')}")
+          f"pushed={st['push'].get('pushed')}")
+    print(f"  {explain(ev)}")
     if st["push"].get("pushed_path"):
         print(f"  pushed: {st['push']['pushed_path']}")
 
 
 def cmd_predict(args) -> int:
+    """Scores rows with the model a push destination serves now (its current.json, as `twinpipe
+    serve` follows it) or with one pushed version folder."""
 
-    model = Path(args.model)
-    sig_path = model / SIGNATURE_JSON
-    if not sig_path.is_file():
-        raise DataError(f"--model {model}: no signature.json; expected a pushed model folder.")
-    sig = json.loads(sig_path.read_text())
-    contract = load_contract(args.contract)
-    raw, source = load_input_table(args.input)
-    table = conform(raw, contract, source, features_only=True)
-    if sig["runtime"] == "tensorflow-saved-model":
-        from components.tfx.export import predict_saved_model
+    version, uri = current_version(args.model)
+    with tempfile.TemporaryDirectory(prefix="twinpipe-predict-") as work:
+        model = registry.local_copy(uri, work)
+        sig_path = model / SIGNATURE_JSON
+        if not sig_path.is_file():
+            raise DataError(f"--model {args.model}: version {version} ({uri}) has no "
+                            f"{SIGNATURE_JSON}; expected a push destination or a pushed version.")
+        sig = json.loads(sig_path.read_text())
+        contract = load_contract(args.contract)
+        raw, source = load_input_table(args.input)
+        table = conform(raw, contract, source, features_only=True)
+        if sig["runtime"] == "tensorflow-saved-model":
+            from components.tfx.export import predict_saved_model
 
-        prob = predict_saved_model(str(model), table)
-    elif sig["runtime"] == "onnx":
-        from components.torch.export import predict_onnx
+            prob = predict_saved_model(str(model), table)
+        elif sig["runtime"] == "onnx":
+            from components.torch.export import predict_onnx
 
-        prob = predict_onnx(model, table)
-    else:
-        raise DataError(f"--model {model}: unknown runtime {sig['runtime']!r} in signature.json.")
+            prob = predict_onnx(model, table)
+        else:
+            raise DataError(f"--model {args.model}: unknown runtime {sig['runtime']!r} in "
+                            f"{SIGNATURE_JSON}.")
     out = raw.drop(columns=["__file", "__row"], errors="ignore").assign(probability=prob)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(str(args.output) + ".tmp")
     out.to_csv(tmp, index=False)
     os.replace(tmp, args.output)
-    print(f"scored {len(out)} rows with {model} -> {args.output}")
+    print(f"scored {len(out)} rows with version {version} ({uri}) -> {args.output}")
     return 0
 
 
@@ -227,9 +236,10 @@ def cmd_submit(args) -> int:
     cron = getattr(args, "cron", None)
     params = _params(args.param)
     if args.target == "kfp":
-        if not args.host:
-            raise ContractError("--target kfp needs --host URL (the KFP API, e.g. http://localhost:8080).")
-        result = submit_kfp(args.spec, args.host, params, args.experiment, args.name, cron=cron,
+        if not args.kfp_host:
+            raise ContractError("--target kfp needs --kfp-host URL (the KFP API, e.g. "
+                                "http://localhost:8080 after `kubectl port-forward`).")
+        result = submit_kfp(args.spec, args.kfp_host, params, args.experiment, args.name, cron=cron,
                             dry_run=args.dry_run)
     else:
         if not (args.project and args.region and args.pipeline_root):

