@@ -78,7 +78,7 @@ def test_text_in_a_numeric_column_stops_both_stacks(both, months, tmp_path):
     assert line.startswith("twinpipe: error: [tfx][validate] and [torch][validate] stopped the run "
                            "before training: data gate:")
     assert "span 201302: malformed on column 'distance'" in line and "'far' is not a number" in line
-    assert "2013-01-02.csv, row " in line  # file and row of an example
+    assert "2013-01-02.csv, line " in line  # file and line of an example
     _stopped_at_validate(out)
     # both stacks reached the same verdict and each alerted every sink
     gates = {s: json.loads((out / s / "validation" / "gate.json").read_text()) for s in ("tfx", "torch")}

@@ -100,7 +100,7 @@ def test_row_rules_quarantine_with_reason_and_fail_above_the_rate(contract, rows
     q = pd.read_parquet(tmp_path / "spans" / "span-201302" / "quarantine" / "data.parquet")
     assert len(q) == n and set(q["rule"]) == {rule} and set(q["column"]) == {column}
     assert q["reason"].str.contains(f"column '{column}'").all()
-    assert q["where"].str.match(r"file .*in.csv, row \d+").all()
+    assert q["where"].str.match(r"file .*in.csv, line \d+").all()
     # the quarantined rows are in no split: nothing is trained on them
     kept = pd.concat(pd.read_parquet(p) for p in (tmp_path / "spans").glob("span-201302/*/data.parquet")
                      if p.parent.name in ("train", "eval", "excluded"))
