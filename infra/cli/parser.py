@@ -6,6 +6,7 @@ import argparse
 
 from comparison.measure import EXTRA_MEASUREMENTS
 from components.common import beam_options as bo
+from infra.cli.alert import add_alert_parser
 from infra.cli.commands import (
     STACKS,
     cmd_accept,
@@ -307,4 +308,5 @@ def build_parser() -> argparse.ArgumentParser:
                     help="replaces the overlay's push destinations: <data-root>/<stack>/pushed")
     dp.add_argument("--apply", action="store_true", help="kubectl apply them (default: print)")
     dp.set_defaults(func=cmd_deploy)
+    add_alert_parser(sub, _alert_flags)
     return p
