@@ -182,10 +182,10 @@ class AlertConfig:
         conf = {k: v for k, v in (base or {}).items() if k in SINKS and v}
         for k in SINKS:
             var = f"TWINPIPE_ALERT_{k.upper()}"
-            value = (_secret(var) if k in SECRETS else os.environ.get(var)) or _mounted(var)
+            value = (_secret(var) if k in SECRETS else _env(var)) or _mounted(var)
             if value:
                 conf[k] = value
-        if user := os.environ.get(SMTP_USER) or _mounted(SMTP_USER):
+        if user := _env(SMTP_USER) or _mounted(SMTP_USER):
             conf["smtp_user"] = user
         if password := _secret(SECRETS["smtp_password"]) or _mounted(SECRETS["smtp_password"]):
             conf["smtp_password"] = password
@@ -238,10 +238,15 @@ class AlertConfig:
         return text
 
 
+def _env(var: str) -> str | None:
+    """``var``'s value, stripped: a Secret key made from a file often ends in a newline."""
+    return os.environ.get(var, "").strip() or None
+
+
 def _secret(var: str) -> str | None:
     """A secret from the file named by ``<var>_FILE``, else from ``var``."""
     path = os.environ.get(f"{var}_FILE")
-    return read_secret_file(path, f"{var}_FILE") if path else os.environ.get(var) or None
+    return read_secret_file(path, f"{var}_FILE") if path else _env(var)
 
 
 def _mounted(var: str) -> str | None:

@@ -321,6 +321,18 @@ def test_sinks_come_from_the_mounted_alerts_secret_unless_the_environment_sets_t
     assert AlertConfig.from_env().slack is None
 
 
+def test_values_from_a_secret_made_of_files_lose_their_trailing_newline(monkeypatch):
+    """`kubectl create secret --from-file` keeps a file's last newline; secretKeyRef env has it."""
+    monkeypatch.setenv("TWINPIPE_ALERT_SLACK", "https://hooks.slack.com/services/T0KEN-n\n")
+    monkeypatch.setenv("TWINPIPE_ALERT_SMTP", "smtp://mail:25/?to=a@x.org\n")
+    monkeypatch.setenv("TWINPIPE_SMTP_USER", "alerts\n")
+    cfg = AlertConfig.from_env()
+    assert (cfg.slack, cfg.smtp, cfg.smtp_user) == (
+        "https://hooks.slack.com/services/T0KEN-n", "smtp://mail:25/?to=a@x.org", "alerts")
+    monkeypatch.setenv("TWINPIPE_ALERT_SLACK", "\n")
+    assert AlertConfig.from_env().slack is None
+
+
 def test_the_config_repr_hides_secrets():
     cfg = AlertConfig(webhook="http://h/hook/T0KEN-a", slack="https://hooks.slack.com/T0KEN-b",
                       smtp="smtps://mail:465/?to=a@b", smtp_user="alerts", smtp_password=PASSWORD,
