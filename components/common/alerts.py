@@ -351,7 +351,7 @@ def _post_json(url: str, payload: dict, timeout: float) -> None:
 
 
 # Block Kit limits: 50 blocks a message, 150 characters in a header, 3000 in a section's text,
-# 2000 in a context element.
+# 2000 in a context element; Slack advises a fallback text under 4000 characters.
 SLACK_FINDINGS = 45
 
 
@@ -378,7 +378,7 @@ def _slack_payload(alert: Alert) -> dict:
     blocks.append({"type": "context", "elements": [
         {"type": "mrkdwn", "text": _cut(f"*{label}*: {_mrkdwn(value)}", 2000)}
         for label, value in context(alert)]})
-    return {"text": _mrkdwn("\n".join([alert.summary(), *lines])), "blocks": blocks}
+    return {"text": _cut(_mrkdwn("\n".join([alert.summary(), *lines])), 4000), "blocks": blocks}
 
 
 def email_body(alert: Alert) -> str:
