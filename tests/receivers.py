@@ -85,6 +85,18 @@ class HttpReceiver:
         self.server.server_close()
 
 
+def subject(message) -> str:
+    """A received message's Subject, its RFC 2047 encoded words decoded."""
+    from email.header import decode_header, make_header
+
+    return str(make_header(decode_header(message["Subject"])))
+
+
+def body(message) -> str:
+    """A received message's text, its transfer encoding (quoted-printable, base64) undone."""
+    return message.get_payload(decode=True).decode(message.get_content_charset() or "utf-8")
+
+
 class SmtpReceiver:
     """An aiosmtpd server keeping every message in ``inbox``.
 

@@ -18,6 +18,13 @@ password — come from ``TWINPIPE_ALERT_WEBHOOK``, ``TWINPIPE_ALERT_SLACK``,
 from ``TWINPIPE_SMTP_USER``. An SMTP URL carrying credentials is refused. Secrets never show in a
 result, a log line or the config's repr. The contract's ``alerts.examples`` (``full``,
 ``redacted``: each example row's location only, ``none``) shapes every sink's payload.
+
+Every sink says the same: :meth:`Alert.summary` (``twinpipe data gate: 2 checks failed —
+PIPELINE / STACK span SPAN``), :func:`finding_lines` (one per finding: check, column, observed vs
+expected) and :func:`context` (stack, span, report) — Slack as Block Kit blocks (header, a section
+per finding, a context block; ``text`` as the fallback), email as its subject and body lines, the
+webhook, files and Pub/Sub as JSON with the structured ``checks`` besides ``summary`` and
+``findings``. The docs: docs/alerts.md.
 """
 
 from __future__ import annotations
@@ -88,9 +95,9 @@ class FailedCheck:
     examples: list = field(default_factory=list)
     span: str | None = None  # the span it was found in (None: the whole input)
 
-    def line(self) -> str:
+    def line(self, with_span: bool = True) -> str:
         """One sentence: where, which rule, observed vs expected, examples."""
-        where = f"span {self.span}: " if self.span else ""
+        where = f"span {self.span}: " if self.span and with_span else ""
         col = f"column '{self.column}'" if self.column else "table"
         ex = f" (e.g. {'; '.join(str(e) for e in self.examples[:3])})" if self.examples else ""
         return f"{where}{self.check} on {col}: observed {self.observed}, expected {self.expected}{ex}"
@@ -106,14 +113,41 @@ class Alert:
     report: str            # path or URL of the gate's report (gate.json)
     source: str = ""
     engine_report: str = ""  # the stack engine's own result: TFDV anomalies / GX checkpoint result
+    test: bool = False     # a sample from `twinpipe alert test`: no data was checked
 
     def summary(self) -> str:
-        return (f"[{self.stack}][validate] {self.pipeline} span {self.span}: "
-                f"{'data rejected' if self.severity == 'error' else 'data warning'} — "
-                + "; ".join(c.line() for c in self.checks))
+        """The headline every sink leads with, e.g. ``twinpipe data gate: 2 checks failed —
+        twinpipe-tfx / tfx span 201302`` (``[TEST] `` first for a test alert)."""
+        failed = sum(c.policy != "warn" for c in self.checks)
+        warned = len(self.checks) - failed
+        counts = ([f"{failed} check{'s' if failed != 1 else ''} failed"] if failed else []) + \
+                 ([f"{warned} warning{'s' if warned != 1 else ''}"] if warned else [])
+        return (f"{'[TEST] ' if self.test else ''}twinpipe data gate: "
+                f"{', '.join(counts) or 'no finding'} — {self.pipeline} / {self.stack} span {self.span}")
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "summary": self.summary()}
+        return {**asdict(self), "summary": self.summary(), "findings": finding_lines(self)}
+
+
+TEST_NOTE = "a test alert from `twinpipe alert test`: no data was checked"
+
+
+def finding_lines(alert: Alert) -> list[str]:
+    """One line per finding — check, column, observed vs expected, a few examples — the same in
+    every sink (Slack, email, webhook, files). The span is named when the alert covers several;
+    a ``warn`` check is marked as such."""
+    several = "," in alert.span
+    return [c.line(with_span=several) + (" [warning]" if c.policy == "warn" else "")
+            for c in alert.checks]
+
+
+def context(alert: Alert) -> list[tuple[str, str]]:
+    """(label, value) of where the findings come from: stack, span, report, engine report, input
+    (and the test note), as the Slack context block and the email's closing lines show them."""
+    out = [("stack", alert.stack), ("span", alert.span), ("report", alert.report)]
+    out += [("engine report", alert.engine_report)] if alert.engine_report else []
+    out += [("input", alert.source)] if alert.source else []
+    return out + ([("note", TEST_NOTE)] if alert.test else [])
 
 
 @dataclass(frozen=True, repr=False)
@@ -148,10 +182,10 @@ class AlertConfig:
         conf = {k: v for k, v in (base or {}).items() if k in SINKS and v}
         for k in SINKS:
             var = f"TWINPIPE_ALERT_{k.upper()}"
-            value = (_secret(var) if k in SECRETS else os.environ.get(var)) or _mounted(var)
+            value = (_secret(var) if k in SECRETS else _env(var)) or _mounted(var)
             if value:
                 conf[k] = value
-        if user := os.environ.get(SMTP_USER) or _mounted(SMTP_USER):
+        if user := _env(SMTP_USER) or _mounted(SMTP_USER):
             conf["smtp_user"] = user
         if password := _secret(SECRETS["smtp_password"]) or _mounted(SECRETS["smtp_password"]):
             conf["smtp_password"] = password
@@ -181,16 +215,38 @@ class AlertConfig:
                 out += [value] + ([tail] if len(tail) > 1 and key != "smtp_password" else [])
         return sorted(set(out), key=len, reverse=True)
 
+    def where(self, result: dict) -> str:
+        """Where a :func:`send` result went, secrets left out: a file's path, the host of a webhook
+        or Slack URL (its path is the secret), the SMTP server and recipients, the topic."""
+        sink = result["sink"]
+        if sink == "file":
+            return str(result.get("path") or self.file)
+        if sink in ("webhook", "slack"):
+            u = urlparse(getattr(self, sink) or "")
+            return u.netloc.rpartition("@")[2] or "?"
+        if sink == "smtp":
+            try:
+                _, host, port, q = smtp_settings(self.smtp or "")
+            except ContractError:
+                return "?"
+            return f"{host}:{port} to {q.get('to', ['root@localhost'])[0]}"
+        return str(getattr(self, sink, "") or "")
+
     def scrub(self, text: str) -> str:
         for secret in self.secrets():
             text = text.replace(secret, "<secret>")
         return text
 
 
+def _env(var: str) -> str | None:
+    """``var``'s value, stripped: a Secret key made from a file often ends in a newline."""
+    return os.environ.get(var, "").strip() or None
+
+
 def _secret(var: str) -> str | None:
     """A secret from the file named by ``<var>_FILE``, else from ``var``."""
     path = os.environ.get(f"{var}_FILE")
-    return read_secret_file(path, f"{var}_FILE") if path else os.environ.get(var) or None
+    return read_secret_file(path, f"{var}_FILE") if path else _env(var)
 
 
 def _mounted(var: str) -> str | None:
@@ -294,14 +350,41 @@ def _post_json(url: str, payload: dict, timeout: float) -> None:
             raise urllib.error.HTTPError(url, resp.status, resp.reason, resp.headers, None)
 
 
+# Block Kit limits: 50 blocks a message, 150 characters in a header, 3000 in a section's text,
+# 2000 in a context element; Slack advises a fallback text under 4000 characters.
+SLACK_FINDINGS = 45
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _mrkdwn(text: str) -> str:
+    """Text for Slack's mrkdwn: its three control characters escaped (``<= 5000`` stays literal)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _slack_payload(alert: Alert) -> dict:
-    lines = [f"*{alert.summary()}*", f"report: {alert.report}"]
-    if alert.engine_report:
-        lines.append(f"engine report: {alert.engine_report}")
-    for c in alert.checks:
-        if c.examples:
-            lines.append(f"`{c.column}` e.g. {c.examples[:3]}")
-    return {"text": "\n".join(lines)}
+    """Block Kit: a header (the summary), one section per finding, a context block (stack, span,
+    report, ...); ``text`` is the plain fallback notifications show."""
+    lines = finding_lines(alert)
+    blocks: list[dict] = [{"type": "header", "text": {"type": "plain_text",
+                                                      "text": _cut(alert.summary(), 150)}}]
+    blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": _cut(f"• {_mrkdwn(line)}", 3000)}}
+               for line in lines[:SLACK_FINDINGS]]
+    if len(lines) > SLACK_FINDINGS:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
+            f"… and {len(lines) - SLACK_FINDINGS} more finding(s) in the report")}})
+    blocks.append({"type": "context", "elements": [
+        {"type": "mrkdwn", "text": _cut(f"*{label}*: {_mrkdwn(value)}", 2000)}
+        for label, value in context(alert)]})
+    return {"text": _cut(_mrkdwn("\n".join([alert.summary(), *lines])), 4000), "blocks": blocks}
+
+
+def email_body(alert: Alert) -> str:
+    """The summary, one finding per line, then where they come from (``label: value``)."""
+    return "\n".join([alert.summary(), "", *finding_lines(alert), "",
+                      *(f"{label}: {value}" for label, value in context(alert))]) + "\n"
 
 
 def _send_smtp(cfg: AlertConfig, alert: Alert) -> None:
@@ -313,12 +396,10 @@ def _send_smtp(cfg: AlertConfig, alert: Alert) -> None:
         raise ContractError("SMTP credentials are set but the smtp alert URL has no TLS; use "
                             "smtp+starttls://, ?starttls=true or smtps:// (no login in clear text).")
     msg = EmailMessage()
-    msg["Subject"] = f"[twinpipe] {alert.severity}: {alert.pipeline} span {alert.span}"
+    msg["Subject"] = alert.summary()
     msg["From"] = q.get("from", ["twinpipe@localhost"])[0]
     msg["To"] = ", ".join(q.get("to", ["root@localhost"])[0].split(","))
-    msg.set_content(alert.summary() + "\n\nreport: " + alert.report
-                    + (f"\nengine report: {alert.engine_report}" if alert.engine_report else "") + "\n\n"
-                    + json.dumps(alert.to_dict(), indent=2, default=str))
+    msg.set_content(email_body(alert))
     trust = ssl.create_default_context()  # system CAs (SSL_CERT_FILE / SSL_CERT_DIR honoured)
     server = (smtplib.SMTP_SSL(host, port, timeout=cfg.timeout_s, context=trust) if mode == "tls"
               else smtplib.SMTP(host, port, timeout=cfg.timeout_s))

@@ -125,6 +125,7 @@ class Contract:
     date_column: str | None = None      # span from a date/timestamp column instead of year + month
     missing_values: tuple[str, ...] = ("",)  # the only text cells that mean "no value"
     alert_examples: str = "full"        # alerts.examples: full | redacted | none
+    alert_on: str = "fail"              # alerts.on: fail | warn (warn-only gates alert too)
 
     def column(self, name: str) -> Column:
         for c in self.columns:

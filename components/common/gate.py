@@ -341,8 +341,9 @@ def render(checks: list[FailedCheck], source: str, contract: Contract, quarantin
 
 def enforce(report: GateReport, *, contract: Contract, stack: str, pipeline: str,
             report_dir: str | Path, spans_dir: str | Path | None = None) -> GateReport:
-    """Writes ``report_dir/gate.json``, alerts on any finding (``report_dir/alerts.jsonl`` plus the
-    configured sinks), and raises GateError when a ``fail`` check failed.
+    """Writes ``report_dir/gate.json``, alerts (``report_dir/alerts.jsonl`` plus the configured
+    sinks) when a ``fail`` check failed — or on warnings alone when the contract says
+    ``alerts.on: warn`` — and raises GateError when a ``fail`` check failed.
 
     The error's text is the same for every stack given the same data (:func:`render`); the stack
     and the report path travel as its prefix and attributes. With ``spans_dir``, each span's
@@ -350,7 +351,8 @@ def enforce(report: GateReport, *, contract: Contract, stack: str, pipeline: str
     span never becomes a drift reference.
     """
     report_path = storage.join(report_dir, GATE_JSON)
-    if report.checks:
+    # a gate that passed with warnings only alerts when the contract says alerts.on: warn
+    if report.failed or (report.checks and contract.alert_on == "warn"):
         spans = sorted({c.span for c in report.checks if c.span}) or [str(s) for s in report.spans]
         alert = Alert(pipeline=pipeline, stack=stack, span=",".join(spans),
                       severity="error" if report.failed else "warning",

@@ -7,6 +7,7 @@ import importlib.metadata
 
 from comparison.measure import EXTRA_MEASUREMENTS
 from components.common import beam_options as bo
+from infra.cli.alert import add_alert_parser
 from infra.cli.commands import (
     STACKS,
     cmd_accept,
@@ -389,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="replaces the overlay's push destinations: <data-root>/<stack>/pushed")
     dp.add_argument("--apply", action="store_true", help="kubectl apply them (default: print)")
     dp.set_defaults(func=cmd_deploy)
+    add_alert_parser(sub, _alert_flags)
 
     verbose = argparse.ArgumentParser(add_help=False)
     verbose.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,

@@ -12,7 +12,7 @@ import pytest
 from components.common.contract import load_contract
 from components.common.sources import load_default_table
 from tests.integration.cli import twinpipe
-from tests.receivers import HttpReceiver, SmtpReceiver
+from tests.receivers import HttpReceiver, SmtpReceiver, subject
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,8 @@ def test_text_in_a_numeric_column_stops_both_stacks(both, months, tmp_path):
     assert "anomalies" in engine["tfx"] and engine["torch"].endswith("gx_result.json")
     slack = [body for path, body in http.received if path == "/slack"]
     assert len(slack) == 2 and all("distance" in s["text"] for s in slack)
-    assert sorted(m["Subject"].split()[2] for m in smtp.inbox) == ["twinpipe-tfx", "twinpipe-torch"]
+    assert sorted(subject(m) for m in smtp.inbox) == [
+        f"twinpipe data gate: 1 check failed — twinpipe-{s} / {s} span 201302" for s in ("tfx", "torch")]
     for s in ("tfx", "torch"):
         (local,) = (out / s / "validation" / "alerts.jsonl").read_text().splitlines()
         assert json.loads(local)["stack"] == s

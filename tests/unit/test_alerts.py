@@ -19,7 +19,7 @@ import pytest
 from components.common.alerts import EXAMPLES, Alert, AlertConfig, FailedCheck, send, smtp_settings
 from components.common.contract import load_contract
 from components.common.errors import ContractError
-from tests.receivers import HttpReceiver, SmtpReceiver, free_port, self_signed_cert
+from tests.receivers import HttpReceiver, SmtpReceiver, body, free_port, self_signed_cert, subject
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +52,15 @@ def test_webhook_slack_and_file_receive_the_alert(http, tmp_path):
     got = dict(handler.received)
     assert got["/hook"]["checks"][0]["observed"] == "max 99999"
     assert got["/hook"]["span"] == "201302" and got["/hook"]["report"].endswith("validate.json")
-    assert "distance" in got["/slack"]["text"] and "99999" in got["/slack"]["text"]
+    slack = got["/slack"]
+    assert "distance" in slack["text"] and "99999" in slack["text"]  # the plain fallback
+    header, finding, ctx = slack["blocks"]
+    assert header["text"]["text"] == "twinpipe data gate: 1 check failed — twinpipe-torch / torch span 201302"
+    assert finding["text"]["text"].startswith(
+        "• range on column 'distance': observed max 99999, expected &lt;= 5000 (e.g. {")
+    assert [e["text"] for e in ctx["elements"]] == [
+        "*stack*: torch", "*span*: 201302", "*report*: /tmp/out/torch/stages/validate.json",
+        "*input*: /tmp/bad.csv"]
     line = json.loads((tmp_path / "a.jsonl").read_text().splitlines()[0])
     assert line["stack"] == "torch" and line["checks"][0]["examples"][0]["flight"] == 1545
 
@@ -75,8 +83,10 @@ def test_email_reaches_an_smtp_server(tmp_path):
         (r,) = send(_alert(), AlertConfig(smtp=smtp.url("tp@x.org", "ops@x.org")))
     assert r["delivered"] is True
     (msg,) = smtp.inbox
-    assert msg["To"] == "ops@x.org" and "201302" in msg["Subject"]
-    assert "distance" in msg.get_payload()
+    assert msg["To"] == "ops@x.org"
+    assert subject(msg) == "twinpipe data gate: 1 check failed — twinpipe-torch / torch span 201302"
+    assert body(msg).splitlines()[2] == ("range on column 'distance': observed max 99999, expected "
+                                         "<= 5000 (e.g. {'flight': 1545, 'distance': 99999})")
 
 
 def test_pubsub_emulator_receives_the_alert(tmp_path):
@@ -194,7 +204,7 @@ def test_email_over_starttls_with_login(trusted, monkeypatch, form):
         (r,) = send(_alert(), AlertConfig.from_env(smtp=url))
     assert r == {"sink": "smtp", "delivered": True, "attempts": 1}
     (msg,) = smtp.inbox
-    assert "201302" in msg["Subject"] and "distance" in msg.get_payload()
+    assert "201302" in subject(msg) and "distance" in body(msg)
     assert [(login, ok) for _, login, ok in smtp.logins] == [("alerts", True)]
 
 
@@ -311,6 +321,18 @@ def test_sinks_come_from_the_mounted_alerts_secret_unless_the_environment_sets_t
     assert AlertConfig.from_env().slack is None
 
 
+def test_values_from_a_secret_made_of_files_lose_their_trailing_newline(monkeypatch):
+    """`kubectl create secret --from-file` keeps a file's last newline; secretKeyRef env has it."""
+    monkeypatch.setenv("TWINPIPE_ALERT_SLACK", "https://hooks.slack.com/services/T0KEN-n\n")
+    monkeypatch.setenv("TWINPIPE_ALERT_SMTP", "smtp://mail:25/?to=a@x.org\n")
+    monkeypatch.setenv("TWINPIPE_SMTP_USER", "alerts\n")
+    cfg = AlertConfig.from_env()
+    assert (cfg.slack, cfg.smtp, cfg.smtp_user) == (
+        "https://hooks.slack.com/services/T0KEN-n", "smtp://mail:25/?to=a@x.org", "alerts")
+    monkeypatch.setenv("TWINPIPE_ALERT_SLACK", "\n")
+    assert AlertConfig.from_env().slack is None
+
+
 def test_the_config_repr_hides_secrets():
     cfg = AlertConfig(webhook="http://h/hook/T0KEN-a", slack="https://hooks.slack.com/T0KEN-b",
                       smtp="smtps://mail:465/?to=a@b", smtp_user="alerts", smtp_password=PASSWORD,
@@ -357,7 +379,7 @@ def test_examples_full_redacted_or_none_in_every_sink(mode, http, tmp_path):
     assert all(r["delivered"] for r in results) and len(results) == 5
     got = dict(http.received)
     payloads = {"webhook": json.dumps(got["/hook"]), "slack": got["/slack"]["text"],
-                "email": smtp.inbox[0].get_payload(),
+                "slack blocks": json.dumps(got["/slack"]["blocks"]), "email": body(smtp.inbox[0]),
                 "own file": (tmp_path / "own.jsonl").read_text(),
                 "file": (tmp_path / "extra.jsonl").read_text()}
     for sink, text in payloads.items():
@@ -396,7 +418,8 @@ def test_the_contract_sets_alerts_examples(tmp_path):
 def test_enforce_applies_the_contracts_examples_setting(tmp_path):
     from components.common.gate import GateReport, enforce
 
-    contract = load_contract(_contract_file(tmp_path, "alerts: {examples: redacted}"))
+    contract = replace(load_contract(_contract_file(tmp_path, "alerts: {examples: redacted}")),
+                       alert_on="warn")  # the report below has warnings only
     report = GateReport(source="/in/jan.csv", spans=[201301], checks=[
         replace(c, policy="warn", span="201301") for c in _private_alert().checks])
     enforce(report, contract=contract, stack="gate", pipeline="p", report_dir=tmp_path / "v")
