@@ -157,7 +157,8 @@ def _finish(parser: argparse.ArgumentParser, verbose: argparse.ArgumentParser) -
     """Every command (and sub-command): the help formatter, ``-v`` after the command name too, and
     its examples."""
 
-    parser.formatter_class = HelpFormatter
+    if parser.formatter_class is argparse.HelpFormatter:  # a command's own formatter stays
+        parser.formatter_class = HelpFormatter
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, child in action.choices.items():

@@ -162,9 +162,9 @@ def test_help_shows_every_default_and_examples(capsys):
             entries[flag] += " " + line.strip()
     assert set(entries) == {"-h", "--contract", "--stack", "--attempts", "--alert-webhook-file",
                             "--alert-slack-file", "--alert-smtp", "--alert-smtp-password-file",
-                            "--alert-pubsub", "--alert-file"}
+                            "--alert-pubsub", "--alert-file", "-v"}
     for flag, help_text in entries.items():
-        assert flag == "-h" or "(default: " in help_text, flag
+        assert flag in ("-h", "-v") or "(default: " in help_text, flag
     assert "(default: 4)" in entries["--attempts"] and "(default: tfx)" in entries["--stack"]
     assert "(default: unset)" in entries["--alert-slack-file"]
     assert "examples:\n  # " in text and "twinpipe alert test --contract" in text
