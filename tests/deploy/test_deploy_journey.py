@@ -152,9 +152,12 @@ def test_terraform_outputs_what_the_overlay_and_compile_read():
     flags = module[module.index('output "compile_flags"'):]
     assert "--tfx-image ${module.platform.registry}/twinpipe-tfx:" in flags
     assert "--torch-image ${module.platform.registry}/twinpipe-torch:" in flags
+    env_outputs = (ROOT / "terraform/envs/dev/main.tf").read_text()
     for sample in SAMPLES.glob("*.json"):
         doc = json.loads(sample.read_text())
         assert all(set(v) == {"sensitive", "type", "value"} for v in doc.values()), sample
+        assert [k for k in doc if f'output "{k}"' not in env_outputs] == [], sample
+        assert [k for k in doc["platform"]["value"] if f'output "{k}"' not in module] == [], sample
 
 
 # --- twinpipe overlay's refusals: one line, exit 1 ---------------------------------------------

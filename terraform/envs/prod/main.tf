@@ -95,6 +95,18 @@ output "data_root" {
   value = module.twinpipe.data_root
 }
 
+output "pipeline_root" {
+  value = module.twinpipe.pipeline_root
+}
+
+output "landing_uri" {
+  value = module.twinpipe.landing_uri
+}
+
+output "vertex_service_account" {
+  value = module.twinpipe.vertex_service_account
+}
+
 output "registry" {
   value = module.twinpipe.registry
 }
