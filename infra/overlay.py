@@ -96,7 +96,10 @@ def overlay_values(outputs: dict, source: str = "tf.json", tfx_image: str | None
     values["data_root"] = str(values["data_root"]).rstrip("/")
     values["environment"] = str(outputs.get("environment") or outputs.get("name") or project)
     gpus = outputs.get("gpu_limit")
-    values["gpu_limit"] = None if gpus is None else int(gpus)
+    try:
+        values["gpu_limit"] = None if gpus is None else int(gpus)
+    except (TypeError, ValueError):
+        raise OverlayError(f"{source}: gpu_limit {gpus!r} is not a whole number.") from None
     return values
 
 
