@@ -77,9 +77,12 @@ lint: setup ## ruff, then import-linter: the layers, the stacks' independence, n
 
 PROJECT ?=
 BEAM_RUNNER ?=
-compile: setup ## compile for KFP and Vertex into OUT/compiled (PROJECT=my-proj: TFX Beam stages on Dataflow; or BEAM_RUNNER=direct)
-	$(VENV)/bin/twinpipe compile --target kfp --out $(OUT)/compiled
-	$(VENV)/bin/twinpipe compile --target vertex --out $(OUT)/compiled \
+TFX_IMAGE ?=
+TORCH_IMAGE ?=
+IMAGE_FLAGS = $(if $(TFX_IMAGE),--tfx-image $(TFX_IMAGE)) $(if $(TORCH_IMAGE),--torch-image $(TORCH_IMAGE))
+compile: setup ## compile for KFP and Vertex into OUT/compiled (TFX_IMAGE=REG/twinpipe-tfx:TAG TORCH_IMAGE=REG/twinpipe-torch:TAG; PROJECT=my-proj: Beam on Dataflow, or BEAM_RUNNER=direct)
+	$(VENV)/bin/twinpipe compile --target kfp --out $(OUT)/compiled $(IMAGE_FLAGS)
+	$(VENV)/bin/twinpipe compile --target vertex --out $(OUT)/compiled $(IMAGE_FLAGS) \
 	  $(if $(PROJECT),--project $(PROJECT)) $(if $(BEAM_RUNNER),--beam-runner $(BEAM_RUNNER))
 
 lock: ## re-resolve requirements/lock.txt and requirements/serve.lock.txt from their .in files

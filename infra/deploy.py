@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from components.common import registry, storage
-from components.common.errors import ContractError
+from components.common.errors import ContractError, TwinpipeError
 from components.common.schedule_spec import kfp_cron, vertex_cron
 from pipelines.compile import load_compiled
 
@@ -114,16 +114,130 @@ PUSH_DESTINATION = "twinpipe.io/push-destination"
 SERVED_VERSION = "twinpipe.io/served-version"
 
 
+#: The repository (found from this file): `twinpipe deploy` resolves a relative --overlay there
+#: when the working directory does not hold it, so it runs from any folder.
+REPO = Path(__file__).resolve().parents[1]
+
+#: How long `twinpipe deploy` waits for Cloud Storage before it gives up (credentials + one read).
+PROBE_S = 8.0
+
+
+class DeployError(TwinpipeError):
+    """`twinpipe deploy` cannot reach what it deploys from: credentials, network, the overlay."""
+
+
+def resolve_overlay(overlay: str | Path) -> Path:
+    """``overlay`` as given when that folder exists (relative to the working directory), else,
+    for a relative path, the same path in the repository; one line naming both when neither
+    holds a kustomization."""
+
+    given = Path(overlay)
+    candidates = [given] if given.is_absolute() else [given, REPO / given]
+    for c in candidates:
+        if (c / "kustomization.yaml").is_file():
+            return c
+    where = " or ".join(str(c.resolve()) for c in candidates)
+    raise DeployError(f"--overlay {overlay}: no kustomization.yaml in {where}; write one for your "
+                      "project with `twinpipe overlay --terraform-output tf.json --out DIR`.")
+
+
 def kustomize(overlay: str | Path) -> list[dict]:
     """The manifests of a kustomize overlay (``kubectl kustomize``, offline)."""
+    import shutil
     import subprocess
 
     import yaml
 
+    if not shutil.which("kubectl"):
+        raise DeployError("kubectl is not installed (it renders the kustomize overlay); install "
+                          "it, e.g. `gcloud components install kubectl`.")
     proc = subprocess.run(["kubectl", "kustomize", str(overlay)], capture_output=True, text=True)
     if proc.returncode != 0:
         raise ContractError(f"kubectl kustomize {overlay} failed: {proc.stderr.strip()}")
     return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 300 else text[:300] + " [...]"
+
+
+def _probe(url: str) -> None:
+    """One list request on ``url``'s bucket and prefix, without retries: raises DeployError for
+    missing credentials, an unreachable endpoint, a missing bucket or a refused read."""
+    import os
+    from urllib.parse import quote
+
+    import google.auth
+    import requests
+    from google.auth.exceptions import DefaultCredentialsError, GoogleAuthError
+
+    bucket, _, prefix = url.split("://", 1)[1].partition("/")
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST", "")
+    if emulator and emulator != "default":
+        endpoint = emulator if "://" in emulator else f"http://{emulator}"
+        session = requests.Session()
+    else:
+        endpoint = "https://storage.googleapis.com"
+        try:
+            creds, _ = google.auth.default(
+                scopes=["https://www.googleapis.com/auth/devstorage.read_only"])
+        except DefaultCredentialsError:
+            raise DeployError(f"no Google Cloud credentials to read {url}: run `gcloud auth "
+                              "application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS to "
+                              "a key file), then deploy again.") from None
+        from google.auth.transport.requests import AuthorizedSession
+
+        session = AuthorizedSession(creds)
+    try:
+        r = session.get(f"{endpoint}/storage/v1/b/{quote(bucket, safe='')}/o",
+                        params={"prefix": prefix.rstrip("/") + "/", "maxResults": "1"},
+                        timeout=(PROBE_S / 2, PROBE_S / 2))
+    except GoogleAuthError as e:
+        raise DeployError(f"could not get an access token to read {url}: {_one_line(e)}; check "
+                          "`gcloud auth application-default login` and the network.") from None
+    except requests.RequestException as e:
+        raise DeployError(f"could not reach Cloud Storage ({endpoint}) to read {url}: "
+                          f"{type(e).__name__}; check the network (proxy, DNS, firewall).") from None
+    if r.status_code == 404:
+        raise DeployError(f"bucket gs://{bucket} does not exist (read for {url}); check --data-root "
+                          "or the overlay's push destinations (terraform output data_root).")
+    if r.status_code in (401, 403):
+        raise DeployError(f"the credentials may not list {url} (HTTP {r.status_code}); grant them "
+                          f"roles/storage.objectViewer on gs://{bucket}.")
+    if r.status_code >= 400:
+        raise DeployError(f"Cloud Storage answered HTTP {r.status_code} to a list of {url}.")
+
+
+def check_storage(urls: list[str], timeout_s: float = PROBE_S) -> None:
+    """A bounded check, before anything else reads them, that ``urls`` (gs://) can be read: one
+    request each, no retries, at most about ``timeout_s`` in all (the storage layer's own client
+    retries for a minute before it reports a missing network)."""
+    import threading
+
+    remote = [u for u in dict.fromkeys(urls) if storage.is_remote(u)]
+    if not remote:
+        return
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            for url in remote:
+                _probe(url)
+        except BaseException as e:  # noqa: BLE001 — handed to the caller's thread
+            failure.append(e)
+
+    t = threading.Thread(target=run, name="twinpipe-deploy-probe", daemon=True)
+    t.start()
+    t.join(timeout_s + 1.0)
+    if t.is_alive():
+        raise DeployError(f"no answer from Cloud Storage for {remote[0]} within {timeout_s + 1:.0f} "
+                          "s: check the network (proxy, DNS, firewall) and your credentials.")
+    if failure:
+        e = failure[0]
+        if isinstance(e, TwinpipeError):
+            raise e
+        raise DeployError(f"could not read {remote[0]}: {type(e).__name__}: {_one_line(e)}.")
 
 
 def serving_manifests(docs: list[dict], data_root: str | None = None) -> list[dict]:
@@ -153,7 +267,11 @@ def serving_manifests(docs: list[dict], data_root: str | None = None) -> list[di
             raise ContractError(f"InferenceService {meta['name']}: no {PUSH_DESTINATION} "
                                 "annotation and no --data-root: where its models are pushed is "
                                 "unknown.")
-        uri = registry.serving_uri(dest)
+        try:
+            uri = registry.serving_uri(dest)
+        except (OSError, TimeoutError) as e:  # after check_storage: a refused or lost read
+            raise DeployError(f"InferenceService {meta['name']}: could not read {dest}: "
+                              f"{type(e).__name__}: {_one_line(e)}.") from None
         if uri is None:
             raise ContractError(f"InferenceService {meta['name']}: nothing pushed to {dest} yet "
                                 "(no version with a push.json); run a pipeline whose model is "
@@ -182,14 +300,34 @@ def _set_flag(container: dict, flag: str, value: str) -> None:
         args += [flag, value]
 
 
+def push_destinations(docs: list[dict], data_root: str | None = None) -> list[str]:
+    """Where the InferenceServices of ``docs`` are served from (as :func:`serving_manifests`)."""
+    out = []
+    for doc in docs:
+        if doc.get("kind") == "InferenceService":
+            meta = doc["metadata"]
+            stack = meta.get("labels", {}).get("twinpipe/stack", "")
+            dest = (storage.join(data_root, stack, "pushed") if data_root
+                    else meta.get("annotations", {}).get(PUSH_DESTINATION))
+            if dest:
+                out.append(dest)
+    return out
+
+
 def deploy_serving(overlay: str | Path, data_root: str | None = None, apply: bool = False) -> str:
     """The overlay's manifests with the served versions resolved, as YAML; with ``apply`` also
-    ``kubectl apply``-ed (needs a cluster; exercised only there)."""
+    ``kubectl apply``-ed (needs a cluster; exercised only there).
+
+    A relative ``overlay`` missing from the working directory is looked up in the repository.
+    Cloud Storage is checked first, bounded (:func:`check_storage`): missing credentials or no
+    network are one line within seconds, not a minute of retries."""
     import subprocess
 
     import yaml
 
-    text = yaml.safe_dump_all(serving_manifests(kustomize(overlay), data_root), sort_keys=False)
+    docs = kustomize(resolve_overlay(overlay))
+    check_storage(push_destinations(docs, data_root))
+    text = yaml.safe_dump_all(serving_manifests(docs, data_root), sort_keys=False)
     if apply:
         proc = subprocess.run(["kubectl", "apply", "-f", "-"], input=text, capture_output=True,
                               text=True)

@@ -14,7 +14,7 @@ from components.common.beam_options import DEFAULT_REGION, DataflowSettings, art
 from components.common.cluster import vertex_proto
 from components.common.config import RunConfig
 from components.common.contract import load_contract
-from components.common.errors import ContractError
+from components.common.errors import ContractError, TwinpipeError
 from components.common.schedule_spec import GpuSpec, vertex_machine_type
 from components.common.spans import parse_months
 from components.tfx.export import signature_json
@@ -284,31 +284,112 @@ def publish_contract(contract_path: str, data_root: str, out_dir: str) -> str:
     return uri
 
 
-def compile_pipelines(args) -> list[Path]:
+#: The images `twinpipe compile` writes when none is given: names no cluster can pull.
+DEFAULT_IMAGES = {"tfx": "twinpipe-tfx:latest", "torch": "twinpipe-torch:latest"}
 
-    stacks = ("tfx", "torch") if args.stack == "both" else (args.stack,)
-    # Default roots: Terraform's artifact bucket when the project is known, else a placeholder.
+
+class UsageError(TwinpipeError):
+    """Flags that do not go together (exit 2, as argparse's own usage errors)."""
+
+    exit_code = 2
+
+
+def stacks_of(args) -> tuple[str, ...]:
+    return ("tfx", "torch") if args.stack == "both" else (args.stack,)
+
+
+def stack_images(args) -> dict[str, str]:
+    """Each compiled stack's image: ``--tfx-image`` / ``--torch-image``; ``--image`` only as the
+    alias of the one stack's flag (``--stack tfx|torch``), refused with ``--stack both`` (one
+    image cannot run both stacks: each image holds one stack's dependencies)."""
+
+    stacks = stacks_of(args)
+    image = getattr(args, "image", None)
+    if image and len(stacks) > 1:
+        raise UsageError("--image is ambiguous with --stack both: the stacks run different images; "
+                         "give --tfx-image REGISTRY/twinpipe-tfx:TAG and --torch-image "
+                         "REGISTRY/twinpipe-torch:TAG (or --stack tfx|torch with --image).")
+    images = {}
+    for stack in stacks:
+        own = getattr(args, f"{stack}_image", None)
+        if image and own and image != own:
+            raise UsageError(f"--image {image} and --{stack}-image {own} name different images for "
+                             f"the {stack} stack; give one of them.")
+        images[stack] = own or image or DEFAULT_IMAGES[stack]
+    return images
+
+
+def compile_roots(args) -> tuple[str, str, str]:
+    """(pipeline root, data root, landing URI) from the flags: Terraform's artifact bucket when
+    the project is known, else the placeholder bucket."""
+
     bucket = artifact_bucket(args.infra_name, args.project) if args.project else PLACEHOLDER_BUCKET
     root = args.pipeline_root or f"gs://{bucket}/pipeline_root"
     data = args.data_root or f"gs://{bucket}/data"
     landing = f"{data}/landing" if getattr(args, "landing", None) is None else args.landing
-    tfx_image = args.image or "twinpipe-tfx:latest"
-    beam = tfx_beam_args(args, data, tfx_image) if "tfx" in stacks else None  # usage errors first
+    return root, data, landing
+
+
+def placeholders(args) -> list[tuple[str, str, str]]:
+    """What a compile leaves as a placeholder, as (value, what it is, the flag that replaces it):
+    an image without a registry (a cluster cannot pull it), the placeholder bucket, a Vertex
+    training job without a project."""
+
+    found = []
+    for stack, image in stack_images(args).items():
+        if "/" not in image.split("@")[0]:
+            found.append((image, f"the {stack} stack's image (no registry)",
+                          f"--{stack}-image REGION-docker.pkg.dev/PROJECT/REPO/twinpipe-{stack}:TAG"))
+    root, data, _ = compile_roots(args)
+    placeholder = f"gs://{PLACEHOLDER_BUCKET}/"
+    if data.startswith(placeholder):
+        found.append((data, "the data root (spans, landing, contracts, pushed models)",
+                      "--data-root gs://BUCKET/data (or --project PROJECT_ID)"))
+    if root.startswith(placeholder):
+        found.append((root, "the pipeline root (the runs' artifacts)",
+                       "--pipeline-root gs://BUCKET/pipeline_root (or --project PROJECT_ID)"))
+    if args.target == "vertex" and not args.project:
+        found.append(("(none)", "the project of the Vertex training CustomJobs", "--project PROJECT_ID"))
+    return found
+
+
+def placeholder_warning(found: list[tuple[str, str, str]]) -> str:
+    """The WARNING block `twinpipe compile` prints on stderr for :func:`placeholders`."""
+
+    if not found:
+        return ""
+    rule = "=" * 78
+    width = max(len(v) for v, _, _ in found)
+    lines = [rule, f"WARNING: {len(found)} placeholder(s) in the compiled specs; they cannot run "
+                   "on a cluster as they are:"]
+    for value, what, flag in found:
+        lines.append(f"  {value:<{width}}  {what}")
+        lines.append(f"  {'':<{width}}    replace with {flag}")
+    lines += ["Terraform gives every value: twinpipe compile ... $(terraform output -raw "
+              "compile_flags)", rule]
+    return "\n".join(lines) + "\n"
+
+
+def compile_pipelines(args) -> list[Path]:
+
+    stacks = stacks_of(args)
+    images = stack_images(args)  # usage errors first
+    root, data, landing = compile_roots(args)
+    beam = tfx_beam_args(args, data, images["tfx"]) if "tfx" in stacks else None
     contract_uri = publish_contract(args.contract, data, args.out) if args.contract else ""
     paths = []
     for stack in stacks:
         if stack == "tfx":
             paths.append(compile_tfx(
                 target=args.target, out_dir=args.out, pipeline_root=root, data_root=data,
-                image=tfx_image, contract_path=args.contract, workers=args.workers,
+                image=images["tfx"], contract_path=args.contract, workers=args.workers,
                 months=args.months, span=args.span, beam_pipeline_args=beam,
                 gpu=args.gpu, gpu_count=args.gpu_count, contract_uri=contract_uri,
                 project=args.project, region=args.region, landing=landing,
             ))
         else:
             paths.append(compile_torch(
-                target=args.target, out_dir=args.out, data_root=data,
-                image=args.image or "twinpipe-torch:latest",
+                target=args.target, out_dir=args.out, data_root=data, image=images["torch"],
                 workers=args.workers, gpu=args.gpu, gpu_count=args.gpu_count, span=args.span,
                 pipeline_root=root, launcher=getattr(args, "launcher", None) or "torchx",
                 contract_uri=contract_uri, landing=landing,

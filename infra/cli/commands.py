@@ -6,6 +6,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ from components.common.sources import load_input_table
 from components.common.spans import parse_months, parse_spans
 from infra.deploy import deploy_serving, submit_kfp, submit_vertex
 from pipelines import replay, workflow
-from pipelines.compile import compile_pipelines
+from pipelines.compile import compile_pipelines, placeholder_warning, placeholders
 from serving.runtime import current_version
 from serving.server import serve
 
@@ -206,6 +207,10 @@ def cmd_compile(args) -> int:
 
     for path in compile_pipelines(args):
         print(f"compiled {path}")
+    warning = placeholder_warning(placeholders(args))
+    if warning:
+        sys.stdout.flush()
+        print(warning, end="", file=sys.stderr)
     return 0
 
 

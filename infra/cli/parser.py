@@ -22,6 +22,7 @@ from infra.cli.commands import (
     cmd_tune,
     cmd_validate,
 )
+from infra.cli.deploy import add_overlay_parser
 
 DESCRIPTION = ("twinpipe runs the same ML job (ingest -> validate -> train -> evaluate -> push) on "
                "a TFX stack and a PyTorch stack, and reports them side by side.")
@@ -319,8 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compile", help="write KFP v2 pipeline specs",
                        epilog="Terraform's compile_flags output (terraform output -raw "
-                              "compile_flags) gives --project, --region, --infra-name, the roots "
-                              "and the --dataflow-* values of an environment.")
+                              "compile_flags) gives --project, --region, --infra-name, the roots, "
+                              "the --dataflow-* values and --tfx-image/--torch-image in the "
+                              "environment's Artifact Registry repository. Placeholders left in "
+                              "(default images, bucket) are listed in a WARNING on stderr.")
     c.add_argument("--stack", choices=(*STACKS, "both"), default="both")
     c.add_argument("--target", choices=("kfp", "vertex"), default="kfp")
     c.add_argument("--out", default="out/compiled")
@@ -334,8 +337,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where deliveries land; each scheduled run's first step takes the new "
                         "ones (default DATA_ROOT/landing; '' for none: the runs train on spans "
                         "published before)")
-    c.add_argument("--image", default=None,
-                   help="container image (default twinpipe-tfx:latest / twinpipe-torch:latest)")
+    c.add_argument("--tfx-image", default=None, metavar="IMAGE",
+                   help="the TFX stack's image, REGISTRY/twinpipe-tfx:TAG (default "
+                        "twinpipe-tfx:latest, a placeholder no cluster can pull)")
+    c.add_argument("--torch-image", default=None, metavar="IMAGE",
+                   help="the torch stack's image, REGISTRY/twinpipe-torch:TAG (default "
+                        "twinpipe-torch:latest, a placeholder no cluster can pull)")
+    c.add_argument("--image", default=None, metavar="IMAGE",
+                   help="with --stack tfx or --stack torch only: that stack's image (the same as "
+                        "--tfx-image / --torch-image); refused with --stack both")
     c.add_argument("--months", default="1-3")
     c.add_argument("--workers", type=_bounded(int, 1, 64), default=2)
     c.add_argument("--contract", default=None)
@@ -392,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--apply", action="store_true", help="kubectl apply them (default: print)")
     dp.set_defaults(func=cmd_deploy)
     add_alert_parser(sub, _alert_flags)
+    add_overlay_parser(sub)
 
     verbose = argparse.ArgumentParser(add_help=False)
     verbose.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,

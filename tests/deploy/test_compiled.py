@@ -12,8 +12,8 @@ from pipelines.compile import load_compiled, load_pipeline_spec
 from tests.integration.cli import twinpipe_here
 
 STAGES = {"ingest", "validate", "train", "evaluate", "push"}
-# What `twinpipe compile --target vertex --project my-proj --image REG/twinpipe:1` must give the
-# TFX executors: written out here, not computed by the code under test.
+# What `twinpipe compile --target vertex --project my-proj --tfx-image REG/twinpipe-tfx:1` must give
+# the TFX executors: written out here, not computed by the code under test.
 VERTEX_BEAM_ARGS = [
     "--runner=DataflowRunner",
     "--project=my-proj",
@@ -26,7 +26,7 @@ VERTEX_BEAM_ARGS = [
     "--no_use_public_ips",
     "--worker_machine_type=n2-standard-4",
     "--max_num_workers=10",
-    "--sdk_container_image=REG/twinpipe:1",
+    "--sdk_container_image=REG/twinpipe-tfx:1",
     "--sdk_location=container",
     "--experiments=use_runner_v2",
 ]
@@ -39,7 +39,8 @@ def compiled(tmp_path_factory):
     out = tmp_path_factory.mktemp("compiled")
     for target in ("kfp", "vertex"):
         twinpipe_here("compile", "--stack", "both", "--target", target, "--out", str(out),
-                      "--gpu", "nvidia-l4", "--gpu-count", "2", "--image", "REG/twinpipe:1",
+                      "--gpu", "nvidia-l4", "--gpu-count", "2", "--tfx-image", "REG/twinpipe-tfx:1",
+                      "--torch-image", "REG/twinpipe-torch:1",
                       "--project", "my-proj")
     return out
 
@@ -78,10 +79,11 @@ def test_torch_spec(compiled, target):
     res = executors["exec-train"]["container"]["resources"]
     assert "accelerator" not in res
     assert res["resourceCpuLimit"] == "1" and res["resourceMemoryLimit"] == "2G"
-    assert {e["container"]["image"] for e in executors.values() if "container" in e} == {"REG/twinpipe:1"}
+    images = {e["container"]["image"] for e in executors.values() if "container" in e}
+    assert images == {"REG/twinpipe-torch:1"}
     # ... the GPU request travels to the training pods in the train_job parameter.
     job = json.loads(params["train_job"].default_value.string_value)
-    assert job["gpu"] == 2 and job["image"] == "REG/twinpipe:1"
+    assert job["gpu"] == 2 and job["image"] == "REG/twinpipe-torch:1"
     if target == "kfp":
         assert job["launcher"] == "torchx" and job["gpu_type"] == "nvidia-l4"
         assert job["node_selector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
@@ -177,7 +179,7 @@ def test_vertex_beam_options_validate_as_dataflow_options_offline(compiled, no_n
     assert (worker.network, worker.subnetwork) == ("twinpipe-vpc",
                                                    "regions/us-central1/subnetworks/twinpipe-nodes")
     assert (worker.machine_type, worker.max_num_workers) == ("n2-standard-4", 10)
-    assert worker.sdk_container_image == "REG/twinpipe:1"
+    assert worker.sdk_container_image == "REG/twinpipe-tfx:1"
     assert options.view_as(SetupOptions).sdk_location == "container"
     assert "use_runner_v2" in options.view_as(DebugOptions).experiments
     known = options.get_all_options(drop_default=True)

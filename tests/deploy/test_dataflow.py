@@ -138,7 +138,8 @@ def test_terraform_compile_flags_are_compile_flags():
     block = out[out.index('output "compile_flags"'):]
     flags = re.findall(r'"(--[a-z-]+) ', block)
     assert flags == ["--project", "--region", "--infra-name", "--pipeline-root", "--data-root",
-                     "--dataflow-service-account", "--dataflow-network", "--dataflow-subnetwork"]
+                     "--dataflow-service-account", "--dataflow-network", "--dataflow-subnetwork",
+                     "--tfx-image", "--torch-image"]
     parsed = _compile_args(*[x for f in flags for x in (f, "v")])
     assert all(getattr(parsed, f[2:].replace("-", "_")) == "v" for f in flags)
     for env in ("dev", "prod"):

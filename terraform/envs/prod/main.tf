@@ -39,6 +39,7 @@ module "twinpipe" {
   gpu_type                   = var.gpu_type
   gpu_max_nodes              = 4
   labels                     = { env = "prod", app = "twinpipe" }
+  image_tag                  = var.image_tag
 }
 
 variable "project_id" {
@@ -55,6 +56,12 @@ variable "gpu_type" {
   default = "nvidia-l4"
 }
 
+variable "image_tag" {
+  type        = string
+  default     = "v1"
+  description = "The images' tag in the registry (terraform output tfx_image, torch_image, compile_flags)."
+}
+
 variable "rbac_security_group" {
   type = string
 }
@@ -69,6 +76,59 @@ output "platform" {
 
 output "compile_flags" {
   value = module.twinpipe.compile_flags
+}
+
+# `twinpipe overlay --terraform-output tf.json` reads these (terraform output -json > tf.json).
+output "project_id" {
+  value = module.twinpipe.project_id
+}
+
+output "environment" {
+  value = module.twinpipe.environment
+}
+
+output "workload_service_account" {
+  value = module.twinpipe.workload_service_account
+}
+
+output "data_root" {
+  value = module.twinpipe.data_root
+}
+
+output "pipeline_root" {
+  value = module.twinpipe.pipeline_root
+}
+
+output "landing_uri" {
+  value = module.twinpipe.landing_uri
+}
+
+output "vertex_service_account" {
+  value = module.twinpipe.vertex_service_account
+}
+
+output "registry" {
+  value = module.twinpipe.registry
+}
+
+output "tfx_image" {
+  value = module.twinpipe.tfx_image
+}
+
+output "torch_image" {
+  value = module.twinpipe.torch_image
+}
+
+output "gpu_limit" {
+  value = module.twinpipe.gpu_limit
+}
+
+output "cluster" {
+  value = module.twinpipe.cluster
+}
+
+output "region" {
+  value = module.twinpipe.region
 }
 
 # The cluster's default alert sink: k8s/overlays/<env> puts this topic into Secret twinpipe-alerts

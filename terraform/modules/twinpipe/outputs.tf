@@ -46,9 +46,39 @@ output "data_root" {
   value = "gs://${module.platform.artifact_bucket}/data"
 }
 
+output "project_id" {
+  value = var.project_id
+}
+
+output "region" {
+  value = var.region
+}
+
+output "name" {
+  value = var.name
+}
+
+# The environment label of the k8s overlay (twinpipe/env); the name when labels has no env.
+output "environment" {
+  value = lookup(var.labels, "env", var.name)
+}
+
+output "tfx_image" {
+  value = "${module.platform.registry}/twinpipe-tfx:${var.image_tag}"
+}
+
+output "torch_image" {
+  value = "${module.platform.registry}/twinpipe-torch:${var.image_tag}"
+}
+
+# The GPUs the cluster can scale to: the overlay's ResourceQuota and Volcano queue cap.
+output "gpu_limit" {
+  value = var.gpu_max_nodes * var.gpu_count
+}
+
 # What `twinpipe compile` takes, flag by flag (its defaults derive the same names from
 # --project and --infra-name):
-#   twinpipe compile --stack both --target vertex --image IMAGE $(terraform output -raw compile_flags)
+#   twinpipe compile --stack both --target vertex $(terraform output -raw compile_flags)
 output "compile_flags" {
   value = join(" ", [
     "--project ${var.project_id}",
@@ -59,5 +89,7 @@ output "compile_flags" {
     "--dataflow-service-account ${module.iam.dataflow_service_account}",
     "--dataflow-network ${module.network.network_name}",
     "--dataflow-subnetwork ${module.network.dataflow_subnetwork}",
+    "--tfx-image ${module.platform.registry}/twinpipe-tfx:${var.image_tag}",
+    "--torch-image ${module.platform.registry}/twinpipe-torch:${var.image_tag}",
   ])
 }

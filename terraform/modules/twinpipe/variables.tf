@@ -60,3 +60,9 @@ variable "landing_writers" {
   default     = []
   description = "IAM members that deliver data: they may create objects under the landing prefix, nothing else."
 }
+
+variable "image_tag" {
+  type        = string
+  default     = "v1"
+  description = "The tag of the twinpipe-tfx and twinpipe-torch images pushed to the registry (tags are immutable there: a new build gets a new tag)."
+}
