@@ -139,7 +139,10 @@ EXAMPLES = {
                "--spec out/compiled/torch-kfp.yaml"],
     "schedule": ['twinpipe schedule --target kfp --kfp-host http://localhost:8080 '
                  '--spec out/compiled/torch-kfp.yaml --cron "0 3 * * *"'],
-    "deploy": ["twinpipe deploy --overlay k8s/overlays/dev --data-root gs://BUCKET/data"],
+    "deploy": ["twinpipe deploy --overlay k8s/overlays/mine --data-root gs://BUCKET/data",
+               "twinpipe deploy --overlay k8s/overlays/mine --apply"],
+    "overlay": ["terraform -chdir=terraform/envs/dev output -json > tf.json",
+                "twinpipe overlay --terraform-output tf.json --out k8s/overlays/mine"],
 }
 
 
@@ -324,9 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
                               "the --dataflow-* values and --tfx-image/--torch-image in the "
                               "environment's Artifact Registry repository. Placeholders left in "
                               "(default images, bucket) are listed in a WARNING on stderr.")
-    c.add_argument("--stack", choices=(*STACKS, "both"), default="both")
-    c.add_argument("--target", choices=("kfp", "vertex"), default="kfp")
-    c.add_argument("--out", default="out/compiled")
+    c.add_argument("--stack", choices=(*STACKS, "both"), default="both",
+                   help="which stack's pipeline to compile")
+    c.add_argument("--target", choices=("kfp", "vertex"), default="kfp",
+                   help="Kubeflow Pipelines on GKE (kfp) or Vertex AI Pipelines (vertex)")
+    c.add_argument("--out", default="out/compiled", help="folder for the compiled specs")
     c.add_argument("--pipeline-root", default=None,
                    help="artifact root on the cluster (default gs://PROJECT-NAME-artifacts/"
                         "pipeline_root, Terraform's bucket, with --project)")
@@ -346,12 +351,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--image", default=None, metavar="IMAGE",
                    help="with --stack tfx or --stack torch only: that stack's image (the same as "
                         "--tfx-image / --torch-image); refused with --stack both")
-    c.add_argument("--months", default="1-3")
-    c.add_argument("--workers", type=_bounded(int, 1, 64), default=2)
-    c.add_argument("--contract", default=None)
+    c.add_argument("--months", default="1-3",
+                   help="month numbers the compiled runs ingest when they read spans (--span all)")
+    c.add_argument("--workers", type=_bounded(int, 1, 64), default=2,
+                   help="training workers (pods or replicas) of each stack's train job")
+    c.add_argument("--contract", default=None,
+                   help="contract YAML, published under the data root for the runs (default: "
+                        "packaged flights)")
     c.add_argument("--gpu", default="", help="GKE accelerator of the training pods (both stacks), "
                    "e.g. nvidia-l4")
-    c.add_argument("--gpu-count", type=_bounded(int, 1, 16), default=1)
+    c.add_argument("--gpu-count", type=_bounded(int, 1, 16), default=1,
+                   help="GPUs per training pod (with --gpu)")
     c.add_argument("--launcher", choices=("torchx", "trainjob"), default="torchx",
                    help="how the torch train task runs its job on GKE (--target kfp): torchx, "
                         "TorchX's kubernetes scheduler (a Volcano Job); trainjob, a Kubeflow "
@@ -396,7 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     sc.set_defaults(func=cmd_submit)
     dp = sub.add_parser("deploy", help="the k8s manifests with each InferenceService pointed at "
                                        "the newest complete pushed version")
-    dp.add_argument("--overlay", default="k8s/overlays/dev", help="kustomize overlay folder")
+    dp.add_argument("--overlay", default="k8s/overlays/dev",
+                    help="kustomize overlay folder (yours: `twinpipe overlay`; relative paths are "
+                         "also looked up in the repository)")
     dp.add_argument("--data-root", default=None,
                     help="replaces the overlay's push destinations: <data-root>/<stack>/pushed")
     dp.add_argument("--apply", action="store_true", help="kubectl apply them (default: print)")
