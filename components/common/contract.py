@@ -25,7 +25,6 @@ DEFAULT_CONTRACT = "flights.yaml"
 # The JSON Schema (draft 2020-12) every contract is checked against; docs/contract.schema.json is
 # its copy for editors.
 SCHEMA = "contract.schema.json"
-_TYPES = ("int", "float", "string")
 ALERT_ON = ("fail", "warn")  # alerts.on
 
 

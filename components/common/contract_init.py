@@ -182,7 +182,9 @@ def draft(input_path: str | Path, label: str, *, positive: list[str] | None = No
         nulls = int(t.isin(missing).sum())
         num = _numbers(t, missing) if pd.api.types.is_bool_dtype(df[c]) is False else None
         if num is not None:
-            kind = "int" if (num == num.round()).all() and num.abs().max() < 2 ** 53 else "float"
+            written = t[~t.isin(missing)]  # "5.0" is a float column's value, as pandas writes it
+            whole = (num == num.round()).all() and num.abs().max() < 2 ** 53
+            kind = "int" if whole and not written.str.contains(r"[.eE]", regex=True).any() else "float"
             numbers[c] = num
         else:
             kind = "string"
