@@ -5,6 +5,7 @@ Framework-neutral: no TensorFlow, torch or orchestrator imports here.
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import json
 from dataclasses import dataclass
@@ -197,14 +198,11 @@ class Contract:
         return self.column_names + [self.label.name]
 
 
-def _schema() -> dict:
-    global _SCHEMA
-    if _SCHEMA is None:
-        _SCHEMA = json.loads((importlib.resources.files("components.common") / SCHEMA).read_text())
-    return _SCHEMA
-
-
-_SCHEMA: dict | None = None
+@functools.cache
+def _validator() -> jsonschema.Draft202012Validator:
+    """The validator of the packaged schema :data:`SCHEMA`, read once."""
+    schema = json.loads((importlib.resources.files("components.common") / SCHEMA).read_text())
+    return jsonschema.Draft202012Validator(schema)
 
 
 def _normalized(doc, parent: str = ""):
@@ -295,8 +293,7 @@ def _schema_problem(e) -> str:
 def _problems(doc: dict) -> list[str]:
     """Every problem of the (normalized) contract document: schema violations, then the rules a
     schema cannot say (columns named by other keys exist, a string feature has a vocabulary, ...)."""
-    validator = jsonschema.Draft202012Validator(_schema())
-    errors = sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path])
+    errors = sorted(_validator().iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path])
     problems = [_schema_problem(e) for e in errors]
     bad = set()
     for e in errors:  # the keys each violation is about

@@ -82,7 +82,7 @@ def add_contract_parser(sub) -> None:
 
     i = csub.add_parser("init", help="a starting contract inferred from a sample of the table",
                         description="Infers types, ranges, vocabularies, nulls, the span, a split "
-                                    "key and gate limits calibrated on the sample; the written "
+                                    "key and gate limits calibrated on the sample;\nthe written "
                                     "file loads and passes the data gate on the same data.",
                         epilog=EXAMPLES, formatter_class=fmt)
     i.add_argument("--input", required=True, metavar="DATA",
@@ -114,7 +114,7 @@ def add_contract_parser(sub) -> None:
 
     c = csub.add_parser("check", help="check a contract whole, and the data gate on --input",
                         description="Loads the contract (every problem reported at once, each "
-                                    "naming the file and dotted key), then runs the data gate on "
+                                    "naming the file and dotted key),\nthen runs the data gate on "
                                     "--input without training. Exit 0 when both pass, 1 "
                                     "otherwise.",
                         epilog=EXAMPLES, formatter_class=fmt)

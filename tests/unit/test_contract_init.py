@@ -93,3 +93,26 @@ def load_contract_text(tmp_path, text):
     p = tmp_path / "x.yaml"
     p.write_text(text)
     return load_contract(p)
+
+
+def test_the_cli_writes_checks_and_refuses(tmp_path, table, capsys):
+    from infra.cli import main
+
+    data, out = tmp_path / "customers.csv", tmp_path / "c.yaml"
+    table.to_csv(data, index=False)
+    assert main(["contract", "init", "--input", str(data), "--label", "churned",
+                 "--out", str(out)]) == 0
+    assert f"wrote {out}: 'customers'" in capsys.readouterr().out
+    assert main(["contract", "init", "--input", str(data), "--label", "churned",
+                 "--out", str(out)]) == 1
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert main(["contract", "check", str(out), "--input", str(data),
+                 "--out", str(tmp_path / "check")]) == 0
+    said = capsys.readouterr().out
+    assert f"contract {out}: valid" in said and "passes the gate: 2000 rows in 3 span(s)" in said
+    out.write_text(out.read_text().replace("metric: auc", "metric: f1")
+                   .replace("alerts: {on: fail}", "alerts: {on: fail, slack: 'https://x/T0KEN'}"))
+    assert main(["contract", "check", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"twinpipe: error: contract {out} has 2 problems:\n")
+    assert "blessing.metric" in err and "alerts.slack" in err and "T0KEN" not in err
