@@ -465,19 +465,19 @@ def _render(doc, cols, cal: _Calibration, span_note, key_note, n, where, out) ->
     lab = doc["label"]
     L += ["",
           "label:",
-          f"  name: {_fmt(lab['name'])}                 # written by ingest as int 0/1",
+          _note(f"  name: {_fmt(lab['name'])}", "written by ingest as int 0/1"),
           f"  source: {_fmt(lab['source'])}"]
     if "threshold" in lab:
-        L.append(f"  threshold: {_fmt(lab['threshold'])}              # 1 when source >= threshold")
+        L.append(_note(f"  threshold: {_fmt(lab['threshold'])}", "1 when source >= threshold"))
     else:
-        L.append(f"  positive: [{', '.join(_fmt(p) for p in lab['positive'])}]"
-                 "     # 1 when the source is one of these")
-    L += ["  missing: exclude          # rows without a source value are kept aside, not trained on",
+        L.append(_note(f"  positive: [{', '.join(_fmt(p) for p in lab['positive'])}]",
+                       "1 when the source is one of these"))
+    L += [_note("  missing: exclude", "rows without a source value are kept aside, not trained on"),
           "",
           f"# {key_note}.",
           "split:",
           f"  key: [{', '.join(_fmt(k) for k in doc['split']['key'])}]",
-          "  eval_per_mille: 200       # 20 % of the rows evaluate",
+          _note("  eval_per_mille: 200", "20 % of the rows evaluate"),
           "",
           f"# Half the smallest span of the sample ({smallest} labelled rows): a delivery much "
           "smaller fails volume.",
@@ -522,6 +522,10 @@ def _render(doc, cols, cal: _Calibration, span_note, key_note, n, where, out) ->
           f"  max_regression: {_fmt(doc['blessing']['max_regression'])}",
           ""]
     return "\n".join(L)
+
+
+def _note(line: str, comment: str) -> str:
+    return f"{line:<26}# {comment}"
 
 
 def _mx(values: dict, names: list[str]) -> str:
