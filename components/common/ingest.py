@@ -186,7 +186,7 @@ def ingest(
         table = table.sample(n=sample, random_state=seed).sort_index()
     label = contract.label
     has_label = table[label.source].notna()
-    table = table.assign(**{label.name: (table[label.source] >= label.threshold).astype("int64")})
+    table = table.assign(**{label.name: label.of(table[label.source])})
     table["__split"] = assign_splits(table, contract.split)
     table["__span"] = contract.span_of(table).astype("int64")
 

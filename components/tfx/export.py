@@ -277,7 +277,7 @@ def signature_doc(contract: Contract) -> dict:
             "probability": {
                 "dtype": "float32",
                 "shape": [None],
-                "meaning": f"P({contract.label.source} >= {contract.label.threshold:g})",
+                "meaning": contract.label.meaning,
             }
         },
     }

@@ -209,10 +209,8 @@ def train_stage(
                             cfg=cfg)
     model, prep, metrics = load_model(work)
     t_export = time.time()
-    label = contract.label
     doc = export(model, prep, out / "serving",
-                 signature_doc(prep, contract.name, contract.version,
-                               f"P({label.source} >= {label.threshold:g})"))
+                 signature_doc(prep, contract.name, contract.version, contract.label.meaning))
     metrics["export_s"] = round(time.time() - t_export, 3)
     metrics["exports"] = {name: e["converted"] for name, e in doc["exports"].items()}
     metrics["model_dir"] = str(out / "serving")

@@ -66,7 +66,10 @@ def expectations(contract: Contract, with_label: bool = True) -> list:
     out: list = []
     for col in contract.columns:
         out.append(ex.ExpectColumnToExist(column=col.name))
-        out.append(ex.ExpectColumnValuesToBeInTypeList(column=col.name, type_list=_PANDAS_TYPES[col.type]))
+        types = _PANDAS_TYPES[col.type]
+        if col.type == "int" and col.nullable:  # Parquet int64 with nulls reads as float64
+            types = [*types, "float64"]
+        out.append(ex.ExpectColumnValuesToBeInTypeList(column=col.name, type_list=types))
         if not col.nullable and col.name != contract.label.source:
             out.append(ex.ExpectColumnValuesToNotBeNull(column=col.name))
         if col.numeric and (col.min is not None or col.max is not None):

@@ -22,6 +22,7 @@ from infra.cli.commands import (
     cmd_tune,
     cmd_validate,
 )
+from infra.cli.contract import add_contract_parser
 from infra.cli.deploy import add_overlay_parser
 
 DESCRIPTION = ("twinpipe runs the same ML job (ingest -> validate -> train -> evaluate -> push) on "
@@ -251,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where spans, quarantine and the gate report go")
     _alert_flags(v)
     v.set_defaults(func=cmd_validate)
+
+    add_contract_parser(sub)
 
     rp = sub.add_parser("report", help="rebuild the side-by-side report from one or more runs")
     rp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="--out folders of runs")

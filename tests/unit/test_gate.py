@@ -164,7 +164,7 @@ def test_policies_come_from_the_contract(contract, rows, tmp_path):
     _, strict = _gate(contract, bad, tmp_path / "a")
     _, loose = _gate(relaxed, bad, tmp_path / "b")
     assert not strict.passed and loose.passed  # JS 0.15: above 0.05, below 0.5
-    with pytest.raises(Exception, match="each must be fail or warn"):
+    with pytest.raises(Exception, match="validation.policies.drift. is .maybe.; allowed: fail, warn"):
         doc["validation"]["policies"]["drift"] = "maybe"
         path.write_text(yaml.safe_dump(doc))
         load_contract(path)
