@@ -37,7 +37,7 @@ from components.common.layout import MANIFEST_JSON
 from components.common.profile import accumulator_for, span_profile
 from components.common.publish import publish_spans
 from components.common.rowdigest import key_hashes
-from components.common.screen import REASON_NO_LABEL, screen, screen_duplicates
+from components.common.screen import reason_no_label, screen, screen_duplicates
 from components.common.sources import load_default_table, load_input_table
 from components.common.spans import (
     HISTORY,
@@ -229,7 +229,7 @@ def ingest(
         for span in all_spans:
             part = table[table["__span"] == span]
             labelled = part[has_label.loc[part.index]]
-            excluded = part[~has_label.loc[part.index]].assign(reason=REASON_NO_LABEL)
+            excluded = part[~has_label.loc[part.index]].assign(reason=reason_no_label(contract))
             bad = quarantine[qspan == span]
             folder = gen / f"span-{span}"
             # The span's profile describes the rows written (scale times the input's): bins from

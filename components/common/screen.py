@@ -15,7 +15,9 @@ from components.common.errors import DataError
 from components.common.gate import render
 from components.common.rowdigest import key_hashes
 
-REASON_NO_LABEL = "no arr_delay: cancelled or diverted flight (label.missing=exclude)"
+def reason_no_label(contract: Contract) -> str:
+    """Why a row without its label's source value is kept aside (label.missing: exclude)."""
+    return f"no {contract.label.source}: no label (label.missing=exclude)"
 
 
 def where_of(df: pd.DataFrame, index, source: str) -> pd.Series:

@@ -6,7 +6,7 @@ import pytest
 from components.common.contract import load_contract
 from components.common.errors import DataError
 from components.common.ingest import ingest
-from components.common.screen import REASON_NO_LABEL
+from components.common.screen import reason_no_label
 from components.common.sources import load_default_table
 from components.common.spans import parse_months
 
@@ -57,7 +57,7 @@ def test_ingest_writes_one_span_per_month_with_label_rule(tmp_path, small_csv):
         assert (train.month == span % 100).all()
         assert ((train.arr_delay >= 15).astype(int) == train.delayed).all()
         assert train.arr_delay.notna().all() and ev.arr_delay.notna().all()
-        assert excl.arr_delay.isna().all() and (excl.reason == REASON_NO_LABEL).all()
+        assert excl.arr_delay.isna().all() and (excl.reason == reason_no_label(CONTRACT)).all()
         key = list(CONTRACT.split.key)
         assert not set(map(tuple, train[key].to_numpy())) & set(map(tuple, ev[key].to_numpy()))
     manifest = json.loads((tmp_path / "spans" / "manifest.json").read_text())
