@@ -15,6 +15,7 @@ from components.common.errors import DataError
 from components.common.gate import render
 from components.common.rowdigest import key_hashes
 
+
 def reason_no_label(contract: Contract) -> str:
     """Why a row without its label's source value is kept aside (label.missing: exclude)."""
     return f"no {contract.label.source}: no label (label.missing=exclude)"
