@@ -54,3 +54,30 @@ def test_reference_of_a_torch_model_pushed_before_the_move_loads():
 
     model = load_reference(PUSHED / "torch")
     assert not model.training and sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_predict_follows_a_push_destination(tmp_path):
+    """``predict --model`` takes a push destination as ``serve --model`` does: the version its
+    current.json names (not the newest folder); a path with no model is one paragraph, exit 1."""
+    import json
+    import shutil
+
+    from tests.integration.cli import twinpipe
+
+    dest = tmp_path / "pushed"
+    shutil.copytree(PUSHED / "torch", dest / "3")
+    (dest / "5").mkdir()  # a newer, unfinished version: not what current.json names
+    (dest / "current.json").write_text(json.dumps({"version": "3", "uri": str(dest / "3")}))
+    out = tmp_path / "scored.csv"
+    proc = twinpipe("predict", "--model", str(dest), "--input", str(PUSHED / "rows.csv"),
+                         "--output", str(out))
+    assert "version 3" in proc.stdout
+    want = pd.read_csv(PUSHED / "torch-expected.csv")["probability"].to_numpy()
+    assert pd.read_csv(out)["probability"].to_numpy() == pytest.approx(want, abs=1e-6)
+
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    bad = twinpipe("predict", "--model", str(empty), "--input", str(PUSHED / "rows.csv"),
+                        "--output", str(tmp_path / "x.csv"), check=False)
+    assert bad.returncode == 1 and "no pushed model there" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "x.csv").exists()
