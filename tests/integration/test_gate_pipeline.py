@@ -6,6 +6,7 @@ pushed models untouched; `twinpipe validate` alone exits 0 / 1."""
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -156,14 +157,24 @@ def test_validate_command_exit_codes_and_alert(months, tmp_path):
     assert "quarantined" in line and "Report:" in line
     (body,) = [b for p, b in http.received if p == "/hook"]
     assert body["stack"] == "gate" and {c["check"] for c in body["checks"]} == {"unseen"}
-    # a few bad rows: quarantined, a warning alert, and the gate passes
+    # a few bad rows: quarantined, a warning printed once, and the gate passes; no alert under the
+    # default alerts.on: fail, a warning alert with alerts.on: warn
     few = months.copy().astype({"carrier": object})
     few.loc[few.index[::1000], "carrier"] = "ZZ"
     few.to_csv(src, index=False)
-    with HttpReceiver() as http:
-        hook.write_text(f"{http.url}/hook")
-        warn = twinpipe("validate", str(src), "--out", str(tmp_path / "v3"), "--alert-webhook-file",
-                        str(hook))
-    assert "6 quarantined" in warn.stdout and "warning: span 2013" in warn.stdout
-    (body,) = [b for p, b in http.received if p == "/hook"]
-    assert body["severity"] == "warning" and body["checks"][0]["policy"] == "warn"
+    flights = Path(load_contract().path).read_text()
+    on_warn = tmp_path / "on-warn.yaml"
+    on_warn.write_text(flights.replace("\nalerts: {}\n", "\nalerts: {on: warn}\n"))
+    assert load_contract(on_warn).alert_on == "warn"
+    for contract, out, alerted in ((None, "v3", False), (on_warn, "v4", True)):
+        with HttpReceiver() as http:
+            hook.write_text(f"{http.url}/hook")
+            warn = twinpipe("validate", str(src), "--out", str(tmp_path / out),
+                            "--alert-webhook-file", str(hook),
+                            *(("--contract", str(contract)) if contract else ()))
+        assert "6 quarantined" in warn.stdout
+        assert (warn.stdout + warn.stderr).count("warning: span 201301") == 1, warn.stderr
+        bodies = [b for p, b in http.received if p == "/hook"]
+        assert len(bodies) == int(alerted), (contract, bodies)
+        if alerted:
+            assert bodies[0]["severity"] == "warning" and bodies[0]["checks"][0]["policy"] == "warn"
