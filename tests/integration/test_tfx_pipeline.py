@@ -140,7 +140,9 @@ def test_predict_rejects_bad_rows_clearly(runs, tmp_path):
                     str(bad), "--output", str(tmp_path / "o.csv"), check=False)
     assert proc.returncode == 1
     assert "bad.csv breaks the contract 'flights'" in proc.stderr and "Traceback" not in proc.stderr
-    assert "schema on column 'distance': observed column missing" in proc.stderr
+    # every missing column in one finding, not one clause each
+    assert "schema on table: observed" in proc.stderr and "columns missing: " in proc.stderr
+    assert "distance" in proc.stderr and proc.stderr.count("schema on") == 1
     assert not (tmp_path / "o.csv").exists()
 
 
