@@ -19,8 +19,8 @@ import yaml
 
 from infra.deploy import kustomize
 from infra.overlay import read_terraform_outputs, write_overlay
-from pipelines import crds
 from pipelines.compile import load_compiled
+from tests.deploy.manifests import validate_manifests
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = Path(__file__).resolve().parent / "terraform-outputs"
@@ -114,17 +114,7 @@ def test_overlay_renders_validates_and_carries_only_the_projects_values(journey,
         assert container["args"][4] == dest
         assert isvc["metadata"]["annotations"]["twinpipe.io/push-destination"] == dest
         assert isvc["metadata"]["labels"]["twinpipe/env"] == tf["environment"]
-    custom = set(crds.kinds())
-    core = [d for d in docs if (d["apiVersion"], d["kind"]) not in custom]
-    f = tmp_path / "core.yaml"
-    f.write_text(yaml.safe_dump_all(core))
-    proc = subprocess.run([str(tools / "kubernetes-validate"), "--strict", "--quiet", str(f)],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    checked = [d for d in docs if (d["apiVersion"], d["kind"]) in custom]
-    assert {d["kind"] for d in checked} >= {"Queue", "InferenceService"}
-    for d in checked:
-        crds.validate(d)
+    validate_manifests(docs, tools, tmp_path)
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])

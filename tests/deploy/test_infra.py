@@ -13,6 +13,7 @@ import yaml
 
 from infra.deploy import kustomize
 from pipelines import crds
+from tests.deploy.manifests import validate_manifests
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("dev", "prod")
@@ -67,17 +68,7 @@ def test_kustomize_builds_and_core_objects_validate_strictly(overlay, tools, tmp
     binding = next(d for d in docs if d["kind"] == "RoleBinding")
     runner = {"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": "kubeflow"}
     assert runner in binding["subjects"]
-    custom = set(crds.kinds())
-    core = [d for d in docs if (d["apiVersion"], d["kind"]) not in custom]
-    f = tmp_path / "core.yaml"
-    f.write_text(yaml.safe_dump_all(core))
-    proc = subprocess.run([str(tools / "kubernetes-validate"), "--strict", "--quiet", str(f)],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    checked = [d for d in docs if (d["apiVersion"], d["kind"]) in custom]
-    assert {d["kind"] for d in checked} >= {"Queue", "InferenceService"}
-    for d in checked:
-        crds.validate(d)
+    validate_manifests(docs, tools, tmp_path)
 
 
 def test_custom_resources_reject_unknown_fields():
