@@ -102,6 +102,35 @@ def _as_value_lists(col: pa.Array) -> pa.ListArray:
     return pa.ListArray.from_arrays(offsets, col.filter(pa.array(mask)), mask=pa.array(~mask))
 
 
+_PAYLOAD_TYPES = {"int": pa.large_list(pa.int64()), "float": pa.large_list(pa.float32()),
+                  "bytes": pa.large_list(pa.large_binary())}
+
+
+def _payload_type(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_floating(t):
+        return _PAYLOAD_TYPES["float"]
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t):
+        return _PAYLOAD_TYPES["bytes"]
+    if pa.types.is_boolean(t) or pa.types.is_integer(t):
+        return _PAYLOAD_TYPES["int"]
+    raise TypeError(f"unsupported Arrow type {t}")
+
+
+def payload_schema(span_schema: pa.Schema) -> pa.Schema:
+    """The Arrow schema of the Parquet payload TFX's readers take for a span file's schema: each
+    column a ``large_list`` of int64, float32 or large_binary values (what a decoded tf.Example
+    is, and what ParquetTFXIO declares from the TFMD schema), in the same order."""
+    return pa.schema([pa.field(f.name, _payload_type(f.type)) for f in span_schema])
+
+
+def payload_table(table: pa.Table) -> pa.Table:
+    """A span table as the Parquet payload: every column as lists of values (null/NaN -> null
+    list, the same meaning as :func:`row_to_example`), vectorised, no per-row Python."""
+    schema = payload_schema(table.schema)
+    cols = [_as_value_lists(c).cast(f.type) for c, f in zip(table.columns, schema, strict=True)]
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
 def table_to_examples(table: pa.Table) -> list[bytes]:
     """Serialized tf.Examples of an Arrow table's rows (same meaning as :func:`row_to_example`)."""
     from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
