@@ -156,8 +156,57 @@ def _ParquetSpansToExample(  # noqa: N802 (Beam PTransform naming)
     )
 
 
+PAYLOAD_FILE = "data_parquet"  # Split-<name>/data_parquet-SSSSS-of-NNNNN.parquet, as TFX names them
+
+
 class ParquetSpansExecutor(BaseExampleGenExecutor):
-    """FileBasedExampleGen executor over ``span-*/{split}/*.parquet``."""
+    """FileBasedExampleGen executor over ``span-*/{split}/*.parquet``.
+
+    ``output_data_format`` FORMAT_TF_EXAMPLE (the default): gzip TFRecords of tf.Examples, TFX's
+    own writer. FORMAT_PARQUET: the spans rewritten as the Parquet payload ParquetTFXIO reads
+    (:func:`payload_table`, batch by batch in Arrow), and the artifact marked as such, so that
+    StatisticsGen, Transform and the Evaluator read Arrow through TFXIO with no tf.Example at all.
+    TFX's own Parquet writer goes through one Python dict per row, hence this ``Do``."""
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # noqa: N802 (TFX API)
         return _ParquetSpansToExample
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:  # noqa: N802 (TFX API)
+        from tfx.components.util import examples_utils
+        from tfx.proto import example_gen_pb2
+        from tfx.types import artifact_utils
+        from tfx.utils import proto_utils
+
+        fmt = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
+        if fmt != example_gen_pb2.FORMAT_PARQUET:
+            return super().Do(input_dict, output_dict, exec_properties)
+        input_config = example_gen_pb2.Input()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
+                                  input_config)
+        examples = output_dict[standard_component_specs.EXAMPLES_KEY]
+        base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+        splits = [(s.name, s.pattern) for s in input_config.splits]
+        with self._make_beam_pipeline() as pipeline:
+            for name, pattern in splits:
+                out = os.path.join(artifact_utils.get_split_uri(examples, name), PAYLOAD_FILE)
+                (pipeline
+                 | f"Read[{name}]" >> beam.io.ReadFromParquetBatched(os.path.join(base, pattern))
+                 | f"Payload[{name}]" >> beam.Map(payload_table)
+                 | f"Write[{name}]" >> beam.io.WriteToParquetBatched(
+                     out, schema=payload_schema(_span_schema(base, pattern)),
+                     file_name_suffix=".parquet", codec="snappy",
+                     use_compliant_nested_type=False))
+        for artifact in examples:
+            artifact.split_names = artifact_utils.encode_split_names([n for n, _ in splits])
+            examples_utils.set_payload_format(artifact, example_gen_pb2.FORMAT_PARQUET)
+            examples_utils.set_file_format(artifact, "FILE_FORMAT_PARQUET")
+
+
+def _span_schema(base: str, pattern: str) -> pa.Schema:
+    """The Arrow schema of the first span file a split pattern matches (all spans share it: the
+    shared ingest writes them from the contract)."""
+    import pyarrow.parquet as pq
+
+    first = sorted(storage.glob(os.path.join(base, pattern)))[0]
+    with storage.open(first, "rb") as f:
+        return pq.read_schema(f)
