@@ -67,6 +67,7 @@ def compile_tfx(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_schema(contract, out / "tfx-schema.pbtxt")
+    write_schema(contract, out / "tfx-eval-schema.pbtxt", eval_schema=True)
     cfg = RunConfig(workers=workers, months=tuple(parse_months(months) or range(1, 13)))
     tcfg = train_config(cfg, contract, train_rows=0)  # counted by the trainer at run time
 
@@ -78,6 +79,7 @@ def compile_tfx(
         pipeline_root=pipeline_root,
         spans_dir=f"{data_root}/spans",
         schema_path=f"{data_root}/tfx/schema/schema.pbtxt",
+        eval_schema_path=f"{data_root}/tfx/schema/eval_schema.pbtxt",
         push_destination=f"{data_root}/tfx/pushed",
         landing_uri=landing,
         contract=contract,

@@ -35,9 +35,14 @@ def push_destination(cfg: RunConfig, stack: str) -> str:
 # per stack, comparison/tuning). ``threads``: intra-op threads per training worker (None: the
 # stacks' own rule, cores // workers); ``steps_per_execution``: train steps per tf.function call
 # (TFX; None: the Trainer's default); ``beam_mode``: the TFX Beam stages' FnApiRunner running mode
-# (``in_memory`` | ``multi_processing``; None: sized by rows, components.common.beam_options.direct_mode).
+# (``in_memory`` | ``multi_processing``; None: sized by rows, components.common.beam_options.direct_mode);
+# ``tfx_examples``: what ExampleGen writes and the TFX stages read (``parquet`` | ``tfrecord``).
 STACK_SETTINGS = ("workers", "batch_size", "learning_rate", "threads", "steps_per_execution",
-                  "beam_mode")
+                  "beam_mode", "tfx_examples")
+
+# The TFX stack's examples by default: a Parquet payload read through TFXIO (Arrow end to end);
+# ``tfrecord``: gzip TFRecords of tf.Examples, the Transform's output materialized.
+TFX_EXAMPLES = "parquet"
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class RunConfig:
     threads: int | None = None
     steps_per_execution: int | None = None
     beam_mode: str | None = None
+    tfx_examples: str = TFX_EXAMPLES
     # Per-stack overrides of the fields in STACK_SETTINGS: ((stack, ((field, value), ...)), ...)
     # (tuples: the config stays hashable), and where they came from (the tuning file).
     per_stack: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()
@@ -87,5 +93,5 @@ class RunConfig:
                "source": self.settings_source or "flags and defaults"}
         if stack == "tfx":
             doc.update(steps_per_execution=cfg.steps_per_execution or STEPS_PER_EXECUTION,
-                       beam_mode=cfg.beam_mode or "sized by rows")
+                       beam_mode=cfg.beam_mode or "sized by rows", examples=cfg.tfx_examples)
         return doc

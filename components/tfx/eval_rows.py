@@ -1,7 +1,8 @@
 """Which rows the TFX Evaluator scored: the key-column digest of ExampleGen's eval split.
 
-The Evaluator (TFMA) reads the ``Split-eval`` TFRecords of the Examples artifact it is given;
-this reads the same files back (tf.data, decoded to Arrow by tfx_bsl without a schema) and
+The Evaluator (TFMA) reads the ``Split-eval`` files of the Examples artifact it is given (gzip
+TFRecords or the Parquet payload); this reads the same files back (TFRecords: tf.data, decoded to
+Arrow by tfx_bsl without a schema; Parquet: pyarrow, the key columns only) and
 fingerprints their key columns with the shared :mod:`components.common.rowdigest`, so run.json's
 evaluate stage can say which rows were scored in the same terms as the PyTorch stack's.
 """
@@ -57,10 +58,35 @@ def _key_rows(files: list[str], key: Sequence[str], batch: int) -> Iterator[tupl
                         f"{total} examples of {files[0].rsplit('/', 2)[0]}.")
 
 
+def _parquet_key_rows(files: list[str], key: Sequence[str]) -> Iterator[tuple]:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from components.common import storage
+
+    for f in files:
+        with storage.open(f, "rb") as fh:
+            pf = pq.ParquetFile(fh)
+            missing = sorted(set(key) - set(pf.schema_arrow.names))
+            if missing:
+                raise DataError(f"key column(s) {missing} are not in {f}.")
+            for rb in pf.iter_batches(batch_size=65536, columns=list(key)):
+                cols = []
+                for k in key:
+                    lists = rb.column(rb.schema.get_field_index(k))
+                    if pc.max(pc.list_value_length(lists)).as_py() not in (None, 0, 1):
+                        raise DataError(f"key feature '{k}' holds several values in one row of "
+                                        f"{f}; a row key is one value per column.")
+                    cols.append(pc.list_element(lists, 0).to_pylist())
+                yield from zip(*cols, strict=True)
+
+
 def eval_rows_digest(examples_uri: str, key: Sequence[str], split: str = "eval",
                      batch: int = 8192) -> RowsDigest:
     """The digest of ``key`` over the examples of ``split`` in the Examples artifact."""
     files = split_files(examples_uri, split)
     if not files:
         raise DataError(f"{examples_uri}: no Split-{split} files to read the scored rows from.")
+    if all(f.endswith(".parquet") for f in files):
+        return rows_digest(_parquet_key_rows(files, key))
     return rows_digest(_key_rows(files, key, batch))

@@ -18,7 +18,11 @@ from components.common.contract import Contract
 BASELINE_SOURCE = "baseline_source"
 
 
-def eval_config(contract: Contract) -> tfma.EvalConfig:
+def eval_config(contract: Contract, signature: str = "serving_default") -> tfma.EvalConfig:
+    """TFMA's config: the blessing rule's metric with its thresholds, on ``signature`` (the
+    baseline model is scored through the same one). ``serving_default`` takes serialized
+    tf.Examples; on a Parquet payload there are none, and ``serving_raw`` takes the columns
+    (:func:`components.tfx.schema.contract_to_eval_schema`)."""
     rule = contract.blessing
     threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": rule.lower_bound}),
@@ -35,7 +39,7 @@ def eval_config(contract: Contract) -> tfma.EvalConfig:
     # binary_crossentropy.
     return tfma.EvalConfig(
         options=tfma.Options(include_default_metrics=BoolValue(value=False)),
-        model_specs=[tfma.ModelSpec(signature_name="serving_default", label_key=contract.label.name)],
+        model_specs=[tfma.ModelSpec(signature_name=signature, label_key=contract.label.name)],
         slicing_specs=[tfma.SlicingSpec()],
         metrics_specs=[
             tfma.MetricsSpec(
@@ -50,16 +54,32 @@ def eval_config(contract: Contract) -> tfma.EvalConfig:
     )
 
 
+def custom_extractors(eval_shared_model, eval_config, tensor_adapter_config):
+    """The Evaluator's extractors on a Parquet payload (its ``module_path`` names this module):
+    TFMA's defaults without the transformed-features extractor. That extractor looks for a
+    ``transformed_features`` signature the model does not have and, before finding out, insists
+    on the serialized examples a Parquet payload has none of ("Raw examples not found"); the
+    predictions extractor, the one that scores, is TFMA's own."""
+    return tfma.default_extractors(
+        eval_shared_model=eval_shared_model, eval_config=eval_config,
+        tensor_adapter_config=tensor_adapter_config,
+        custom_predict_extractor=tfma.extractors.PredictionsExtractor(
+            eval_config=eval_config, eval_shared_model=eval_shared_model))
+
+
 @tfx.dsl.components.component
 def LatestPushedBaseline(  # noqa: N802 (TFX component naming)
     model: tfx.dsl.components.InputArtifact[Model],
     baseline: tfx.dsl.components.OutputArtifact[Model],
     push_destination: tfx.dsl.components.Parameter[str],
+    signature: tfx.dsl.components.Parameter[str] = "",
 ) -> None:
     """Copies the latest pushed model (or the candidate, when none) as the baseline Model.
 
     A ``gs://`` registry is read through components.common.storage (the version is downloaded to
-    a temporary folder first), not through TF's GCS client."""
+    a temporary folder first), not through TF's GCS client. ``signature``: the one the Evaluator
+    scores through; a baseline without it is refused in one sentence (TFMA would fail on it
+    deep inside Beam)."""
     import tempfile
 
     from tfx.utils import io_utils, path_utils
@@ -69,5 +89,21 @@ def LatestPushedBaseline(  # noqa: N802 (TFX component naming)
     with tempfile.TemporaryDirectory(prefix="twinpipe-baseline-") as tmp:
         src = str(registry.local_copy(latest, tmp)) if latest else path_utils.serving_model_path(
             model.uri)
+        if signature and latest:
+            missing = _lacks_signature(src, signature)
+            if missing:
+                raise ValueError(
+                    f"[tfx][evaluate] the pushed baseline {latest} has no '{signature}' "
+                    f"signature (it has {missing}), which the Evaluator scores the Parquet "
+                    "payload through; run once with --tfx-examples tfrecord to push a model "
+                    "that has it.")
         io_utils.copy_dir(src, path_utils.serving_model_dir(baseline.uri))
     baseline.set_string_custom_property(BASELINE_SOURCE, str(latest) if latest else "")
+
+
+def _lacks_signature(saved_model_dir: str, signature: str) -> list[str]:
+    """[] when the SavedModel has ``signature``, else the signatures it has."""
+    from tensorflow.python.saved_model import loader_impl
+
+    found = sorted(loader_impl.parse_saved_model(saved_model_dir).meta_graphs[0].signature_def)
+    return [] if signature in found else found

@@ -31,6 +31,7 @@ from components.common.contract import Contract
 from components.common.errors import ERROR_CHARS, DataError, short_error
 from components.common.layout import SIGNATURE_JSON
 from components.common.serving_bench import predict
+from components.tfx.raw_inputs import as_parsed, raw_input_dtype
 
 log = logging.getLogger("twinpipe.tfx.push")
 
@@ -52,7 +53,7 @@ def _signature_inputs(model_dir: str | Path, key: str) -> dict | None:
 
 def raw_inputs_doc(dtypes: dict[str, str]) -> dict:
     """signature.json's description of the raw-tensor inputs: one 1-D tensor per feature and what
-    stands for a missing value (see :func:`components.tfx.trainer.raw_input_dtype`)."""
+    stands for a missing value (see :func:`components.tfx.raw_inputs.raw_input_dtype`)."""
     missing = {"float32": "NaN", "float64": "NaN", "string": '""'}
     return {name: {"dtype": dtype, "shape": [None], "missing": missing.get(dtype)}
             for name, dtype in dtypes.items()}
@@ -424,34 +425,12 @@ def _serving_fn(model, tft_output, feature_names):
     return serve
 
 
-def raw_input_dtype(feature) -> str:
-    """The raw-tensor signature's dtype for one raw feature spec (tf.io FixedLen/VarLenFeature).
-
-    Each input is a 1-D tensor, one value per row. A missing value (a VarLen feature: nullable in
-    the contract) is NaN for floats and ``""`` for strings (the Transform's own default for an
-    absent string); a nullable int arrives as float64 with NaN, since int64 has no missing value.
-    """
-    import tensorflow as tf
-
-    if feature.dtype == tf.string:
-        return "string"
-    if feature.dtype == tf.int64:
-        return "float64" if _is_varlen(feature) else "int64"
-    return "float32"
-
-
-def _is_varlen(feature) -> bool:
-    import tensorflow as tf
-
-    return isinstance(feature, tf.io.VarLenFeature)
-
-
 def _raw_serving_fn(model, tft_output, feature_names):
     """``serving_raw``: one 1-D tensor per raw feature (no tf.Example) -> the Transform layer -> P.
 
     What tf.io.parse_example would give the Transform layer is rebuilt from the dense inputs: a
     required feature becomes [N, 1], a nullable one a SparseTensor [N, 1] holding only the present
-    values (NaN / "" = absent, :func:`raw_input_dtype`). TFLite converts from this signature: no
+    values (NaN / "" = absent, :mod:`components.tfx.raw_inputs`). TFLite converts from this signature: no
     string parsing of protos inside.
 
     The batch gets one padding row, whose probability is dropped: the TFLite runtime (TF 2.16)
@@ -467,19 +446,6 @@ def _raw_serving_fn(model, tft_output, feature_names):
     specs = [tf.TensorSpec([None], tf.dtypes.as_dtype(raw_input_dtype(raw_spec[n])), name=n)
              for n in names]
 
-    def as_parsed(name, x):
-        feature = raw_spec[name]
-        if not _is_varlen(feature):
-            return tf.expand_dims(x, 1)
-        present = (tf.strings.length(x) > 0 if x.dtype == tf.string
-                   else tf.logical_not(tf.math.is_nan(x)))
-        rows = tf.where(present)
-        values = tf.boolean_mask(x, present)
-        if feature.dtype == tf.int64:
-            values = tf.cast(values, tf.int64)
-        return tf.SparseTensor(tf.concat([rows, tf.zeros_like(rows)], axis=1), values,
-                               tf.stack([tf.shape(x, out_type=tf.int64)[0], 1]))
-
     def padded(x):  # one more row (see the docstring)
         if x.dtype == tf.string:  # a copy of row 0: TFLite's builtin Gather takes strings, Concat not
             return tf.gather(x, tf.concat([tf.range(tf.shape(x)[0]), [0]], axis=0))
@@ -487,7 +453,7 @@ def _raw_serving_fn(model, tft_output, feature_names):
 
     @tf.function(input_signature=specs)
     def serve(*tensors):
-        parsed = {n: as_parsed(n, padded(x)) for n, x in zip(names, tensors, strict=True)}
+        parsed = {n: as_parsed(raw_spec[n], padded(x)) for n, x in zip(names, tensors, strict=True)}
         transformed = model.tft_layer(parsed)
         return {"probability": tf.squeeze(model(transformed), axis=1)[:-1]}
 

@@ -186,6 +186,8 @@ class ParquetSpansExecutor(BaseExampleGenExecutor):
         examples = output_dict[standard_component_specs.EXAMPLES_KEY]
         base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
         splits = [(s.name, s.pattern) for s in input_config.splits]
+        for artifact in examples:
+            artifact.split_names = artifact_utils.encode_split_names([n for n, _ in splits])
         with self._make_beam_pipeline() as pipeline:
             for name, pattern in splits:
                 out = os.path.join(artifact_utils.get_split_uri(examples, name), PAYLOAD_FILE)
@@ -197,7 +199,6 @@ class ParquetSpansExecutor(BaseExampleGenExecutor):
                      file_name_suffix=".parquet", codec="snappy",
                      use_compliant_nested_type=False))
         for artifact in examples:
-            artifact.split_names = artifact_utils.encode_split_names([n for n, _ in splits])
             examples_utils.set_payload_format(artifact, example_gen_pb2.FORMAT_PARQUET)
             examples_utils.set_file_format(artifact, "FILE_FORMAT_PARQUET")
 

@@ -1,15 +1,28 @@
-"""The TFX stack's model: the Keras network, its input pipeline over the Transform output, and the
-distribution strategy a worker trains under."""
+"""The TFX stack's model: the Keras network, its input pipelines, and the distribution strategy a
+worker trains under.
+
+Two input pipelines, chosen by the Trainer config's ``examples_format``:
+
+* ``tfrecord``: the Transform's materialized output (gzip TFRecords of transformed tf.Examples),
+  parsed per batch;
+* ``parquet``: ExampleGen's Parquet payload read with pyarrow a row group at a time, shuffled in
+  NumPy, cut into global batches, and the Transform layer applied in the ``tf.data`` map (the
+  Transform then materializes nothing). No tf.Example on the way.
+"""
 
 from __future__ import annotations
 
 import os
 
+from components.common import storage
 from components.common.config import STEPS_PER_EXECUTION
 from components.common.threads import (
     COLLECTIVE_ENV,
     THREADS_ENV,
 )
+
+TFRECORD, PARQUET = "tfrecord", "parquet"
+EXAMPLES_FORMATS = (TFRECORD, PARQUET)
 
 
 def input_dataset(patterns, feature_spec, label_key, batch_size, shuffle, seed=0):
@@ -34,12 +47,139 @@ def input_dataset(patterns, feature_spec, label_key, batch_size, shuffle, seed=0
     return ds.with_options(options)
 
 
-def count_records(patterns) -> int:
+def count_records(patterns, examples_format: str = TFRECORD) -> int:
     import tensorflow as tf
 
+    if examples_format == PARQUET:
+        import pyarrow.parquet as pq
+
+        total = 0
+        for f in _files(patterns):
+            with storage.open(f, "rb") as fh:
+                total += pq.ParquetFile(fh).metadata.num_rows
+        return total
     files = sorted(f for p in patterns for f in tf.io.gfile.glob(p))
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
     return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
+
+# Rows the Parquet reader shuffles together: whole row groups are read in a shuffled order, and
+# the rows of this many are permuted (the TFRecord path's shuffle buffer holds as many).
+SHUFFLE_ROWS = 100_000
+
+
+def _files(patterns) -> list[str]:
+    return sorted(f for p in patterns for f in storage.glob(p))
+
+
+def _column_arrays(batch, raw_spec) -> dict:
+    """One Arrow batch of the payload (list columns) as 1-D NumPy arrays, one value per row,
+    NaN / b"" where a row has none (what the ``serving_raw`` signature takes)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from components.tfx.raw_inputs import raw_input_dtype
+
+    out = {}
+    for name, feature in raw_spec.items():
+        column = batch.column(batch.schema.get_field_index(name))
+        if hasattr(column, "combine_chunks"):  # a Table's column
+            column = column.combine_chunks()
+        values = pc.list_element(column, 0)
+        dtype = raw_input_dtype(feature)
+        if dtype == "string":
+            out[name] = np.asarray(values.fill_null(b"").to_numpy(zero_copy_only=False),
+                                   dtype=object)
+        elif dtype == "int64":
+            out[name] = values.to_numpy(zero_copy_only=False).astype(np.int64)
+        else:
+            out[name] = values.cast("float64").fill_null(float("nan")).to_numpy(
+                zero_copy_only=False).astype(dtype)
+    return out
+
+
+def _parquet_batches(files, raw_spec, batch_size: int, shuffle: bool, seed: int):
+    """Endless global batches of ``files`` (every row once per pass; row groups in a shuffled
+    order and rows permuted within :data:`SHUFFLE_ROWS` when ``shuffle``). The last rows of a
+    pass carry over into the next pass's first batch, so every batch is full."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    groups = []
+    for f in files:
+        with storage.open(f, "rb") as fh:
+            groups += [(f, g) for g in range(pq.ParquetFile(fh).num_row_groups)]
+    if not groups:
+        raise ValueError(f"[tfx][train] no Parquet files in {files}")
+    names = list(raw_spec)
+    carry = None
+
+    def emit(chunk):
+        nonlocal carry
+        if carry is not None:
+            chunk = {n: np.concatenate([carry[n], chunk[n]]) for n in names}
+        if shuffle:
+            order = rng.permutation(len(chunk[names[0]]))
+            chunk = {n: v[order] for n, v in chunk.items()}
+        n = len(chunk[names[0]])
+        full = n - n % batch_size
+        for i in range(0, full, batch_size):
+            yield {k: v[i:i + batch_size] for k, v in chunk.items()}
+        carry = {k: v[full:] for k, v in chunk.items()}
+
+    while True:
+        buffer, rows = [], 0
+        for f, g in (rng.permutation(groups).tolist() if shuffle else groups):
+            with storage.open(f, "rb") as fh:
+                table = pq.ParquetFile(fh).read_row_group(int(g), columns=names)
+            buffer.append(_column_arrays(table, raw_spec))
+            rows += table.num_rows
+            if rows >= SHUFFLE_ROWS:
+                yield from emit({n: np.concatenate([b[n] for b in buffer]) for n in names})
+                buffer, rows = [], 0
+        if buffer:
+            yield from emit({n: np.concatenate([b[n] for b in buffer]) for n in names})
+
+
+def parquet_dataset(patterns, tft_output, columns, label_key, batch_size, shuffle, seed=0):
+    """(features, label) batches from ExampleGen's Parquet payload through the Transform layer;
+    ``columns``: the raw columns the Transform reads (the contract's features and label)."""
+    import tensorflow as tf
+
+    from components.tfx.raw_inputs import as_parsed, raw_input_dtype
+
+    files = _files(patterns)
+    raw_spec = {k: v for k, v in sorted(tft_output.raw_feature_spec().items()) if k in columns}
+    signature = {n: tf.TensorSpec([batch_size], tf.dtypes.as_dtype(raw_input_dtype(f)))
+                 for n, f in raw_spec.items()}
+    ds = tf.data.Dataset.from_generator(
+        lambda: _parquet_batches(files, raw_spec, batch_size, shuffle, seed),
+        output_signature=signature)
+    tft_layer = tft_output.transform_features_layer()
+
+    def transform(raw):
+        feats = tft_layer({n: as_parsed(raw_spec[n], x) for n, x in raw.items()})
+        label = feats.pop(label_key)
+        return feats, label
+
+    ds = ds.map(transform, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA
+    )
+    return ds.with_options(options)
+
+
+def train_dataset(spec: dict, tft_output, label_key, batch_size, shuffle, seed=0):
+    """The training input of a Trainer spec: its ``config["examples_format"]`` picks the reader
+    (default ``tfrecord``, the Transform's materialized output)."""
+    if spec["config"].get("examples_format", TFRECORD) == PARQUET:
+        cfg = spec["config"]
+        columns = {*cfg["numeric"], *cfg["categorical"], cfg["label"]}
+        return parquet_dataset(spec["train_files"], tft_output, columns, label_key, batch_size,
+                               shuffle, seed)
+    return input_dataset(spec["train_files"], tft_output.transformed_feature_spec(), label_key,
+                         batch_size, shuffle, seed)
 
 
 def build_model(tft_output, config: dict):

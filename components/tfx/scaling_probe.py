@@ -30,7 +30,7 @@ import os
 import time
 from pathlib import Path
 
-from components.tfx.model import build_model, cluster_role, input_dataset, worker_strategy
+from components.tfx.model import build_model, cluster_role, train_dataset, worker_strategy
 
 log = logging.getLogger("twinpipe.tfx.scaling")
 
@@ -124,12 +124,11 @@ def probe_worker(spec: dict) -> dict:
     strategy, strategy_name = worker_strategy(n_workers)
     replicas = strategy.num_replicas_in_sync
     tft_output = tft.TFTransformOutput(spec["transform_output"])
-    feature_spec = tft_output.transformed_feature_spec()
     steps, warmup = int(probe["steps"]), int(probe["warmup"])
     phases = []
     for size in (int(b) for b in probe["batches"]):
         global_batch = size * replicas
-        ds = input_dataset(spec["train_files"], feature_spec, LABEL_KEY, global_batch, shuffle=False)
+        ds = train_dataset(spec, tft_output, LABEL_KEY, global_batch, shuffle=False)
         ds = ds.take(HELD_BATCHES).cache().repeat()
         iterator = iter(strategy.experimental_distribute_dataset(ds))
         with strategy.scope():

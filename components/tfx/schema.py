@@ -58,11 +58,45 @@ def contract_to_schema(contract: Contract, with_label: bool = True) -> schema_pb
     return schema
 
 
-def write_schema(contract: Contract, path: str | Path) -> Path:
-    """Writes the schema as text proto to ``path`` (a file; ImportSchemaGen reads it)."""
+def contract_to_eval_schema(contract: Contract) -> schema_pb2.Schema:
+    """The schema the Evaluator reads a Parquet payload with: :func:`contract_to_schema` plus one
+    dense, shape-less tensor representation per column, so that TFMA hands the model one 1-D
+    tensor per column with NaN / "" where a row has no value: the ``serving_raw`` signature's
+    inputs. (A Parquet payload has no serialized examples for ``serving_default``.)
+
+    Only for the Evaluator: the Transform must keep the inferred representations (a nullable
+    column as a SparseTensor, imputed by the train mean), so this is a schema of its own.
+
+    Raises ValueError for a nullable int feature: ``serving_raw`` takes it as float64 with NaN,
+    which Arrow's int64 column cannot be turned into here (use the tf.Example path)."""
+    schema = contract_to_schema(contract)
+    group = schema.tensor_representation_group[""]
+    for f in schema.feature:
+        rep = group.tensor_representation[f.name]
+        rep.dense_tensor.column_name = f.name
+        if f.shape.dim:  # required: always present, no default needed
+            continue
+        if f.type == schema_pb2.FLOAT:
+            rep.dense_tensor.default_value.float_value = float("nan")
+        elif f.type == schema_pb2.BYTES:
+            rep.dense_tensor.default_value.bytes_value = b""
+        else:
+            if f.name in {c.name for c in contract.features}:
+                raise ValueError(
+                    f"nullable int column '{f.name}': the Evaluator cannot read it from a "
+                    "Parquet payload (serving_raw takes it as float64 with NaN); run with "
+                    "--tfx-examples tfrecord")
+            del group.tensor_representation[f.name]  # not a model input: TFMA never needs it
+    return schema
+
+
+def write_schema(contract: Contract, path: str | Path, *, eval_schema: bool = False) -> Path:
+    """Writes the schema as text proto to ``path`` (a file; ImportSchemaGen reads it);
+    ``eval_schema``: :func:`contract_to_eval_schema` instead."""
     from google.protobuf import text_format
 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(text_format.MessageToString(contract_to_schema(contract)))
+    doc = contract_to_eval_schema(contract) if eval_schema else contract_to_schema(contract)
+    p.write_text(text_format.MessageToString(doc))
     return p

@@ -27,7 +27,14 @@ from components.common.layout import TRAIN_METRICS_JSON
 from components.common.replicas import report_dir, weights_digest, write_replica_report
 from components.tfx.export import save_serving_model, serving_signatures
 from components.tfx.launch import BACKUP_PROGRESS, backup_dir, launch_cluster_job, launch_local_workers
-from components.tfx.model import build_model, cluster_role, count_records, input_dataset, worker_strategy
+from components.tfx.model import (
+    TFRECORD,
+    build_model,
+    cluster_role,
+    count_records,
+    train_dataset,
+    worker_strategy,
+)
 
 log = logging.getLogger("twinpipe.tfx.train")
 
@@ -124,7 +131,8 @@ def train(spec: dict) -> dict:
     replicas = strategy.num_replicas_in_sync
     global_batch = int(cfg["batch_size"]) * replicas
     # Known from ingest on local runs; counted here when compiled for a cluster (rows unknown).
-    train_rows = int(cfg.get("train_rows") or count_records(spec["train_files"]))
+    train_rows = int(cfg.get("train_rows") or count_records(
+        spec["train_files"], cfg.get("examples_format", TFRECORD)))
     if train_rows <= 0:
         raise ValueError(f"[tfx][train] no train rows in {spec['train_files']}: nothing to train on")
     # Fewer rows than a global batch still train: the dataset repeats, so each step's batch is
@@ -140,9 +148,7 @@ def train(spec: dict) -> dict:
     seed = int(cfg.get("seed", 0))
     tf.keras.utils.set_random_seed(seed)
     tft_output = tft.TFTransformOutput(spec["transform_output"])
-    feature_spec = tft_output.transformed_feature_spec()
-    train_ds = input_dataset(spec["train_files"], feature_spec, LABEL_KEY, global_batch, shuffle=True,
-                        seed=seed)
+    train_ds = train_dataset(spec, tft_output, LABEL_KEY, global_batch, shuffle=True, seed=seed)
     with strategy.scope():
         model = build_model(tft_output, cfg)
 

@@ -57,7 +57,7 @@ def run_config(args):
 
 
 # Flags a tuning file never overrides when the user gives them.
-EXPLICIT_FLAGS = ("workers", "batch_size", "learning_rate")
+EXPLICIT_FLAGS = ("workers", "batch_size", "learning_rate", "tfx_examples")
 
 
 def explicit(args) -> set[str]:

@@ -216,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "--learning-rate always win")
     r.add_argument("--beam-arg", action="append", default=[],
                    help="Beam pipeline option, repeatable (e.g. --beam-arg=--runner=FlinkRunner)")
+    r.add_argument("--tfx-examples", choices=("parquet", "tfrecord"), default=None,
+                   help="what the TFX stack's ExampleGen writes and its stages read: a Parquet "
+                        "payload, Arrow end to end; or gzip TFRecords of tf.Examples with the "
+                        "Transform output materialized. Default parquet, or the tuning's choice")
     r.add_argument("--scale", type=_bounded(int, 1, 1000), default=1,
                    help="multiply the data K times by resampling real rows (cost vs size)")
     r.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,

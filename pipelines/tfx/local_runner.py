@@ -60,6 +60,7 @@ def train_config(cfg: RunConfig, contract: Contract, train_rows: int) -> dict:
         "learning_rate": cfg.learning_rate,
         "hidden_units": list(cfg.hidden_units),
         "train_rows": train_rows,
+        "examples_format": cfg.tfx_examples,
         # Tuned settings (``--tuning``), only when set: the Trainer's own defaults otherwise.
         **({"steps_per_execution": cfg.steps_per_execution} if cfg.steps_per_execution else {}),
         **({"threads": cfg.threads} if cfg.threads else {}),
@@ -143,6 +144,9 @@ def run_tfx(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest_s
         log.info("[tfx] Beam %s, %s, %d worker(s) for %d rows", beam_mode["runner"],
                  beam_mode["running_mode"], beam_mode["workers"], ingested.rows)
     write_schema(contract, paths["schema"])
+    eval_schema = paths["schema"].with_name("eval_schema.pbtxt")
+    if cfg.tfx_examples == "parquet":
+        write_schema(contract, eval_schema, eval_schema=True)
     train_rows = sum(s.train_rows for s in ingested.spans)
     tcfg = train_config(cfg, contract, train_rows)
     pipeline = create_pipeline(
@@ -163,6 +167,8 @@ def run_tfx(cfg: RunConfig, contract: Contract, ingested: IngestResult, ingest_s
         data_source=ingested.source,
         report_dir=str(paths["validation"]),
         contract_path=cfg.contract_path or "",
+        examples_format=cfg.tfx_examples,
+        eval_schema_path=str(eval_schema) if cfg.tfx_examples == "parquet" else "",
     )
     log.info("[tfx] LocalDagRunner: %d components, spans %s", len(pipeline.components),
              ingested.span_numbers)
@@ -298,7 +304,12 @@ def collect_run(paths, contract, ingested: IngestResult, ingest_s: float, wall: 
     if "transform" in execs and nodes["transform"]["state"] == "COMPLETE":
         outs = _outputs(store, execs["transform"])
         stages["train"]["transform_graph_uri"] = outs["transform_graph"][0].uri
-        stages["train"]["transformed_examples_uri"] = outs["transformed_examples"][0].uri
+        if outs.get("transformed_examples"):  # materialized on the tfrecord path only
+            stages["train"]["transformed_examples_uri"] = outs["transformed_examples"][0].uri
+    if "ingest" in execs and nodes["ingest"]["state"] == "COMPLETE":
+        examples = _outputs(store, execs["ingest"]).get("examples", [None])[0]
+        if examples is not None:
+            stages["ingest"]["examples_uri"] = examples.uri
     if "train" in execs and nodes["train"]["state"] == "COMPLETE":
         run_dir = _outputs(store, execs["train"]).get("model_run", [None])[0]
         model = _outputs(store, execs["train"]).get("model", [None])[0]
@@ -344,12 +355,17 @@ def collect_run(paths, contract, ingested: IngestResult, ingest_s: float, wall: 
 
 
 def retrain_spec(summary: dict, work_dir: str, config: dict) -> dict:
-    """A Trainer spec that trains again on the run's Transform output (the scaling probe, the
-    fault-tolerance measurement), its serving model and run folder under ``work_dir``."""
+    """A Trainer spec that trains again on what the run's Trainer read (the scaling probe, the
+    fault-tolerance measurement): the Transform's output, or on the Parquet path ExampleGen's
+    payload with the Transform graph; its serving model and run folder under ``work_dir``."""
     tr = summary["stages"]["train"]
+    examples = tr.get("transformed_examples_uri")
+    if examples is None:
+        examples = summary["stages"]["ingest"]["examples_uri"]
+        config = {**config, "examples_format": "parquet"}
     return {
-        "train_files": [f"{tr['transformed_examples_uri']}/Split-train/*"],
-        "eval_files": [f"{tr['transformed_examples_uri']}/Split-eval/*"],
+        "train_files": [f"{examples}/Split-train/*"],
+        "eval_files": [f"{examples}/Split-eval/*"],
         "transform_output": tr["transform_graph_uri"],
         "serving_model_dir": f"{work_dir}/serving",
         "model_run_dir": f"{work_dir}/run",

@@ -3,10 +3,15 @@
 land     LandingIngest: new deliveries taken from the landing folder and ingested into the spans
          (the shared ingest, exactly once per delivery); the nodes below run only when it says
          so (a ``tfx.dsl.Cond`` on its artifact: no new delivery, no training)
-ingest   FileBasedExampleGen over the run's monthly Parquet spans (pre-split by the contract)
+ingest   FileBasedExampleGen over the run's monthly Parquet spans (pre-split by the contract),
+         written as a Parquet payload (``examples_format`` parquet, the default) or as gzip
+         TFRecords of tf.Examples (tfrecord)
 validate StatisticsGen -> ImportSchemaGen(contract) -> ExampleValidator -> ValidateGate
-train    Transform (analyzers on train only) -> Trainer (tf.distribute)
-evaluate LatestPushedBaseline -> Evaluator (TFMA, blessing rule from the contract)
+train    Transform (analyzers on train only) -> Trainer (tf.distribute). On Parquet the
+         Transform materializes nothing and computes no statistics: the Trainer reads the
+         payload and applies the Transform layer in its input pipeline
+evaluate LatestPushedBaseline -> Evaluator (TFMA, blessing rule from the contract; on Parquet
+         through the ``serving_raw`` signature and an eval schema of dense columns)
 push     AtomicPusher (only when blessed)
 """
 
@@ -22,6 +27,7 @@ from components.common import storage
 from components.common.contract import Contract
 from components.tfx.evaluate import LatestPushedBaseline, eval_config
 from components.tfx.ingest import PROCEED, LandingIngest, ParquetSpansExecutor
+from components.tfx.model import PARQUET, TFRECORD
 from components.tfx.push import AtomicPusher
 from components.tfx.transform_executor import BatchedTransformExecutor
 from components.tfx.validate import ValidateGate
@@ -42,6 +48,7 @@ STAGE_OF_NODE = {
     "transform": "train",
     "train": "train",
     "baseline": "evaluate",
+    "eval_schema": "evaluate",
     "evaluate": "evaluate",
     "push": "push",
 }
@@ -67,6 +74,8 @@ def create_pipeline(
     contract_path: str = "",
     landing_uri: str = "",
     retrain: bool = False,
+    examples_format: str = PARQUET,
+    eval_schema_path: str = "",
 ) -> tfx.dsl.Pipeline:
     """Builds the TFX pipeline. Every value gets in through these typed parameters.
 
@@ -75,8 +84,14 @@ def create_pipeline(
     gate writes gate.json and alerts.jsonl (default ``<pipeline_root>/validation``).
     ``landing_uri``: where deliveries land; the first node takes the new ones into ``spans_dir``
     ('' = none: the spans are published already); ``retrain``: train again on the current spans
-    when nothing new landed.
+    when nothing new landed. ``examples_format``: ``parquet`` (Arrow end to end; needs
+    ``eval_schema_path``, :func:`components.tfx.schema.write_schema` with ``eval_schema``) or
+    ``tfrecord`` (tf.Examples, the Transform's output materialized).
     """
+    if examples_format not in (PARQUET, TFRECORD):
+        raise ValueError(f"examples_format {examples_format!r}: parquet or tfrecord")
+    if examples_format == PARQUET and not eval_schema_path:
+        raise ValueError("examples_format parquet needs eval_schema_path (the Evaluator's schema)")
     land = LandingIngest(
         landing_uri=landing_uri, data_root=storage.parent(spans_dir),
         report_dir=report_dir or f"{pipeline_root}/validation", contract_path=contract_path,
@@ -88,7 +103,8 @@ def create_pipeline(
                        contract=contract, train_config=train_config, train_steps=train_steps,
                        signature_json=signature_json, run_label=run_label,
                        data_source=data_source, latest_span=latest_span, report_dir=report_dir,
-                       contract_path=contract_path)
+                       contract_path=contract_path, examples_format=examples_format,
+                       eval_schema_path=eval_schema_path)
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
@@ -101,10 +117,13 @@ def create_pipeline(
 
 def _nodes(land, *, spans_dir, pipeline_root, schema_path, push_destination, contract,
            train_config, train_steps, signature_json, run_label, data_source, latest_span,
-           report_dir, contract_path) -> list:
+           report_dir, contract_path, examples_format, eval_schema_path) -> list:
     """The nodes after the landing ingest: ExampleGen over the spans it published, then validate,
     train, evaluate and push."""
     span_glob = "span-{SPAN}" if latest_span else "span-*"
+    parquet = examples_format == PARQUET
+    output = ({"output_data_format": example_gen_pb2.FORMAT_PARQUET,
+               "output_file_format": example_gen_pb2.FILE_FORMAT_PARQUET} if parquet else {})
     ingest = FileBasedExampleGen(
         input_base=spans_dir,
         input_config=example_gen_pb2.Input(
@@ -114,6 +133,7 @@ def _nodes(land, *, spans_dir, pipeline_root, schema_path, push_destination, con
             ]
         ),
         custom_executor_spec=executor_spec.BeamExecutorSpec(ParquetSpansExecutor),
+        **output,
     ).with_id("ingest")
     ingest.add_upstream_node(land)
 
@@ -145,6 +165,11 @@ def _nodes(land, *, spans_dir, pipeline_root, schema_path, push_destination, con
             "categorical": [c.name for c in contract.categorical_features],
             "label": contract.label.name,
         },
+        # On Parquet: the Trainer applies the Transform layer itself, and nothing reads the
+        # pre-/post-transform statistics (the validate stage has its own), so the Transform
+        # runs its analyzers over the train split and writes the graph, nothing more.
+        materialize=not parquet,
+        disable_statistics=parquet,
     ).with_id("transform")
     # TFX's Transform takes no custom_executor_spec argument; its executor spec is swapped as
     # TFX's own docs show for BaseComponent executors.
@@ -153,7 +178,8 @@ def _nodes(land, *, spans_dir, pipeline_root, schema_path, push_destination, con
 
     train = tfx.components.Trainer(
         run_fn="components.tfx.trainer.run_fn",
-        examples=transform.outputs["transformed_examples"],
+        examples=(ingest if parquet else transform).outputs[
+            "examples" if parquet else "transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema.outputs["schema"],
         train_args=tfx.proto.TrainArgs(num_steps=train_steps),
@@ -161,15 +187,21 @@ def _nodes(land, *, spans_dir, pipeline_root, schema_path, push_destination, con
         custom_config=train_config,
     ).with_id("train")
 
+    signature = "serving_raw" if parquet else "serving_default"
     baseline = LatestPushedBaseline(
-        model=train.outputs["model"], push_destination=push_destination
+        model=train.outputs["model"], push_destination=push_destination,
+        signature=signature if parquet else "",
     ).with_id("baseline")
+    eval_schema = (tfx.components.ImportSchemaGen(schema_file=eval_schema_path)
+                   .with_id("eval_schema") if parquet else None)
     evaluate = tfx.components.Evaluator(
         examples=ingest.outputs["examples"],
         model=train.outputs["model"],
         baseline_model=baseline.outputs["baseline"],
-        eval_config=eval_config(contract),
+        eval_config=eval_config(contract, signature),
         example_splits=["eval"],
+        schema=eval_schema.outputs["schema"] if parquet else None,
+        module_path="components.tfx.evaluate" if parquet else None,
     ).with_id("evaluate")
 
     push = AtomicPusher(
@@ -180,4 +212,6 @@ def _nodes(land, *, spans_dir, pipeline_root, schema_path, push_destination, con
         run_label=run_label,
     ).with_id("push")
 
-    return [ingest, statistics, schema, anomalies, gate, transform, train, baseline, evaluate, push]
+    nodes = [ingest, statistics, schema, anomalies, gate, transform, train, baseline, evaluate,
+             push]
+    return nodes + ([eval_schema] if parquet else [])

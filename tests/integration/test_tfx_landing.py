@@ -89,11 +89,13 @@ def test_with_nothing_new_only_the_landing_ingest_runs(tmp_path):
     landing, data = tmp_path / "landing", tmp_path / "data"
     landing.mkdir()
     write_schema(contract, tmp_path / "schema.pbtxt")
+    write_schema(contract, tmp_path / "eval_schema.pbtxt", eval_schema=True)
     cfg = RunConfig(workers=1, months=(1,))
     root, metadata = tmp_path / "root", tmp_path / "metadata.sqlite"
     pipeline = create_pipeline(
         pipeline_name="twinpipe-tfx", pipeline_root=str(root), spans_dir=str(data / "spans"),
-        schema_path=str(tmp_path / "schema.pbtxt"), push_destination=str(data / "tfx" / "pushed"),
+        schema_path=str(tmp_path / "schema.pbtxt"),
+        eval_schema_path=str(tmp_path / "eval_schema.pbtxt"), push_destination=str(data / "tfx" / "pushed"),
         contract=contract, train_config=train_config(cfg, contract, train_rows=0), train_steps=1,
         beam_pipeline_args=list(cfg.beam_args),
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(

@@ -41,6 +41,8 @@ def main(prefix: str, workdir: Path) -> dict:
     storage.upload(Path(workdir / "spans").resolve(), f"{prefix}/spans")
     write_schema(contract, workdir / "schema.pbtxt")
     storage.upload(workdir / "schema.pbtxt", f"{prefix}/schema/schema.pbtxt")
+    write_schema(contract, workdir / "eval_schema.pbtxt", eval_schema=True)
+    storage.upload(workdir / "eval_schema.pbtxt", f"{prefix}/schema/eval_schema.pbtxt")
 
     cfg = RunConfig(out_dir=str(workdir), epochs=1, batch_size=256)
     train_rows = sum(s.train_rows for s in ingested.spans)
@@ -50,6 +52,7 @@ def main(prefix: str, workdir: Path) -> dict:
         pipeline_root=f"{prefix}/root",
         spans_dir=f"{prefix}/spans",
         schema_path=f"{prefix}/schema/schema.pbtxt",
+        eval_schema_path=f"{prefix}/schema/eval_schema.pbtxt",
         push_destination=f"{prefix}/pushed",
         contract=contract,
         train_config=train_config(cfg, contract, train_rows),
