@@ -52,9 +52,10 @@ SCALES ?= 1
 BENCH_MONTHS ?= 1-12
 BENCH_STACK ?= both
 BENCH_EPOCHS ?= 3
-bench: setup ## cost curve of each stack vs a hand-written script + pyarrow scan (SCALES="1 3 10 30", BENCH_STACK=torch; adds to OUT/bench/bench.json)
+BENCH_TFX_EXAMPLES ?= parquet
+bench: setup ## cost curve of each stack vs a hand-written script + pyarrow scan (SCALES="1 3 10 30", BENCH_STACK=torch, BENCH_TFX_EXAMPLES=tfrecord; adds to OUT/bench/bench.json)
 	$(PY) -m benchmarks.bench --months $(BENCH_MONTHS) --workers $(or $(WORKERS),2) --stack $(BENCH_STACK) \
-	  --epochs $(BENCH_EPOCHS) $(foreach k,$(SCALES),--scale $(k)) --out $(OUT)/bench
+	  --epochs $(BENCH_EPOCHS) --tfx-examples $(BENCH_TFX_EXAMPLES) $(foreach k,$(SCALES),--scale $(k)) --out $(OUT)/bench
 
 IMAGE_PREFIX ?= twinpipe
 TAG ?= dev

@@ -12,6 +12,9 @@ For each stack and each ``--scale K`` (the data multiplied K times by resampling
   3. a pyarrow scan computing the same column statistics (the practical bound for ingest +
      validate).
 
+``--tfx-examples tfrecord`` benches the TFX stack's tf.Example path (recorded as stack
+``tfx-tfrecord``) beside its default Parquet path (``tfx``), so one bench.json holds both.
+
 ``OUT/bench.json`` keeps results per stack and scale; a later invocation adds to it (same months,
 workers and epochs), so ``--stack torch --scale 1 --scale 100`` and ``--stack tfx --scale 1
 --scale 3`` can be run apart. Over all the scales recorded, :func:`fit_line` fits, per stack and
@@ -59,7 +62,7 @@ def _run(cmd: list[str], log: Path) -> tuple[int, float]:
 
 
 def _stack_run(log: str, out: str, stack: str, months: str, workers: int, scale: int, epochs: int,
-               full: bool) -> None:
+               full: bool, tfx_examples: str = "parquet") -> None:
     """One stack's run through the workflow API (what `twinpipe run` calls), in a spawned process
     whose output goes to ``log``: its interpreter start-up and imports count, as each pipeline task
     pays them."""
@@ -71,7 +74,7 @@ def _stack_run(log: str, out: str, stack: str, months: str, workers: int, scale:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("twinpipe").setLevel(logging.INFO)
     cfg = RunConfig(out_dir=out, months=tuple(parse_months(months)), workers=workers, epochs=epochs,
-                    run_label=time.strftime("%Y%m%dT%H%M%S"))
+                    run_label=time.strftime("%Y%m%dT%H%M%S"), tfx_examples=tfx_examples)
     workflow.run(cfg, (stack,), explicit={"workers"}, scale=scale, report=full)
 
 
@@ -100,17 +103,23 @@ def pyarrow_scan(spans: Path) -> dict:
     return {"rows": table.num_rows, "wall_s": round(wall, 3), "rows_per_s": round(table.num_rows / wall, 1)}
 
 
+def bench_key(stack: str, tfx_examples: str) -> str:
+    """The stack's name in bench.json: ``tfx-tfrecord`` for the TFX stack's tf.Example path."""
+    return f"{stack}-{tfx_examples}" if stack == "tfx" and tfx_examples != "parquet" else stack
+
+
 def bench_stack(args, stack: str, scale: int, full: bool) -> tuple[dict, dict | None]:
     """One stack at one scale: its run, the hand-written script, the scan. Returns (the stack's
     entry, the scan) — an entry with ``failed`` when the run or the script failed."""
-    out = Path(args.out).resolve() / stack / f"scale-{scale}"
+    key = bench_key(stack, args.tfx_examples)
+    out = Path(args.out).resolve() / key / f"scale-{scale}"
     py = sys.executable
-    print(f"[bench] {stack} {scale}x: twinpipe run (months {args.months}, {args.workers} workers, "
+    print(f"[bench] {key} {scale}x: twinpipe run (months {args.months}, {args.workers} workers, "
           f"{args.epochs} epochs{'' if full else ', --no-report'}) ...", flush=True)
     log = out.parent / f"run-{scale}.log"
     out.parent.mkdir(parents=True, exist_ok=True)
     rc, run_wall = _run_api(log, str(out), stack, args.months, args.workers, scale, args.epochs,
-                            full)
+                            full, args.tfx_examples)
     if rc:
         print(f"[bench] {stack} {scale}x: twinpipe run failed (exit {rc}); see {log}", flush=True)
         return {"scale": scale, "failed": f"twinpipe run exit {rc}; see {log}",
@@ -138,6 +147,7 @@ def bench_stack(args, stack: str, scale: int, full: bool) -> tuple[dict, dict | 
     entry = {
         "scale": scale,
         "rows": st["ingest"]["rows"],
+        "settings": run.get("settings"),
         "run_dir": str(out),
         "run_wall_s": round(run_wall, 1),
         "stages": {s: {"wall_s": round(stage_s[s], 3), "cpu_s": st[s].get("cpu_s"),
@@ -228,7 +238,7 @@ def _targets(stack: str, by_scale: dict, marginal_ratio: float | None) -> dict:
     None (not judged) where the scales it needs were not run."""
     at = {int(k): e for k, e in by_scale.items()}
     out = {}
-    limit = MARGINAL_TARGET[stack]
+    limit = MARGINAL_TARGET[stack.split("-")[0]]
     out["marginal"] = {"met": None if marginal_ratio is None else marginal_ratio <= limit,
                        "detail": f"marginal µs/row {marginal_ratio}x the script's (target <= {limit}x)"
                        if marginal_ratio is not None else "needs two scales"}
@@ -345,6 +355,8 @@ def main(argv=None) -> int:
     p.add_argument("--stack", choices=("tfx", "torch", "both"), default="both")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--out", default="out/bench")
+    p.add_argument("--tfx-examples", choices=("parquet", "tfrecord"), default="parquet",
+                   help="the TFX stack's examples (tfrecord: recorded as stack tfx-tfrecord)")
     args = p.parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -355,7 +367,7 @@ def main(argv=None) -> int:
     for stack in (("tfx", "torch") if args.stack == "both" else (args.stack,)):
         for k in scales:
             entry, scan = bench_stack(args, stack, k, full=k == 1)
-            doc["runs"].setdefault(stack, {})[str(k)] = entry
+            doc["runs"].setdefault(bench_key(stack, args.tfx_examples), {})[str(k)] = entry
             if scan:
                 doc["scan"][str(k)] = scan
             failed |= bool(entry.get("failed"))

@@ -96,7 +96,7 @@ def ev_marginal_cost(data):
     us = {}
     for stack, c in ds["cost_curve"]["stacks"].items():
         fit = (c["total"].get("fit") or {}).get("marginal_us_per_row")
-        if fit is not None:
+        if fit is not None and stack in ("tfx", "torch"):  # not bench's tfx-tfrecord variant
             us[stack] = fit
     if len(us) < 2:
         return None

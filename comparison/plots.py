@@ -8,7 +8,7 @@ import io
 from comparison.sections import STACK_NAMES
 from components.common.config import STAGES
 
-COLORS = {"tfx": "#e8710a", "torch": "#1a73e8"}
+COLORS = {"tfx": "#e8710a", "torch": "#1a73e8", "tfx-tfrecord": "#9e9e9e"}
 
 
 def png(fig) -> str:

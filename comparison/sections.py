@@ -45,7 +45,8 @@ def anchor(key: str) -> str:
 STACKS = ("tfx", "torch")
 
 
-STACK_NAMES = {"tfx": "TFX (TensorFlow)", "torch": "PyTorch (KFP + TorchX)"}
+STACK_NAMES = {"tfx": "TFX (TensorFlow)", "torch": "PyTorch (KFP + TorchX)",
+               "tfx-tfrecord": "TFX on tf.Example (TFRecord path)"}
 
 
 def num(x, digits=1, unit=""):

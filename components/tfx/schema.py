@@ -64,12 +64,18 @@ def contract_to_eval_schema(contract: Contract) -> schema_pb2.Schema:
     tensor per column with NaN / "" where a row has no value: the ``serving_raw`` signature's
     inputs. (A Parquet payload has no serialized examples for ``serving_default``.)
 
-    Only for the Evaluator: the Transform must keep the inferred representations (a nullable
-    column as a SparseTensor, imputed by the train mean), so this is a schema of its own.
+    Only the model's features and the label: the Evaluator reads just these columns, and TFMA
+    unbatches every column it reads into every example, in Python. Only for the Evaluator: the
+    Transform must keep the inferred representations (a nullable column as a SparseTensor,
+    imputed by the train mean), so this is a schema of its own.
 
     Raises ValueError for a nullable int feature: ``serving_raw`` takes it as float64 with NaN,
     which Arrow's int64 column cannot be turned into here (use the tf.Example path)."""
     schema = contract_to_schema(contract)
+    keep = {c.name for c in contract.features} | {contract.label.name}
+    kept = [f for f in schema.feature if f.name in keep]
+    del schema.feature[:]
+    schema.feature.extend(kept)
     group = schema.tensor_representation_group[""]
     for f in schema.feature:
         rep = group.tensor_representation[f.name]
@@ -81,12 +87,10 @@ def contract_to_eval_schema(contract: Contract) -> schema_pb2.Schema:
         elif f.type == schema_pb2.BYTES:
             rep.dense_tensor.default_value.bytes_value = b""
         else:
-            if f.name in {c.name for c in contract.features}:
-                raise ValueError(
-                    f"nullable int column '{f.name}': the Evaluator cannot read it from a "
-                    "Parquet payload (serving_raw takes it as float64 with NaN); run with "
-                    "--tfx-examples tfrecord")
-            del group.tensor_representation[f.name]  # not a model input: TFMA never needs it
+            raise ValueError(
+                f"nullable int column '{f.name}': the Evaluator cannot read it from a Parquet "
+                "payload (serving_raw takes it as float64 with NaN); run with "
+                "--tfx-examples tfrecord")
     return schema
 
 

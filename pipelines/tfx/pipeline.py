@@ -198,7 +198,7 @@ def _nodes(land, *, spans_dir, pipeline_root, schema_path, push_destination, con
         examples=ingest.outputs["examples"],
         model=train.outputs["model"],
         baseline_model=baseline.outputs["baseline"],
-        eval_config=eval_config(contract, signature),
+        eval_config=eval_config(contract, signature, lean=parquet),
         example_splits=["eval"],
         schema=eval_schema.outputs["schema"] if parquet else None,
         module_path="components.tfx.evaluate" if parquet else None,
