@@ -31,6 +31,8 @@ def config_text(run: dict) -> str:
         text += f", {s['steps_per_execution']} steps/execution"
     if s.get("beam_mode"):
         text += f", Beam {s['beam_mode'].replace('_', '-')}"
+    if s.get("examples"):
+        text += f", examples {s['examples']}"
     return text
 
 
@@ -97,10 +99,17 @@ def render(doc: dict) -> str:
                                      ""],
                                     [[m, f"{s:.1f}", "chosen" if m == b["chosen"] else ""]
                                      for m, s in b["seconds"].items()]))
+            if e.get("examples"):
+                x = e["examples"]
+                parts.append(table(["examples", f"seconds ({x['stage']})", ""],
+                                   [[f, f"{s:.1f}", "chosen" if f == x["chosen"] else ""]
+                                    for f, s in x["seconds"].items()]))
             ran = d["ran_with"].get(stack)
             parts.append(f"<p>Chosen: {html.escape(_cfg(e['chosen']))}"
                          + (f", Beam {html.escape(e['chosen']['beam_mode'])}"
                             if e["chosen"].get("beam_mode") else "")
+                         + (f", examples {html.escape(e['chosen']['tfx_examples'])}"
+                            if e["chosen"].get("tfx_examples") else "")
                          + f" — {html.escape(e['why'])}."
                          + (f" The run used: {html.escape(config_text({'settings': ran}))} "
                             f"({html.escape(ran['source'])})." if ran else "") + "</p>")

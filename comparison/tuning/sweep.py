@@ -13,7 +13,11 @@
 * **the Beam mode** (TFX) — a Beam stage on *all* the run's rows (TFDV statistics, StatisticsGen's
   engine) timed with FnApiRunner in-memory and multi-processing (one SDK worker per core): the
   fixed start-up of multi-processing against its per-row gain is a matter of data size, so it is
-  measured on the run's data, not on the slice.
+  measured on the run's data, not on the slice;
+* **the examples format** (TFX) — the train stage on the slice at the chosen point, both ways:
+  ``tfrecord`` (Transform analyzes and materializes transformed tf.Examples, the Trainer parses
+  them) against ``parquet`` (the slice as ExampleGen's Parquet payload, Transform analyzes only,
+  the Trainer applies the Transform layer itself) — preparation plus training, one process each.
 
 **The rule** (:func:`choose`): the point with the shortest estimated train stage on the run's
 samples (its steady-state samples/s, plus the start-up of a fresh TensorFlow process for a TFX
@@ -23,7 +27,7 @@ every core, the default batch and learning rate). A larger batch keeps the learn
 relation (Adam: lr x sqrt(batch / default batch)) and trains the same samples in fewer steps, as
 the real run would; on the slice it gets fewer steps than on the full data, so the AUC check is
 conservative (it may refuse a batch the full data would have tolerated, never the reverse).
-The Beam mode: the faster of the two.
+The Beam mode and the examples format: the faster of the two.
 
 ``OUT/tuning.json`` keeps every point; `twinpipe run --tuning auto|PATH` applies the chosen
 settings per stack (:func:`apply`), explicit ``--workers``/``--batch-size``/``--learning-rate``
@@ -254,6 +258,91 @@ def sweep_tfx(contract: Contract, base: RunConfig, slice_dir: Path, work: Path,
     return results
 
 
+def transform_slice_parquet(contract: Contract, slice_dir: Path, out: Path) -> dict:
+    """The Parquet path's preparation of the slice: its train rows as ExampleGen's Parquet payload
+    (``out/train/payload.parquet``), read back through ``ParquetTFXIO`` by TF Transform, which
+    analyzes only (the Transform graph, no transformed rows). Returns the Trainer's patterns."""
+    import functools
+
+    import apache_beam as beam
+    import pyarrow.parquet as pq
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+    from tfx_bsl.tfxio.parquet_tfxio import ParquetTFXIO
+
+    from components.tfx.ingest import payload_table
+    from components.tfx.transform import preprocessing_fn
+
+    config = {"numeric": [c.name for c in contract.numeric_features],
+              "categorical": [c.name for c in contract.categorical_features],
+              "label": contract.label.name}
+    payload = payload_table(rows.dataset(str(slice_dir / "train.parquet")).to_table())
+    (out / "train").mkdir(parents=True, exist_ok=True)
+    path = out / "train" / "payload.parquet"
+    pq.write_table(payload, path, use_compliant_nested_type=False)
+    schema = contract_to_schema(contract)
+    source = ParquetTFXIO(file_pattern=str(path), column_names=payload.schema.names,
+                          schema=schema, telemetry_descriptors=["twinpipe", "tune"])
+    options = PipelineOptions(tuned_mode("in_memory", payload.num_rows).args())
+    with beam.Pipeline(options=options) as p, tft_beam.Context(temp_dir=str(out / "tmp")):
+        raw = p | source.BeamSource(8192)
+        transform_fn = ((raw, source.TensorAdapterConfig())
+                        | tft_beam.AnalyzeDataset(
+                            functools.partial(preprocessing_fn, custom_config=config)))
+        _ = transform_fn | tft_beam.WriteTransformFn(str(out / "transform"))
+    metadata_io.write_metadata(dataset_metadata.DatasetMetadata(schema),
+                               str(out / "transform" / tft.TFTransformOutput.RAW_METADATA_DIR))
+    return {"train_files": [str(path)], "transform_output": str(out / "transform"),
+            "train_rows": payload.num_rows}
+
+
+def examples_seconds(contract: Contract, base: RunConfig, point: dict, slice_dir: Path,
+                     work: Path, epochs: int) -> dict:
+    """Seconds of the TFX train stage on the slice at ``point`` with each examples format:
+    the format's preparation (Transform) plus the Trainer's ``train()``, in a fresh process each
+    (the same start-up for both), single worker at the point's batch."""
+    from pipelines.tfx.local_runner import train_config
+
+    seconds = {}
+    for fmt in ("tfrecord", "parquet"):
+        spec_file = work / f"tfx-examples-{fmt}.json"
+        cfg = dataclasses.replace(base, epochs=1, tfx_examples=fmt,
+                                  **{k: v for k, v in point.items()
+                                     if k in ("batch_size", "learning_rate",
+                                              "steps_per_execution")})
+        spec_file.write_text(json.dumps({
+            "format": fmt, "contract": contract.path or "", "slice": str(slice_dir),
+            "work": str(work / f"tfx-examples-{fmt}"),
+            "config": train_config(cfg, contract, 0), "epochs": epochs}))
+        t0 = time.time()
+        _check(subprocess.run([sys.executable, "-m", "comparison.tuning.sweep", "--examples",
+                               str(spec_file)], capture_output=True, text=True), "tfx",
+               {"examples": fmt})
+        seconds[fmt] = round(time.time() - t0, 2)
+    return seconds
+
+
+def _examples_point(spec_file: str) -> int:
+    """One examples format's preparation + training on the slice (``python -m
+    comparison.tuning.sweep --examples SPEC.json``)."""
+    from components.common.contract import load_contract
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    doc = json.loads(Path(spec_file).read_text())
+    contract = load_contract(doc["contract"] or None)
+    work, slice_dir = Path(doc["work"]), Path(doc["slice"])
+    prepare = transform_slice_parquet if doc["format"] == "parquet" else transform_slice
+    prepared = prepare(contract, slice_dir, work)
+    config = {**doc["config"], "train_rows": prepared["train_rows"] * doc["epochs"]}
+    train({"train_files": prepared["train_files"], "eval_files": [],
+           "transform_output": prepared["transform_output"],
+           "serving_model_dir": str(work / "serving"), "model_run_dir": str(work / "run"),
+           "config": config})
+    return 0
+
+
 def tfx_process_start_s() -> float:
     """Seconds a fresh Python process takes to start TensorFlow and run one op: the fixed cost
     of a Trainer launched in its own process (a set thread count or several workers)."""
@@ -365,6 +454,15 @@ def tune(out_dir: str | Path, cfg: RunConfig, contract: Contract, ingested,
                                           "(StatisticsGen's engine), start-up included",
                                  "rows": ingested.rows, "seconds": seconds, "chosen": mode}
                 entry["chosen"]["beam_mode"] = mode
+                fmt_s = examples_seconds(contract, cfg, points[best]["config"], work / "slice",
+                                         work, epochs)
+                fmt = min(fmt_s, key=fmt_s.get)
+                log.info("[tfx][tune] examples: %s", ", ".join(
+                    f"{k} {v:.1f} s" for k, v in fmt_s.items()))
+                entry["examples"] = {"stage": "the train stage on the slice (Transform + "
+                                              "Trainer, one process each), at the chosen point",
+                                     "seconds": fmt_s, "chosen": fmt}
+                entry["chosen"]["tfx_examples"] = fmt
             entry["sweep_s"] = round(time.time() - t0, 1)
             doc["stacks"][stack] = entry
             log.info("[%s][tune] chosen: %s", stack, entry["why"])
@@ -408,4 +506,5 @@ def resolve(mode: str, cfg: RunConfig, contract: Contract, ingested, stacks: tup
 
 
 if __name__ == "__main__":
-    sys.exit(_train_specs(sys.argv[1]))
+    sys.exit(_examples_point(sys.argv[2]) if sys.argv[1] == "--examples"
+             else _train_specs(sys.argv[1]))

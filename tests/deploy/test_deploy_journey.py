@@ -86,6 +86,7 @@ def test_each_compiled_spec_names_its_own_stacks_image_and_the_projects_values(j
     assert tf["dataflow_service_account"] in text and "acme-ml-prod" in text
     # step 5's upload: the schema the TFX spec reads at DATA_ROOT/tfx/schema/schema.pbtxt
     assert (compiled / "tfx-schema.pbtxt").stat().st_size > 100
+    assert (compiled / "tfx-eval-schema.pbtxt").stat().st_size > 100
     assert f"{tf['data_root']}/tfx/schema/schema.pbtxt" in (compiled / "tfx-kfp.json").read_text()
 
 

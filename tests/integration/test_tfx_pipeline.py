@@ -153,14 +153,17 @@ def test_compiled_kfp_spec_has_the_stage_dag(tmp_path):
     spec = load_pipeline_spec(tmp_path / "tfx-kfp.json")
     tasks = spec.root.dag.tasks
     assert set(tasks) == {"land", "ingest", "statistics", "schema", "anomalies", "validate_gate",
-                          "transform", "train", "baseline", "evaluate", "push"}
+                          "transform", "train", "baseline", "eval_schema", "evaluate", "push"}
     deps = {name: set(t.dependent_tasks) for name, t in tasks.items()}
     assert "land" in deps["ingest"] and not deps["land"]  # the landing ingest comes first
     assert "validate_gate" in deps["transform"]          # no training before the gate passes
     # TFDV's anomalies + skew input, and (its condition) the landing ingest's answer
     assert {"anomalies", "statistics", "land"} == deps["validate_gate"]
-    assert {"train", "baseline"} <= deps["evaluate"]
+    assert {"train", "baseline", "eval_schema"} <= deps["evaluate"]
+    # Arrow end to end: the Trainer reads ExampleGen's Parquet payload, not a Transform output
+    assert "ingest" in deps["train"] and "transform" in deps["train"]
     assert {"evaluate", "train"} <= deps["push"]
     # Self-hosted KFP v2 cannot run TFX's Resolver: the spec must not contain one.
     assert not any("resolver" in name.lower() for name in spec.components)
     assert (tmp_path / "tfx-schema.pbtxt").exists()
+    assert (tmp_path / "tfx-eval-schema.pbtxt").exists()

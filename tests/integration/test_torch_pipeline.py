@@ -36,10 +36,19 @@ def test_torch_run_json_has_the_tfx_shape_and_pushes(both):
 
 
 def _tfx_rows(out: Path, split: str) -> pd.DataFrame:
+    """The key columns of the rows in the TFX ExampleGen's split (either payload format)."""
     import tensorflow as tf
 
-    files = sorted((out / "tfx" / "pipeline_root" / "ingest").glob(f"examples/*/Split-{split}/*.gz"))
     keys = ["year", "month", "day", "sched_dep_time", "carrier", "flight", "origin", "dest"]
+    split_dir = out / "tfx" / "pipeline_root" / "ingest"
+    if parquet := sorted(split_dir.glob(f"examples/*/Split-{split}/*.parquet")):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        table = pa.concat_tables([pq.read_table(f, columns=keys) for f in parquet])
+        return pd.DataFrame({k: pc.list_element(table.column(k), 0).to_pylist() for k in keys})
+    files = sorted(split_dir.glob(f"examples/*/Split-{split}/*.gz"))
     rows = []
     for rec in tf.data.TFRecordDataset([str(f) for f in files], compression_type="GZIP"):
         ex = tf.train.Example.FromString(rec.numpy()).features.feature

@@ -5,6 +5,7 @@ import math
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from tfx_bsl.coders import csv_decoder
 
 from components.common.contract import load_contract
@@ -108,3 +109,111 @@ def test_eval_schema_gives_the_serving_raw_inputs(tmp_path):
         elif c.nullable and c.type == "string":
             assert (x == b"").all(), c.name
     assert list(tensors[CONTRACT.label.name]) == [0, 1, 0]
+
+
+def _statistics(source, path):
+    """StatisticsGen's engine (TFDV GenerateStatistics on Beam, no schema, as the pipeline runs
+    it) over a TFXIO source."""
+    import apache_beam as beam
+    import tensorflow_data_validation as tfdv
+
+    with beam.Pipeline() as p:
+        _ = (p | source.BeamSource()
+             | tfdv.GenerateStatistics(tfdv.StatsOptions(desired_batch_size=8192))
+             | tfdv.WriteStatisticsToBinaryFile(str(path)))
+    return tfdv.load_stats_binary(str(path)).datasets[0]
+
+
+def _both_statistics(frame, tmp_path):
+    """(tf.Example path, Parquet path) statistics of the same rows, each read through the TFXIO
+    source StatisticsGen picks for its artifact."""
+    import tensorflow as tf
+    from tfx_bsl.tfxio.parquet_tfxio import ParquetTFXIO
+    from tfx_bsl.tfxio.tf_example_record import TFExampleRecord
+
+    from components.tfx.ingest import table_to_examples
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    tfrecord = str(tmp_path / "examples.tfrecord.gz")
+    with tf.io.TFRecordWriter(tfrecord, options="GZIP") as w:
+        for e in table_to_examples(table):
+            w.write(e)
+    parquet = tmp_path / "payload.parquet"
+    pq.write_table(payload_table(table), parquet, row_group_size=1000,
+                   use_compliant_nested_type=False)
+    a = _statistics(TFExampleRecord(tfrecord, telemetry_descriptors=["test"]), tmp_path / "a")
+    b = _statistics(ParquetTFXIO(str(parquet), column_names=table.schema.names,
+                                 telemetry_descriptors=["test"]), tmp_path / "b")
+    return a, b
+
+
+def _by_feature(stats):
+    return {f.path.step[0]: f for f in stats.features}
+
+
+def _as_list(dataset):
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    out = statistics_pb2.DatasetFeatureStatisticsList()
+    out.datasets.add().CopyFrom(dataset)
+    return out
+
+
+@pytest.fixture(scope="module")
+def span_frame(tmp_path_factory):
+    from components.common.ingest import ingest
+
+    out = tmp_path_factory.mktemp("spans")
+    ingest(CONTRACT, out, months=[3], sample=3000)
+    return pq.read_table(out / "span-201303" / "train" / "data.parquet").to_pandas()
+
+
+# The corruptions that can reach a span (screening keeps the span's types): each must get the
+# same TFDV verdict from both paths' statistics; "clean" is the span itself.
+STATS_CASES = {"clean": 0, "above_range": 0.04, "below_range": 0.04, "unseen_category": 0.04,
+               "null_required": 0.04}
+
+
+@pytest.mark.parametrize("case", sorted(STATS_CASES))
+def test_tfdv_statistics_and_verdict_equal_on_both_paths(span_frame, case, tmp_path):
+    """StatisticsGen over the Parquet payload and over the tf.Examples of the same rows: counts,
+    ranges, means and vocabularies equal, quantiles within TFDV's sketch error, and the same
+    anomalies against the contract's schema (the gate's TFDV verdict)."""
+    import numpy as np
+    import tensorflow_data_validation as tfdv
+
+    from components.common.corruptions import corrupt
+    from components.tfx.validate import anomalies_to_checks
+
+    frame = span_frame if case == "clean" else corrupt(span_frame, case, STATS_CASES[case],
+                                                        CONTRACT)
+    ex, pa_ = _both_statistics(frame, tmp_path)
+    assert ex.num_examples == pa_.num_examples == len(frame)
+    a, b = _by_feature(ex), _by_feature(pa_)
+    assert set(a) <= set(b)  # a column null in every row is absent from tf.Examples only
+    for name, fa in a.items():
+        fb = b[name]
+        if fa.HasField("num_stats"):
+            x, y = fa.num_stats, fb.num_stats
+            assert (x.common_stats.num_non_missing, x.common_stats.num_missing) == \
+                   (y.common_stats.num_non_missing, y.common_stats.num_missing), name
+            assert (x.min, x.max, x.num_zeros) == (y.min, y.max, y.num_zeros), name
+            np.testing.assert_allclose([x.mean, x.std_dev], [y.mean, y.std_dev], rtol=1e-6)
+            qa = [bk.high_value for h in x.histograms if h.type == h.QUANTILES for bk in h.buckets]
+            qb = [bk.high_value for h in y.histograms if h.type == h.QUANTILES for bk in h.buckets]
+            eps = 0.01 * max(x.max - x.min, 1e-9)  # TFDV's quantiles sketch: eps 0.01 of rank
+            assert len(qa) == len(qb) and np.allclose(qa, qb, atol=eps), name
+        else:
+            x, y = fa.string_stats, fb.string_stats
+            assert (x.common_stats.num_non_missing, x.common_stats.num_missing) == \
+                   (y.common_stats.num_non_missing, y.common_stats.num_missing), name
+            assert x.unique == y.unique, name
+            assert [(t.value, t.frequency) for t in x.top_values] == \
+                   [(t.value, t.frequency) for t in y.top_values], name
+    schema = contract_to_schema(CONTRACT)
+    verdict = [{(c.check, c.column) for c in anomalies_to_checks(
+        tfdv.validate_statistics(s, schema, environment="TRAINING"), CONTRACT.validation.policies)}
+        for s in (_as_list(ex), _as_list(pa_))]
+    assert verdict[0] == verdict[1], verdict
+    if case == "clean":
+        assert verdict[0] == set()

@@ -71,7 +71,8 @@ def _cfg(argv):
 def test_tuning_applies_per_stack_and_explicit_flags_win(monkeypatch):
     monkeypatch.setattr(tuning, "cores", lambda: 2)
     doc = _doc({"workers": 1, "threads": 1, "batch_size": 1024, "learning_rate": 0.0028,
-                "steps_per_execution": 16, "beam_mode": "multi_processing"},
+                "steps_per_execution": 16, "beam_mode": "multi_processing",
+                "tfx_examples": "tfrecord"},
                {"workers": 2, "threads": 1, "batch_size": 512, "learning_rate": 0.002}, 2)
     args, cfg = _cfg(["--stack", "both"])
     assert explicit(args) == set() and cfg.workers == 1 and cfg.batch_size == 512
@@ -79,22 +80,25 @@ def test_tuning_applies_per_stack_and_explicit_flags_win(monkeypatch):
     tfx, torch_ = tuned.for_stack("tfx"), tuned.for_stack("torch")
     assert (tfx.workers, tfx.threads, tfx.batch_size, tfx.learning_rate) == (1, 1, 1024, 0.0028)
     assert (tfx.steps_per_execution, tfx.beam_mode) == (16, "multi_processing")
+    assert tfx.tfx_examples == "tfrecord"  # the sweep's measured examples format
     # 2 workers x 1 thread is the stacks' own rule on 2 cores: left to it
     assert (torch_.workers, torch_.threads, torch_.batch_size) == (2, None, 512)
     assert tuned.workers == 1 and tuned.batch_size == 512  # the shared config is untouched
     s = tuned.settings("tfx")
     assert s["source"] == "tuning t.json" and s["threads_per_worker"] == 1
     assert s["beam_mode"] == "multi_processing" and s["steps_per_execution"] == 16
+    assert s["examples"] == "tfrecord"
 
-    args, cfg = _cfg(["--workers", "2", "--batch-size", "256"])
-    assert explicit(args) == {"workers", "batch_size"}
+    args, cfg = _cfg(["--workers", "2", "--batch-size", "256", "--tfx-examples", "parquet"])
+    assert explicit(args) == {"workers", "batch_size", "tfx_examples"}
     tuned = tuning.apply(cfg, doc, "t.json", ("tfx", "torch"), explicit(args))
     tfx = tuned.for_stack("tfx")
     # explicit flags win; the tuned lr (scaled for the tuned batch) and threads (for the tuned
     # worker count) go with them; the rest of the tuning stays
     assert (tfx.workers, tfx.batch_size, tfx.learning_rate, tfx.threads) == (2, 256, 2e-3, None)
-    assert tfx.steps_per_execution == 16
-    assert "explicit flags kept: batch_size, workers" in tuned.settings("tfx")["source"]
+    assert tfx.steps_per_execution == 16 and tfx.tfx_examples == "parquet"
+    assert ("explicit flags kept: batch_size, tfx_examples, workers"
+            in tuned.settings("tfx")["source"])
 
 
 def test_tfx_runner_uses_the_stack_settings():
@@ -102,6 +106,7 @@ def test_tfx_runner_uses_the_stack_settings():
     cfg = RunConfig(threads=1, steps_per_execution=8, beam_mode="multi_processing")
     tc = train_config(cfg, contract, 1000)
     assert tc["threads"] == 1 and tc["steps_per_execution"] == 8
+    assert tc["examples_format"] == "parquet"  # the default: what the Trainer reads
     assert "threads" not in train_config(RunConfig(), contract, 1000)
     args, mode = local_beam_args(cfg, rows=1000)  # small data, yet the measured mode
     assert mode["running_mode"] == "multi_processing"
