@@ -97,10 +97,13 @@ def _column_arrays(batch, raw_spec) -> dict:
     return out
 
 
-def _parquet_batches(files, raw_spec, batch_size: int, shuffle: bool, seed: int):
-    """Endless global batches of ``files`` (every row once per pass; row groups in a shuffled
-    order and rows permuted within :data:`SHUFFLE_ROWS` when ``shuffle``). The last rows of a
-    pass carry over into the next pass's first batch, so every batch is full."""
+def _parquet_batches(files, raw_spec, batch_size: int, shuffle: bool, seed: int,
+                     shard: tuple[int, int] = (0, 1)):
+    """Endless batches of ``files`` (every row once per pass; row groups in a shuffled order and
+    rows permuted within :data:`SHUFFLE_ROWS` when ``shuffle``). The last rows of a pass carry
+    over into the next pass's first batch, so every batch is full. ``shard`` (index, count): only
+    every count-th row group from the index-th, so that each worker reads its own part (all of
+    them when there are fewer row groups than workers)."""
     import numpy as np
     import pyarrow.parquet as pq
 
@@ -111,6 +114,9 @@ def _parquet_batches(files, raw_spec, batch_size: int, shuffle: bool, seed: int)
             groups += [(f, g) for g in range(pq.ParquetFile(fh).num_row_groups)]
     if not groups:
         raise ValueError(f"[tfx][train] no Parquet files in {files}")
+    index, count = shard
+    if count > 1 and len(groups) >= count:
+        groups = groups[index::count]
     names = list(raw_spec)
     carry = None
 
@@ -141,9 +147,11 @@ def _parquet_batches(files, raw_spec, batch_size: int, shuffle: bool, seed: int)
             yield from emit({n: np.concatenate([b[n] for b in buffer]) for n in names})
 
 
-def parquet_dataset(patterns, tft_output, columns, label_key, batch_size, shuffle, seed=0):
+def parquet_dataset(patterns, tft_output, columns, label_key, batch_size, shuffle, seed=0,
+                    shard: tuple[int, int] = (0, 1)):
     """(features, label) batches from ExampleGen's Parquet payload through the Transform layer;
-    ``columns``: the raw columns the Transform reads (the contract's features and label)."""
+    ``columns``: the raw columns the Transform reads (the contract's features and label);
+    ``shard``: (index, count) of this input pipeline (see :func:`_parquet_batches`)."""
     import tensorflow as tf
 
     from components.tfx.raw_inputs import as_parsed, raw_input_dtype
@@ -153,7 +161,7 @@ def parquet_dataset(patterns, tft_output, columns, label_key, batch_size, shuffl
     signature = {n: tf.TensorSpec([batch_size], tf.dtypes.as_dtype(raw_input_dtype(f)))
                  for n, f in raw_spec.items()}
     ds = tf.data.Dataset.from_generator(
-        lambda: _parquet_batches(files, raw_spec, batch_size, shuffle, seed),
+        lambda: _parquet_batches(files, raw_spec, batch_size, shuffle, seed, shard),
         output_signature=signature)
     tft_layer = tft_output.transform_features_layer()
 
@@ -170,12 +178,24 @@ def parquet_dataset(patterns, tft_output, columns, label_key, batch_size, shuffl
     return ds.with_options(options)
 
 
-def train_dataset(spec: dict, tft_output, label_key, batch_size, shuffle, seed=0):
+def train_dataset(spec: dict, tft_output, label_key, batch_size, shuffle, seed=0, strategy=None):
     """The training input of a Trainer spec: its ``config["examples_format"]`` picks the reader
-    (default ``tfrecord``, the Transform's materialized output)."""
+    (default ``tfrecord``, the Transform's materialized output).
+
+    Parquet under a multi-worker ``strategy``: one input pipeline per worker, each reading its
+    own row groups into per-worker batches (``distribute_datasets_from_function``), rather than
+    every worker reading every row and keeping its share (what auto-sharding by data does), which
+    doubles the input work on two workers sharing the cores."""
     if spec["config"].get("examples_format", TFRECORD) == PARQUET:
         cfg = spec["config"]
         columns = {*cfg["numeric"], *cfg["categorical"], cfg["label"]}
+        if strategy is not None and strategy.extended._in_multi_worker_mode():  # noqa: SLF001
+            return strategy.distribute_datasets_from_function(
+                lambda ctx: parquet_dataset(
+                    spec["train_files"], tft_output, columns, label_key,
+                    ctx.get_per_replica_batch_size(batch_size) * (
+                        strategy.num_replicas_in_sync // ctx.num_input_pipelines),
+                    shuffle, seed, shard=(ctx.input_pipeline_id, ctx.num_input_pipelines)))
         return parquet_dataset(spec["train_files"], tft_output, columns, label_key, batch_size,
                                shuffle, seed)
     return input_dataset(spec["train_files"], tft_output.transformed_feature_spec(), label_key,

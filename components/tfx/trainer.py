@@ -148,7 +148,8 @@ def train(spec: dict) -> dict:
     seed = int(cfg.get("seed", 0))
     tf.keras.utils.set_random_seed(seed)
     tft_output = tft.TFTransformOutput(spec["transform_output"])
-    train_ds = train_dataset(spec, tft_output, LABEL_KEY, global_batch, shuffle=True, seed=seed)
+    train_ds = train_dataset(spec, tft_output, LABEL_KEY, global_batch, shuffle=True, seed=seed,
+                             strategy=strategy)
     with strategy.scope():
         model = build_model(tft_output, cfg)
 
