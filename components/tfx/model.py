@@ -183,7 +183,7 @@ def train_dataset(spec: dict, tft_output, label_key, batch_size, shuffle, seed=0
     (default ``tfrecord``, the Transform's materialized output).
 
     Parquet under a multi-worker ``strategy``: one input pipeline per worker, each reading its
-    own row groups into per-worker batches (``distribute_datasets_from_function``), rather than
+    own row groups into per-replica batches (``distribute_datasets_from_function``), rather than
     every worker reading every row and keeping its share (what auto-sharding by data does), which
     doubles the input work on two workers sharing the cores."""
     if spec["config"].get("examples_format", TFRECORD) == PARQUET:
@@ -193,8 +193,7 @@ def train_dataset(spec: dict, tft_output, label_key, batch_size, shuffle, seed=0
             return strategy.distribute_datasets_from_function(
                 lambda ctx: parquet_dataset(
                     spec["train_files"], tft_output, columns, label_key,
-                    ctx.get_per_replica_batch_size(batch_size) * (
-                        strategy.num_replicas_in_sync // ctx.num_input_pipelines),
+                    ctx.get_per_replica_batch_size(batch_size),  # each local replica takes one
                     shuffle, seed, shard=(ctx.input_pipeline_id, ctx.num_input_pipelines)))
         return parquet_dataset(spec["train_files"], tft_output, columns, label_key, batch_size,
                                shuffle, seed)
