@@ -47,7 +47,10 @@ def _tfx_rows(out: Path, split: str) -> pd.DataFrame:
         import pyarrow.parquet as pq
 
         table = pa.concat_tables([pq.read_table(f, columns=keys) for f in parquet])
-        return pd.DataFrame({k: pc.list_element(table.column(k), 0).to_pylist() for k in keys})
+        # the payload keeps strings as Parquet BYTE_ARRAY (binary), as tf.Example bytes_list does
+        decode = lambda v: v.decode() if isinstance(v, bytes) else v  # noqa: E731
+        return pd.DataFrame({k: [decode(v) for v in pc.list_element(table.column(k), 0).to_pylist()]
+                             for k in keys})
     files = sorted(split_dir.glob(f"examples/*/Split-{split}/*.gz"))
     rows = []
     for rec in tf.data.TFRecordDataset([str(f) for f in files], compression_type="GZIP"):

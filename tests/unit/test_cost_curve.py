@@ -93,6 +93,21 @@ def test_targets_judged_only_where_the_scales_were_run():
     assert bench.cost_curve(doc)["stacks"]["torch"]["targets"]["30x_in_20min"]["met"] is False
 
 
+def test_tfx_targets_add_an_absolute_marginal_cost_and_a_30x_peak_bound():
+    doc = _doc(scales=(3, 30))
+    doc["runs"] = {"tfx": doc["runs"].pop("torch")}   # 18.5 µs/row = 3.08x the script
+    tg = bench.cost_curve(doc)["stacks"]["tfx"]["targets"]
+    assert tg["marginal"]["met"] is True and tg["marginal_us"]["met"] is True
+    assert tg["peak_30x"]["met"] is True and "100x_completes" not in tg
+    slow = {s: (f, us * 10) for s, (f, us) in STACK.items()}   # 185 µs/row, 31x the script
+    doc = _doc(scales=(3, 30), stack=slow)
+    doc["runs"] = {"tfx-tfrecord": doc["runs"].pop("torch")}
+    doc["runs"]["tfx-tfrecord"]["30"]["peak_rss_mb"] = 7000.0
+    tg = bench.cost_curve(doc)["stacks"]["tfx-tfrecord"]["targets"]
+    assert tg["marginal"]["met"] is False and tg["marginal_us"]["met"] is False
+    assert tg["peak_30x"]["met"] is False
+
+
 def test_merge_keeps_other_stacks_and_refuses_other_configurations(tmp_path):
     doc = _doc()
     bench.write_outputs(tmp_path, doc)
