@@ -10,7 +10,7 @@ WORKERS ?=
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help setup smoke demo replay test test-unit test-integration test-slow bench bench-tfx-moves images infra-check lint compile lock clean
+.PHONY: help setup smoke demo replay test test-unit test-integration test-slow bench bench-tfx-moves profile-tfx images infra-check lint compile lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -53,12 +53,16 @@ BENCH_MONTHS ?= 1-12
 BENCH_STACK ?= both
 BENCH_EPOCHS ?= 3
 BENCH_TFX_EXAMPLES ?= parquet
+PROFILE_MONTHS ?= 1-12
 bench: setup ## cost curve of each stack vs a hand-written script + pyarrow scan (SCALES="1 3 10 30", BENCH_STACK=torch, BENCH_TFX_EXAMPLES=tfrecord; adds to OUT/bench/bench.json)
 	$(PY) -m benchmarks.bench --months $(BENCH_MONTHS) --workers $(or $(WORKERS),2) --stack $(BENCH_STACK) \
 	  --epochs $(BENCH_EPOCHS) --tfx-examples $(BENCH_TFX_EXAMPLES) $(foreach k,$(SCALES),--scale $(k)) --out $(OUT)/bench
 
 bench-tfx-moves: setup ## the TFX Parquet path's candidate moves, each against its alternative (after make bench of both TFX paths at 1x)
 	$(PY) -m benchmarks.tfx_moves --parquet-run $(OUT)/bench/tfx/scale-1 --tfrecord-run $(OUT)/bench/tfx-tfrecord/scale-1
+
+profile-tfx: setup ## cProfile of the TFX run per examples format on the same spans, stage by stage (PROFILE_MONTHS, OUT)
+	$(PY) -m benchmarks.profile_tfx --months $(PROFILE_MONTHS) --out $(OUT)/profile-tfx
 
 IMAGE_PREFIX ?= twinpipe
 TAG ?= dev

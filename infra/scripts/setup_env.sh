@@ -32,6 +32,10 @@ if [ -n "${PIP_FIND_LINKS:-}" ]; then
   for d in $PIP_FIND_LINKS; do find_links+=(--find-links "$d"); done
 fi
 
+# Byte-code is compiled at install: uv does not by default, and where PYTHONDONTWRITEBYTECODE is
+# set (as on these machines) no import ever writes it, so every process would compile TensorFlow,
+# Beam and TFX from source again (31.5 s to import them, 12.9 s with byte-code).
+export UV_COMPILE_BYTECODE=1
 rm -rf "$VENV"
 uv venv --seed --python "$PY" "$VENV" >/dev/null
 uv pip install --python "$VENV/bin/python" --no-deps "${find_links[@]}" -r "$LOCK"

@@ -18,6 +18,7 @@ fi
 
 echo "[setup] creating $VENV from $LOCK"
 command -v uv >/dev/null 2>&1 || export PATH="$HOME/.local/bin:$PATH"
+export UV_COMPILE_BYTECODE=1   # no import writes byte-code where PYTHONDONTWRITEBYTECODE is set
 rm -rf "$VENV"
 uv venv -q --python "$PY" "$VENV"
 uv pip install -q --python "$VENV/bin/python" --no-deps -r "$LOCK"
