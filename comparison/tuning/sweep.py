@@ -207,6 +207,13 @@ def transform_slice(contract: Contract, slice_dir: Path, out: Path) -> dict:
             "train_rows": len(examples)}
 
 
+def point_config(base: RunConfig, point: dict) -> RunConfig:
+    """The run configuration of one TFX sweep point: one Keras epoch (see :func:`sweep_tfx`) over
+    the slice's materialized Transform output, so the tf.Example reader whatever the run's
+    examples format (the formats are compared apart, by :func:`examples_seconds`)."""
+    return dataclasses.replace(base, epochs=1, tfx_examples="tfrecord", **point)
+
+
 def sweep_tfx(contract: Contract, base: RunConfig, slice_dir: Path, work: Path,
               epochs: int) -> list[dict]:
     """Every TFX point: the Trainer's ``train()`` on the slice's Transform output — single-worker
@@ -225,7 +232,7 @@ def sweep_tfx(contract: Contract, base: RunConfig, slice_dir: Path, work: Path,
         # The slice's epochs as one Keras epoch over the repeated slice (the Trainer's dataset
         # repeats): the same samples, without Keras's per-epoch overhead, which would weigh on
         # the short epochs of large batches on the slice and not in the run.
-        cfg = dataclasses.replace(base, epochs=1, **p)
+        cfg = point_config(base, p)
         specs.append({"train_files": prepared["train_files"], "eval_files": [],
                       "transform_output": prepared["transform_output"],
                       "serving_model_dir": str(work / f"tfx-{i}" / "serving"),
@@ -506,5 +513,12 @@ def resolve(mode: str, cfg: RunConfig, contract: Contract, ingested, stacks: tup
 
 
 if __name__ == "__main__":
-    sys.exit(_examples_point(sys.argv[2]) if sys.argv[1] == "--examples"
-             else _train_specs(sys.argv[1]))
+    if sys.argv[1] == "--examples":
+        # TF Transform's in-process Beam and a Keras fit in one interpreter crash its teardown
+        # (SIGSEGV while collecting garbage at exit, after the model is written): the point's
+        # work is done and timed here, so end without the teardown.
+        rc = _examples_point(sys.argv[2])
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    sys.exit(_train_specs(sys.argv[1]))

@@ -101,6 +101,17 @@ def test_tuning_applies_per_stack_and_explicit_flags_win(monkeypatch):
             in tuned.settings("tfx")["source"])
 
 
+def test_tfx_sweep_points_read_the_materialized_slice_whatever_the_default_format():
+    from comparison.tuning.sweep import point_config
+
+    point = {"workers": 1, "threads": 1, "batch_size": 512, "learning_rate": 0.002,
+             "steps_per_execution": 64}
+    cfg = point_config(RunConfig(epochs=5), point)   # the run's default: parquet
+    tc = train_config(cfg, load_contract(None), 1000)
+    assert tc["examples_format"] == "tfrecord" and cfg.epochs == 1
+    assert (tc["batch_size"], tc["steps_per_execution"]) == (512, 64)
+
+
 def test_tfx_runner_uses_the_stack_settings():
     contract = load_contract(None)
     cfg = RunConfig(threads=1, steps_per_execution=8, beam_mode="multi_processing")
