@@ -10,12 +10,12 @@ WORKERS ?=
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help setup smoke demo replay test test-unit test-integration test-slow bench bench-tfx-moves profile-tfx images infra-check lint compile lock clean
+.PHONY: help setup smoke demo replay test test-unit test-integration test-slow bench bench-tfx-moves profile-tfx images test-images infra-check lint compile lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
-$(STAMP): requirements/lock.txt pyproject.toml infra/scripts/setup_env.sh
+$(STAMP): requirements/lock.txt requirements/tfx-nodeps.txt pyproject.toml infra/scripts/setup_env.sh
 	bash infra/scripts/setup_env.sh
 
 setup: $(STAMP) ## create .venv from requirements/lock.txt and .venv-serve (kserve) from requirements/serve.lock.txt
@@ -67,14 +67,11 @@ profile-tfx: setup ## cProfile of the TFX run per examples format on the same sp
 IMAGE_PREFIX ?= twinpipe
 TAG ?= dev
 TORCH_CUDA ?= cpu
-images: ## build twinpipe-tfx and twinpipe-torch (TORCH_CUDA=cu130: CUDA torch for GPU pods; needs Docker)
-	@if ! docker info >/dev/null 2>&1; then \
-	  echo "make images: no Docker engine reachable (docker info failed). Build where Docker runs:"; \
-	  echo "  docker build -f infra/docker/Dockerfile.tfx -t REGISTRY/twinpipe-tfx:TAG . (and Dockerfile.torch)"; \
-	  exit 1; fi
-	docker build -f infra/docker/Dockerfile.tfx -t $(IMAGE_PREFIX)-tfx:$(TAG) .
-	docker build -f infra/docker/Dockerfile.torch --build-arg TORCH_CUDA=$(TORCH_CUDA) \
-	  -t $(IMAGE_PREFIX)-torch:$(TAG) .
+images: ## build twinpipe-tfx and twinpipe-torch: Docker where it runs, else podman on a debootstrap base (TORCH_CUDA=cu130, BASE_IMAGE, BEAM_BOOT)
+	IMAGE_PREFIX=$(IMAGE_PREFIX) TAG=$(TAG) TORCH_CUDA=$(TORCH_CUDA) OUT=$(OUT) bash infra/scripts/build_images.sh
+
+test-images: setup $(if $(IMAGES_BUILT),,images) ## run both images' entry points as their UID on loopback: DDP train, TFX trainer pods and pipeline, serve = predict, spec names (IMAGES_BUILT=1 skips the build)
+	IMAGE_PREFIX=$(IMAGE_PREFIX) TAG=$(TAG) OUT=$(OUT) bash infra/scripts/test_images.sh
 
 infra-check: setup ## terraform fmt, kustomize, kubernetes-validate, checkov (tests/deploy)
 	$(PY) -m pytest tests/deploy
@@ -93,12 +90,14 @@ compile: setup ## compile for KFP and Vertex into OUT/compiled (TFX_IMAGE=REG/tw
 	$(VENV)/bin/twinpipe compile --target vertex --out $(OUT)/compiled $(IMAGE_FLAGS) \
 	  $(if $(PROJECT),--project $(PROJECT)) $(if $(BEAM_RUNNER),--beam-runner $(BEAM_RUNNER))
 
-lock: ## re-resolve requirements/lock.txt and requirements/serve.lock.txt from their .in files
+lock: ## re-resolve requirements/*.lock-style files from their .in files, every pin with its sha256 hashes
 	uv pip compile requirements/requirements.in --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_36 --find-links $${PIP_FIND_LINKS:-/opt/wheels} \
-	  --override requirements/overrides.txt -o requirements/lock.txt
+	  --override requirements/overrides.txt --generate-hashes -o requirements/lock.txt
+	uv pip compile requirements/tfx-nodeps.in --no-deps --python-version 3.10 \
+	  --python-platform x86_64-manylinux_2_36 --generate-hashes -o requirements/tfx-nodeps.txt
 	uv pip compile requirements/serve.in --python-version 3.11 \
-	  --python-platform x86_64-manylinux_2_36 -o requirements/serve.lock.txt
+	  --python-platform x86_64-manylinux_2_36 --generate-hashes -o requirements/serve.lock.txt
 
 clean: ## remove outputs (keeps .venv)
 	rm -rf $(OUT) .pytest_cache

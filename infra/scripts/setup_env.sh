@@ -2,17 +2,19 @@
 # Creates .venv from requirements/lock.txt on a fresh machine. Idempotent: does nothing when the
 # venv's stamp matches the lock's hash. TFX 1.16 and ml-pipelines-sdk 1.16 declare
 # Requires-Python <3.11 but run on 3.11; they are installed --no-deps on top of the lock, whose
-# requirements.in names their dependencies explicitly.
+# requirements.in names their dependencies explicitly, from their own hashed lock (tfx-nodeps.txt).
+# Every pin carries its sha256 hashes, and uv refuses a file that does not match.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 PY=${PYTHON:-python3.11}
 VENV=.venv
 LOCK=requirements/lock.txt
+TFX_LOCK=requirements/tfx-nodeps.txt
 STAMP="$VENV/.twinpipe-lock.sha256"
 # The venv depends on the lock, this script and pyproject's [project] tables (entry points), not
 # on tool settings such as ruff's.
-want=$( { cat "$LOCK" infra/scripts/setup_env.sh; sed -n '/^\[project/,/^\[tool/p' pyproject.toml; } \
+want=$( { cat "$LOCK" "$TFX_LOCK" infra/scripts/setup_env.sh; sed -n '/^\[project/,/^\[tool/p' pyproject.toml; } \
   | sha256sum | cut -d' ' -f1)
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/twinpipe" ]; then
@@ -38,8 +40,8 @@ fi
 export UV_COMPILE_BYTECODE=1
 rm -rf "$VENV"
 uv venv --seed --python "$PY" "$VENV" >/dev/null
-uv pip install --python "$VENV/bin/python" --no-deps "${find_links[@]}" -r "$LOCK"
-uv pip install --python "$VENV/bin/python" --no-deps tfx==1.16.0 ml-pipelines-sdk==1.16.0
+uv pip install --python "$VENV/bin/python" --no-deps --require-hashes "${find_links[@]}" -r "$LOCK"
+uv pip install --python "$VENV/bin/python" --no-deps --require-hashes -r "$TFX_LOCK"
 uv pip install --python "$VENV/bin/python" --no-deps --no-build-isolation -e .
 echo "$want" > "$STAMP"
 echo "[setup] $VENV ready"

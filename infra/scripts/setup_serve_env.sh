@@ -21,6 +21,6 @@ command -v uv >/dev/null 2>&1 || export PATH="$HOME/.local/bin:$PATH"
 export UV_COMPILE_BYTECODE=1   # no import writes byte-code where PYTHONDONTWRITEBYTECODE is set
 rm -rf "$VENV"
 uv venv -q --python "$PY" "$VENV"
-uv pip install -q --python "$VENV/bin/python" --no-deps -r "$LOCK"
+uv pip install -q --python "$VENV/bin/python" --no-deps --require-hashes -r "$LOCK"
 echo "$want" > "$STAMP"
 echo "[setup] $VENV ready"

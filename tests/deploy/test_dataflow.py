@@ -164,10 +164,13 @@ def test_terraform_prepares_dataflow():
 
 def test_tfx_image_is_a_dataflow_sdk_container_of_the_locked_beam():
     text = (ROOT / "infra/docker/Dockerfile.tfx").read_text()
-    beam = re.search(r"^apache-beam==([\d.]+)$", (ROOT / "requirements/lock.txt").read_text(), re.M)
-    python = re.search(r"^FROM python:(\d+\.\d+)\.", text, re.M).group(1)
-    assert f"FROM apache/beam_python{python}_sdk:{beam.group(1)} AS beam" in text
+    beam = re.search(r"^apache-beam==([\d.]+)", (ROOT / "requirements/lock.txt").read_text(), re.M)
+    python = re.search(r"^ARG BASE_IMAGE=\S*/python:(\d+\.\d+)\.", text, re.M).group(1)
+    assert f"FROM docker.io/apache/beam_python{python}_sdk:{beam.group(1)} AS beam-sdk" in text
+    assert "ARG BEAM_BOOT=sdk" in text  # the launcher by default; none only where it cannot be pulled
+    assert "FROM beam-${BEAM_BOOT} AS beam" in text
     final = text.split("\nFROM ")[-1]
     assert "COPY --from=beam /opt/apache/beam /opt/apache/beam" in final
     assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in final
     assert "RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT=1" in final
+    assert "io.twinpipe.beam-boot=${BEAM_BOOT}" in final

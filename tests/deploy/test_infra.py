@@ -4,6 +4,7 @@ resources against their upstream CRDs' openAPIV3Schema through pipelines.crds), 
 zero failed checks (every skip carries its reason in the code)."""
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -91,4 +92,25 @@ def test_dockerfiles_checkov_and_shape(tools):
         assert text.count("\nFROM ") + text.startswith("FROM ") >= 2  # multi-stage
         final = text.split("\nFROM ")[-1]
         assert "USER 10001" in final and "build-essential" not in final
-        assert "requirements/lock.txt" in text and "--no-deps" in text
+        assert "requirements/lock.txt" in text and "--no-deps --require-hashes" in text
+        # the code is the last layer: a code change rebuilds only it, never the venv below
+        assert final.rstrip().splitlines()[-1] == "COPY --from=app /opt/app/ /"
+
+
+def _deps_stage(text: str) -> str:
+    start = text.index("FROM ${BASE_IMAGE} AS deps")
+    return text[start:text.index("\nFROM ", start)]
+
+
+def test_dockerfiles_share_their_deps_stage_and_install_hashed_locks():
+    """Both images' deps layers are built from one text, so they are built once and shared; every
+    lock they install pins each package with its sha256 hashes."""
+    tfx, torch = ((ROOT / "infra/docker" / f"Dockerfile.{s}").read_text() for s in ("tfx", "torch"))
+    assert _deps_stage(tfx) == _deps_stage(torch)
+    for name in ("lock.txt", "tfx-nodeps.txt", "serve.lock.txt"):
+        assert f"requirements/{name}" in _deps_stage(tfx)
+        text = (ROOT / "requirements" / name).read_text()
+        pins = re.findall(r"^([A-Za-z0-9][\w.-]*==\S+)((?: \\\n\s+--hash=sha256:[0-9a-f]{64})*)", text, re.M)
+        assert pins, name
+        unhashed = [pin for pin, hashes in pins if not hashes]
+        assert not unhashed, f"{name}: pins without a hash: {unhashed[:5]}"

@@ -10,9 +10,7 @@ together with MultiWorkerMirroredStrategy; only the chief writes the model and t
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +20,7 @@ import yaml
 
 from components.common import storage
 from components.tfx import job as tfx_job
+from tests.pods import tfx_pods
 
 # Slow (77 s on 2 cores): test_multinode covers the two-host MWMS rendezvous in `make test`, and
 # tests/deploy/test_jobs_tfx.py the TF_CONFIG roles these pods derive.
@@ -51,36 +50,6 @@ def transformed(tmp_path_factory):
     return base, contract, transform_output, train_files
 
 
-def _expand(arg: str, env: dict[str, str]) -> str:
-    """The kubelet's ``$(VAR)`` expansion of container args from the container's env."""
-    return re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), arg)
-
-
-def _pods(body: dict, launcher: str, ports: list[int]) -> list[tuple[list[str], dict[str, str]]]:
-    """(command, env) of every pod the launcher would start, TF_CONFIG included."""
-    hosts = [f"localhost:{p}" for p in ports]
-    pods = []
-    if launcher == "volcano":
-        (task,) = body["spec"]["tasks"]
-        (container,) = task["template"]["spec"]["containers"]
-        env = {e["name"]: e["value"] for e in container["env"] if "value" in e}  # refs: no Secret here
-        for i in range(task["replicas"]):
-            tf_config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}}
-            pods.append(([_expand(a, env) for a in container["command"]],
-                         {**env, "TF_CONFIG": json.dumps(tf_config)}))
-    else:
-        chief_pool, worker_pool = body["jobSpec"]["workerPoolSpecs"]
-        cluster = {"chief": hosts[:1], "worker": hosts[1:]}
-        roles = [("chief", 0)] + [("worker", i) for i in range(int(worker_pool["replicaCount"]))]
-        for (kind, index), pool in zip(roles, [chief_pool] + [worker_pool] * (len(roles) - 1),
-                                       strict=True):
-            env = {e["name"]: e["value"] for e in pool["containerSpec"]["env"]}
-            tf_config = {"cluster": cluster, "task": {"type": kind, "index": index}}
-            pods.append((list(pool["containerSpec"]["command"]),
-                         {**env, "TF_CONFIG": json.dumps(tf_config)}))
-    return pods
-
-
 @pytest.mark.parametrize("launcher", ["volcano", "vertex"])
 def test_job_pods_train_together_from_the_spec_on_object_storage(launcher, transformed, gcs_bucket,
                                                                  tmp_path):
@@ -99,7 +68,7 @@ def test_job_pods_train_together_from_the_spec_on_object_storage(launcher, trans
     job = tfx_job.ClusterJob(launcher=launcher, image="twinpipe-tfx:test", replicas=2,
                             contract_uri="gs://b/data/contracts/flights-0123456789ab.yaml")
     body = tfx_job.manifest(job, tfx_job.job_name(run_dir), spec_uri)
-    pods = _pods(body, launcher, [portpicker.pick_unused_port() for _ in range(2)])
+    pods = tfx_pods(body, launcher, [portpicker.pick_unused_port() for _ in range(2)])
     assert all(cmd[-1] == spec_uri for cmd, _ in pods)
 
     procs = []
