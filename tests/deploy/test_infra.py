@@ -99,7 +99,8 @@ def test_dockerfiles_checkov_and_shape(tools):
 
 def _deps_stage(text: str) -> str:
     start = text.index("FROM ${BASE_IMAGE} AS deps")
-    return text[start:text.index("\nFROM ", start)]
+    end = min(i for i in (text.find("\n# ---- ", start), text.find("\nFROM ", start)) if i > 0)
+    return text[start:end]
 
 
 def test_dockerfiles_share_their_deps_stage_and_install_hashed_locks():

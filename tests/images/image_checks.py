@@ -114,11 +114,30 @@ def _spec_names(folder: Path) -> tuple[set[str], set[str], set[tuple[str, str]],
                     executables.add(container["command"][0])
         for argv in lists:
             modules.update(argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "-m")
+            # TFX's KFP v2 executors: the executor class each container loads by its path
+            imports.update(tuple(argv[i + 1].rsplit(".", 1))
+                           for i, a in enumerate(argv[:-1]) if a == "--executor_class_path")
+        for doc in _load_all(path):  # the user functions TFX components load by dotted name
+            imports.update(tuple(v.rsplit(".", 1)) for v in _named_functions(doc))
         for s in strings:  # shell scripts inside a command (KFP's lightweight components)
             modules.update(re.findall(r"(?:^|\s)-m\s+([A-Za-z_][\w.]*)", s))
             if "\ndef " in s:  # a component's function, which KFP runs from its source
                 imports |= _imports(s)
     return modules, executables, imports, files
+
+
+def _named_functions(node):
+    """Dotted names a TFX component's parameters give (run_fn, preprocessing_fn, module_path)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("run_fn", "preprocessing_fn", "module_path") and isinstance(value, dict):
+                text = json.dumps(value)
+                yield from re.findall(r'"stringValue": "([A-Za-z_][\w.]+)"', text)
+            else:
+                yield from _named_functions(value)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _named_functions(v)
 
 
 def _containers(node):
@@ -158,6 +177,9 @@ def step_files(args) -> None:
         if spec is None or not origin.startswith(VENV):
             missing.append(f"{mod} ({origin or 'not found'})")
     check(not missing, f"modules the specs run are missing from the image: {missing}")
+    # also what the manifests run outside the compiled specs: the KServe pods' `twinpipe serve`
+    # (k8s/base) and the torch job's torchrun (inside its shell command)
+    executables |= {"twinpipe"} | ({"torchrun"} if args.stack == "torch" else set())
     absent = [e for e in sorted(executables) if not (shutil.which(e) or os.access(e, os.X_OK))]
     check(not absent, f"executables the specs run are missing from the image: {absent}")
     contract = load_contract(None)
@@ -177,7 +199,7 @@ def step_files(args) -> None:
         check(beam == args.beam_boot, f"label io.twinpipe.beam-boot={args.beam_boot} but "
                                       f"{boot} is {'the Beam launcher' if elf else 'the stub'}")
     print(f"{files} compiled files; modules: {', '.join(sorted(modules))}; "
-          f"{len(imports)} imports of the components' code resolve")
+          f"{len(imports)} imports and class/function paths of the components' code resolve")
     print(f"executables: {', '.join(sorted(executables))}; contract {contract.name}; "
           f"serve venv {serve_py} (kserve {proc.stdout.strip()}); Beam boot: {beam}")
     result(step="files", compiled_files=files, modules=sorted(modules), imports=len(imports),
