@@ -19,7 +19,7 @@ IMAGE_PREFIX=${IMAGE_PREFIX:-twinpipe}
 TAG=${TAG:-dev}
 STACKS=${STACKS:-torch tfx}
 OUT=${OUT:-out}
-REPORT_DIR=$REPO/$OUT/test-images
+case $OUT in /*) REPORT_DIR=$OUT/test-images ;; *) REPORT_DIR=$REPO/$OUT/test-images ;; esac
 if [ "$ENGINE" = auto ]; then
   if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then ENGINE=docker; else ENGINE=podman; fi
 fi
@@ -143,7 +143,7 @@ json.dump({"engine": sys.argv[4], "seconds": int(sys.argv[3]), "steps": steps,
            "passed": all(s["rc"] == 0 for s in steps)}, open(sys.argv[2], "w"), indent=1)
 EOF
 if [ "$FAILED" -ne 0 ]; then
-  echo "[test-images] FAILED; per-step logs and $OUT/test-images/report.json" >&2
+  echo "[test-images] FAILED; per-step logs and $REPORT_DIR/report.json" >&2
   exit 1
 fi
-echo "[test-images] all checks passed in $((SECONDS - start_all)) s ($OUT/test-images/report.json)"
+echo "[test-images] all checks passed in $((SECONDS - start_all)) s ($REPORT_DIR/report.json)"
