@@ -1,5 +1,6 @@
 """The TFX training job's pods as its launcher would start them: each pod's command and env from a
-compiled manifest, ``$(VAR)`` expanded as the kubelet does, with the TF_CONFIG the launcher writes.
+compiled manifest, ``$(VAR)`` expanded as the kubelet does, with the TF_CONFIG the launcher writes;
+and the small transformed span and training spec they train on.
 
 Shared by the pods' integration test (tests/integration/test_jobs_tfx_pods.py) and the image check
 that runs the same pods inside the built TFX image (tests/images/image_checks.py).
@@ -9,6 +10,44 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
+
+#: The features of the small span the pods train on.
+FEATURES = ("carrier", "origin")
+
+
+def small_transformed_span(base: Path, features: tuple[str, ...] = FEATURES):
+    """Transform output of a small real span (400 January rows, only ``features`` as features),
+    made in ``base``: (contract, transform output folder, transformed train files)."""
+    import yaml
+
+    import components.common
+    from components.common.contract import DEFAULT_CONTRACT, load_contract
+    from components.common.ingest import ingest
+    from components.common.sources import load_default_table
+    from tests.tft_data import tfx_transform
+
+    packaged = Path(components.common.__file__).parent / DEFAULT_CONTRACT
+    doc = yaml.safe_load(packaged.read_text())
+    for name, spec in doc["columns"].items():
+        spec["feature"] = bool(spec.get("feature")) and name in features
+    (base / "c.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    contract = load_contract(base / "c.yaml")
+    table, _ = load_default_table(contract)
+    table[table["month"] == 1].sample(400, random_state=0).to_parquet(base / "in.parquet")
+    ingest(contract, base / "spans", input_path=base / "in.parquet")
+    transform_output, train_files = tfx_transform(contract, base / "spans", base)
+    return contract, transform_output, train_files
+
+
+def train_spec(contract, transform_output: str, train_files: str, serving_model_dir: str,
+               model_run_dir: str, features: tuple[str, ...] = FEATURES, **extra) -> dict:
+    """The training spec Trainer.run_fn writes for the job's pods: two workers, one small epoch."""
+    return {"train_files": [train_files], "eval_files": [], "transform_output": transform_output,
+            "serving_model_dir": serving_model_dir, "model_run_dir": model_run_dir, **extra,
+            "config": {"numeric": [], "categorical": list(features), "label": contract.label.name,
+                       "workers": 2, "batch_size": 64, "epochs": 1, "learning_rate": 1e-2,
+                       "hidden_units": [8]}}
 
 
 def expand(arg: str, env: dict[str, str]) -> str:

@@ -264,36 +264,16 @@ def step_torch_ddp(args) -> None:
 # -- tfx-pods: the TFX trainer module's cluster entry point, two pods -----------------------------
 
 def step_tfx_pods(args) -> None:
-    import yaml
-
     from components.common import storage
-    from components.common.contract import DEFAULT_CONTRACT, load_contract
-    from components.common.ingest import ingest
-    from components.common.sources import load_default_table
     from components.tfx import job as tfx_job
-    from tests.pods import tfx_pods
-    from tests.tft_data import tfx_transform
+    from serving.server import free_port
+    from tests.pods import small_transformed_span, tfx_pods, train_spec
 
-    features = ("carrier", "origin")
     work = Path(args.work) / "tfx-pods"
     work.mkdir(parents=True, exist_ok=True)
-    import components.common as common
-
-    doc = yaml.safe_load((Path(common.__file__).parent / DEFAULT_CONTRACT).read_text())
-    for name, spec in doc["columns"].items():
-        spec["feature"] = bool(spec.get("feature")) and name in features
-    (work / "c.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    contract = load_contract(work / "c.yaml")
-    table, _ = load_default_table(contract)
-    table[table["month"] == 1].sample(400, random_state=0).to_parquet(work / "in.parquet")
-    ingest(contract, work / "spans", input_path=work / "in.parquet")
-    transform_output, train_files = tfx_transform(contract, work / "spans", work)
+    contract, transform_output, train_files = small_transformed_span(work)
     run_dir = str(work / "model_run")
-    spec = {"train_files": [train_files], "eval_files": [], "transform_output": transform_output,
-            "serving_model_dir": str(work / "serving"), "model_run_dir": run_dir,
-            "config": {"numeric": [], "categorical": list(features), "label": contract.label.name,
-                       "workers": 2, "batch_size": 64, "epochs": 1, "learning_rate": 1e-2,
-                       "hidden_units": [8]}}
+    spec = train_spec(contract, transform_output, train_files, str(work / "serving"), run_dir)
     spec_uri = storage.join(run_dir, "train-spec.json")
     storage.write_json(spec_uri, spec)  # what Trainer.run_fn writes before it submits the job
     job = tfx_job.ClusterJob(launcher="volcano", image=args.image, replicas=2,
@@ -346,12 +326,6 @@ def step_tfx_pipeline(args) -> None:
 
 # -- serve: `twinpipe serve` answers V2 ready and infer = `twinpipe predict` -----------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(port: int, path: str) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
     try:
@@ -365,7 +339,7 @@ def step_serve(args) -> None:
     import numpy as np
     import pandas as pd
 
-    from serving.server import post_json, v2_request
+    from serving.server import free_port, post_json, v2_request
 
     work = Path(args.work)
     model, stack = args.model, args.stack

@@ -16,38 +16,22 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from components.common import storage
 from components.tfx import job as tfx_job
-from tests.pods import tfx_pods
+from tests.pods import small_transformed_span, tfx_pods, train_spec
 
 # Slow (77 s on 2 cores): test_multinode covers the two-host MWMS rendezvous in `make test`, and
 # tests/deploy/test_jobs_tfx.py the TF_CONFIG roles these pods derive.
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
-FEATURES = ("carrier", "origin")
 
 
 @pytest.fixture(scope="module")
 def transformed(tmp_path_factory):
     """Transformed train examples of a small real span (400 January rows, two features)."""
-    from components.common.contract import DEFAULT_CONTRACT, load_contract
-    from components.common.ingest import ingest
-    from components.common.sources import load_default_table
-    from tests.tft_data import tfx_transform
-
     base = tmp_path_factory.mktemp("tfx-pods")
-    doc = yaml.safe_load((ROOT / "components" / "common" / DEFAULT_CONTRACT).read_text())
-    for name, spec in doc["columns"].items():
-        spec["feature"] = bool(spec.get("feature")) and name in FEATURES
-    (base / "c.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    contract = load_contract(base / "c.yaml")
-    table, _ = load_default_table(contract)
-    table[table["month"] == 1].sample(400, random_state=0).to_parquet(base / "in.parquet")
-    ingest(contract, base / "spans", input_path=base / "in.parquet")
-    transform_output, train_files = tfx_transform(contract, base / "spans", base)
-    return base, contract, transform_output, train_files
+    return (base, *small_transformed_span(base))
 
 
 @pytest.mark.parametrize("launcher", ["volcano", "vertex"])
@@ -57,12 +41,8 @@ def test_job_pods_train_together_from_the_spec_on_object_storage(launcher, trans
 
     base, contract, transform_output, train_files = transformed
     run_dir = storage.join(gcs_bucket, "pipeline_root", "train", "model_run")
-    spec = {"train_files": [train_files], "eval_files": [], "transform_output": transform_output,
-            "serving_model_dir": str(tmp_path / "serving"), "model_run_dir": run_dir,
-            "scratch_dir": str(tmp_path),
-            "config": {"numeric": [], "categorical": list(FEATURES), "label": contract.label.name,
-                       "workers": 2, "batch_size": 64, "epochs": 1, "learning_rate": 1e-2,
-                       "hidden_units": [8]}}
+    spec = train_spec(contract, transform_output, train_files, str(tmp_path / "serving"), run_dir,
+                      scratch_dir=str(tmp_path))
     spec_uri = storage.join(run_dir, "train-spec.json")
     storage.write_json(spec_uri, spec)  # what Trainer.run_fn does before it submits
     job = tfx_job.ClusterJob(launcher=launcher, image="twinpipe-tfx:test", replicas=2,
